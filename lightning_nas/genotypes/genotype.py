@@ -1,0 +1,195 @@
+"""The Genotype: a discrete cell architecture, as found by a search and stacked by a final network.
+
+A cell reads two inputs, c_{k-2} (index 0) and c_{k-1} (index 1), and computes intermediate nodes 2, 3, ...; node i is
+the sum of two edges ``(op, input)`` with ``input < i``. The cell output concatenates the nodes listed in ``concat``.
+A genotype holds one normal and one reduction cell. It is plain data: it converts to and from dicts, JSON and YAML so
+that it survives Lightning hparams, checkpoints loaded with ``weights_only=True`` and command lines.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any, Union
+
+import yaml
+
+from lightning_nas.ops import OPS
+
+Edge = tuple[str, int]
+GenotypeLike = Union["Genotype", dict, str, os.PathLike]
+
+EDGES_PER_NODE = 2
+CELL_TYPES = ("normal", "reduce")
+
+
+class GenotypeError(ValueError):
+    """A genotype that does not describe a valid cell; the message names the bad entry."""
+
+
+@dataclass(frozen=True)
+class Genotype:
+    normal: tuple[Edge, ...]
+    normal_concat: tuple[int, ...]
+    reduce: tuple[Edge, ...]
+    reduce_concat: tuple[int, ...]
+
+    def __post_init__(self) -> None:
+        for cell in CELL_TYPES:
+            edges = tuple((str(op), int(index)) for op, index in getattr(self, cell))
+            object.__setattr__(self, cell, edges)
+            object.__setattr__(self, f"{cell}_concat", tuple(int(i) for i in getattr(self, f"{cell}_concat")))
+        self.validate()
+
+    def validate(self) -> None:
+        """Raise GenotypeError naming the first bad entry: unknown op, input out of range, missing concat node."""
+        for cell in CELL_TYPES:
+            edges: tuple[Edge, ...] = getattr(self, cell)
+            if not edges or len(edges) % EDGES_PER_NODE:
+                raise GenotypeError(
+                    f"{cell}: expected {EDGES_PER_NODE} edges per node, got {len(edges)} edges in all"
+                )
+            for position, (op, index) in enumerate(edges):
+                node = 2 + position // EDGES_PER_NODE
+                if op not in OPS:
+                    raise GenotypeError(
+                        f"{cell}[{position}] (node {node}): unknown op {op!r}; valid ops are: {', '.join(sorted(OPS))}"
+                    )
+                if not 0 <= index < node:
+                    raise GenotypeError(
+                        f"{cell}[{position}] (node {node}): input {index} out of range; node {node} may read "
+                        f"inputs 0..{node - 1}"
+                    )
+            concat: tuple[int, ...] = getattr(self, f"{cell}_concat")
+            nodes = range(2, 2 + self.num_nodes(cell))
+            if not concat or len(set(concat)) != len(concat):
+                raise GenotypeError(f"{cell}_concat: needs distinct node indices, got {list(concat)}")
+            for index in concat:
+                if index not in nodes:
+                    raise GenotypeError(
+                        f"{cell}_concat: node {index} does not exist; this cell has nodes {nodes.start}..{nodes.stop - 1}"
+                    )
+
+    def num_nodes(self, cell: str) -> int:
+        """Number of intermediate nodes of the ``normal`` or ``reduce`` cell."""
+        return len(getattr(self, cell)) // EDGES_PER_NODE
+
+    def to_dict(self) -> dict[str, list]:
+        """Plain lists and ints only, safe for hparams, YAML and ``torch.load(weights_only=True)``."""
+        return {
+            "normal": [[op, index] for op, index in self.normal],
+            "normal_concat": list(self.normal_concat),
+            "reduce": [[op, index] for op, index in self.reduce],
+            "reduce_concat": list(self.reduce_concat),
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Genotype:
+        missing = [key for key in ("normal", "normal_concat", "reduce", "reduce_concat") if key not in data]
+        if missing:
+            raise GenotypeError(f"genotype is missing {', '.join(missing)}; it needs normal, normal_concat, reduce, reduce_concat")
+        try:
+            return cls(
+                normal=tuple((op, index) for op, index in data["normal"]),
+                normal_concat=tuple(data["normal_concat"]),
+                reduce=tuple((op, index) for op, index in data["reduce"]),
+                reduce_concat=tuple(data["reduce_concat"]),
+            )
+        except (TypeError, ValueError) as error:
+            if isinstance(error, GenotypeError):
+                raise
+            raise GenotypeError(f"malformed genotype: edges must be [op, input] pairs and concat a list of ints ({error})") from None
+
+    def to_json(self, indent: int | None = None) -> str:
+        return json.dumps(self.to_dict(), indent=indent)
+
+    @classmethod
+    def from_json(cls, text: str) -> Genotype:
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as error:
+            raise GenotypeError(f"genotype is not valid JSON: {error}") from None
+        return cls.from_dict(data)
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), default_flow_style=None, sort_keys=False)
+
+    @classmethod
+    def from_yaml(cls, text: str) -> Genotype:
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as error:
+            raise GenotypeError(f"genotype is not valid YAML: {error}") from None
+        if not isinstance(data, dict):
+            raise GenotypeError(f"genotype YAML must be a mapping, got {type(data).__name__}")
+        return cls.from_dict(data)
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write as JSON atomically (temporary file, then rename), so a crash never leaves half a genotype."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp")
+        tmp.write_text(self.to_json(indent=1) + "\n")
+        os.replace(tmp, path)
+        return path
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> Genotype:
+        """Read a genotype file (JSON, or YAML for .yaml/.yml); errors name the file."""
+        path = Path(path)
+        if not path.is_file():
+            raise GenotypeError(f"genotype file {str(path)!r} does not exist")
+        try:
+            text = path.read_text()
+            return cls.from_yaml(text) if path.suffix in (".yaml", ".yml") else cls.from_json(text)
+        except GenotypeError as error:
+            raise GenotypeError(f"{path}: {error}") from None
+
+    def describe(self) -> str:
+        """Readable text form: one line per node, e.g. ``node 2 = sep_conv_3x3(c_{k-2}) + skip_connect(c_{k-1})``."""
+        lines = []
+        for cell in CELL_TYPES:
+            concat = getattr(self, f"{cell}_concat")
+            lines.append(f"{cell} cell (output = concat of nodes {', '.join(map(str, concat))}):")
+            edges = getattr(self, cell)
+            for node in range(self.num_nodes(cell)):
+                pair = edges[EDGES_PER_NODE * node : EDGES_PER_NODE * (node + 1)]
+                terms = " + ".join(f"{op}({input_name(index)})" for op, index in pair)
+                lines.append(f"  node {node + 2} = {terms}")
+        return "\n".join(lines)
+
+    def __str__(self) -> str:
+        return self.describe()
+
+
+def input_name(index: int) -> str:
+    """Paper notation of a cell input: c_{k-2}, c_{k-1}, or the intermediate node number."""
+    return {0: "c_{k-2}", 1: "c_{k-1}"}.get(index, f"node {index}")
+
+
+def published_genotypes() -> dict[str, Genotype]:
+    """The published cells shipped with the package (DARTS_V1, DARTS_V2, NASNet, AmoebaNet, ENAS, PNASNet)."""
+    text = resources.files("lightning_nas.genotypes").joinpath("published.json").read_text()
+    return {name: Genotype.from_dict(data) for name, data in json.loads(text).items()}
+
+
+def resolve_genotype(value: GenotypeLike) -> Genotype:
+    """Accept a Genotype, a dict, a published name, a path to a JSON/YAML file or a JSON string."""
+    if isinstance(value, Genotype):
+        return value
+    if isinstance(value, dict):
+        return Genotype.from_dict(value)
+    text = os.fspath(value)
+    published = published_genotypes()
+    if text in published:
+        return published[text]
+    if text.lstrip().startswith("{"):
+        return Genotype.from_json(text)
+    if Path(text).suffix in (".json", ".yaml", ".yml") or Path(text).exists():
+        return Genotype.load(text)
+    raise GenotypeError(
+        f"unknown genotype {text!r}: give a published name ({', '.join(published)}), a genotype file path, or a dict"
+    )

@@ -1,0 +1,236 @@
+"""Final networks stacked from the cells of a Genotype: the CIFAR-10 and the ImageNet (mobile) networks of DARTS.
+
+Both follow timm's model interface (``num_classes``, ``num_features``, ``forward_features``, ``forward_head``,
+``get_classifier``, ``reset_classifier``, ``pretrained_cfg``) and are registered with timm at the bottom of this file,
+so ``timm.create_model("nas_cifar", genotype="DARTS_V2")`` builds them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
+from timm.layers import create_classifier
+from timm.models import build_model_with_cfg, generate_default_cfgs, register_model
+from torch import nn
+
+from lightning_nas.cells import Cell
+from lightning_nas.genotypes import GenotypeLike, resolve_genotype
+
+CIFAR_MEAN = (0.49139968, 0.48215827, 0.44653124)
+CIFAR_STD = (0.24703233, 0.24348505, 0.26158768)
+
+
+class AuxiliaryHead(nn.Module):
+    """Auxiliary classifier read after the 2/3-depth reduction: ReLU, 5x5 avg pool, 1x1 conv, 2x2 conv, linear.
+
+    On CIFAR (8x8 maps, pool stride 3) and ImageNet (7x7 maps, pool stride 2) the 2x2 conv leaves 1x1; inputs too
+    small for the 5x5 pool (e.g. 8x8 images) are pooled to 2x2 instead, larger ones are averaged after the conv.
+    The official ImageNet head has no BN after the 2x2 conv; ``bn_after_conv`` keeps that difference.
+    """
+
+    def __init__(self, C: int, num_classes: int, pool_stride: int, bn_after_conv: bool) -> None:
+        super().__init__()
+        self.pool = nn.AvgPool2d(5, stride=pool_stride, padding=0, count_include_pad=False)
+        self.features = nn.Sequential(
+            nn.Conv2d(C, 128, 1, bias=False),
+            nn.BatchNorm2d(128),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(128, 768, 2, bias=False),
+            nn.BatchNorm2d(768) if bn_after_conv else nn.Identity(),
+            nn.ReLU(inplace=True),
+        )
+        self.classifier = nn.Linear(768, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.relu(x)
+        x = self.pool(x) if min(x.shape[-2:]) >= 5 else F.adaptive_avg_pool2d(x, 2)
+        x = F.adaptive_avg_pool2d(self.features(x), 1).flatten(1)
+        return self.classifier(x)
+
+
+class StackedCellNetwork(nn.Module):
+    """Stem, then ``layers`` cells (reductions at 1/3 and 2/3 depth, each cell reading the two previous outputs),
+    global pooling and a linear classifier; an auxiliary head after the 2/3 reduction when ``auxiliary``."""
+
+    min_input_size = 4
+    """Smallest input height/width the stem and the two reductions can take."""
+
+    def __init__(
+        self,
+        genotype: GenotypeLike = "DARTS_V2",
+        C: int = 36,
+        layers: int = 20,
+        num_classes: int = 10,
+        in_chans: int = 3,
+        auxiliary: bool = True,
+        drop_path_rate: float = 0.0,
+        global_pool: str = "avg",
+        **kwargs: Any,
+    ) -> None:
+        super().__init__()
+        if kwargs:
+            raise TypeError(f"{type(self).__name__} got unexpected arguments: {', '.join(kwargs)}")
+        self.genotype = resolve_genotype(genotype)
+        self.num_classes = num_classes
+        self.in_chans = in_chans
+        self.drop_path_rate = drop_path_rate
+        self.stem, C_prev_prev, C_prev, C_curr, reduction_prev = self._make_stem(in_chans, C)
+        self.cells = nn.ModuleList()
+        self.aux_index = 2 * layers // 3
+        C_aux = C_prev
+        for i in range(layers):
+            reduction = i in (layers // 3, 2 * layers // 3)
+            if reduction:
+                C_curr *= 2
+            cell = Cell(self.genotype, C_prev_prev, C_prev, C_curr, reduction, reduction_prev, drop_path_rate)
+            self.cells.append(cell)
+            reduction_prev = reduction
+            C_prev_prev, C_prev = C_prev, cell.multiplier * C_curr
+            if i == self.aux_index:
+                C_aux = C_prev
+        self.aux_head = self._make_aux_head(C_aux, num_classes) if auxiliary else None
+        self.num_features = C_prev
+        self.global_pool, self.classifier = create_classifier(C_prev, num_classes, pool_type=global_pool)
+
+    def _make_stem(self, in_chans: int, C: int) -> tuple[nn.Module, int, int, int, bool]:
+        """Return the stem and (C_prev_prev, C_prev, C of the first cell, whether the stem reduced last)."""
+        raise NotImplementedError
+
+    def _make_aux_head(self, C: int, num_classes: int) -> nn.Module:
+        raise NotImplementedError
+
+    def set_drop_path_rate(self, rate: float) -> None:
+        """Set the drop path probability of every cell (the final-training module raises it linearly per epoch)."""
+        self.drop_path_rate = rate
+        for cell in self.cells:
+            cell.drop_path.drop_prob = rate
+
+    def _check_input(self, x: torch.Tensor) -> None:
+        if x.ndim != 4 or x.shape[1] != self.in_chans or min(x.shape[-2:]) < self.min_input_size:
+            size = self.pretrained_cfg.get("input_size") if hasattr(self, "pretrained_cfg") else None
+            raise ValueError(
+                f"{type(self).__name__} expects images of shape (batch, {self.in_chans}, H, W) with H, W >= "
+                f"{self.min_input_size} (default input size {size}); got {tuple(x.shape)}. Resize the data or build "
+                f"the network with matching in_chans."
+            )
+
+    def forward_cells(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Final feature map and the auxiliary head's input (None without an auxiliary head)."""
+        self._check_input(x)
+        s0, s1 = self._stem_outputs(x)
+        aux_input = None
+        for i, cell in enumerate(self.cells):
+            s0, s1 = s1, cell(s0, s1)
+            if i == self.aux_index:
+                aux_input = s1
+        return s1, aux_input
+
+    def _stem_outputs(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        s = self.stem(x)
+        return s, s
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_cells(x)[0]
+
+    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        x = self.global_pool(x)
+        return x if pre_logits else self.classifier(x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_head(self.forward_features(x))
+
+    def forward_with_aux(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Logits and auxiliary logits (None in eval mode or without an auxiliary head), for training."""
+        features, aux_input = self.forward_cells(x)
+        aux_logits = self.aux_head(aux_input) if self.aux_head is not None and self.training else None
+        return self.forward_head(features), aux_logits
+
+    def get_classifier(self) -> nn.Module:
+        return self.classifier
+
+    def reset_classifier(self, num_classes: int, global_pool: str = "avg") -> None:
+        self.num_classes = num_classes
+        self.global_pool, self.classifier = create_classifier(self.num_features, num_classes, pool_type=global_pool)
+
+    def num_parameters(self, include_aux: bool = False) -> int:
+        """Parameter count as the DARTS papers report it: everything outside the auxiliary head by default."""
+        aux = set(map(id, self.aux_head.parameters())) if self.aux_head is not None else set()
+        return sum(p.numel() for p in self.parameters() if include_aux or id(p) not in aux)
+
+
+class NetworkCIFAR(StackedCellNetwork):
+    """The CIFAR-10 network: a 3x3 conv stem with 3C channels, then the stacked cells (DARTS: C=36, 20 cells)."""
+
+    stem_multiplier = 3
+
+    def _make_stem(self, in_chans: int, C: int) -> tuple[nn.Module, int, int, int, bool]:
+        C_stem = self.stem_multiplier * C
+        stem = nn.Sequential(nn.Conv2d(in_chans, C_stem, 3, padding=1, bias=False), nn.BatchNorm2d(C_stem))
+        return stem, C_stem, C_stem, C, False
+
+    def _make_aux_head(self, C: int, num_classes: int) -> nn.Module:
+        return AuxiliaryHead(C, num_classes, pool_stride=3, bn_after_conv=True)
+
+
+class NetworkImageNet(StackedCellNetwork):
+    """The ImageNet (mobile) network: two stride-2 stem stages (4x, then 2x), then the stacked cells
+    (DARTS: C=48, 14 cells). The first cell sees the stride-4 output as its k-2 input."""
+
+    min_input_size = 32
+
+    def __init__(self, genotype: GenotypeLike = "DARTS_V2", C: int = 48, layers: int = 14,
+                 num_classes: int = 1000, **kwargs: Any) -> None:
+        super().__init__(genotype, C=C, layers=layers, num_classes=num_classes, **kwargs)
+
+    def _make_stem(self, in_chans: int, C: int) -> tuple[nn.Module, int, int, int, bool]:
+        stem = nn.ModuleDict({
+            "stem0": nn.Sequential(
+                nn.Conv2d(in_chans, C // 2, 3, stride=2, padding=1, bias=False),
+                nn.BatchNorm2d(C // 2),
+                nn.ReLU(inplace=True),
+                nn.Conv2d(C // 2, C, 3, stride=2, padding=1, bias=False),
+                nn.BatchNorm2d(C),
+            ),
+            "stem1": nn.Sequential(
+                nn.ReLU(inplace=True),
+                nn.Conv2d(C, C, 3, stride=2, padding=1, bias=False),
+                nn.BatchNorm2d(C),
+            ),
+        })
+        return stem, C, C, C, True
+
+    def _stem_outputs(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        s0 = self.stem["stem0"](x)
+        return s0, self.stem["stem1"](s0)
+
+    def _make_aux_head(self, C: int, num_classes: int) -> nn.Module:
+        return AuxiliaryHead(C, num_classes, pool_stride=2, bn_after_conv=False)
+
+
+def _cfg(**kwargs: Any) -> dict[str, Any]:
+    return {"url": "", "num_classes": 10, "input_size": (3, 32, 32), "pool_size": (8, 8), "crop_pct": 1.0,
+            "interpolation": "bicubic", "mean": CIFAR_MEAN, "std": CIFAR_STD, "first_conv": "stem.0",
+            "classifier": "classifier", **kwargs}
+
+
+default_cfgs = generate_default_cfgs({
+    "nas_cifar.untrained": _cfg(),
+    "nas_imagenet.untrained": _cfg(num_classes=1000, input_size=(3, 224, 224), pool_size=(7, 7), crop_pct=0.875,
+                                   mean=IMAGENET_DEFAULT_MEAN, std=IMAGENET_DEFAULT_STD,
+                                   first_conv="stem.stem0.0"),
+})
+
+
+@register_model
+def nas_cifar(pretrained: bool = False, **kwargs: Any) -> NetworkCIFAR:
+    """CIFAR network stacked from ``genotype`` (a published name, a genotype file or a Genotype; DARTS_V2 default)."""
+    return build_model_with_cfg(NetworkCIFAR, "nas_cifar", pretrained, **kwargs)
+
+
+@register_model
+def nas_imagenet(pretrained: bool = False, **kwargs: Any) -> NetworkImageNet:
+    """ImageNet (mobile) network stacked from ``genotype`` (DARTS_V2 by default)."""
+    return build_model_with_cfg(NetworkImageNet, "nas_imagenet", pretrained, **kwargs)
