@@ -1,0 +1,143 @@
+"""What every lightning_nas data module shares: evaluation and search modes, splits, samplers and loaders.
+
+``mode="eval"``: train on the training set (minus ``val_split`` held-out images), validate on the held-out images
+(or on the test set when ``val_split`` is 0), test on the test set.
+
+``mode="search"``: the training set (minus the held-out images) is split by ``seed`` into two disjoint halves. Each
+training step yields ``{"weights": (x, y), "arch": (x, y)}``: a batch from the weight half and one from the
+architecture half (DARTS's w and α steps; ENAS uses ``val_split`` for the controller's reward instead). Validation
+reads the held-out images if any, else the architecture half.
+
+Shuffling is a function of (seed, epoch) so a resumed run sees the same data order as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterator, Literal
+
+import lightning.pytorch as pl
+import torch
+from lightning.pytorch.utilities import CombinedLoader
+from torch.utils.data import DataLoader, Dataset, Sampler, Subset
+
+Mode = Literal["eval", "search"]
+
+
+class EpochShuffleSampler(Sampler[int]):
+    """Random permutation seeded by (seed, epoch); Lightning calls ``set_epoch`` before every epoch."""
+
+    def __init__(self, num_samples: int, seed: int = 0) -> None:
+        self.num_samples = num_samples
+        self.seed = seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __iter__(self) -> Iterator[int]:
+        generator = torch.Generator().manual_seed(self.seed + self.epoch)
+        return iter(torch.randperm(self.num_samples, generator=generator).tolist())
+
+    def __len__(self) -> int:
+        return self.num_samples
+
+
+class NASDataModule(pl.LightningDataModule):
+    """Base class: subclasses build the datasets (``make_train_set``, ``make_test_set``) and describe the images."""
+
+    num_classes: int
+    input_size: tuple[int, int, int]
+    """(channels, height, width) of the images the network receives."""
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+
+    def __init__(
+        self,
+        mode: Mode = "eval",
+        batch_size: int = 64,
+        val_split: int = 0,
+        seed: int = 0,
+        num_workers: int = 0,
+        pin_memory: bool = False,
+        persistent_workers: bool = False,
+    ) -> None:
+        super().__init__()
+        if mode not in ("eval", "search"):
+            raise ValueError(f"mode must be 'eval' or 'search', got {mode!r}")
+        self.mode = mode
+        self.batch_size = batch_size
+        self.val_split = val_split
+        self.seed = seed
+        self.num_workers = num_workers
+        self.pin_memory = pin_memory
+        self.persistent_workers = persistent_workers and num_workers > 0
+        self._splits: dict[str, Dataset] = {}
+
+    @property
+    def in_chans(self) -> int:
+        return self.input_size[0]
+
+    def make_train_set(self, train: bool) -> Dataset:
+        """The training images, with training augmentation if ``train`` else the evaluation transform."""
+        raise NotImplementedError
+
+    def make_test_set(self) -> Dataset:
+        """The test images with the evaluation transform."""
+        raise NotImplementedError
+
+    def setup(self, stage: str | None = None) -> None:
+        if self._splits:
+            return
+        train_set, plain_train_set = self.make_train_set(train=True), self.make_train_set(train=False)
+        order = torch.randperm(len(train_set), generator=torch.Generator().manual_seed(self.seed)).tolist()
+        if not 0 <= self.val_split < len(order):
+            raise ValueError(f"val_split={self.val_split} must be between 0 and the {len(order)} training images")
+        held_out, rest = order[: self.val_split], order[self.val_split :]
+        if held_out:
+            self._splits["heldout"] = Subset(plain_train_set, held_out)
+        if self.mode == "search":
+            half = len(rest) // 2
+            self._splits["weights"] = Subset(train_set, sorted(rest[:half]))
+            self._splits["arch"] = Subset(train_set, sorted(rest[half:]))
+        else:
+            self._splits["train"] = Subset(train_set, sorted(rest))
+        self._splits["test"] = self.make_test_set()
+
+    def split(self, name: str) -> Dataset:
+        """One of the datasets built by setup: train, weights, arch, heldout, test."""
+        self.setup()
+        if name not in self._splits:
+            raise KeyError(f"no {name!r} split in mode {self.mode!r} (have {', '.join(self._splits)})")
+        return self._splits[name]
+
+    def _loader(self, dataset: Dataset, shuffle: bool, salt: int = 0) -> DataLoader:
+        return DataLoader(
+            dataset,
+            batch_size=self.batch_size,
+            sampler=EpochShuffleSampler(len(dataset), self.seed + salt) if shuffle else None,
+            drop_last=shuffle and len(dataset) > self.batch_size,
+            num_workers=self.num_workers,
+            pin_memory=self.pin_memory,
+            persistent_workers=self.persistent_workers,
+        )
+
+    def train_dataloader(self) -> Any:
+        if self.mode == "search":
+            loaders = {
+                "weights": self._loader(self.split("weights"), shuffle=True),
+                "arch": self._loader(self.split("arch"), shuffle=True, salt=1),
+            }
+            return CombinedLoader(loaders, mode="min_size")
+        return self._loader(self.split("train"), shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        if self.val_split:
+            return self._loader(self.split("heldout"), shuffle=False)
+        return self._loader(self.split("arch" if self.mode == "search" else "test"), shuffle=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader(self.split("test"), shuffle=False)
+
+    def heldout_dataloader(self, shuffle: bool = True) -> DataLoader:
+        """Loader over the held-out images (ENAS rewards, PNAS candidate scores)."""
+        return self._loader(self.split("heldout"), shuffle=shuffle, salt=2)
