@@ -54,6 +54,7 @@ def test_drop_path_skips_identities_and_follows_the_rate() -> None:
     )
     network = NetworkCIFAR(genotype, C=4, layers=3, num_classes=10, auxiliary=False)
     network.set_drop_path_rate(1.0)
+    assert all(c.drop_path.drop_prob == 1.0 for c in network.cells)
     cell = network.cells[0]
     s0, s1 = torch.randn(2, 12, 8, 8), torch.randn(2, 12, 8, 8)
     cell.train()
@@ -63,7 +64,6 @@ def test_drop_path_skips_identities_and_follows_the_rate() -> None:
     assert torch.count_nonzero(reduce_cell(s0, cell(s0, s1))) == 0  # every pooling edge dropped
     network.set_drop_path_rate(0.0)
     assert torch.count_nonzero(reduce_cell(s0, cell(s0, s1))) > 0
-    assert all(c.drop_path.drop_prob == 1.0 for c in network.cells)
 
 
 def test_timm_create_model_and_data_config() -> None:
