@@ -1,0 +1,195 @@
+"""The DARTS search space: mixed op, search cell and the supernet whose architecture weights α are learned.
+
+Every edge (i, j) of a search cell is a mixed op: ō(x) = Σ_o softmax(α_{i,j})_o · o(x) over the candidate ops. Each
+intermediate node sums the mixed ops of all earlier nodes; the cell output concatenates the intermediate nodes. All
+normal cells share one α tensor and all reduction cells another (edges x ops each). The discrete cell is derived from
+softmax(α) by the rule of the official DARTS code (``derive_cell``).
+
+The three modules are independent of any training loop: ``MixedOp`` and ``SearchCell`` take their op weights as a
+forward argument, so any LightningModule can own and optimise its own α.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from lightning_nas.genotypes import Genotype
+from lightning_nas.genotypes.genotype import EDGES_PER_NODE, Edge
+from lightning_nas.ops import DARTS_PRIMITIVES, POOLING_OPS, FactorizedReduce, ReLUConvBN, check_op_name, create_op
+
+
+def check_primitives(primitives: Sequence[str]) -> tuple[str, ...]:
+    """The candidate op list as a tuple; raise a ValueError naming the problem if it cannot form a search space."""
+    primitives = tuple(primitives)
+    for name in primitives:
+        check_op_name(name)
+    if len(set(primitives)) != len(primitives):
+        raise ValueError(f"candidate ops must be distinct, got {list(primitives)}")
+    if all(name == "none" for name in primitives):
+        raise ValueError(f"candidate ops need at least one op other than 'none', got {list(primitives)}")
+    return primitives
+
+
+def num_edges(nodes: int) -> int:
+    """Edges of a search cell: intermediate node j (0-based) reads the 2 cell inputs and the j earlier nodes."""
+    return sum(2 + node for node in range(nodes))
+
+
+class MixedOp(nn.Module):
+    """An edge of the supernet: the weighted sum of every candidate op applied to the edge's input.
+
+    The search net has no affine BN anywhere, and follows pooling with a non-affine BN so that its scale matches the
+    conv ops' (whose last layer is a BN).
+    """
+
+    def __init__(self, C: int, stride: int, primitives: Sequence[str] = DARTS_PRIMITIVES) -> None:
+        super().__init__()
+        self.primitives = check_primitives(primitives)
+        self.ops = nn.ModuleList()
+        for name in self.primitives:
+            op = create_op(name, C, stride, affine=False)
+            self.ops.append(nn.Sequential(op, nn.BatchNorm2d(C, affine=False)) if name in POOLING_OPS else op)
+
+    def forward(self, x: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+        """``weights``: one weight per candidate op (softmax(α) of this edge)."""
+        # 'none' adds weight x 0: skip building it. Its α still gets its gradient through the softmax.
+        return sum(w * op(x) for w, op, name in zip(weights, self.ops, self.primitives) if name != "none")
+
+
+class SearchCell(nn.Module):
+    """A search cell: 2 preprocessed inputs, ``nodes`` intermediate nodes, node j = Σ_{i<j} mixed op_{i,j}(node i),
+    output = concat of the intermediate nodes.
+
+    In a reduction cell the edges reading the cell inputs have stride 2; after a reduction cell the k-2 input is still
+    at the larger size and is preprocessed by a factorized reduce.
+    """
+
+    def __init__(
+        self,
+        C_prev_prev: int,
+        C_prev: int,
+        C: int,
+        reduction: bool,
+        reduction_prev: bool,
+        nodes: int = 4,
+        primitives: Sequence[str] = DARTS_PRIMITIVES,
+    ) -> None:
+        super().__init__()
+        self.reduction = reduction
+        self.nodes = nodes
+        self.multiplier = nodes
+        if reduction_prev:
+            self.preprocess0: nn.Module = FactorizedReduce(C_prev_prev, C, affine=False)
+        else:
+            self.preprocess0 = ReLUConvBN(C_prev_prev, C, 1, affine=False)
+        self.preprocess1 = ReLUConvBN(C_prev, C, 1, affine=False)
+        self.edges = nn.ModuleList(
+            MixedOp(C, 2 if reduction and i < 2 else 1, primitives) for node in range(nodes) for i in range(2 + node)
+        )
+
+    def forward(self, s0: torch.Tensor, s1: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+        """``weights``: (edges, ops) op weights, edges ordered node by node, each node's inputs in order."""
+        states = [self.preprocess0(s0), self.preprocess1(s1)]
+        offset = 0
+        for _ in range(self.nodes):
+            inputs = len(states)
+            edges, edge_weights = self.edges[offset : offset + inputs], weights[offset : offset + inputs]
+            states.append(sum(edge(h, w) for edge, h, w in zip(edges, states, edge_weights)))
+            offset += inputs
+        return torch.cat(states[2:], dim=1)
+
+
+def derive_cell(weights: torch.Tensor, primitives: Sequence[str], nodes: int) -> list[Edge]:
+    """The discrete cell of one cell type, from its op weights softmax(α) (edges x ops).
+
+    For each node keep the 2 incoming edges whose strongest non-none op weighs most; each kept edge gets that op.
+    This is the official DARTS rule; applying it to raw α instead of softmax(α) picks other edges, since softmax
+    normalises each edge separately. Ties go to the earlier input and the earlier op.
+    """
+    candidates = [k for k, name in enumerate(primitives) if name != "none"]
+    strength, best_op = weights.detach()[:, candidates].max(dim=1)
+    cell: list[Edge] = []
+    offset = 0
+    for node in range(nodes):
+        inputs = range(2 + node)
+        kept = sorted(inputs, key=lambda i: -strength[offset + i].item())[:EDGES_PER_NODE]
+        cell += [(primitives[candidates[best_op[offset + i]]], i) for i in kept]
+        offset += len(inputs)
+    return cell
+
+
+class SearchNetwork(nn.Module):
+    """The DARTS supernet: a 3x3 conv stem with ``stem_multiplier`` x C channels, ``layers`` search cells (reductions
+    at 1/3 and 2/3 depth, channels doubled there), global pooling and a linear classifier.
+
+    α (``alpha_normal``, ``alpha_reduce``: edges x ops each) are parameters of this module, so DDP averages their
+    gradients like any other; ``arch_parameters()`` and ``weight_parameters()`` keep them apart for the two optimizers.
+    """
+
+    def __init__(
+        self,
+        C: int = 16,
+        layers: int = 8,
+        num_classes: int = 10,
+        in_chans: int = 3,
+        nodes: int = 4,
+        stem_multiplier: int = 3,
+        primitives: Sequence[str] = DARTS_PRIMITIVES,
+    ) -> None:
+        super().__init__()
+        if nodes < 1 or layers < 1:
+            raise ValueError(f"a search network needs at least 1 node and 1 cell, got nodes={nodes}, layers={layers}")
+        self.primitives = check_primitives(primitives)
+        self.nodes = nodes
+        C_stem = stem_multiplier * C
+        self.stem = nn.Sequential(nn.Conv2d(in_chans, C_stem, 3, padding=1, bias=False), nn.BatchNorm2d(C_stem))
+        C_prev_prev, C_prev, C_curr, reduction_prev = C_stem, C_stem, C, False
+        self.cells = nn.ModuleList()
+        for i in range(layers):
+            reduction = i in (layers // 3, 2 * layers // 3)
+            if reduction:
+                C_curr *= 2
+            cell = SearchCell(C_prev_prev, C_prev, C_curr, reduction, reduction_prev, nodes, self.primitives)
+            self.cells.append(cell)
+            reduction_prev = reduction
+            C_prev_prev, C_prev = C_prev, cell.multiplier * C_curr
+        self.global_pool = nn.AdaptiveAvgPool2d(1)
+        self.classifier = nn.Linear(C_prev, num_classes)
+        shape = (num_edges(nodes), len(self.primitives))
+        self.alpha_normal = nn.Parameter(1e-3 * torch.randn(shape))
+        self.alpha_reduce = nn.Parameter(1e-3 * torch.randn(shape))
+
+    def arch_parameters(self) -> list[nn.Parameter]:
+        """α of the normal and the reduction cells."""
+        return [self.alpha_normal, self.alpha_reduce]
+
+    def weight_parameters(self) -> list[nn.Parameter]:
+        """Every parameter except α: the ops', the stem's and the classifier's weights w."""
+        arch = set(map(id, self.arch_parameters()))
+        return [p for p in self.parameters() if id(p) not in arch]
+
+    def op_weights(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """softmax(α) per edge, for the normal and the reduction cells."""
+        return F.softmax(self.alpha_normal, dim=-1), F.softmax(self.alpha_reduce, dim=-1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        normal, reduce = self.op_weights()
+        s0 = s1 = self.stem(x)
+        for cell in self.cells:
+            s0, s1 = s1, cell(s0, s1, reduce if cell.reduction else normal)
+        return self.classifier(self.global_pool(s1).flatten(1))
+
+    def genotype(self) -> Genotype:
+        """The discrete architecture the current α derive (see ``derive_cell``)."""
+        normal, reduce = self.op_weights()
+        concat = tuple(range(2, 2 + self.nodes))
+        return Genotype(
+            normal=tuple(derive_cell(normal, self.primitives, self.nodes)),
+            normal_concat=concat,
+            reduce=tuple(derive_cell(reduce, self.primitives, self.nodes)),
+            reduce_concat=concat,
+        )
