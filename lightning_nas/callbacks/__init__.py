@@ -1,5 +1,6 @@
 """Lightning callbacks usable in any project: genotype export and logging, weight inheritance, early termination."""
 
 from lightning_nas.callbacks.genotype_export import GenotypeExport, run_directory
+from lightning_nas.callbacks.genotype_logger import GenotypeLogger, alpha_heatmap_png
 
-__all__ = ["GenotypeExport", "run_directory"]
+__all__ = ["GenotypeExport", "GenotypeLogger", "alpha_heatmap_png", "run_directory"]

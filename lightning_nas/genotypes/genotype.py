@@ -148,10 +148,10 @@ class Genotype:
         except GenotypeError as error:
             raise GenotypeError(f"{path}: {error}") from None
 
-    def describe(self) -> str:
+    def describe(self, cells: tuple[str, ...] = CELL_TYPES) -> str:
         """Readable text form: one line per node, e.g. ``node 2 = sep_conv_3x3(c_{k-2}) + skip_connect(c_{k-1})``."""
         lines = []
-        for cell in CELL_TYPES:
+        for cell in cells:
             concat = getattr(self, f"{cell}_concat")
             lines.append(f"{cell} cell (output = concat of nodes {', '.join(map(str, concat))}):")
             edges = getattr(self, cell)

@@ -1,0 +1,129 @@
+"""Track how a search's architecture evolves: a history file always, and W&B tables, diagrams and heat maps when
+a WandbLogger is attached."""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+from typing import Any
+
+import lightning.pytorch as pl
+import matplotlib
+import torch
+from lightning.pytorch.loggers import WandbLogger
+from lightning.pytorch.utilities import rank_zero_only
+
+from lightning_nas.callbacks.genotype_export import run_directory
+from lightning_nas.genotypes import Genotype, cell_diagram_png
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+from PIL import Image  # noqa: E402
+
+
+def alpha_heatmap_png(weights: dict[str, torch.Tensor], op_names: list[str], title: str = "") -> bytes:
+    """Heat map of softmax(α): one panel per cell type, edges as rows, candidate ops as columns."""
+    figure, axes = plt.subplots(1, len(weights), figsize=(4.5 * len(weights), 5), squeeze=False)
+    for axis, (cell, values) in zip(axes[0], weights.items()):
+        image = axis.imshow(values.detach().float().cpu().numpy(), cmap="viridis", vmin=0.0, aspect="auto")
+        axis.set_title(f"{cell} cell")
+        axis.set_xticks(range(len(op_names)), op_names, rotation=60, ha="right", fontsize=7)
+        axis.set_yticks(range(values.shape[0]))
+        axis.set_ylabel("edge")
+        figure.colorbar(image, ax=axis, fraction=0.046)
+    figure.suptitle(title)
+    figure.tight_layout()
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=90)
+    plt.close(figure)
+    return buffer.getvalue()
+
+
+def _png_image(data: bytes) -> Image.Image:
+    return Image.open(io.BytesIO(data))
+
+
+class GenotypeLogger(pl.Callback):
+    """Log the architecture a search currently derives, once per epoch on rank zero (never in the sanity check).
+
+    Works with any LightningModule that has ``genotype()``. Every epoch appends a JSON line (epoch, architecture,
+    the scalar metrics the strategy logged, such as α entropy or controller reward) to ``<checkpoint dir>/<filename>``
+    whatever the logger. With a WandbLogger it also logs a ``genotypes`` table (one row per epoch so far), the cell
+    diagrams, and, for modules with ``alpha_weights()`` and ``op_names`` (DARTS), a heat map of softmax(α), which is
+    also saved as a PNG under ``<checkpoint dir>/plots``. At the end of fit the final genotype JSON becomes a W&B
+    artifact.
+    """
+
+    def __init__(self, filename: str = "genotype_history.jsonl", heatmaps: bool = True) -> None:
+        self.filename = filename
+        self.heatmaps = heatmaps
+        self._rows: list[list[Any]] = []
+        self._columns: list[str] = []
+
+    @rank_zero_only
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if trainer.sanity_checking:
+            return
+        architecture = pl_module.genotype()
+        epoch = trainer.current_epoch
+        metrics = {
+            key: float(value)
+            for key, value in trainer.callback_metrics.items()
+            if isinstance(value, (int, float)) or (torch.is_tensor(value) and value.numel() == 1)
+        }
+        record = {"epoch": epoch, "genotype": _as_data(architecture), "metrics": metrics}
+        directory = run_directory(trainer)
+        directory.mkdir(parents=True, exist_ok=True)
+        with open(directory / self.filename, "a") as history:
+            history.write(json.dumps(record) + "\n")
+
+        heatmap = None
+        if self.heatmaps and hasattr(pl_module, "alpha_weights"):
+            heatmap = alpha_heatmap_png(pl_module.alpha_weights(), list(pl_module.op_names), f"softmax(α), epoch {epoch}")
+            (directory / "plots").mkdir(exist_ok=True)
+            (directory / "plots" / f"alpha_epoch{epoch:03d}.png").write_bytes(heatmap)
+
+        for logger in trainer.loggers:
+            if isinstance(logger, WandbLogger):
+                self._log_to_wandb(logger, epoch, architecture, metrics, heatmap, trainer.global_step)
+
+    def _log_to_wandb(
+        self, logger: WandbLogger, epoch: int, architecture: Any, metrics: dict[str, float], heatmap: bytes | None,
+        step: int,
+    ) -> None:
+        import wandb
+
+        if isinstance(architecture, Genotype):
+            cells = [architecture.describe(("normal",)), architecture.describe(("reduce",))]
+        else:
+            cells = [str(architecture), ""]
+        if not self._columns:
+            self._columns = ["epoch", "normal cell", "reduction cell", *sorted(metrics)]
+        self._rows.append([epoch, *cells, *(metrics.get(key, math.nan) for key in self._columns[3:])])
+        payload: dict[str, Any] = {"genotypes": wandb.Table(columns=self._columns, data=list(self._rows))}
+        if isinstance(architecture, Genotype):
+            for cell in ("normal", "reduce"):
+                payload[f"cell/{cell}"] = wandb.Image(_png_image(cell_diagram_png(architecture, cell)),
+                                                      caption=f"{cell} cell, epoch {epoch}")
+        if heatmap is not None:
+            payload["alpha/heatmap"] = wandb.Image(_png_image(heatmap), caption=f"softmax(α), epoch {epoch}")
+        logger.experiment.log({**payload, "epoch": epoch}, step=step)
+
+    @rank_zero_only
+    def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        wandb_loggers = [logger for logger in trainer.loggers if isinstance(logger, WandbLogger)]
+        if not wandb_loggers:
+            return
+        import wandb
+
+        path = pl_module.genotype().save(run_directory(trainer) / "final_genotype.json")
+        for logger in wandb_loggers:
+            artifact = wandb.Artifact(f"genotype-{logger.experiment.id}", type="genotype")
+            artifact.add_file(str(path))
+            logger.experiment.log_artifact(artifact)
+
+
+def _as_data(architecture: Any) -> Any:
+    return architecture.to_dict() if hasattr(architecture, "to_dict") else str(architecture)
+

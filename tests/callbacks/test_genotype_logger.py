@@ -1,0 +1,97 @@
+import json
+from pathlib import Path
+
+import lightning.pytorch as pl
+import pytest
+import torch
+from lightning.pytorch.loggers import CSVLogger, WandbLogger
+from PIL import Image
+from torch.utils.data import DataLoader, TensorDataset
+
+from lightning_nas.callbacks.genotype_logger import GenotypeLogger
+from lightning_nas.genotypes import resolve_genotype
+
+OPS = ["none", "max_pool_3x3", "sep_conv_3x3"]
+
+
+class ToySearch(pl.LightningModule):
+    """A stand-in strategy: its genotype flips with the epoch, it logs an α-entropy-like metric."""
+
+    op_names = OPS
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.layer = torch.nn.Linear(4, 2)
+        self.alpha = torch.nn.Parameter(torch.randn(14, len(OPS)))
+
+    def genotype(self):
+        return resolve_genotype("DARTS_V1" if self.current_epoch % 2 else "DARTS_V2")
+
+    def alpha_weights(self) -> dict[str, torch.Tensor]:
+        return {"normal": self.alpha.softmax(-1), "reduce": self.alpha.flip(0).softmax(-1)}
+
+    def training_step(self, batch, batch_idx):
+        x, y = batch
+        loss = torch.nn.functional.cross_entropy(self.layer(x), y)
+        self.log("alpha_entropy/normal", float(self.current_epoch) + 0.5, on_epoch=True, on_step=False)
+        return loss
+
+    def validation_step(self, batch, batch_idx):
+        self.log("val/loss", torch.nn.functional.cross_entropy(self.layer(batch[0]), batch[1]))
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=0.1)
+
+
+def _loader() -> DataLoader:
+    return DataLoader(TensorDataset(torch.randn(8, 4), torch.randint(0, 2, (8,))), batch_size=4)
+
+
+def _fit(tmp_path: Path, logger) -> pl.Trainer:
+    trainer = pl.Trainer(
+        max_epochs=2, logger=logger, callbacks=[GenotypeLogger()], default_root_dir=tmp_path,
+        enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=2,
+    )
+    trainer.fit(ToySearch(), _loader(), _loader())
+    return trainer
+
+
+def _history(trainer: pl.Trainer) -> list[dict]:
+    path = Path(trainer.checkpoint_callback.dirpath) / "genotype_history.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_history_is_written_without_wandb(tmp_path: Path) -> None:
+    trainer = _fit(tmp_path, CSVLogger(tmp_path))
+    history = _history(trainer)
+    assert [row["epoch"] for row in history] == [0, 1]  # one per epoch, none for the sanity check
+    assert history[0]["genotype"] == resolve_genotype("DARTS_V2").to_dict()
+    assert history[1]["genotype"] == resolve_genotype("DARTS_V1").to_dict()
+    assert history[1]["metrics"]["alpha_entropy/normal"] == pytest.approx(1.5)
+    plots = sorted((Path(trainer.checkpoint_callback.dirpath) / "plots").glob("alpha_epoch*.png"))
+    assert [p.name for p in plots] == ["alpha_epoch000.png", "alpha_epoch001.png"]
+
+
+def test_wandb_offline_run_holds_table_diagrams_heatmaps_and_artifact(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    logger = WandbLogger(save_dir=str(tmp_path), offline=True, project="lightning-nas-test")
+    trainer = _fit(tmp_path, logger)
+    import wandb
+
+    wandb.finish()
+    (run_dir,) = (tmp_path / "wandb").glob("offline-run-*")
+    tables = sorted((run_dir / "files" / "media" / "table").glob("genotypes_*.table.json"),
+                    key=lambda p: int(p.name.split("_")[1]))
+    last = json.loads(tables[-1].read_text())
+    assert last["columns"][:3] == ["epoch", "normal cell", "reduction cell"]
+    assert [row[0] for row in last["data"]] == [0, 1]
+    assert "node 2 = sep_conv_3x3(c_{k-2}) + sep_conv_3x3(c_{k-1})" in last["data"][0][1]
+    assert last["data"][1][last["columns"].index("alpha_entropy/normal")] == pytest.approx(1.5)
+    images = list((run_dir / "files" / "media" / "images").rglob("*.png"))
+    names = {str(p.relative_to(run_dir / "files" / "media" / "images")) for p in images}
+    assert any(n.startswith("cell/normal") for n in names) and any(n.startswith("alpha/heatmap") for n in names)
+    assert all(Image.open(p).size[0] > 100 for p in images)
+    assert (Path(trainer.checkpoint_callback.dirpath) / "final_genotype.json").exists()
+    (run_log,) = run_dir.glob("*.wandb")  # the offline run log that `wandb sync` uploads, artifact record included
+    assert f"genotype-{logger.experiment.id}".encode() in run_log.read_bytes()
