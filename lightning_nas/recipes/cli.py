@@ -3,9 +3,35 @@
 from __future__ import annotations
 
 import lightning.pytorch as pl
-from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
+from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
+from lightning.pytorch.loggers import WandbLogger
+from lightning.pytorch.utilities import rank_zero_only
 
+from lightning_nas.callbacks import run_directory
 from lightning_nas.data import NASDataModule
+
+
+class SaveRunConfig(SaveConfigCallback):
+    """Store the resolved config with its run: ``config.yaml`` next to the run's checkpoints (one per run, also
+    when many runs share a save_dir, as W&B sweeps do), and in the W&B run's files and config."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **{**kwargs, "save_to_log_dir": False})
+
+    def save_config(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        """Deferred to ``on_fit_start``, when the checkpoint folder of this run is known."""
+
+    @rank_zero_only
+    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        directory = run_directory(trainer)
+        directory.mkdir(parents=True, exist_ok=True)
+        path = directory / self.config_filename
+        self.parser.save(self.config, str(path), skip_none=False, overwrite=True, multifile=self.multifile)
+        for logger in trainer.loggers:
+            if isinstance(logger, WandbLogger):
+                logger.experiment.config.update({"cli": self.parser.dump(self.config, skip_none=False)},
+                                                allow_val_change=True)
+                logger.experiment.save(str(path), base_path=str(directory), policy="now")
 
 
 class NASCLI(LightningCLI):
@@ -26,5 +52,5 @@ def run_recipe(model_class: type[pl.LightningModule], args: list[str] | None = N
         NASDataModule,
         subclass_mode_data=True,
         args=args,
-        save_config_kwargs={"overwrite": True},
+        save_config_callback=SaveRunConfig,
     )
