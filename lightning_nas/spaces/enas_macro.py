@@ -1,0 +1,154 @@
+"""The ENAS macro search space: a chain of layers, each one op on the previous layer plus skips to earlier layers.
+
+Layer i applies one of ENAS_MACRO_OPS to layer i-1's output and adds the outputs of the earlier layers it picks
+(skip connections), followed by BN. After each third of the layers, every stored output is halved by a
+factorized reduction so later skips still fit. ``MacroNetwork`` is both the search child (``arch=None``: all six
+ops per layer, shared by every architecture) and the network retrained from a ``MacroArchitecture`` (only the
+chosen op per layer, channels doubled at each reduction as in the authors' final-training code).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from lightning_nas.ops import ENAS_MACRO_OPS, FactorizedReduce, create_op
+
+
+@dataclass(frozen=True)
+class MacroArchitecture:
+    """Per layer, the op (a name from ENAS_MACRO_OPS) and the skips: ``skips[i][j]`` is 1 when layer i adds
+    layer j's output (j < i)."""
+
+    ops: tuple[str, ...]
+    skips: tuple[tuple[int, ...], ...]
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "ops", tuple(str(op) for op in self.ops))
+        object.__setattr__(self, "skips", tuple(tuple(int(s) for s in row) for row in self.skips))
+        if len(self.skips) != len(self.ops):
+            raise ValueError(f"need one skip row per layer: {len(self.ops)} ops but {len(self.skips)} skip rows")
+        for layer, (op, row) in enumerate(zip(self.ops, self.skips)):
+            if op not in ENAS_MACRO_OPS:
+                raise ValueError(f"layer {layer}: op {op!r} is not an ENAS macro op ({', '.join(ENAS_MACRO_OPS)})")
+            if len(row) != layer or any(s not in (0, 1) for s in row):
+                raise ValueError(f"layer {layer}: skips must be {layer} zeros/ones (one per earlier layer), got {list(row)}")
+
+    @property
+    def num_layers(self) -> int:
+        return len(self.ops)
+
+    def skip_rate(self) -> float:
+        """Fraction of possible skip connections that are on (the skip-KL penalty pulls this towards 0.4)."""
+        possible = self.num_layers * (self.num_layers - 1) // 2
+        return sum(map(sum, self.skips)) / max(possible, 1)
+
+    def to_dict(self) -> dict[str, list]:
+        return {"ops": list(self.ops), "skips": [list(row) for row in self.skips]}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> MacroArchitecture:
+        if not isinstance(data, dict) or {"ops", "skips"} - set(data):
+            raise ValueError("a macro architecture is a mapping with 'ops' and 'skips'")
+        return cls(ops=tuple(data["ops"]), skips=tuple(tuple(row) for row in data["skips"]))
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write as JSON atomically (temporary file, then rename)."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp")
+        tmp.write_text(json.dumps(self.to_dict(), indent=1) + "\n")
+        os.replace(tmp, path)
+        return path
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> MacroArchitecture:
+        path = Path(path)
+        if not path.is_file():
+            raise ValueError(f"macro architecture file {str(path)!r} does not exist")
+        try:
+            return cls.from_dict(json.loads(path.read_text()))
+        except (json.JSONDecodeError, ValueError, TypeError) as error:
+            raise ValueError(f"{path}: not a macro architecture ({error})") from None
+
+    def __str__(self) -> str:
+        lines = [f"macro architecture ({self.num_layers} layers, skip rate {self.skip_rate():.2f}):"]
+        for layer, (op, row) in enumerate(zip(self.ops, self.skips)):
+            skips = [j for j, s in enumerate(row) if s]
+            lines.append(f"  layer {layer} = {op}({f'layer {layer - 1}' if layer else 'stem'})"
+                         + (f" + skips from {skips}" if skips else ""))
+        return "\n".join(lines)
+
+
+class MacroBranch(nn.Sequential):
+    """One candidate op of a layer: 1x1 conv-BN-ReLU to C channels (the authors' ``inp_conv_1``), then the op."""
+
+    def __init__(self, op: str, C_in: int, C: int, affine: bool) -> None:
+        super().__init__(
+            nn.Conv2d(C_in, C, 1, bias=False), nn.BatchNorm2d(C, affine=affine), nn.ReLU(), create_op(op, C, 1, affine)
+        )
+
+
+class MacroNetwork(nn.Module):
+    """Stem conv, ``num_layers`` macro layers with reductions after each third, ReLU, pool, dropout, classifier.
+
+    With ``arch=None`` this is the search child (36 channels throughout, all ops shared, ``forward(x, arch)``); with
+    an architecture it is the fixed network to retrain (``forward(x)``), channels doubling at each reduction.
+    """
+
+    def __init__(self, arch: MacroArchitecture | str | os.PathLike | dict | None = None, C: int = 36,
+                 num_layers: int = 12, num_classes: int = 10, in_chans: int = 3, dropout: float = 0.1) -> None:
+        super().__init__()
+        if isinstance(arch, dict):
+            arch = MacroArchitecture.from_dict(arch)
+        elif isinstance(arch, (str, os.PathLike)):
+            arch = MacroArchitecture.load(arch)
+        num_layers = arch.num_layers if arch is not None else num_layers
+        self.arch = arch
+        self.num_layers = num_layers
+        pool_distance = num_layers // 3
+        self.reduction_layers = (pool_distance - 1, 2 * pool_distance - 1)
+        affine = arch is not None
+        self.stem = nn.Sequential(nn.Conv2d(in_chans, C, 3, padding=1, bias=False), nn.BatchNorm2d(C))
+        self.layers = nn.ModuleList()
+        self.layer_bns = nn.ModuleList()
+        self.reductions = nn.ModuleList()
+        C_in = C
+        for layer in range(num_layers):
+            ops = ENAS_MACRO_OPS if arch is None else (arch.ops[layer],)
+            self.layers.append(nn.ModuleDict({op: MacroBranch(op, C_in, C, affine) for op in ops}))
+            self.layer_bns.append(nn.BatchNorm2d(C, affine=affine))
+            C_in = C
+            if layer in self.reduction_layers:
+                C_out = 2 * C if arch is not None else C
+                self.reductions.append(nn.ModuleList(FactorizedReduce(C, C_out, affine) for _ in range(layer + 1)))
+                C = C_in = C_out
+        self.dropout = nn.Dropout(dropout)
+        self.classifier = nn.Linear(C, num_classes)
+
+    def forward(self, x: torch.Tensor, arch: MacroArchitecture | None = None) -> torch.Tensor:
+        arch = arch or self.arch
+        if arch is None:
+            raise ValueError("the search child needs an architecture: call forward(x, arch)")
+        if arch.num_layers != self.num_layers:
+            raise ValueError(f"architecture has {arch.num_layers} layers, the network {self.num_layers}")
+        outputs: list[torch.Tensor] = []
+        x = self.stem(x)
+        reductions = iter(self.reductions)
+        for layer, (branches, bn) in enumerate(zip(self.layers, self.layer_bns)):
+            out = branches[arch.ops[layer]](x)
+            skips = [outputs[j] for j, s in enumerate(arch.skips[layer]) if s]
+            x = bn(out + sum(skips)) if skips else bn(out)
+            outputs.append(x)
+            if layer in self.reduction_layers:
+                outputs = [reduce(h) for reduce, h in zip(next(reductions), outputs)]
+                x = outputs[-1]
+        x = F.adaptive_avg_pool2d(F.relu(x), 1).flatten(1)
+        return self.classifier(self.dropout(x))
