@@ -1,0 +1,94 @@
+import pytest
+import torch
+
+from lightning_nas.ops import DARTS_PRIMITIVES
+from lightning_nas.spaces.darts import MixedOp, SearchCell, SearchNetwork, derive_cell, num_edges
+
+
+def test_search_network_has_the_published_weight_count_and_alpha_shapes():
+    network = SearchNetwork(C=16, layers=8, num_classes=10)
+    assert sum(p.numel() for p in network.weight_parameters()) == 1_930_618
+    assert [tuple(a.shape) for a in network.arch_parameters()] == [(14, 8), (14, 8)]
+    assert len(network.weight_parameters()) + 2 == len(list(network.parameters()))
+
+
+def test_mixed_op_is_the_weighted_sum_of_its_ops():
+    torch.manual_seed(0)
+    op = MixedOp(4, stride=1).eval()
+    x = torch.randn(2, 4, 6, 6)
+    weights = torch.softmax(torch.randn(len(DARTS_PRIMITIVES)), dim=0)
+    expected = sum(w * candidate(x) for w, candidate in zip(weights, op.ops))
+    torch.testing.assert_close(op(x, weights), expected)
+    one_hot = torch.zeros(len(DARTS_PRIMITIVES))
+    one_hot[DARTS_PRIMITIVES.index("skip_connect")] = 1.0
+    torch.testing.assert_close(op(x, one_hot), x)
+
+
+def test_mixed_op_follows_pooling_with_non_affine_bn_and_has_no_affine_bn():
+    op = MixedOp(4, stride=2)
+    pool = op.ops[DARTS_PRIMITIVES.index("max_pool_3x3")]
+    assert isinstance(pool[-1], torch.nn.BatchNorm2d) and not pool[-1].affine
+    assert all(not m.affine for m in op.modules() if isinstance(m, torch.nn.BatchNorm2d))
+    assert op(torch.randn(2, 4, 6, 6), torch.full((8,), 1 / 8)).shape == (2, 4, 3, 3)
+
+
+def test_none_op_still_gets_an_alpha_gradient():
+    op = MixedOp(4, stride=1)
+    alpha = torch.zeros(len(DARTS_PRIMITIVES), requires_grad=True)
+    op(torch.randn(2, 4, 6, 6), torch.softmax(alpha, 0)).square().sum().backward()
+    assert alpha.grad[DARTS_PRIMITIVES.index("none")] != 0
+
+
+def test_search_cell_concatenates_its_nodes_and_reduces():
+    cell = SearchCell(6, 6, 4, reduction=True, reduction_prev=False, nodes=3, primitives=("none", "skip_connect"))
+    assert len(cell.edges) == num_edges(3) == 9
+    out = cell(torch.randn(2, 6, 8, 8), torch.randn(2, 6, 8, 8), torch.full((9, 2), 0.5))
+    assert out.shape == (2, 12, 4, 4)
+
+
+def test_configurable_op_list_and_clear_errors():
+    network = SearchNetwork(C=4, layers=3, num_classes=3, in_chans=1, nodes=2, primitives=("skip_connect", "avg_pool_3x3"))
+    assert network.alpha_normal.shape == (5, 2)
+    assert network(torch.randn(2, 1, 8, 8)).shape == (2, 3)
+    assert {op for op, _ in network.genotype().normal} <= {"skip_connect", "avg_pool_3x3"}
+    with pytest.raises(ValueError, match="unknown op 'conv_9x9'"):
+        SearchNetwork(primitives=("none", "conv_9x9"))
+    with pytest.raises(ValueError, match="other than 'none'"):
+        MixedOp(4, 1, primitives=("none",))
+
+
+def test_derivation_uses_softmax_per_edge_not_raw_alpha():
+    # One node (2 edges: inputs 0 and 1) plus a second node with 3 inputs; ops: none, max_pool, sep_conv.
+    primitives = ("none", "max_pool_3x3", "sep_conv_3x3")
+    alpha = torch.tensor(
+        [
+            [0.0, 3.0, 3.0],  # input 0: raw max 3.0, but softmax splits it: 0.49
+            [-5.0, 2.0, -5.0],  # input 1: raw max 2.0, softmax 0.998
+            [0.0, 3.0, 3.0],  # node 3 <- input 0: softmax 0.49 (tie between ops -> the earlier, max_pool)
+            [-5.0, 2.0, -5.0],  # node 3 <- input 1: softmax 0.998
+            [10.0, 1.0, 2.5],  # node 3 <- node 2: none dominates; strongest non-none softmax ~5.5e-4
+        ]
+    )
+    weights = torch.softmax(alpha, dim=-1)
+    assert derive_cell(weights, primitives, nodes=2) == [
+        ("max_pool_3x3", 1),
+        ("max_pool_3x3", 0),
+        ("max_pool_3x3", 1),
+        ("max_pool_3x3", 0),
+    ]
+    # The raw-α rule of popular ports would keep node 2's inputs in the other order and pick node 3's none-dominated
+    # edge (raw 2.5 > 2.0): the two rules really differ on this α.
+    assert derive_cell(alpha, primitives, nodes=2)[2:] != derive_cell(weights, primitives, nodes=2)[2:]
+
+
+def test_network_genotype_is_derived_from_its_alpha():
+    network = SearchNetwork(C=4, layers=3, num_classes=3, in_chans=1)
+    with torch.no_grad():
+        network.alpha_normal.zero_()
+        network.alpha_normal[:, DARTS_PRIMITIVES.index("none")] = 5.0
+        for first in (0, 2, 5, 9):  # every node's edge from c_{k-1} prefers sep_conv_3x3, from c_{k-2} dil_conv_5x5
+            network.alpha_normal[first + 1, DARTS_PRIMITIVES.index("sep_conv_3x3")] = 4.0
+            network.alpha_normal[first, DARTS_PRIMITIVES.index("dil_conv_5x5")] = 3.0
+    genotype = network.genotype()
+    assert genotype.normal == (("sep_conv_3x3", 1), ("dil_conv_5x5", 0)) * 4
+    assert genotype.normal_concat == genotype.reduce_concat == (2, 3, 4, 5)
