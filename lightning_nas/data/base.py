@@ -9,37 +9,48 @@ architecture half (DARTS's w and α steps; ENAS uses ``val_split`` for the contr
 reads the held-out images if any, else the architecture half.
 
 Shuffling is a function of (seed, epoch) so a resumed run sees the same data order as an uninterrupted one.
+
+Distributed runs (DDP): every loader shards its data itself over the running torch.distributed process group, with
+samplers that are ``DistributedSampler`` instances, so Lightning leaves them alone (no ``use_distributed_sampler:
+false`` needed). Shuffled loaders (training, ``heldout_dataloader(shuffle=True)``) give
+each rank an equal share of the (seed, epoch) permutation, padded to a multiple of the world size as PyTorch's
+``DistributedSampler`` does, so every rank runs the same number of steps. Ordered loaders (validation, test,
+``heldout_dataloader(shuffle=False)``) use Lightning's ``UnrepeatedDistributedSampler``: every image is read exactly
+once across ranks, never padded, so metrics synced as sums (torchmetrics) equal the single-process ones; ranks may
+then run one batch more or less, so eval steps must not call collectives (``self.log(..., sync_dist=True)`` per step).
 """
 
 from __future__ import annotations
 
-from typing import Any, Iterator, Literal
+import copy
+from typing import Any, Callable, Literal
 
 import lightning.pytorch as pl
 import torch
+import torch.distributed as dist
+from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
 from lightning.pytorch.utilities import CombinedLoader
-from torch.utils.data import DataLoader, Dataset, Sampler, Subset
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
+from torchvision.datasets import VisionDataset
+from torchvision.datasets.vision import StandardTransform
 
 Mode = Literal["eval", "search"]
 
 
-class EpochShuffleSampler(Sampler[int]):
-    """Random permutation seeded by (seed, epoch); Lightning calls ``set_epoch`` before every epoch."""
+def process_group() -> tuple[int, int]:
+    """(number of processes, this process's rank) of the running torch.distributed group; (1, 0) without one."""
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_world_size(), dist.get_rank()
+    return 1, 0
 
-    def __init__(self, num_samples: int, seed: int = 0) -> None:
-        self.num_samples = num_samples
-        self.seed = seed
-        self.epoch = 0
 
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def __iter__(self) -> Iterator[int]:
-        generator = torch.Generator().manual_seed(self.seed + self.epoch)
-        return iter(torch.randperm(self.num_samples, generator=generator).tolist())
-
-    def __len__(self) -> int:
-        return self.num_samples
+def with_transform(dataset: VisionDataset, transform: Callable) -> VisionDataset:
+    """A view of a torchvision dataset with another transform: the augmented and plain training sets read the files
+    once and share the images."""
+    view = copy.copy(dataset)
+    view.transform = transform
+    view.transforms = StandardTransform(transform, dataset.target_transform)
+    return view
 
 
 class NASDataModule(pl.LightningDataModule):
@@ -111,11 +122,17 @@ class NASDataModule(pl.LightningDataModule):
         return self._splits[name]
 
     def _loader(self, dataset: Dataset, shuffle: bool, salt: int = 0) -> DataLoader:
+        """Shuffled: this rank's equal share of the (seed + salt, epoch) permutation; ordered: every image once."""
+        num_replicas, rank = process_group()
+        if shuffle:
+            sampler = DistributedSampler(dataset, num_replicas, rank, shuffle=True, seed=self.seed + salt)
+        else:
+            sampler = UnrepeatedDistributedSampler(dataset, num_replicas=num_replicas, rank=rank, shuffle=False)
         return DataLoader(
             dataset,
             batch_size=self.batch_size,
-            sampler=EpochShuffleSampler(len(dataset), self.seed + salt) if shuffle else None,
-            drop_last=shuffle and len(dataset) > self.batch_size,
+            sampler=sampler,
+            drop_last=shuffle and len(sampler) > self.batch_size,
             num_workers=self.num_workers,
             pin_memory=self.pin_memory,
             persistent_workers=self.persistent_workers,

@@ -1,0 +1,115 @@
+"""CIFAR-10 (50,000 training and 10,000 test 32x32 colour images, 10 classes) with the DARTS augmentation.
+
+Training images get a 4-pixel padded random crop, a horizontal flip, DARTS normalisation and, optionally, cutout.
+The files are torchvision's: the python-version batches in ``<data_dir>/cifar-10-batches-py``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch.utils.data import Dataset
+from torchvision.datasets import CIFAR10
+from torchvision.transforms import v2
+
+from lightning_nas.data.base import Mode, NASDataModule, with_transform
+from lightning_nas.networks.stacked import CIFAR_MEAN, CIFAR_STD
+
+
+class Cutout(torch.nn.Module):
+    """Cutout as in DARTS: zero a ``length`` x ``length`` square centred on a uniformly random pixel, clipped at the
+    borders (so squares near an edge are smaller), applied to the normalised image tensor."""
+
+    def __init__(self, length: int) -> None:
+        super().__init__()
+        self.length = length
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        height, width = image.shape[-2:]
+        y, x = torch.randint(height, ()).item(), torch.randint(width, ()).item()
+        top, left = max(0, y - self.length // 2), max(0, x - self.length // 2)
+        bottom, right = min(height, y + self.length // 2), min(width, x + self.length // 2)
+        image = image.clone()
+        image[..., top:bottom, left:right] = 0
+        return image
+
+
+class CIFAR10DataModule(NASDataModule):
+    """CIFAR-10 in the eval mode (50k train / 10k test) and the search mode (two seeded halves of the 50k).
+
+    ``cutout`` is the side of the cutout square (16 in DARTS, ENAS and PNAS final training; 0 turns it off).
+    ``download`` fetches the archive into ``data_dir`` in ``prepare_data`` (once per node) when the files are missing.
+    """
+
+    num_classes = 10
+    input_size = (3, 32, 32)
+    mean = CIFAR_MEAN
+    std = CIFAR_STD
+
+    def __init__(
+        self,
+        data_dir: str | Path = "data",
+        download: bool = False,
+        cutout: int = 0,
+        mode: Mode = "eval",
+        batch_size: int = 96,
+        val_split: int = 0,
+        seed: int = 0,
+        num_workers: int = 0,
+        pin_memory: bool = False,
+        persistent_workers: bool = False,
+    ) -> None:
+        super().__init__(mode, batch_size, val_split, seed, num_workers, pin_memory, persistent_workers)
+        self.data_dir = Path(data_dir)
+        self.download = download
+        self.cutout = cutout
+        self._images: dict[bool, CIFAR10] = {}
+
+    @property
+    def folder(self) -> Path:
+        return self.data_dir / CIFAR10.base_folder
+
+    def _missing_files_message(self) -> str:
+        return (
+            f"CIFAR-10 not found: expected the python-version batches (data_batch_1..5, test_batch, batches.meta) in "
+            f"{self.folder.resolve()}; download cifar-10-python.tar.gz from {CIFAR10.url} and extract it into "
+            f"{self.data_dir.resolve()}, or pass download=True (--data.download true) on a machine with internet"
+        )
+
+    def _has_files(self) -> bool:
+        names = [name for name, _ in CIFAR10.train_list + CIFAR10.test_list] + [CIFAR10.meta["filename"]]
+        return all((self.folder / name).is_file() for name in names)
+
+    def prepare_data(self) -> None:
+        if self.download and not self._has_files():
+            try:
+                CIFAR10(self.data_dir, download=True)
+            except (OSError, RuntimeError) as error:  # offline, refused, or a corrupt archive
+                raise RuntimeError(f"{self._missing_files_message()} (download failed: {error})") from error
+
+    def _load(self, train: bool) -> CIFAR10:
+        """The raw images of one part, read once and shared by every transform."""
+        if train not in self._images:
+            if not self._has_files():
+                raise FileNotFoundError(self._missing_files_message())
+            try:
+                self._images[train] = CIFAR10(self.data_dir, train=train)
+            except RuntimeError:
+                raise RuntimeError(
+                    f"CIFAR-10 files in {self.folder.resolve()} failed torchvision's md5 check; delete the folder "
+                    f"and download cifar-10-python.tar.gz again from {CIFAR10.url}"
+                ) from None
+        return self._images[train]
+
+    def _transform(self, train: bool) -> v2.Compose:
+        augment = [v2.RandomCrop(32, padding=4), v2.RandomHorizontalFlip()] if train else []
+        cutout = [Cutout(self.cutout)] if train and self.cutout else []
+        to_tensor = [v2.ToImage(), v2.ToDtype(torch.float32, scale=True), v2.Normalize(self.mean, self.std)]
+        return v2.Compose([*augment, *to_tensor, *cutout])
+
+    def make_train_set(self, train: bool) -> Dataset:
+        return with_transform(self._load(train=True), self._transform(train))
+
+    def make_test_set(self) -> Dataset:
+        return with_transform(self._load(train=False), self._transform(False))
