@@ -1,0 +1,48 @@
+"""Start a child network from its parent's trained weights wherever the two share a module."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import lightning.pytorch as pl
+import torch
+
+
+class WeightInheritance(pl.Callback):
+    """At fit start, copy every tensor the child shares with a parent checkpoint; the rest keep their fresh init.
+
+    A child tensor ``name`` is looked up in the parent as ``name`` with its longest matching module prefix rewritten by
+    ``mapping`` (child prefix → parent prefix; ``None`` means "nothing to inherit here"); names no prefix covers are
+    looked up unchanged. It is copied when the parent has it with the same shape. ``copied`` and ``fresh`` record which
+    tensors were inherited. Works with Lightning checkpoints (``state_dict`` key) and plain state dicts.
+    """
+
+    def __init__(self, checkpoint: str | os.PathLike, mapping: dict[str, str | None] | None = None) -> None:
+        self.checkpoint = Path(checkpoint)
+        self.mapping = dict(mapping or {})
+        self.copied: list[str] = []
+        self.fresh: list[str] = []
+
+    def parent_name(self, name: str) -> str | None:
+        prefixes = [p for p in self.mapping if name == p or name.startswith(p + ".")]
+        if not prefixes:
+            return name
+        prefix = max(prefixes, key=len)
+        target = self.mapping[prefix]
+        return None if target is None else target + name[len(prefix) :]
+
+    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if not self.checkpoint.is_file():
+            raise FileNotFoundError(f"parent checkpoint {str(self.checkpoint)!r} does not exist; train the parent first")
+        parent = torch.load(self.checkpoint, map_location="cpu", weights_only=True)
+        parent = parent.get("state_dict", parent)
+        self.copied, self.fresh = [], []
+        with torch.no_grad():
+            for name, tensor in pl_module.state_dict(keep_vars=True).items():
+                source = parent.get(self.parent_name(name) or "")
+                if source is not None and source.shape == tensor.shape:
+                    tensor.copy_(source)
+                    self.copied.append(name)
+                else:
+                    self.fresh.append(name)
