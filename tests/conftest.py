@@ -1,0 +1,71 @@
+"""Tiny datasets shared by the tests: CIFAR-10 in its real on-disk format and an ImageFolder tree of JPEGs."""
+
+from __future__ import annotations
+
+import hashlib
+import pickle
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from torchvision.datasets import CIFAR10
+
+TINY_CIFAR_PER_BATCH = 8
+"""Images per pickled batch: 5 training batches (40 images) and one test batch."""
+
+
+def _write_cifar_batch(path: Path, rng: np.random.Generator, count: int, offset: int) -> None:
+    """One pickled batch as the python-version CIFAR-10 archive stores it: rows of 3072 bytes, R then G then B planes."""
+    batch = {
+        "batch_label": path.name,
+        "labels": [(offset + i) % 10 for i in range(count)],
+        "data": rng.integers(0, 256, size=(count, 3 * 32 * 32), dtype=np.uint8),
+        "filenames": [f"image_{offset + i}.png" for i in range(count)],
+    }
+    path.write_bytes(pickle.dumps(batch, protocol=2))
+
+
+@pytest.fixture
+def tiny_cifar10(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A data_dir holding ``cifar-10-batches-py`` with 40 training and 8 test random images in the real format.
+
+    torchvision verifies every file against the md5 of the real CIFAR-10; the fixture registers the md5s of its own
+    files in torchvision's list (for this test only), so the real reading code, integrity check included, runs.
+    Subprocesses do not see the patch: run multi-process tests on the digits instead.
+    """
+    folder = tmp_path / "cifar" / CIFAR10.base_folder
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    names = [name for name, _ in CIFAR10.train_list + CIFAR10.test_list]
+    for index, name in enumerate(names):
+        _write_cifar_batch(folder / name, rng, TINY_CIFAR_PER_BATCH, offset=index * TINY_CIFAR_PER_BATCH)
+    meta = {"label_names": [f"class_{i}" for i in range(10)], "num_cases_per_batch": TINY_CIFAR_PER_BATCH}
+    (folder / CIFAR10.meta["filename"]).write_bytes(pickle.dumps(meta, protocol=2))
+
+    def md5(name: str) -> str:
+        return hashlib.md5((folder / name).read_bytes()).hexdigest()
+
+    monkeypatch.setattr(CIFAR10, "train_list", [[name, md5(name)] for name, _ in CIFAR10.train_list])
+    monkeypatch.setattr(CIFAR10, "test_list", [[name, md5(name)] for name, _ in CIFAR10.test_list])
+    monkeypatch.setattr(CIFAR10, "meta", {**CIFAR10.meta, "md5": md5(CIFAR10.meta["filename"])})
+    return folder.parent
+
+
+TINY_IMAGENET_CLASSES = ("n01440764", "n01443537", "n01484850")
+
+
+@pytest.fixture
+def tiny_imagefolder(tmp_path: Path) -> Path:
+    """An ImageFolder tree ``train/<class>/*.JPEG`` (4 per class) and ``val/<class>/*.JPEG`` (2 per class) of 3
+    classes; each image is 40x48 pixels of one colour, different for every image."""
+    root = tmp_path / "imagenet"
+    for part, count in (("train", 4), ("val", 2)):
+        for class_index, name in enumerate(TINY_IMAGENET_CLASSES):
+            folder = root / part / name
+            folder.mkdir(parents=True)
+            for image_index in range(count):
+                colour = (40 + 80 * class_index, 200 - 30 * image_index, 90 + 20 * image_index)
+                image = Image.new("RGB", (48, 40), colour)
+                image.save(folder / f"{name}_{image_index}.JPEG", quality=95)
+    return root
