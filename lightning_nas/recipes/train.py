@@ -1,0 +1,24 @@
+"""Train a found architecture from scratch: ``python -m lightning_nas.recipes.train fit --config recipes/train_cifar10.yaml``.
+
+``--model.genotype DARTS_V2`` picks a published cell, ``--model.genotype runs/search/genotype.json`` the cell a search
+wrote. Bad input (a malformed genotype, images the network cannot take, a missing dataset) ends with one line
+``error: ...`` and exit status 1 instead of a traceback.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from lightning_nas.recipes.cli import run_recipe
+from lightning_nas.strategies.final_training import FinalTraining
+
+
+def main(args: list[str] | None = None) -> None:
+    try:
+        run_recipe(FinalTraining, args)
+    except (ValueError, FileNotFoundError) as error:  # GenotypeError is a ValueError
+        sys.exit(f"error: {error}")
+
+
+if __name__ == "__main__":
+    main()
