@@ -45,12 +45,15 @@ class NASCLI(LightningCLI):
         parser.link_arguments("data.in_chans", "model.in_chans", apply_on="instantiate")
 
 
-def run_recipe(model_class: type[pl.LightningModule], args: list[str] | None = None) -> NASCLI:
-    """Run a recipe's CLI: ``fit``/``validate``/``test`` subcommands, YAML configs and ``--key=value`` overrides."""
+def run_recipe(model_class: type[pl.LightningModule], args: list[str] | None = None, run: bool = True) -> NASCLI:
+    """Run a recipe's CLI: ``fit``/``validate``/``test`` subcommands, YAML configs and ``--key=value`` overrides.
+
+    ``run=False`` only parses and instantiates (no subcommand in ``args``), e.g. to check a config."""
     return NASCLI(
         model_class,
         NASDataModule,
         subclass_mode_data=True,
         args=args,
         save_config_callback=SaveRunConfig,
+        run=run,
     )
