@@ -16,7 +16,7 @@ TINY_CIFAR_PER_BATCH = 8
 
 
 def _write_cifar_batch(path: Path, rng: np.random.Generator, count: int, offset: int) -> None:
-    """One pickled batch as the python-version CIFAR-10 archive stores it: rows of 3072 bytes, R then G then B planes."""
+    """One pickled batch as the python-version CIFAR-10 archive stores it: 3072-byte rows, R, G then B planes."""
     batch = {
         "batch_label": path.name,
         "labels": [(offset + i) % 10 for i in range(count)],

@@ -56,11 +56,15 @@ class ImageNetDataModule(NASDataModule):
         for part in ("train", "val"):
             folder = self.data_dir / part
             if not folder.is_dir() or not any(entry.is_dir() for entry in folder.iterdir()):
-                raise FileNotFoundError(f"ImageNet not found: no class folders in {folder.resolve()}; expected {layout}")
+                message = f"ImageNet not found: no class folders in {folder.resolve()}; expected {layout}"
+                raise FileNotFoundError(message)
             found[part] = find_classes(folder)[0]
         if found["train"] != found["val"]:
             differ = sorted(set(found["train"]) ^ set(found["val"]))
-            raise ValueError(f"train/ and val/ in {self.data_dir.resolve()} hold different classes ({len(differ)} differ, e.g. {differ[:3]})")
+            raise ValueError(
+                f"train/ and val/ in {self.data_dir.resolve()} hold different class folders "
+                f"({len(differ)} differ, e.g. {differ[:3]}): give both the same classes"
+            )
         return found["train"]
 
     def _load(self, part: str) -> ImageFolder:

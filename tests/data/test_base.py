@@ -5,11 +5,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import lightning.pytorch as pl
 import pytest
 import torch
 
 import lightning_nas.data.base
-from lightning_nas.data import DigitsDataModule
+from lightning_nas.data import DigitsDataModule, NASDataModule
+from lightning_nas.recipes.cli import NASCLI
 
 NUM_TRAIN = 1500
 PROBE = Path(__file__).with_name("ddp_probe.py")
@@ -95,6 +97,41 @@ def test_ranks_share_the_training_order_and_read_each_evaluation_image_once(monk
     for split in (1, 2):
         shards = [list(rank_loaders[split].sampler) for rank_loaders in loaders]
         assert sorted(shards[0] + shards[1]) == list(range(len(loaders[0][split].dataset)))  # no padding
+
+
+class Classifier(pl.LightningModule):
+    """The smallest model a recipe links a data module into."""
+
+    def __init__(self, num_classes: int = 1000, in_chans: int = 3) -> None:
+        super().__init__()
+        self.head = torch.nn.Linear(in_chans, num_classes)
+
+
+@pytest.mark.parametrize(
+    ("name", "fixture", "num_classes", "in_chans"),
+    [
+        ("DigitsDataModule", None, 10, 1),
+        ("CIFAR10DataModule", "tiny_cifar10", 10, 3),
+        ("ImageNetDataModule", "tiny_imagefolder", 3, 3),
+    ],
+)
+def test_the_cli_takes_every_data_module_by_name_and_links_it_into_the_model(
+    name: str,
+    fixture: str | None,
+    num_classes: int,
+    in_chans: int,
+    request: pytest.FixtureRequest,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "argv", ["recipe"])
+    args = ["--data", name, "--trainer.logger", "false"]
+    if fixture:
+        args += ["--data.data_dir", str(request.getfixturevalue(fixture))]
+    cli = NASCLI(Classifier, NASDataModule, subclass_mode_data=True, args=args, run=False)
+    assert type(cli.datamodule).__name__ == name
+    assert (cli.model.head.out_features, cli.model.head.in_features) == (num_classes, in_chans)
 
 
 @pytest.mark.slow

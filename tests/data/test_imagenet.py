@@ -59,3 +59,4 @@ def test_train_and_val_must_hold_the_same_classes(tiny_imagefolder: Path) -> Non
     (tiny_imagefolder / "val" / "n99999999").mkdir()
     with pytest.raises(ValueError, match="n99999999"):
         ImageNetDataModule(tiny_imagefolder)
+
