@@ -136,6 +136,8 @@ class NASDataModule(pl.LightningDataModule):
             num_workers=self.num_workers,
             pin_memory=self.pin_memory,
             persistent_workers=self.persistent_workers,
+            # worker seeds come from here, not from the global RNG, which training reseeds per epoch for exact resume
+            generator=torch.Generator().manual_seed(self.seed + salt),
         )
 
     def train_dataloader(self) -> Any:

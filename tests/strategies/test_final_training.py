@@ -1,0 +1,169 @@
+"""FinalTraining: the loss with its auxiliary term, the drop path and lr schedules, NaN stops, exact resume."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import lightning.pytorch as pl
+import pytest
+import torch
+import torch.nn.functional as F
+from lightning.pytorch.callbacks import ModelCheckpoint
+from torch.utils.data import DataLoader, TensorDataset
+
+from lightning_nas.data import DigitsDataModule
+from lightning_nas.genotypes import published_genotypes
+from lightning_nas.strategies.final_training import FinalTraining
+
+TINY = {"C": 4, "layers": 3, "num_classes": 10, "in_chans": 1}
+
+
+def tiny_model(**kwargs) -> FinalTraining:
+    return FinalTraining(**(TINY | kwargs))
+
+
+def trainer(tmp_path: Path, max_epochs: int, **kwargs) -> pl.Trainer:
+    options = {
+        "accelerator": "cpu",
+        "devices": 1,
+        "max_epochs": max_epochs,
+        "default_root_dir": tmp_path,
+        "logger": False,
+        "enable_checkpointing": False,
+        "enable_progress_bar": False,
+        "enable_model_summary": False,
+        "deterministic": True,
+    }
+    return pl.Trainer(**(options | kwargs))
+
+
+class Record(pl.Callback):
+    """What the module set at the start of each epoch: the drop path rate of every cell and the lr."""
+
+    def __init__(self) -> None:
+        self.drop_path: list[set[float]] = []
+        self.lr: list[float] = []
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        if batch_idx == 0:
+            self.drop_path.append({cell.drop_path.drop_prob for cell in pl_module.network.cells})
+            self.lr.append(trainer.optimizers[0].param_groups[0]["lr"])
+
+
+def test_auxiliary_weight_adds_weighted_auxiliary_loss() -> None:
+    torch.manual_seed(0)
+    x, y = torch.randn(6, 1, 8, 8), torch.randint(0, 10, (6,))
+    with_aux = tiny_model(auxiliary_weight=0.4, drop_path_prob=0.0)
+    without = tiny_model(auxiliary_weight=0.0, drop_path_prob=0.0)
+    missing, unexpected = without.load_state_dict(with_aux.state_dict(), strict=False)
+    assert not missing and unexpected and all(key.startswith("network.aux_head.") for key in unexpected)
+    logits, aux_logits = with_aux.network.forward_with_aux(x)
+
+    loss_with, _ = with_aux.loss(x, y)
+    loss_without, _ = without.loss(x, y)
+
+    torch.testing.assert_close(loss_without, F.cross_entropy(logits, y))
+    torch.testing.assert_close(loss_with - loss_without, 0.4 * F.cross_entropy(aux_logits, y))
+    assert (loss_with - loss_without).item() > 0.1
+
+
+def test_label_smoothing_applies_to_both_heads() -> None:
+    torch.manual_seed(0)
+    x, y = torch.randn(6, 1, 8, 8), torch.randint(0, 10, (6,))
+    model = tiny_model(auxiliary_weight=0.5, drop_path_prob=0.0, label_smoothing=0.1)
+    logits, aux_logits = model.network.forward_with_aux(x)
+    expected = F.cross_entropy(logits, y, label_smoothing=0.1) + 0.5 * F.cross_entropy(aux_logits, y, label_smoothing=0.1)
+    torch.testing.assert_close(model.loss(x, y)[0], expected)
+
+
+def test_top5_only_with_more_than_five_classes() -> None:
+    assert set(tiny_model().eval_accuracy["val"]) == {"val_acc1", "val_acc5"}
+    assert set(tiny_model(num_classes=5).eval_accuracy["val"]) == {"val_acc1"}
+
+
+def test_drop_path_and_cosine_lr_follow_the_epoch(tmp_path: Path) -> None:
+    record = Record()
+    model = tiny_model(drop_path_prob=0.2, lr=0.1, scheduler="cosine", eta_min=0.001)
+    trainer(tmp_path, 4, limit_train_batches=1, limit_val_batches=0, callbacks=[record]).fit(model, DigitsDataModule())
+
+    assert record.drop_path == [{0.0}, {0.05}, {0.1}, {0.15000000000000002}]
+    expected_lr = [0.001 + (0.1 - 0.001) * (1 + math.cos(math.pi * epoch / 4)) / 2 for epoch in range(4)]
+    assert record.lr == pytest.approx(expected_lr)
+
+
+def test_exponential_lr_decays_per_epoch(tmp_path: Path) -> None:
+    record = Record()
+    model = tiny_model(lr=0.1, scheduler="exponential", gamma=0.97)
+    trainer(tmp_path, 3, limit_train_batches=2, limit_val_batches=0, callbacks=[record]).fit(model, DigitsDataModule())
+    assert record.lr == pytest.approx([0.1, 0.097, 0.09409])
+
+
+def test_nan_loss_stops_naming_the_step(tmp_path: Path) -> None:
+    x, y = torch.randn(16, 1, 8, 8), torch.randint(0, 10, (16,))
+    x[8:12] = float("nan")  # the third batch of 4
+    loader = DataLoader(TensorDataset(x, y), batch_size=4)
+    with pytest.raises(FloatingPointError, match=r"loss is nan at global step 2 \(epoch 0\)"):
+        trainer(tmp_path, 1).fit(tiny_model(), loader)
+
+
+def test_checkpoint_rebuilds_the_genotype_with_weights_only(tmp_path: Path) -> None:
+    genotype = published_genotypes()["ENAS"]
+    model = tiny_model(genotype=genotype.to_dict())
+    fit = trainer(tmp_path, 1, limit_train_batches=1, limit_val_batches=0)
+    fit.fit(model, DigitsDataModule())
+    fit.save_checkpoint(tmp_path / "model.ckpt")
+
+    loaded = FinalTraining.load_from_checkpoint(tmp_path / "model.ckpt", weights_only=True)
+    assert loaded.genotype == genotype
+    for key, value in model.state_dict().items():
+        assert torch.equal(value, loaded.state_dict()[key]), key
+
+
+@pytest.mark.slow
+def test_learns_digits(tmp_path: Path) -> None:
+    pl.seed_everything(0)
+    data = DigitsDataModule(batch_size=64)
+    model = tiny_model(C=6, layers=4, lr=0.05)
+    fit = trainer(tmp_path, 3, limit_val_batches=0)
+    before = fit.test(model, data, verbose=False)[0]
+    fit.fit(model, data)
+    after = fit.test(model, data, verbose=False)[0]
+    assert after["test_loss"] < before["test_loss"] - 1.0
+    assert after["test_acc1"] > 0.6  # chance is 0.1
+
+
+class StopAfterEpoch(pl.Callback):
+    """Interrupt a run after ``epoch`` (as a crash or a preempted job would), leaving its last checkpoint."""
+
+    def __init__(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        if trainer.current_epoch == self.epoch:
+            trainer.should_stop = True
+
+
+@pytest.mark.slow
+def test_resumed_run_ends_with_the_weights_of_an_uninterrupted_run(tmp_path: Path) -> None:
+    """Drop path, augmentation, momentum and the lr schedule all carry state or randomness across epochs."""
+
+    def run(folder: str, callbacks: list[pl.Callback], ckpt_path: Path | None = None) -> FinalTraining:
+        pl.seed_everything(0)
+        model = tiny_model(drop_path_prob=0.3)
+        checkpoint = ModelCheckpoint(dirpath=tmp_path / folder, save_last=True)
+        fit = trainer(tmp_path, 3, limit_train_batches=3, limit_val_batches=1, enable_checkpointing=True,
+                      callbacks=[checkpoint, *callbacks])
+        fit.fit(model, DigitsDataModule(batch_size=16), ckpt_path=ckpt_path)
+        return model
+
+    uninterrupted = run("uninterrupted", [])
+    interrupted = run("interrupted", [StopAfterEpoch(1)])
+    assert interrupted.current_epoch == 2  # stopped after epochs 0 and 1
+    resumed = run("resumed", [], ckpt_path=tmp_path / "interrupted" / "last.ckpt")
+
+    assert resumed.global_step == uninterrupted.global_step == 9
+    differs = [key for key, value in uninterrupted.state_dict().items() if not torch.equal(value, interrupted.state_dict()[key])]
+    assert differs, "the interrupted run must differ, or the comparison below proves nothing"
+    for key, value in uninterrupted.state_dict().items():
+        assert torch.equal(value, resumed.state_dict()[key]), key
