@@ -1,8 +1,9 @@
 """Train a found architecture from scratch: ``python -m lightning_nas.recipes.train fit --config recipes/train_cifar10.yaml``.
 
 ``--model.genotype DARTS_V2`` picks a published cell, ``--model.genotype runs/search/genotype.json`` the cell a search
-wrote. Bad input (a malformed genotype, images the network cannot take, a missing dataset) ends with one line
-``error: ...`` and exit status 1 instead of a traceback.
+wrote. Bad input (a malformed genotype, images the network cannot take, a missing dataset) and a diverged loss end
+with one line ``error: ...`` and exit status 1 instead of a traceback. ``--ckpt_path .../last.ckpt`` resumes a run;
+``--trainer.callbacks+=EMAWeightAveraging --trainer.callbacks.decay 0.9998`` validates and saves an EMA of the weights.
 """
 
 from __future__ import annotations
@@ -16,7 +17,9 @@ from lightning_nas.strategies.final_training import FinalTraining
 def main(args: list[str] | None = None) -> None:
     try:
         run_recipe(FinalTraining, args)
-    except (ValueError, FileNotFoundError) as error:  # GenotypeError is a ValueError
+    except (ValueError, FileNotFoundError, FloatingPointError) as error:  # GenotypeError is a ValueError
+        while error.__cause__ is not None:  # jsonargparse wraps what a data module raises while it is built
+            error = error.__cause__
         sys.exit(f"error: {error}")
 
 

@@ -9,7 +9,7 @@ import lightning.pytorch as pl
 import pytest
 import torch
 import torch.nn.functional as F
-from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.callbacks import EMAWeightAveraging, ModelCheckpoint
 from torch.utils.data import DataLoader, TensorDataset
 
 from lightning_nas.data import DigitsDataModule
@@ -167,3 +167,21 @@ def test_resumed_run_ends_with_the_weights_of_an_uninterrupted_run(tmp_path: Pat
     assert differs, "the interrupted run must differ, or the comparison below proves nothing"
     for key, value in uninterrupted.state_dict().items():
         assert torch.equal(value, resumed.state_dict()[key]), key
+
+
+def test_ema_weights_are_validated_and_kept(tmp_path: Path) -> None:
+    """With Lightning's EMA callback the epoch's validation runs on the averaged weights, which the module holds
+    after fit; the checkpoint keeps the raw weights beside them for resuming."""
+    pl.seed_everything(0)
+    model = tiny_model(lr=0.1)
+    callbacks = [EMAWeightAveraging(decay=0.5), ModelCheckpoint(dirpath=tmp_path, save_last=True)]
+    fit = trainer(tmp_path, 1, limit_train_batches=4, enable_checkpointing=True, callbacks=callbacks)
+    fit.fit(model, DigitsDataModule(batch_size=32))
+    logged = {key: value.item() for key, value in fit.callback_metrics.items() if key.startswith("val_")}
+
+    (validated,) = fit.validate(model, DigitsDataModule(batch_size=32), verbose=False)
+    assert validated == pytest.approx(logged, abs=1e-6)
+    checkpoint = torch.load(tmp_path / "last.ckpt", weights_only=True)
+    raw, averaged = checkpoint["current_model_state"], checkpoint["state_dict"]
+    assert all(torch.equal(averaged[key], value) for key, value in model.state_dict().items())
+    assert not torch.equal(raw["network.classifier.weight"], averaged["network.classifier.weight"])

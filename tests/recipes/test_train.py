@@ -1,0 +1,117 @@
+"""The train recipe: published settings in its configs, genotype files, one-line errors, DDP metrics."""
+
+from __future__ import annotations
+
+import csv
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import lightning.pytorch as pl
+import pytest
+import torch
+import yaml
+
+from lightning_nas.data import DigitsDataModule
+from lightning_nas.genotypes import published_genotypes
+from lightning_nas.recipes.train import main
+from lightning_nas.strategies.final_training import FinalTraining
+
+ROOT = Path(__file__).resolve().parents[2]
+QUICK = ["--model.C", "4", "--model.layers", "3", "--trainer.max_epochs", "1", "--trainer.enable_progress_bar", "false",
+         "--trainer.enable_model_summary", "false"]
+
+
+def fit_args(tmp_path: Path, *extra: str) -> list[str]:
+    config = str(ROOT / "recipes" / "train_digits.yaml")
+    return ["fit", "--config", config, "--trainer.default_root_dir", str(tmp_path), *QUICK, *extra]
+
+
+@pytest.mark.parametrize(
+    ("config", "num_classes", "parameters", "aux_parameters"),
+    [("train_cifar10.yaml", 10, 3_349_342, 476_426), ("train_imagenet.yaml", 1000, 4_718_752, 1_260_776)],
+)
+def test_configs_build_the_published_networks(config: str, num_classes: int, parameters: int, aux_parameters: int) -> None:
+    model_args = yaml.safe_load((ROOT / "recipes" / config).read_text())["model"]
+    network = FinalTraining(**model_args, num_classes=num_classes, in_chans=3).network
+    assert network.num_parameters() == parameters
+    assert network.num_parameters(include_aux=True) - parameters == aux_parameters
+
+
+def test_recipe_trains_a_genotype_file_written_by_a_search(tmp_path: Path) -> None:
+    genotype = published_genotypes()["PNASNet"]
+    path = genotype.save(tmp_path / "search" / "genotype.json")
+    main(fit_args(tmp_path, "--model.genotype", str(path), "--trainer.limit_train_batches", "2",
+                  "--trainer.limit_val_batches", "1"))
+    (last,) = tmp_path.glob("**/checkpoints/last.ckpt")
+    checkpoint = torch.load(last, weights_only=True)
+    assert checkpoint["hyper_parameters"]["genotype"] == genotype.to_dict()
+    assert checkpoint["global_step"] == 2
+
+
+def test_bad_genotype_file_is_a_one_line_error(tmp_path: Path) -> None:
+    path = tmp_path / "genotype.json"
+    path.write_text('{"normal": [["sep_conv_3x3", 0]], "normal_concat": [2]}')
+    result = subprocess.run(
+        [sys.executable, "-m", "lightning_nas.recipes.train", *fit_args(tmp_path, "--model.genotype", str(path))],
+        capture_output=True, text=True, cwd=ROOT, env=os.environ | {"WANDB_MODE": "offline"},
+    )
+    assert result.returncode == 1
+    assert result.stderr.splitlines()[-1] == f"error: {path}: genotype is missing reduce, reduce_concat; it needs normal, normal_concat, reduce, reduce_concat"
+    assert "Traceback" not in result.stderr
+
+
+def error_line(args: list[str]) -> str:
+    with pytest.raises(SystemExit) as exit_info:
+        main(args)
+    message = str(exit_info.value.code)
+    assert "\n" not in message
+    return message
+
+
+def test_images_too_small_for_the_network_are_a_one_line_error(tmp_path: Path) -> None:
+    message = error_line(fit_args(tmp_path, "--model.network", "imagenet"))
+    assert message.startswith("error: NetworkImageNet expects images of shape (batch, 1, H, W) with H, W >= 32")
+    assert "got (2, 1, 8, 8)" in message or "got (64, 1, 8, 8)" in message
+
+
+@pytest.mark.parametrize("data", ["CIFAR10DataModule", "ImageNetDataModule"])
+def test_missing_dataset_is_a_one_line_error(tmp_path: Path, data: str) -> None:
+    missing = tmp_path / "nowhere"
+    message = error_line(fit_args(tmp_path, "--data", f"lightning_nas.data.{data}", "--data.data_dir", str(missing)))
+    assert message.startswith("error: ") and "not found" in message and str(missing) in message
+
+
+def read_val_metrics(folder: Path) -> dict[str, float]:
+    (metrics,) = folder.glob("**/metrics.csv")
+    rows = [row for row in csv.DictReader(metrics.open()) if row.get("val_acc1")]
+    return {key: float(value) for key, value in rows[-1].items() if key.startswith("val_")}
+
+
+@pytest.mark.slow
+def test_ddp_validation_metrics_equal_one_process(tmp_path: Path) -> None:
+    """2 CPU processes (gloo) over the 297 test digits in batches of 64: 297 is not a multiple of 2 x 64, so a
+    padding sampler would count 2 * 3 * 64 - 297 images twice; the unpadded sync must give the 1-process numbers."""
+    args = fit_args(
+        tmp_path, "--trainer.devices", "2", "--trainer.strategy", "ddp", "--trainer.accelerator", "cpu",
+        "--trainer.limit_train_batches", "3", "--data.batch_size", "64",
+        "--trainer.logger", "CSVLogger", "--trainer.logger.save_dir", str(tmp_path),
+    )
+    result = subprocess.run(
+        [sys.executable, "-m", "lightning_nas.recipes.train", *args],
+        capture_output=True, text=True, cwd=ROOT, env=os.environ | {"WANDB_MODE": "offline", "OMP_NUM_THREADS": "1"},
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    ddp = read_val_metrics(tmp_path)
+
+    (last,) = tmp_path.glob("**/checkpoints/last.ckpt")
+    model = FinalTraining.load_from_checkpoint(last, weights_only=True)
+    single = pl.Trainer(accelerator="cpu", devices=1, logger=False, enable_progress_bar=False)
+    (one,) = single.validate(model, DigitsDataModule(batch_size=64), verbose=False)
+
+    assert set(ddp) == {"val_loss", "val_acc1", "val_acc5"}
+    assert ddp["val_acc1"] == pytest.approx(one["val_acc1"], abs=1e-7)  # counts out of 297: exact
+    assert ddp["val_acc5"] == pytest.approx(one["val_acc5"], abs=1e-7)
+    assert ddp["val_loss"] == pytest.approx(one["val_loss"], rel=1e-5)
