@@ -1,4 +1,6 @@
-"""Train a found architecture from scratch: ``python -m lightning_nas.recipes.train fit --config recipes/train_cifar10.yaml``.
+"""The train recipe: a found architecture trained from scratch.
+
+    python -m lightning_nas.recipes.train fit --config recipes/train_cifar10.yaml
 
 ``--model.genotype DARTS_V2`` picks a published cell, ``--model.genotype runs/search/genotype.json`` the cell a search
 wrote. Bad input (a malformed genotype, images the network cannot take, a missing dataset) and a diverged loss end

@@ -32,7 +32,9 @@ def fit_args(tmp_path: Path, *extra: str) -> list[str]:
     ("config", "num_classes", "parameters", "aux_parameters"),
     [("train_cifar10.yaml", 10, 3_349_342, 476_426), ("train_imagenet.yaml", 1000, 4_718_752, 1_260_776)],
 )
-def test_configs_build_the_published_networks(config: str, num_classes: int, parameters: int, aux_parameters: int) -> None:
+def test_configs_build_the_published_networks(
+    config: str, num_classes: int, parameters: int, aux_parameters: int
+) -> None:
     model_args = yaml.safe_load((ROOT / "recipes" / config).read_text())["model"]
     network = FinalTraining(**model_args, num_classes=num_classes, in_chans=3).network
     assert network.num_parameters() == parameters
@@ -58,7 +60,8 @@ def test_bad_genotype_file_is_a_one_line_error(tmp_path: Path) -> None:
         capture_output=True, text=True, cwd=ROOT, env=os.environ | {"WANDB_MODE": "offline"},
     )
     assert result.returncode == 1
-    assert result.stderr.splitlines()[-1] == f"error: {path}: genotype is missing reduce, reduce_concat; it needs normal, normal_concat, reduce, reduce_concat"
+    missing = "genotype is missing reduce, reduce_concat; it needs normal, normal_concat, reduce, reduce_concat"
+    assert result.stderr.splitlines()[-1] == f"error: {path}: {missing}"
     assert "Traceback" not in result.stderr
 
 
@@ -92,7 +95,7 @@ def read_val_metrics(folder: Path) -> dict[str, float]:
 @pytest.mark.slow
 def test_ddp_validation_metrics_equal_one_process(tmp_path: Path) -> None:
     """2 CPU processes (gloo) over the 297 test digits in batches of 64: 297 is not a multiple of 2 x 64, so a
-    padding sampler would count 2 * 3 * 64 - 297 images twice; the unpadded sync must give the 1-process numbers."""
+    padding sampler would count one image twice (298 in all); the unpadded sync must give the 1-process numbers."""
     args = fit_args(
         tmp_path, "--trainer.devices", "2", "--trainer.strategy", "ddp", "--trainer.accelerator", "cpu",
         "--trainer.limit_train_batches", "3", "--data.batch_size", "64",

@@ -73,7 +73,8 @@ def test_label_smoothing_applies_to_both_heads() -> None:
     x, y = torch.randn(6, 1, 8, 8), torch.randint(0, 10, (6,))
     model = tiny_model(auxiliary_weight=0.5, drop_path_prob=0.0, label_smoothing=0.1)
     logits, aux_logits = model.network.forward_with_aux(x)
-    expected = F.cross_entropy(logits, y, label_smoothing=0.1) + 0.5 * F.cross_entropy(aux_logits, y, label_smoothing=0.1)
+    expected = F.cross_entropy(logits, y, label_smoothing=0.1)
+    expected = expected + 0.5 * F.cross_entropy(aux_logits, y, label_smoothing=0.1)
     torch.testing.assert_close(model.loss(x, y)[0], expected)
 
 
@@ -163,7 +164,10 @@ def test_resumed_run_ends_with_the_weights_of_an_uninterrupted_run(tmp_path: Pat
     resumed = run("resumed", [], ckpt_path=tmp_path / "interrupted" / "last.ckpt")
 
     assert resumed.global_step == uninterrupted.global_step == 9
-    differs = [key for key, value in uninterrupted.state_dict().items() if not torch.equal(value, interrupted.state_dict()[key])]
+    interrupted_state = interrupted.state_dict()
+    differs = [
+        key for key, value in uninterrupted.state_dict().items() if not torch.equal(value, interrupted_state[key])
+    ]
     assert differs, "the interrupted run must differ, or the comparison below proves nothing"
     for key, value in uninterrupted.state_dict().items():
         assert torch.equal(value, resumed.state_dict()[key]), key
