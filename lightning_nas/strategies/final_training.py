@@ -80,6 +80,7 @@ class FinalTraining(pl.LightningModule):
         self.eval_accuracy = nn.ModuleDict({stage: accuracy_metrics(num_classes, f"{stage}_") for stage in EVAL_STAGES})
         self.eval_loss = nn.ModuleDict({stage: MeanMetric() for stage in EVAL_STAGES})
         self.seed = 0
+        """The global seed at fit start; every epoch's randomness is derived from it (see on_train_epoch_start)."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.network(x)
