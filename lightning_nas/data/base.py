@@ -53,6 +53,23 @@ def with_transform(dataset: VisionDataset, transform: Callable) -> VisionDataset
     return view
 
 
+class EpochSampler(DistributedSampler):
+    """DistributedSampler whose ``set_epoch`` also reseeds the loader's generator, from which worker seeds are drawn.
+
+    The loader starts at the trainer's current epoch: on resume Lightning makes the first iterator (and so the
+    workers, which take indices at once) before it calls ``set_epoch``, so the resumed epoch must be set already.
+    """
+
+    def __init__(self, dataset: Dataset, num_replicas: int, rank: int, seed: int, epoch: int) -> None:
+        super().__init__(dataset, num_replicas, rank, shuffle=True, seed=seed)
+        self.generator = torch.Generator()
+        self.set_epoch(epoch)
+
+    def set_epoch(self, epoch: int) -> None:
+        super().set_epoch(epoch)
+        self.generator.manual_seed(self.seed + epoch)
+
+
 class NASDataModule(pl.LightningDataModule):
     """Base class: subclasses build the datasets (``make_train_set``, ``make_test_set``) and describe the images."""
 
@@ -125,9 +142,12 @@ class NASDataModule(pl.LightningDataModule):
         """Shuffled: this rank's equal share of the (seed + salt, epoch) permutation; ordered: every image once."""
         num_replicas, rank = process_group()
         if shuffle:
-            sampler = DistributedSampler(dataset, num_replicas, rank, shuffle=True, seed=self.seed + salt)
+            epoch = self.trainer.current_epoch if self.trainer is not None else 0
+            sampler = EpochSampler(dataset, num_replicas, rank, self.seed + salt, epoch)
+            generator = sampler.generator
         else:
             sampler = UnrepeatedDistributedSampler(dataset, num_replicas=num_replicas, rank=rank, shuffle=False)
+            generator = torch.Generator().manual_seed(self.seed + salt)
         return DataLoader(
             dataset,
             batch_size=self.batch_size,
@@ -137,7 +157,7 @@ class NASDataModule(pl.LightningDataModule):
             pin_memory=self.pin_memory,
             persistent_workers=self.persistent_workers,
             # worker seeds come from here, not from the global RNG, which training reseeds per epoch for exact resume
-            generator=torch.Generator().manual_seed(self.seed + salt),
+            generator=generator,
         )
 
     def train_dataloader(self) -> Any:

@@ -162,3 +162,23 @@ def test_ddp_training_and_validation_read_the_single_process_data(
             for rank in range(2):
                 expected = [int(subset.dataset.labels[subset.indices[i]]) for i in order[rank::2]]
                 assert ranks[rank]["train_labels"][epoch, half] == expected
+
+
+def _first_batch(data: DigitsDataModule, epoch: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The first training batch of ``epoch`` as a trainer resumed at that epoch reads it (with worker processes)."""
+    data.trainer = type("ResumedTrainer", (), {"current_epoch": epoch})()
+    images, labels = next(iter(data.train_dataloader()))
+    return images, labels
+
+
+def test_a_loader_built_at_a_resumed_epoch_reads_that_epoch_with_the_same_augmentation() -> None:
+    uninterrupted = DigitsDataModule(seed=3, num_workers=2, batch_size=16)
+    loader = uninterrupted.train_dataloader()
+    for epoch in range(3):
+        loader.sampler.set_epoch(epoch)  # what Lightning does before every epoch
+        images, labels = next(iter(loader))
+    resumed_images, resumed_labels = _first_batch(DigitsDataModule(seed=3, num_workers=2, batch_size=16), epoch=2)
+    assert torch.equal(resumed_labels, labels)
+    assert torch.equal(resumed_images, images)  # random crops drawn in the workers match too
+    other_images, _ = _first_batch(DigitsDataModule(seed=3, num_workers=2, batch_size=16), epoch=1)
+    assert not torch.equal(other_images, images)
