@@ -86,7 +86,7 @@ class CIFAR10DataModule(NASDataModule):
             try:
                 CIFAR10(self.data_dir, download=True)
             except (OSError, RuntimeError) as error:  # offline, refused, or a corrupt archive
-                raise RuntimeError(f"{self._missing_files_message()} (download failed: {error})") from error
+                raise FileNotFoundError(f"{self._missing_files_message()} (download failed: {error})") from error
 
     def _load(self, train: bool) -> CIFAR10:
         """The raw images of one part, read once and shared by every transform."""
@@ -96,7 +96,7 @@ class CIFAR10DataModule(NASDataModule):
             try:
                 self._images[train] = CIFAR10(self.data_dir, train=train)
             except RuntimeError:
-                raise RuntimeError(
+                raise ValueError(
                     f"CIFAR-10 files in {self.folder.resolve()} failed torchvision's md5 check; delete the folder "
                     f"and download cifar-10-python.tar.gz again from {CIFAR10.url}"
                 ) from None

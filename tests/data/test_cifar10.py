@@ -101,7 +101,7 @@ def test_offline_download_fails_with_the_same_advice(tmp_path: Path, monkeypatch
         raise URLError("[Errno -3] Temporary failure in name resolution")
 
     monkeypatch.setattr(torchvision.datasets.cifar, "download_and_extract_archive", offline)
-    with pytest.raises(RuntimeError, match="download failed") as error:
+    with pytest.raises(FileNotFoundError, match="download failed") as error:
         CIFAR10DataModule(tmp_path, download=True).prepare_data()
     assert str((tmp_path / "cifar-10-batches-py").resolve()) in str(error.value) and "\n" not in str(error.value)
 
@@ -109,6 +109,6 @@ def test_offline_download_fails_with_the_same_advice(tmp_path: Path, monkeypatch
 def test_corrupt_files_fail_the_md5_check(tiny_cifar10: Path) -> None:
     test_batch = tiny_cifar10 / "cifar-10-batches-py" / "test_batch"
     test_batch.write_bytes(test_batch.read_bytes()[:-1])
-    with pytest.raises(RuntimeError, match="md5"):
+    with pytest.raises(ValueError, match="md5"):
         CIFAR10DataModule(tiny_cifar10).setup()
 
