@@ -69,7 +69,7 @@ DDP_SCRIPT = textwrap.dedent("""
                  lstm_size=8)
     trainer = pl.Trainer(max_epochs=2, accelerator="cpu", devices=2, strategy="ddp_find_unused_parameters_true",
                          limit_train_batches=3, limit_val_batches=0, logger=False, enable_progress_bar=False,
-                         enable_checkpointing=False, default_root_dir=out)
+                         default_root_dir=out, callbacks=[pl.callbacks.ModelCheckpoint(dirpath=f"{out}/ckpt")])
     trainer.fit(model, DigitsDataModule(val_split=100, batch_size=16))
     torch.save({k: v.cpu() for k, v in model.state_dict().items()}, f"{out}/rank{trainer.global_rank}.pt")
 """)
@@ -84,7 +84,9 @@ def test_ddp_ranks_keep_identical_controller_and_shared_weights(tmp_path: Path) 
     assert result.returncode == 0, result.stderr[-3000:]
     rank0, rank1 = (torch.load(tmp_path / f"rank{r}.pt") for r in (0, 1))
     fresh = ENAS(**TINY).state_dict()
+    # BN running statistics stay per rank (each scores its own held-out batches); the search never uses them.
     for name, value in rank0.items():
-        torch.testing.assert_close(rank1[name], value, rtol=0, atol=0, msg=name)
+        if not name.endswith(("running_mean", "running_var", "num_batches_tracked")):
+            torch.testing.assert_close(rank1[name], value, rtol=0, atol=0, msg=name)
     moved = [name for name in rank0 if name.startswith("controller.") and not torch.equal(rank0[name], fresh[name])]
     assert moved and float(rank0["baseline"]) > 0  # the controller trained, identically on both ranks
