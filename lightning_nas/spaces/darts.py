@@ -176,8 +176,12 @@ class SearchNetwork(nn.Module):
         """softmax(α) per edge, for the normal and the reduction cells."""
         return F.softmax(self.alpha_normal, dim=-1), F.softmax(self.alpha_reduce, dim=-1)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, alpha_grad: bool = True) -> torch.Tensor:
+        """``alpha_grad=False`` treats softmax(α) as constants: a weight step needs no α gradient, and without one no
+        mixed op has to keep its ops' outputs for the backward pass."""
         normal, reduce = self.op_weights()
+        if not alpha_grad:
+            normal, reduce = normal.detach(), reduce.detach()
         s0 = s1 = self.stem(x)
         for cell in self.cells:
             s0, s1 = s1, cell(s0, s1, reduce if cell.reduction else normal)
