@@ -21,7 +21,11 @@ def run_directory(trainer: pl.Trainer) -> Path:
     callback = trainer.checkpoint_callback
     if callback is not None and getattr(callback, "dirpath", None):
         return Path(callback.dirpath)
-    return Path(trainer.log_dir or trainer.default_root_dir)
+    # not trainer.log_dir: it broadcasts, and this is called on rank zero only
+    if not trainer.loggers:
+        return Path(trainer.default_root_dir)
+    logger = trainer.loggers[0]
+    return Path(getattr(logger, "log_dir", None) or logger.save_dir or trainer.default_root_dir)
 
 
 class GenotypeExport(pl.Callback):
