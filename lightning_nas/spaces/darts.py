@@ -34,6 +34,12 @@ def check_primitives(primitives: Sequence[str]) -> tuple[str, ...]:
     return primitives
 
 
+def channel_shuffle(x: torch.Tensor, groups: int) -> torch.Tensor:
+    """Interleave the channels of ``groups`` equal groups (ShuffleNet), so PC-DARTS samples other channels next time."""
+    B, C, H, W = x.shape
+    return x.view(B, groups, C // groups, H, W).transpose(1, 2).reshape(B, C, H, W)
+
+
 def num_edges(nodes: int) -> int:
     """Edges of a search cell: intermediate node j (0-based) reads the 2 cell inputs and the j earlier nodes."""
     return sum(2 + node for node in range(nodes))
@@ -43,21 +49,34 @@ class MixedOp(nn.Module):
     """An edge of the supernet: the weighted sum of every candidate op applied to the edge's input.
 
     The search net has no affine BN anywhere, and follows pooling with a non-affine BN so that its scale matches the
-    conv ops' (whose last layer is a BN).
+    conv ops' (whose last layer is a BN). With ``partial_channels`` K > 1 (PC-DARTS) only the first C/K channels go
+    through the ops; the rest bypass them (max-pooled when the edge reduces) and the channels are shuffled after.
     """
 
-    def __init__(self, C: int, stride: int, primitives: Sequence[str] = DARTS_PRIMITIVES) -> None:
+    def __init__(
+        self, C: int, stride: int, primitives: Sequence[str] = DARTS_PRIMITIVES, partial_channels: int = 1
+    ) -> None:
         super().__init__()
+        if partial_channels < 1 or C % partial_channels:
+            raise ValueError(f"partial_channels must be a positive divisor of the {C} channels, got {partial_channels}")
         self.primitives = check_primitives(primitives)
+        self.partial_channels = partial_channels
+        C_op = C // partial_channels
         self.ops = nn.ModuleList()
         for name in self.primitives:
-            op = create_op(name, C, stride, affine=False)
-            self.ops.append(nn.Sequential(op, nn.BatchNorm2d(C, affine=False)) if name in POOLING_OPS else op)
+            op = create_op(name, C_op, stride, affine=False)
+            self.ops.append(nn.Sequential(op, nn.BatchNorm2d(C_op, affine=False)) if name in POOLING_OPS else op)
+        self.bypass = nn.MaxPool2d(2, 2) if stride == 2 else nn.Identity()
 
     def forward(self, x: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
         """``weights``: one weight per candidate op (softmax(α) of this edge)."""
+        k = self.partial_channels
+        x_op = x if k == 1 else x[:, : x.shape[1] // k]
         # 'none' adds weight x 0: skip building it. Its α still gets its gradient through the softmax.
-        return sum(w * op(x) for w, op, name in zip(weights, self.ops, self.primitives) if name != "none")
+        out = sum(w * op(x_op) for w, op, name in zip(weights, self.ops, self.primitives) if name != "none")
+        if k == 1:
+            return out
+        return channel_shuffle(torch.cat([out, self.bypass(x[:, x.shape[1] // k :])], dim=1), k)
 
 
 class SearchCell(nn.Module):
@@ -77,6 +96,7 @@ class SearchCell(nn.Module):
         reduction_prev: bool,
         nodes: int = 4,
         primitives: Sequence[str] = DARTS_PRIMITIVES,
+        partial_channels: int = 1,
     ) -> None:
         super().__init__()
         self.reduction = reduction
@@ -88,17 +108,25 @@ class SearchCell(nn.Module):
             self.preprocess0 = ReLUConvBN(C_prev_prev, C, 1, affine=False)
         self.preprocess1 = ReLUConvBN(C_prev, C, 1, affine=False)
         self.edges = nn.ModuleList(
-            MixedOp(C, 2 if reduction and i < 2 else 1, primitives) for node in range(nodes) for i in range(2 + node)
+            MixedOp(C, 2 if reduction and i < 2 else 1, primitives, partial_channels)
+            for node in range(nodes)
+            for i in range(2 + node)
         )
 
-    def forward(self, s0: torch.Tensor, s1: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-        """``weights``: (edges, ops) op weights, edges ordered node by node, each node's inputs in order."""
+    def forward(
+        self, s0: torch.Tensor, s1: torch.Tensor, weights: torch.Tensor, edge_weights: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """``weights``: (edges, ops) op weights, edges ordered node by node, each node's inputs in order;
+        ``edge_weights``: one weight per edge scaling its whole output (PC-DARTS edge normalisation), or None."""
         states = [self.preprocess0(s0), self.preprocess1(s1)]
         offset = 0
         for _ in range(self.nodes):
             inputs = len(states)
-            edges, edge_weights = self.edges[offset : offset + inputs], weights[offset : offset + inputs]
-            states.append(sum(edge(h, w) for edge, h, w in zip(edges, states, edge_weights)))
+            edges = zip(self.edges[offset : offset + inputs], states, weights[offset : offset + inputs])
+            outputs = [edge(h, w) for edge, h, w in edges]
+            if edge_weights is not None:
+                outputs = [b * out for b, out in zip(edge_weights[offset : offset + inputs], outputs)]
+            states.append(sum(outputs))
             offset += inputs
         return torch.cat(states[2:], dim=1)
 
@@ -128,6 +156,8 @@ class SearchNetwork(nn.Module):
 
     α (``alpha_normal``, ``alpha_reduce``: edges x ops each) are parameters of this module, so DDP averages their
     gradients like any other; ``arch_parameters()`` and ``weight_parameters()`` keep them apart for the two optimizers.
+    ``partial_channels`` K > 1 makes it PC-DARTS (Xu et al., 2020): 1/K of the channels through each mixed op, and
+    edge normalisation by learned ``beta_normal``, ``beta_reduce`` (one per edge, softmax over a node's inputs).
     """
 
     def __init__(
@@ -139,12 +169,14 @@ class SearchNetwork(nn.Module):
         nodes: int = 4,
         stem_multiplier: int = 3,
         primitives: Sequence[str] = DARTS_PRIMITIVES,
+        partial_channels: int = 1,
     ) -> None:
         super().__init__()
         if nodes < 1 or layers < 1:
             raise ValueError(f"a search network needs at least 1 node and 1 cell, got nodes={nodes}, layers={layers}")
         self.primitives = check_primitives(primitives)
         self.nodes = nodes
+        self.partial_channels = partial_channels
         C_stem = stem_multiplier * C
         self.stem = nn.Sequential(nn.Conv2d(in_chans, C_stem, 3, padding=1, bias=False), nn.BatchNorm2d(C_stem))
         C_prev_prev, C_prev, C_curr, reduction_prev = C_stem, C_stem, C, False
@@ -153,7 +185,9 @@ class SearchNetwork(nn.Module):
             reduction = i in (layers // 3, 2 * layers // 3)
             if reduction:
                 C_curr *= 2
-            cell = SearchCell(C_prev_prev, C_prev, C_curr, reduction, reduction_prev, nodes, self.primitives)
+            cell = SearchCell(
+                C_prev_prev, C_prev, C_curr, reduction, reduction_prev, nodes, self.primitives, partial_channels
+            )
             self.cells.append(cell)
             reduction_prev = reduction
             C_prev_prev, C_prev = C_prev, cell.multiplier * C_curr
@@ -162,10 +196,14 @@ class SearchNetwork(nn.Module):
         shape = (num_edges(nodes), len(self.primitives))
         self.alpha_normal = nn.Parameter(1e-3 * torch.randn(shape))
         self.alpha_reduce = nn.Parameter(1e-3 * torch.randn(shape))
+        if partial_channels > 1:
+            self.beta_normal = nn.Parameter(1e-3 * torch.randn(num_edges(nodes)))
+            self.beta_reduce = nn.Parameter(1e-3 * torch.randn(num_edges(nodes)))
 
     def arch_parameters(self) -> list[nn.Parameter]:
-        """α of the normal and the reduction cells."""
-        return [self.alpha_normal, self.alpha_reduce]
+        """α of the normal and the reduction cells (and β, with partial channels)."""
+        betas = [self.beta_normal, self.beta_reduce] if self.partial_channels > 1 else []
+        return [self.alpha_normal, self.alpha_reduce, *betas]
 
     def weight_parameters(self) -> list[nn.Parameter]:
         """Every parameter except α: the ops', the stem's and the classifier's weights w."""
@@ -176,20 +214,37 @@ class SearchNetwork(nn.Module):
         """softmax(α) per edge, for the normal and the reduction cells."""
         return F.softmax(self.alpha_normal, dim=-1), F.softmax(self.alpha_reduce, dim=-1)
 
+    def edge_weights(self) -> tuple[torch.Tensor, torch.Tensor] | tuple[None, None]:
+        """PC-DARTS edge normalisation: softmax(β) over each node's incoming edges, for the normal and the reduction
+        cells; (None, None) without partial channels."""
+        if self.partial_channels == 1:
+            return None, None
+        sizes = [2 + node for node in range(self.nodes)]
+        normal, reduce = (
+            torch.cat([F.softmax(b, -1) for b in beta.split(sizes)]) for beta in (self.beta_normal, self.beta_reduce)
+        )
+        return normal, reduce
+
     def forward(self, x: torch.Tensor, alpha_grad: bool = True) -> torch.Tensor:
-        """``alpha_grad=False`` treats softmax(α) as constants: a weight step needs no α gradient, and without one no
-        mixed op has to keep its ops' outputs for the backward pass."""
-        normal, reduce = self.op_weights()
+        """``alpha_grad=False`` treats softmax(α) (and β) as constants: a weight step needs no α gradient, and
+        without one no mixed op has to keep its ops' outputs for the backward pass."""
+        weights = [*self.op_weights(), *self.edge_weights()]
         if not alpha_grad:
-            normal, reduce = normal.detach(), reduce.detach()
+            weights = [None if w is None else w.detach() for w in weights]
+        normal, reduce, edge_normal, edge_reduce = weights
         s0 = s1 = self.stem(x)
         for cell in self.cells:
-            s0, s1 = s1, cell(s0, s1, reduce if cell.reduction else normal)
+            cell_weights = (reduce, edge_reduce) if cell.reduction else (normal, edge_normal)
+            s0, s1 = s1, cell(s0, s1, *cell_weights)
         return self.classifier(self.global_pool(s1).flatten(1))
 
     def genotype(self) -> Genotype:
-        """The discrete architecture the current α derive (see ``derive_cell``)."""
+        """The discrete architecture the current α derive (see ``derive_cell``); with partial channels each edge's op
+        weights are scaled by its edge weight first, as PC-DARTS derives."""
         normal, reduce = self.op_weights()
+        edge_normal, edge_reduce = self.edge_weights()
+        if edge_normal is not None:
+            normal, reduce = normal * edge_normal[:, None], reduce * edge_reduce[:, None]
         concat = tuple(range(2, 2 + self.nodes))
         return Genotype(
             normal=tuple(derive_cell(normal, self.primitives, self.nodes)),

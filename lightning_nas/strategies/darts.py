@@ -101,6 +101,7 @@ class DARTS(pl.LightningModule):
         stem_multiplier: int = 3,
         primitives: Sequence[str] = DARTS_PRIMITIVES,
         unrolled: bool = False,
+        partial_channels: int = 1,
         w_lr: float = 0.025,
         w_lr_min: float = 0.001,
         w_momentum: float = 0.9,
@@ -112,12 +113,15 @@ class DARTS(pl.LightningModule):
         channels_last: bool = True,
         genotype_filename: str = "genotype.json",
     ) -> None:
-        """``channels_last``: the supernet's weights and inputs in channels_last memory format, about 1.5x faster on
-        CPU (depthwise convs and pooling) with the same results up to float rounding."""
+        """``partial_channels``: K of PC-DARTS (1/K of the channels through each mixed op, edge normalisation; 1 is
+        DARTS). ``channels_last``: the supernet's weights and inputs in channels_last memory format, about 1.5x
+        faster on CPU (depthwise convs and pooling) with the same results up to float rounding."""
         super().__init__()
         self.save_hyperparameters()
         self.automatic_optimization = False
-        self.network = SearchNetwork(C, layers, num_classes, in_chans, nodes, stem_multiplier, primitives)
+        self.network = SearchNetwork(
+            C, layers, num_classes, in_chans, nodes, stem_multiplier, primitives, partial_channels
+        )
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         self.network.to(memory_format=self.memory_format)
         self.val_top1 = MulticlassAccuracy(num_classes, top_k=1)

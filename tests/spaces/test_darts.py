@@ -92,3 +92,36 @@ def test_network_genotype_is_derived_from_its_alpha():
     genotype = network.genotype()
     assert genotype.normal == (("sep_conv_3x3", 1), ("dil_conv_5x5", 0)) * 4
     assert genotype.normal_concat == genotype.reduce_concat == (2, 3, 4, 5)
+
+
+def test_partial_channels_send_one_kth_through_the_ops_and_shuffle_the_rest():
+    torch.manual_seed(0)
+    op = MixedOp(8, stride=2, partial_channels=4).eval()
+    assert all(m.in_channels == 2 for m in op.modules() if isinstance(m, torch.nn.Conv2d) and m.groups == 1)
+    x = torch.randn(2, 8, 6, 6)
+    weights = torch.softmax(torch.randn(len(DARTS_PRIMITIVES)), dim=0)
+    out = op(x, weights)
+    assert out.shape == (2, 8, 3, 3)
+    # The first 2 channels go through the ops, the other 6 are max-pooled; a 4-group shuffle interleaves them.
+    through_ops = sum(w * candidate(x[:, :2]) for w, candidate in zip(weights, op.ops) if candidate is not op.ops[0])
+    unshuffled = torch.cat([through_ops, torch.nn.functional.max_pool2d(x[:, 2:], 2)], dim=1)
+    torch.testing.assert_close(out, unshuffled[:, [0, 2, 4, 6, 1, 3, 5, 7]])
+    with pytest.raises(ValueError, match="divisor of the 8 channels"):
+        MixedOp(8, stride=1, partial_channels=3)
+
+
+def test_partial_channels_add_edge_normalisation_to_the_architecture():
+    torch.manual_seed(0)
+    network = SearchNetwork(C=8, layers=3, num_classes=3, in_chans=1, nodes=3, partial_channels=4)
+    assert [tuple(a.shape) for a in network.arch_parameters()] == [(9, 8), (9, 8), (9,), (9,)]
+    with torch.no_grad():
+        network.beta_normal.copy_(torch.arange(9.0))
+    edge_normal, _ = network.edge_weights()
+    # softmax over each node's inputs: node 0 reads edges 0-1, node 1 edges 2-4, node 2 edges 5-8
+    for edges in (slice(0, 2), slice(2, 5), slice(5, 9)):
+        torch.testing.assert_close(edge_normal[edges], torch.softmax(torch.arange(9.0)[edges], 0))
+    network(torch.randn(2, 1, 8, 8)).sum().backward()
+    assert all(a.grad is not None and a.grad.abs().sum() > 0 for a in network.arch_parameters())
+    # Derivation weighs each edge's ops by its edge weight: the last inputs of every node win.
+    assert [i for _, i in network.genotype().normal] == [1, 0, 2, 1, 3, 2]
+    assert network(torch.randn(2, 1, 8, 8), alpha_grad=False).requires_grad
