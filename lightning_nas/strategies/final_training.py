@@ -28,9 +28,9 @@ EVAL_STAGES = ("val", "test")
 
 def accuracy_metrics(num_classes: int, prefix: str) -> MetricCollection:
     """Top-1 accuracy, and top-5 when there are more than 5 classes."""
-    metrics = {"acc1": MulticlassAccuracy(num_classes, top_k=1, average="micro")}
+    metrics = {"top1": MulticlassAccuracy(num_classes, top_k=1, average="micro")}
     if num_classes > 5:
-        metrics["acc5"] = MulticlassAccuracy(num_classes, top_k=5, average="micro")
+        metrics["top5"] = MulticlassAccuracy(num_classes, top_k=5, average="micro")
     return MetricCollection(metrics, prefix=prefix)
 
 
@@ -76,8 +76,8 @@ class FinalTraining(pl.LightningModule):
             in_chans=in_chans,
             auxiliary=auxiliary_weight > 0,
         )
-        self.train_accuracy = accuracy_metrics(num_classes, "train_")
-        self.eval_accuracy = nn.ModuleDict({stage: accuracy_metrics(num_classes, f"{stage}_") for stage in EVAL_STAGES})
+        self.train_accuracy = accuracy_metrics(num_classes, "train/")
+        self.eval_accuracy = nn.ModuleDict({stage: accuracy_metrics(num_classes, f"{stage}/") for stage in EVAL_STAGES})
         self.eval_loss = nn.ModuleDict({stage: MeanMetric() for stage in EVAL_STAGES})
         self.seed = 0
         """The global seed at fit start; every epoch's randomness is derived from it (see on_train_epoch_start)."""
@@ -118,7 +118,7 @@ class FinalTraining(pl.LightningModule):
                 f"lower the learning rate or set trainer.gradient_clip_val"
             )
         self.train_accuracy(logits, y)
-        self.log("train_loss", loss, prog_bar=True, batch_size=len(y))
+        self.log("train/loss", loss, prog_bar=True, batch_size=len(y))
         self.log_dict(self.train_accuracy, on_step=False, on_epoch=True, batch_size=len(y))
         return loss
 
@@ -128,7 +128,7 @@ class FinalTraining(pl.LightningModule):
         logits = self(x)
         self.eval_loss[stage].update(F.cross_entropy(logits, y), weight=len(y))
         self.eval_accuracy[stage].update(logits, y)
-        self.log(f"{stage}_loss", self.eval_loss[stage], prog_bar=True, batch_size=len(y))
+        self.log(f"{stage}/loss", self.eval_loss[stage], prog_bar=True, batch_size=len(y))
         self.log_dict(self.eval_accuracy[stage], prog_bar=True, batch_size=len(y))
 
     def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:

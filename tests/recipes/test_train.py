@@ -88,8 +88,8 @@ def test_missing_dataset_is_a_one_line_error(tmp_path: Path, data: str) -> None:
 
 def read_val_metrics(folder: Path) -> dict[str, float]:
     (metrics,) = folder.glob("**/metrics.csv")
-    rows = [row for row in csv.DictReader(metrics.open()) if row.get("val_acc1")]
-    return {key: float(value) for key, value in rows[-1].items() if key.startswith("val_")}
+    rows = [row for row in csv.DictReader(metrics.open()) if row.get("val/top1")]
+    return {key: float(value) for key, value in rows[-1].items() if key.startswith("val/")}
 
 
 @pytest.mark.slow
@@ -114,7 +114,7 @@ def test_ddp_validation_metrics_equal_one_process(tmp_path: Path) -> None:
     single = pl.Trainer(accelerator="cpu", devices=1, logger=False, enable_progress_bar=False)
     (one,) = single.validate(model, DigitsDataModule(batch_size=64), verbose=False)
 
-    assert set(ddp) == {"val_loss", "val_acc1", "val_acc5"}
-    assert ddp["val_acc1"] == pytest.approx(one["val_acc1"], abs=1e-7)  # counts out of 297: exact
-    assert ddp["val_acc5"] == pytest.approx(one["val_acc5"], abs=1e-7)
-    assert ddp["val_loss"] == pytest.approx(one["val_loss"], rel=1e-5)
+    assert set(ddp) == {"val/loss", "val/top1", "val/top5"}
+    assert ddp["val/top1"] == pytest.approx(one["val/top1"], abs=1e-7)  # counts out of 297: exact
+    assert ddp["val/top5"] == pytest.approx(one["val/top5"], abs=1e-7)
+    assert ddp["val/loss"] == pytest.approx(one["val/loss"], rel=1e-5)

@@ -79,8 +79,8 @@ def test_label_smoothing_applies_to_both_heads() -> None:
 
 
 def test_top5_only_with_more_than_five_classes() -> None:
-    assert set(tiny_model().eval_accuracy["val"]) == {"val_acc1", "val_acc5"}
-    assert set(tiny_model(num_classes=5).eval_accuracy["val"]) == {"val_acc1"}
+    assert set(tiny_model().eval_accuracy["val"]) == {"val/top1", "val/top5"}
+    assert set(tiny_model(num_classes=5).eval_accuracy["val"]) == {"val/top1"}
 
 
 def test_drop_path_and_cosine_lr_follow_the_epoch(tmp_path: Path) -> None:
@@ -130,8 +130,8 @@ def test_learns_digits(tmp_path: Path) -> None:
     before = fit.test(model, data, verbose=False)[0]
     fit.fit(model, data)
     after = fit.test(model, data, verbose=False)[0]
-    assert after["test_loss"] < before["test_loss"] - 1.0
-    assert after["test_acc1"] > 0.6  # chance is 0.1
+    assert after["test/loss"] < before["test/loss"] - 1.0
+    assert after["test/top1"] > 0.6  # chance is 0.1
 
 
 class StopAfterEpoch(pl.Callback):
@@ -181,7 +181,7 @@ def test_ema_weights_are_validated_and_kept(tmp_path: Path) -> None:
     callbacks = [EMAWeightAveraging(decay=0.5), ModelCheckpoint(dirpath=tmp_path, save_last=True)]
     fit = trainer(tmp_path, 1, limit_train_batches=4, enable_checkpointing=True, callbacks=callbacks)
     fit.fit(model, DigitsDataModule(batch_size=32))
-    logged = {key: value.item() for key, value in fit.callback_metrics.items() if key.startswith("val_")}
+    logged = {key: value.item() for key, value in fit.callback_metrics.items() if key.startswith("val/")}
 
     (validated,) = fit.validate(model, DigitsDataModule(batch_size=32), verbose=False)
     assert validated == pytest.approx(logged, abs=1e-6)
