@@ -35,10 +35,11 @@ def test_digits_search_genotype_file_is_accepted_unchanged_by_the_train_recipe(t
 
 
 def test_reuse_example_runs(tmp_path, monkeypatch, capsys):
-    text = (Path(__file__).parents[2] / "docs" / "darts_reuse.md").read_text()
-    code = re.search(r"```python\n(.*?)```", text, re.S).group(1)
+    text = (Path(__file__).parents[2] / "README.md").read_text()
+    section = text.split("## Reuse the DARTS search space in your own LightningModule", 1)[1]
+    code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
     monkeypatch.chdir(tmp_path)
-    exec(compile(code, "docs/darts_reuse.md", "exec"), {"__name__": "darts_reuse"})
+    exec(compile(code, "README.md", "exec"), {"__name__": "darts_reuse"})
     output = capsys.readouterr().out
     assert output.count("), (") >= 7  # the one-cell architecture: 8 (op, input) edges
     assert "normal cell" in output and "reduce cell" in output
