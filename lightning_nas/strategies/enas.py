@@ -13,6 +13,7 @@ DDP needs ``strategy: ddp_find_unused_parameters_true`` because each architectur
 
 from __future__ import annotations
 
+import os
 from typing import Any, Iterator, Literal
 
 import lightning.pytorch as pl
@@ -20,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lightning_nas.callbacks import GenotypeExport, GenotypeLogger
+from lightning_nas.callbacks import GenotypeExport, GenotypeLogger, run_directory
 from lightning_nas.genotypes import Genotype
 from lightning_nas.spaces.enas_macro import MacroArchitecture, MacroNetwork
 from lightning_nas.spaces.enas_micro import MicroArchitecture, MicroChild
@@ -98,6 +99,8 @@ class ENAS(pl.LightningModule):
                                               temperature=temperature, skip_target=skip_target)
         self.register_buffer("baseline", torch.zeros(()))
         self._derived: Architecture | None = None
+        self.history: list[dict[str, float]] = []
+        """Per epoch: mean reward, baseline and controller entropy of the controller phase (plotted at the end)."""
 
     # --- child -------------------------------------------------------------------------------------------------
 
@@ -165,8 +168,10 @@ class ENAS(pl.LightningModule):
             self.manual_backward(loss / hp.controller_aggregate)
             controller_optimizer.step()
         self._derived = self.derive(next(batches))
-        self.log_dict({"controller/reward": sum(rewards) / len(rewards), "controller/baseline": self.baseline,
-                       "controller/entropy": sum(entropies) / len(entropies)}, on_step=False, on_epoch=True)
+        self.history.append({"epoch": self.current_epoch, "reward": sum(rewards) / len(rewards),
+                             "baseline": float(self.baseline), "entropy": sum(entropies) / len(entropies)})
+        self.log_dict({f"controller/{key}": value for key, value in self.history[-1].items() if key != "epoch"},
+                      on_step=False, on_epoch=True)
         self.print(f"\nepoch {self.current_epoch}: best architecture\n{self._derived}")
 
     # --- derivation --------------------------------------------------------------------------------------------
@@ -201,7 +206,33 @@ class ENAS(pl.LightningModule):
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         # Sampling and dropout draw from the global generator: keep it so a resumed search continues exactly.
         checkpoint["enas_rng_state"] = torch.get_rng_state()
+        checkpoint["enas_history"] = self.history
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         if "enas_rng_state" in checkpoint:
             torch.set_rng_state(checkpoint["enas_rng_state"])
+        self.history = list(checkpoint.get("enas_history", []))
+
+    def on_fit_end(self) -> None:
+        if self.trainer.is_global_zero and self.history:
+            plot_controller_curves(self.history, run_directory(self.trainer) / "plots" / "enas_curves.png")
+
+
+def plot_controller_curves(history: list[dict[str, float]], path: str | os.PathLike) -> None:
+    """Mean reward (with the baseline) and controller entropy per epoch, side by side, written atomically as PNG."""
+    from matplotlib.figure import Figure
+
+    epochs = [row["epoch"] for row in history]
+    figure = Figure(figsize=(9, 3.5))
+    reward_axis, entropy_axis = figure.subplots(1, 2)
+    reward_axis.plot(epochs, [row["reward"] for row in history], marker="o", label="mean reward")
+    reward_axis.plot(epochs, [row["baseline"] for row in history], linestyle="--", label="baseline")
+    reward_axis.set(xlabel="epoch", ylabel="reward", title="controller reward")
+    reward_axis.legend()
+    entropy_axis.plot(epochs, [row["entropy"] for row in history], marker="o", color="tab:red")
+    entropy_axis.set(xlabel="epoch", ylabel="entropy (nats)", title="controller entropy")
+    figure.tight_layout()
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    temporary = f"{path}.tmp"
+    figure.savefig(temporary, format="png", dpi=90)
+    os.replace(temporary, path)

@@ -55,7 +55,7 @@ def test_resume_restores_controller_baseline_and_both_optimizers_exactly(tmp_pat
         for state_a, state_b in zip(a.state_dict()["state"].values(), b.state_dict()["state"].values()):
             for key in state_a:
                 torch.testing.assert_close(state_b[key], state_a[key], rtol=0, atol=0)
-    assert straight.genotype() == resumed.genotype()
+    assert straight.genotype() == resumed.genotype() and straight.history == resumed.history
 
 
 DDP_SCRIPT = textwrap.dedent("""

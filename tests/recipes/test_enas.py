@@ -1,0 +1,36 @@
+"""The ENAS recipe end to end on digits: its genotype file feeds the train recipe unchanged; its curves are plotted."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import torch
+
+from lightning_nas.genotypes import Genotype
+from lightning_nas.recipes.enas import main
+from lightning_nas.strategies.final_training import FinalTraining
+
+ROOT = Path(__file__).resolve().parents[2]
+TINY = ["--trainer.max_epochs", "1", "--trainer.limit_train_batches", "2", "--trainer.enable_progress_bar", "false",
+        "--trainer.enable_model_summary", "false", "--data.init_args.batch_size", "16", "--model.C", "4",
+        "--model.lstm_size", "8", "--model.controller_steps", "2", "--model.controller_aggregate", "2",
+        "--model.derive_samples", "2"]
+
+
+def test_digits_search_writes_a_genotype_for_the_train_recipe_and_the_controller_curves(tmp_path: Path, capsys) -> None:
+    cli = main(["fit", "--config", str(ROOT / "recipes" / "enas_digits.yaml"), "--trainer.default_root_dir",
+                str(tmp_path), *TINY])
+    printed = re.search(r"written to (\S+)", capsys.readouterr().out)
+    assert printed
+    genotype_file = Path(printed.group(1))
+    assert genotype_file.is_relative_to(tmp_path) and Genotype.load(genotype_file) == cli.model.genotype()
+
+    model = FinalTraining(genotype=str(genotype_file), C=4, layers=3, num_classes=10, in_chans=1)
+    assert model.genotype == cli.model.genotype()
+    model.eval()
+    assert model(torch.randn(2, 1, 8, 8)).shape == (2, 10)
+
+    assert [row["epoch"] for row in cli.model.history] == [0]
+    curves = genotype_file.parent / "plots" / "enas_curves.png"
+    assert curves.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
