@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import sys
+from contextlib import contextmanager
+from typing import Iterator
+
 import lightning.pytorch as pl
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 from lightning.pytorch.loggers import WandbLogger
@@ -9,6 +13,22 @@ from lightning.pytorch.utilities import rank_zero_only
 
 from lightning_nas.callbacks import run_directory
 from lightning_nas.data import NASDataModule
+
+
+USER_ERRORS = (ValueError, FileNotFoundError, FloatingPointError)
+"""What bad input raises: a malformed genotype (GenotypeError is a ValueError), images the network cannot take, a
+missing dataset, a diverged loss."""
+
+
+@contextmanager
+def one_line_errors() -> Iterator[None]:
+    """End a recipe with one line ``error: ...`` and exit status 1 on bad input, instead of a traceback."""
+    try:
+        yield
+    except USER_ERRORS as error:
+        while error.__cause__ is not None:  # jsonargparse wraps what a data module raises while it is built
+            error = error.__cause__
+        sys.exit(f"error: {error}")
 
 
 class SaveRunConfig(SaveConfigCallback):

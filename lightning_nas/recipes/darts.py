@@ -6,12 +6,13 @@ genotype is written to ``genotype.json`` next to the checkpoints; train it with 
 
 from __future__ import annotations
 
-from lightning_nas.recipes.cli import NASCLI, run_recipe
+from lightning_nas.recipes.cli import one_line_errors, run_recipe
 from lightning_nas.strategies.darts import DARTS
 
 
-def main(args: list[str] | None = None) -> NASCLI:
-    return run_recipe(DARTS, args)
+def main(args: list[str] | None = None) -> None:
+    with one_line_errors():
+        run_recipe(DARTS, args)
 
 
 if __name__ == "__main__":

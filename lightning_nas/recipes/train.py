@@ -10,19 +10,13 @@ with one line ``error: ...`` and exit status 1 instead of a traceback. ``--ckpt_
 
 from __future__ import annotations
 
-import sys
-
-from lightning_nas.recipes.cli import run_recipe
+from lightning_nas.recipes.cli import one_line_errors, run_recipe
 from lightning_nas.strategies.final_training import FinalTraining
 
 
 def main(args: list[str] | None = None) -> None:
-    try:
+    with one_line_errors():
         run_recipe(FinalTraining, args)
-    except (ValueError, FileNotFoundError, FloatingPointError) as error:  # GenotypeError is a ValueError
-        while error.__cause__ is not None:  # jsonargparse wraps what a data module raises while it is built
-            error = error.__cause__
-        sys.exit(f"error: {error}")
 
 
 if __name__ == "__main__":
