@@ -1,0 +1,22 @@
+"""The shared recipe CLI: each run keeps its own resolved config next to its checkpoints."""
+
+from pathlib import Path
+
+import yaml
+
+from lightning_nas.recipes.train import main
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_every_run_stores_its_own_resolved_config(tmp_path: Path) -> None:
+    for lr in ("0.01", "0.02"):  # two runs in one root folder, as a sweep's runs share one
+        main(["fit", "--config", str(ROOT / "recipes" / "train_digits.yaml"), "--trainer.default_root_dir",
+              str(tmp_path), "--model.C", "4", "--model.layers", "3", "--model.lr", lr, "--trainer.max_epochs", "1",
+              "--trainer.limit_train_batches", "1", "--trainer.limit_val_batches", "1",
+              "--trainer.enable_progress_bar", "false"])
+    configs = sorted(tmp_path.glob("**/checkpoints/config.yaml"))
+    assert len(configs) == 2 and configs[0].parent != configs[1].parent
+    saved = [yaml.safe_load(path.read_text()) for path in configs]
+    assert sorted(config["model"]["lr"] for config in saved) == [0.01, 0.02]
+    assert all(config["data"]["class_path"] == "lightning_nas.data.DigitsDataModule" for config in saved)
