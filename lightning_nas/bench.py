@@ -28,6 +28,7 @@ from torch import nn
 from torch.utils.data import Dataset, TensorDataset
 
 from lightning_nas.data.base import NASDataModule
+from lightning_nas.files import write_atomic
 
 CIFAR_TRAIN_IMAGES = 45_000
 """CIFAR-10's training images minus the 5k held out, to turn step times into epoch times."""
@@ -291,9 +292,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
             print(format_table(results[-1:]).splitlines()[-1], flush=True)
     print(format_table(results))
     if args.json:
-        temporary = args.json.with_name(args.json.name + ".tmp")
-        temporary.write_text(json.dumps({"uptime_load": os.getloadavg(), "results": results}, indent=2))
-        os.replace(temporary, args.json)
+        write_atomic(args.json, json.dumps({"uptime_load": os.getloadavg(), "results": results}, indent=2))
     return results
 
 

@@ -17,6 +17,7 @@ from typing import Any, Union
 
 import yaml
 
+from lightning_nas.files import write_atomic
 from lightning_nas.ops import OPS
 
 Edge = tuple[str, int]
@@ -129,12 +130,7 @@ class Genotype:
 
     def save(self, path: str | os.PathLike) -> Path:
         """Write as JSON atomically (temporary file, then rename), so a crash never leaves half a genotype."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_text(self.to_json(indent=1) + "\n")
-        os.replace(tmp, path)
-        return path
+        return write_atomic(path, self.to_json(indent=1) + "\n")
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> Genotype:

@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from lightning_nas.files import write_atomic
 from lightning_nas.ops import ENAS_MACRO_OPS, FactorizedReduce, create_op
 
 
@@ -61,12 +62,7 @@ class MacroArchitecture:
 
     def save(self, path: str | os.PathLike) -> Path:
         """Write as JSON atomically (temporary file, then rename)."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_text(json.dumps(self.to_dict(), indent=1) + "\n")
-        os.replace(tmp, path)
-        return path
+        return write_atomic(path, json.dumps(self.to_dict(), indent=1) + "\n")
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> MacroArchitecture:

@@ -14,7 +14,6 @@ import lightning.pytorch as pl
 import torch
 import torch.nn.functional as F
 from lightning.pytorch.utilities import rank_zero_info
-from torch import nn
 from torchmetrics.classification import MulticlassAccuracy
 
 from lightning_nas.callbacks import GenotypeExport, GenotypeLogger

@@ -13,6 +13,7 @@ DDP needs ``strategy: ddp_find_unused_parameters_true`` because each architectur
 
 from __future__ import annotations
 
+import io
 import os
 from typing import Any, Iterator, Literal
 
@@ -22,6 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from lightning_nas.callbacks import GenotypeExport, GenotypeLogger, run_directory
+from lightning_nas.files import write_atomic
 from lightning_nas.genotypes import Genotype
 from lightning_nas.spaces.enas_macro import MacroArchitecture, MacroNetwork
 from lightning_nas.spaces.enas_micro import MicroArchitecture, MicroChild
@@ -121,8 +123,8 @@ class ENAS(pl.LightningModule):
         self.manual_backward(loss)
         self.clip_gradients(child_optimizer, gradient_clip_val=self.hparams.grad_clip, gradient_clip_algorithm="norm")
         child_optimizer.step()
-        self.log("train_loss", loss, on_step=False, on_epoch=True, prog_bar=True)
-        self.log("train_acc", (logits.argmax(1) == y).float().mean(), on_step=False, on_epoch=True, prog_bar=True)
+        self.log("train/loss", loss, on_step=False, on_epoch=True, prog_bar=True)
+        self.log("train/top1", (logits.argmax(1) == y).float().mean(), on_step=False, on_epoch=True, prog_bar=True)
         if batch_idx + 1 == self.trainer.num_training_batches:
             self.lr_schedulers().step()
             self.controller_phase()
@@ -232,7 +234,6 @@ def plot_controller_curves(history: list[dict[str, float]], path: str | os.PathL
     entropy_axis.plot(epochs, [row["entropy"] for row in history], marker="o", color="tab:red")
     entropy_axis.set(xlabel="epoch", ylabel="entropy (nats)", title="controller entropy")
     figure.tight_layout()
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    temporary = f"{path}.tmp"
-    figure.savefig(temporary, format="png", dpi=90)
-    os.replace(temporary, path)
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=90)
+    write_atomic(path, buffer.getvalue())
