@@ -11,16 +11,25 @@ LightningModule (``CandidateModule``, ``AccuracyPredictor``) run by its own Trai
 
 Fault tolerance and parallelism both rest on the results file: every finished candidate is appended atomically, a
 restarted search skips what the file holds, and under a multi-process launch (``torchrun``, or any launcher that sets
-RANK and WORLD_SIZE) rank r trains candidates i with i % world_size == r; after a barrier every rank reads all the
-results from the file. Rank 0 fits the predictor and broadcasts the beam, so all ranks agree on it.
+RANK, WORLD_SIZE, MASTER_ADDR and MASTER_PORT) rank r trains candidates i with i % world_size == r; after a barrier
+every rank reads all the results from the file. Rank 0 fits the predictor and publishes the beam, so all ranks agree
+on it. The ranks meet through the launcher's key-value store, not a process group: every candidate Trainer, data
+module and metric then sees a single process, so each rank trains whole candidates on all the data (results do not
+depend on the number of ranks) and no collective call can wait for a rank that is busy elsewhere.
+
+Rank 0 also keeps ``progress.json`` (per level: candidates, best cell, the predictor's Spearman correlations) and a
+predicted-vs-true accuracy scatter per level under ``plots/``.
 """
 
 from __future__ import annotations
 
 import hashlib
+import io
+import json
 import math
 import os
 import time
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, Literal, Sequence
 
@@ -28,6 +37,7 @@ import lightning.pytorch as pl
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
+from matplotlib.figure import Figure
 from torchmetrics.functional import spearman_corrcoef
 
 from lightning_nas.callbacks import MedianStopping, WeightInheritance
@@ -88,26 +98,52 @@ class CandidateModule(pl.LightningModule):
         return [optimizer], [torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=h.epochs)]
 
 
-def _world() -> tuple[int, int]:
-    """(rank, world size) of a multi-process launch; joins the process group (gloo) on first use."""
-    world_size = int(os.environ.get("WORLD_SIZE", 1))
-    if world_size > 1 and not dist.is_initialized():
-        dist.init_process_group("gloo")
-    return (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
+STORE_TIMEOUT = timedelta(days=30)
+"""How long a rank waits for the others at a level's end: as long as a level of candidates may take."""
+
+
+def _launch() -> tuple[dist.Store | None, int, int]:
+    """(key-value store, rank, world size) of a multi-process launch, or (None, 0, 1) for a single process."""
+    if int(os.environ.get("WORLD_SIZE", 1)) == 1:
+        return None, 0, 1
+    store, rank, world_size = next(dist.rendezvous("env://", timeout=STORE_TIMEOUT))
+    return dist.PrefixStore("pnas", store), rank, world_size
 
 
 def _seed(seed: int, cell: PNASCell) -> int:
     return (seed + int(hashlib.sha1(cell.key().encode()).hexdigest()[:8], 16)) % 2**31
 
 
+def _write_atomic(path: Path, data: bytes) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+    return path
+
+
+def scatter_png(predicted: Sequence[float], actual: Sequence[float], title: str) -> bytes:
+    """Predicted vs. true accuracy, one point per candidate, with the diagonal where a perfect predictor would lie."""
+    figure = Figure(figsize=(4.5, 4.5))
+    axis = figure.subplots()
+    axis.scatter(actual, predicted, s=12)
+    low, high = min(*actual, *predicted), max(*actual, *predicted)
+    axis.plot([low, high], [low, high], color="grey", linewidth=0.8)
+    axis.set(xlabel="true held-out accuracy", ylabel="predicted accuracy", title=title)
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
+    return buffer.getvalue()
+
+
 class PNASSearch:
     """Progressive Neural Architecture Search (Liu et al., 2018) with a results file that makes it resumable.
 
-    ``data`` must be an eval-mode data module with ``val_split`` > 0: candidates train on the train split and are
-    scored on the held-out images. ``early_termination`` stops candidates of level b >= 2 whose held-out accuracy falls
-    below the median of the finished level-(b-1) curves at the same epoch (a fixed reference, so the beam does not
-    depend on which rank finished first). ``inherit_weights`` starts each child from its parent's trained weights.
-    Both are off by default, as in the paper.
+    ``data`` must be an eval-mode data module with ``val_split`` > 0: candidates train on the train split (at most
+    ``limit_train_batches`` batches an epoch, as Lightning reads it) and are scored on the held-out images.
+    ``early_termination`` stops candidates of level b >= 2 whose held-out accuracy falls below the median of the
+    finished level-(b-1) curves at the same epoch (a fixed reference, so the beam does not depend on which rank finished
+    first). ``inherit_weights`` starts each child from its parent's trained weights. Both are off by default, as in the
+    paper.
     """
 
     def __init__(
@@ -120,6 +156,7 @@ class PNASSearch:
         F: int = 24,
         epochs: int = 20,
         lr: float = 0.025,
+        limit_train_batches: int | float = 1.0,
         ops: Sequence[str] = PNAS_OPS,
         predictor: Literal["lstm", "mlp"] = "lstm",
         predictor_epochs: int = 50,
@@ -135,6 +172,7 @@ class PNASSearch:
             raise ValueError("PNAS scores candidates on held-out images: give the data module mode='eval' and val_split > 0")
         self.data, self.output_dir = data, Path(output_dir)
         self.B, self.K, self.N, self.F, self.epochs, self.lr = B, K, N, F, epochs, lr
+        self.limit_train_batches = limit_train_batches
         self.ops = tuple(ops)
         self.predictor_kind, self.predictor_epochs, self.predictor_lr = predictor, predictor_epochs, predictor_lr
         self.ensemble_size = ensemble_size
@@ -142,11 +180,16 @@ class PNASSearch:
         self.inherit_weights, self.accelerator, self.seed = inherit_weights, accelerator, seed
         self.results = ResultsFile(self.output_dir / "results.jsonl")
         self.beams: dict[int, list[PNASCell]] = {}
-        self.correlations: dict[int, float] = {}
+        self.progress: list[dict[str, Any]] = []
+        """Per level: b, candidates, best accuracy and cell, and from b=2 the predictor's Spearman correlations."""
+        self.store, self.rank, self.world_size = None, 0, 1
 
     # ----------------------------------------------------------------------------------------------- candidates
     def _trainer(self, max_epochs: int, callbacks: list[pl.Callback], **kwargs: Any) -> pl.Trainer:
-        return pl.Trainer(max_epochs=max_epochs, accelerator=self.accelerator, devices=1, logger=False,
+        """A single-device Trainer; under a multi-process launch on GPUs, rank r's candidates use GPU LOCAL_RANK."""
+        gpu = self.accelerator in ("gpu", "cuda") or (self.accelerator == "auto" and torch.cuda.is_available())
+        devices = [int(os.environ.get("LOCAL_RANK", 0))] if gpu else 1
+        return pl.Trainer(max_epochs=max_epochs, accelerator=self.accelerator, devices=devices, logger=False,
                           enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
                           num_sanity_val_steps=0, callbacks=callbacks, **kwargs)
 
@@ -176,12 +219,12 @@ class PNASSearch:
         if self.inherit_weights and parent is not None:
             callbacks.append(WeightInheritance(self.weights_path(parent), self.inheritance_mapping(parent, cell)))
         start = time.perf_counter()
-        self._trainer(self.epochs, callbacks).fit(module, datamodule=self.data)
+        trainer = self._trainer(self.epochs, callbacks, limit_train_batches=self.limit_train_batches)
+        trainer.fit(module, datamodule=self.data)
         if self.inherit_weights:
-            path = self.weights_path(cell)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            torch.save(module.state_dict(), path.with_suffix(".tmp"))
-            os.replace(path.with_suffix(".tmp"), path)
+            buffer = io.BytesIO()
+            torch.save(module.state_dict(), buffer)
+            _write_atomic(self.weights_path(cell), buffer.getvalue())
         return {
             "b": b, "cell": cell.to_list(), "accuracy": module.curve[-1], "curve": module.curve,
             "epochs": len(module.curve), "seconds": round(time.perf_counter() - start, 3),
@@ -190,21 +233,19 @@ class PNASSearch:
 
     def train_level(self, b: int, candidates: list[PNASCell], parents: dict[PNASCell, PNASCell]) -> dict[PNASCell, dict]:
         """Train this rank's share of the level's unfinished candidates; return every candidate's result."""
-        rank, world_size = _world()
         finished = self.finished()
         reference = [r["curve"] for c, r in finished.items() if r["b"] == b - 1 and r["stopped_epoch"] is None]
-        mine = [c for i, c in enumerate(candidates) if i % world_size == rank and c not in finished]
-        done = len(candidates) - sum(c not in finished for c in candidates)
+        mine = [c for i, c in enumerate(candidates) if i % self.world_size == self.rank and c not in finished]
         for cell in mine:
             record = self.train_candidate(cell, b, parents.get(cell), reference)
             self.results.append(record)
-            done += 1
-            best = max([r["accuracy"] for c, r in self.finished().items() if r["b"] == b], default=0.0)
+            finished = self.finished()  # all ranks' results so far
+            done = sum(c in finished for c in candidates)
+            best = max(finished[c]["accuracy"] for c in candidates if c in finished)
             stopped = f", stopped at epoch {record['stopped_epoch']}" if record["stopped_epoch"] else ""
-            print(f"[PNAS rank {rank}] b={b}: {done}/{len(candidates)} candidates done, "
+            print(f"[PNAS rank {self.rank}] b={b}: {done}/{len(candidates)} candidates done, "
                   f"accuracy {record['accuracy']:.4f}{stopped}, best so far {best:.4f}", flush=True)
-        if world_size > 1:
-            dist.barrier()
+        self._barrier(f"level{b}")
         finished = self.finished()
         missing = [c.key() for c in candidates if c not in finished]
         if missing:
@@ -214,11 +255,29 @@ class PNASSearch:
     def finished(self) -> dict[PNASCell, dict]:
         return {PNASCell.from_list(r["cell"]): r for r in self.results.read()}
 
+    # ------------------------------------------------------------------------------------------------ ranks
+    def _barrier(self, name: str) -> None:
+        """Wait until every rank has reached ``name`` (a no-op for a single process)."""
+        if self.store is not None:
+            self.store.set(f"{name}/{self.rank}", "arrived")
+            self.store.wait([f"{name}/{rank}" for rank in range(self.world_size)])
+
+    def _from_rank_zero(self, name: str, payload: Any) -> Any:
+        """Rank 0's (JSON) ``payload`` on every rank; the other ranks pass None and wait for it."""
+        if self.store is None:
+            return payload
+        if self.rank == 0:
+            self.store.set(name, json.dumps(payload))
+            return payload
+        return json.loads(self.store.get(name))
+
     # ------------------------------------------------------------------------------------------------ predictor
-    def fit_predictor(self) -> tuple[AccuracyPredictor, float]:
-        """Fit the ensemble on every result so far (in a fixed order, so the fit does not depend on which rank wrote
-        first); return it with its out-of-fold Spearman correlation."""
-        records = sorted(self.results.read(), key=lambda r: (r["b"], PNASCell.from_list(r["cell"]).key()))
+    def fit_predictor(self, b: int) -> tuple[AccuracyPredictor, float]:
+        """Fit the ensemble that ranks level b: on the results of levels 1..b-1 (a resumed search may hold some of
+        level b already), in a fixed order, so the fit does not depend on which rank wrote first; return it with its
+        out-of-fold Spearman correlation."""
+        records = [r for r in self.results.read() if r["b"] < b]
+        records.sort(key=lambda r: (r["b"], PNASCell.from_list(r["cell"]).key()))
         pl.seed_everything(self.seed, verbose=False)
         data = PredictorDataModule(records, lambda cell: encode(PNASCell.from_list(cell), self.ops),
                                    num_folds=self.ensemble_size, seed=self.seed)
@@ -236,44 +295,65 @@ class PNASSearch:
                 predictions += predictor(batch["tokens"], batch["lengths"]).tolist()
         return predictions
 
-    def next_beam(self, beam: list[PNASCell]) -> tuple[list[PNASCell], dict[PNASCell, PNASCell], list[float]]:
-        """Rank 0 expands the beam and keeps the K children the predictor ranks highest; all ranks receive them."""
-        rank, world_size = _world()
-        payload: list[Any] = [None]
-        if rank == 0:
-            predictor, correlation = self.fit_predictor()
-            print(f"[PNAS] predictor refit on {len(self.results.read())} results: out-of-fold Spearman "
-                  f"{correlation:.3f}", flush=True)
+    def next_beam(self, b: int, beam: list[PNASCell]) -> tuple[list[PNASCell], dict[PNASCell, PNASCell], list[float], float]:
+        """Rank 0 refits the predictor, expands the beam and keeps the K children it ranks highest; every rank
+        receives them with their parents, predicted accuracies and the predictor's out-of-fold Spearman."""
+        payload = None
+        if self.rank == 0:
+            predictor, correlation = self.fit_predictor(b)
+            print(f"[PNAS] b={b}: predictor refit on the results of b < {b}, out-of-fold Spearman {correlation:.3f}",
+                  flush=True)
             parents = expand_beam(beam, self.ops)
             children = list(parents)
             scores = self.predict(predictor, children)
             top = sorted(range(len(children)), key=lambda i: -scores[i])[: self.K]
-            payload = [([children[i] for i in top], {children[i]: parents[children[i]] for i in top},
-                        [scores[i] for i in top])]
-        if world_size > 1:
-            dist.broadcast_object_list(payload, src=0)
-        return payload[0]
+            payload = {"children": [children[i].to_list() for i in top],
+                       "parents": [parents[children[i]].to_list() for i in top],
+                       "predicted": [scores[i] for i in top], "out_of_fold_spearman": correlation}
+        payload = self._from_rank_zero(f"beam{b}", payload)
+        children = [PNASCell.from_list(cell) for cell in payload["children"]]
+        parents = {child: PNASCell.from_list(parent) for child, parent in zip(children, payload["parents"])}
+        return children, parents, payload["predicted"], payload["out_of_fold_spearman"]
 
     # --------------------------------------------------------------------------------------------------- search
+    @property
+    def correlations(self) -> dict[int, float]:
+        """The predictor's Spearman correlation on each new level b >= 2 (predicted before training vs. true)."""
+        return {level["b"]: level["spearman"] for level in self.progress if "spearman" in level}
+
+    def record_level(self, b: int, results: dict[PNASCell, dict], predicted: list[float], out_of_fold: float | None) -> None:
+        """Add level b to the progress; rank 0 rewrites ``progress.json`` and plots predicted vs. true accuracy."""
+        best = max(results, key=lambda c: (results[c]["accuracy"], c.key()))
+        level: dict[str, Any] = {"b": b, "candidates": len(results), "best_accuracy": results[best]["accuracy"],
+                                 "best_cell": best.to_list()}
+        if predicted:
+            actual = [results[c]["accuracy"] for c in results]
+            correlation = float(spearman_corrcoef(torch.tensor(predicted), torch.tensor(actual))) if len(actual) > 1 else math.nan
+            level.update(out_of_fold_spearman=out_of_fold, spearman=correlation)
+            print(f"[PNAS] b={b}: predictor Spearman on this new level {correlation:.3f}", flush=True)
+            if self.rank == 0:
+                png = scatter_png(predicted, actual, f"b={b}: {len(actual)} candidates, Spearman {correlation:.3f}")
+                _write_atomic(self.output_dir / "plots" / f"predicted_vs_true_b{b}.png", png)
+        self.progress.append(level)
+        if self.rank == 0:
+            _write_atomic(self.output_dir / "progress.json", json.dumps(self.progress, indent=1).encode())
+
     def run(self) -> Genotype:
         """Run (or resume) the search; write and return the best cell of the last level as a Genotype."""
-        candidates, parents, predicted = one_block_cells(self.ops), {}, []
+        self.store, self.rank, self.world_size = _launch()
+        self.progress = []
+        candidates, parents, predicted, out_of_fold = one_block_cells(self.ops), {}, [], None
         for b in range(1, self.B + 1):
             if b > 1:
-                candidates, parents, predicted = self.next_beam(self.beams[b - 1])
+                candidates, parents, predicted, out_of_fold = self.next_beam(b, self.beams[b - 1])
             print(f"[PNAS] b={b}: training {len(candidates)} candidates", flush=True)
             results = self.train_level(b, candidates, parents)
             self.beams[b] = candidates
-            if predicted:
-                actual = torch.tensor([results[c]["accuracy"] for c in candidates])
-                correlation = float(spearman_corrcoef(torch.tensor(predicted), actual)) if len(candidates) > 1 else math.nan
-                self.correlations[b] = correlation
-                print(f"[PNAS] b={b}: predictor Spearman on this new level {correlation:.3f}", flush=True)
-        final = self.beams[self.B]
-        best = max(final, key=lambda c: (self.finished()[c]["accuracy"], c.key()))
+            self.record_level(b, results, predicted, out_of_fold)
+        best = PNASCell.from_list(self.progress[-1]["best_cell"])
         genotype = best.to_genotype()
-        if _world()[0] == 0:
+        if self.rank == 0:
             path = genotype.save(self.output_dir / "genotype.json")
-            print(f"[PNAS] best cell (held-out accuracy {self.finished()[best]['accuracy']:.4f}):\n{genotype}\n"
+            print(f"[PNAS] best cell (held-out accuracy {self.progress[-1]['best_accuracy']:.4f}):\n{genotype}\n"
                   f"written to {path}", flush=True)
         return genotype
