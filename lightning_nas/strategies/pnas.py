@@ -46,7 +46,14 @@ from lightning_nas.data.pnas_results import PredictorDataModule, ResultsFile, co
 from lightning_nas.genotypes import Genotype
 from lightning_nas.networks import NetworkCIFAR
 from lightning_nas.ops import PNAS_OPS
-from lightning_nas.spaces.pnas import NUM_CELL_INPUTS, PNASCell, encode, expand_beam, one_block_cells, shared_edges
+from lightning_nas.spaces.pnas import (
+    NUM_CELL_INPUTS,
+    PNASCell,
+    encode,
+    expand_beam,
+    one_block_cells,
+    shared_edges,
+)
 from lightning_nas.strategies.pnas_predictor import AccuracyPredictor
 
 
@@ -104,7 +111,7 @@ STORE_TIMEOUT = timedelta(days=30)
 
 def _launch() -> tuple[dist.Store | None, int, int]:
     """(key-value store, rank, world size) of a multi-process launch, or (None, 0, 1) for a single process."""
-    if int(os.environ.get("WORLD_SIZE", 1)) == 1:
+    if int(os.environ.get("WORLD_SIZE", "1")) == 1:
         return None, 0, 1
     store, rank, world_size = next(dist.rendezvous("env://", timeout=STORE_TIMEOUT))
     return dist.PrefixStore("pnas", store), rank, world_size
@@ -143,7 +150,8 @@ class PNASSearch:
     ``early_termination`` stops candidates of level b >= 2 whose held-out accuracy falls below the median of the
     finished level-(b-1) curves at the same epoch (a fixed reference, so the beam does not depend on which rank finished
     first). ``inherit_weights`` starts each child from its parent's trained weights. Both are off by default, as in the
-    paper.
+    paper. ``num_threads`` sets torch's CPU threads per process: tiny proxy networks run faster on one thread per
+    rank (parallel across candidates, not within one), and far faster on a shared machine; None keeps torch's default.
     """
 
     def __init__(
@@ -166,10 +174,13 @@ class PNASSearch:
         termination_grace_epochs: int = 1,
         inherit_weights: bool = False,
         accelerator: str = "auto",
+        num_threads: int | None = None,
         seed: int = 0,
     ) -> None:
         if data.mode != "eval" or not data.val_split:
-            raise ValueError("PNAS scores candidates on held-out images: give the data module mode='eval' and val_split > 0")
+            raise ValueError(
+                "PNAS scores candidates on held-out images: give the data module mode='eval' and val_split > 0"
+            )
         self.data, self.output_dir = data, Path(output_dir)
         self.B, self.K, self.N, self.F, self.epochs, self.lr = B, K, N, F, epochs, lr
         self.limit_train_batches = limit_train_batches
@@ -178,6 +189,7 @@ class PNASSearch:
         self.ensemble_size = ensemble_size
         self.early_termination, self.termination_grace_epochs = early_termination, termination_grace_epochs
         self.inherit_weights, self.accelerator, self.seed = inherit_weights, accelerator, seed
+        self.num_threads = num_threads
         self.results = ResultsFile(self.output_dir / "results.jsonl")
         self.beams: dict[int, list[PNASCell]] = {}
         self.progress: list[dict[str, Any]] = []
@@ -188,7 +200,7 @@ class PNASSearch:
     def _trainer(self, max_epochs: int, callbacks: list[pl.Callback], **kwargs: Any) -> pl.Trainer:
         """A single-device Trainer; under a multi-process launch on GPUs, rank r's candidates use GPU LOCAL_RANK."""
         gpu = self.accelerator in ("gpu", "cuda") or (self.accelerator == "auto" and torch.cuda.is_available())
-        devices = [int(os.environ.get("LOCAL_RANK", 0))] if gpu else 1
+        devices = [int(os.environ.get("LOCAL_RANK", "0"))] if gpu else 1
         return pl.Trainer(max_epochs=max_epochs, accelerator=self.accelerator, devices=devices, logger=False,
                           enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
                           num_sanity_val_steps=0, callbacks=callbacks, **kwargs)
@@ -231,7 +243,9 @@ class PNASSearch:
             "stopped_epoch": stopping.stopped_epoch if stopping else None,
         }
 
-    def train_level(self, b: int, candidates: list[PNASCell], parents: dict[PNASCell, PNASCell]) -> dict[PNASCell, dict]:
+    def train_level(
+        self, b: int, candidates: list[PNASCell], parents: dict[PNASCell, PNASCell]
+    ) -> dict[PNASCell, dict]:
         """Train this rank's share of the level's unfinished candidates; return every candidate's result."""
         finished = self.finished()
         reference = [r["curve"] for c, r in finished.items() if r["b"] == b - 1 and r["stopped_epoch"] is None]
@@ -295,7 +309,9 @@ class PNASSearch:
                 predictions += predictor(batch["tokens"], batch["lengths"]).tolist()
         return predictions
 
-    def next_beam(self, b: int, beam: list[PNASCell]) -> tuple[list[PNASCell], dict[PNASCell, PNASCell], list[float], float]:
+    def next_beam(
+        self, b: int, beam: list[PNASCell]
+    ) -> tuple[list[PNASCell], dict[PNASCell, PNASCell], list[float], float]:
         """Rank 0 refits the predictor, expands the beam and keeps the K children it ranks highest; every rank
         receives them with their parents, predicted accuracies and the predictor's out-of-fold Spearman."""
         payload = None
@@ -321,14 +337,18 @@ class PNASSearch:
         """The predictor's Spearman correlation on each new level b >= 2 (predicted before training vs. true)."""
         return {level["b"]: level["spearman"] for level in self.progress if "spearman" in level}
 
-    def record_level(self, b: int, results: dict[PNASCell, dict], predicted: list[float], out_of_fold: float | None) -> None:
+    def record_level(
+        self, b: int, results: dict[PNASCell, dict], predicted: list[float], out_of_fold: float | None
+    ) -> None:
         """Add level b to the progress; rank 0 rewrites ``progress.json`` and plots predicted vs. true accuracy."""
         best = max(results, key=lambda c: (results[c]["accuracy"], c.key()))
         level: dict[str, Any] = {"b": b, "candidates": len(results), "best_accuracy": results[best]["accuracy"],
                                  "best_cell": best.to_list()}
         if predicted:
             actual = [results[c]["accuracy"] for c in results]
-            correlation = float(spearman_corrcoef(torch.tensor(predicted), torch.tensor(actual))) if len(actual) > 1 else math.nan
+            correlation = math.nan
+            if len(actual) > 1:
+                correlation = float(spearman_corrcoef(torch.tensor(predicted), torch.tensor(actual)))
             level.update(out_of_fold_spearman=out_of_fold, spearman=correlation)
             print(f"[PNAS] b={b}: predictor Spearman on this new level {correlation:.3f}", flush=True)
             if self.rank == 0:
@@ -341,6 +361,8 @@ class PNASSearch:
     def run(self) -> Genotype:
         """Run (or resume) the search; write and return the best cell of the last level as a Genotype."""
         self.store, self.rank, self.world_size = _launch()
+        if self.num_threads:
+            torch.set_num_threads(self.num_threads)
         self.progress = []
         candidates, parents, predicted, out_of_fold = one_block_cells(self.ops), {}, [], None
         for b in range(1, self.B + 1):

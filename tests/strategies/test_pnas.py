@@ -11,7 +11,6 @@ from torchmetrics.functional import spearman_corrcoef
 from lightning_nas.data import DigitsDataModule
 from lightning_nas.data.pnas_results import ResultsFile
 from lightning_nas.genotypes import Genotype
-from lightning_nas.spaces.pnas import PNASCell
 from lightning_nas.strategies.pnas import PNASSearch
 
 TINY = dict(B=2, K=2, N=1, F=4, epochs=1, lr=0.05, limit_train_batches=2, ops=["identity", "sep_conv_3x3"],
@@ -23,23 +22,11 @@ def search(output_dir) -> PNASSearch:
     return PNASSearch(DigitsDataModule(mode="eval", val_split=200, batch_size=128), output_dir=str(output_dir), **TINY)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Networks of 4 channels on 8x8 images: intra-op threads cost far more than they save (10x CPU when loaded)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory) -> PNASSearch:
     """One uninterrupted single-process search, shared by the tests that compare against it."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
     finished = search(tmp_path_factory.mktemp("reference"))
     finished.run()
-    torch.set_num_threads(threads)
     return finished
 
 
@@ -76,7 +63,8 @@ def test_search_records_progress_and_plots_predicted_vs_true_accuracy(reference)
     # the recorded correlation is that of the predictions (made before training) with the accuracies found after
     predicted = reference.predict(reference.fit_predictor(2)[0], reference.beams[2])
     actual = [records[json.dumps(c.to_list())] for c in reference.beams[2]]
-    assert progress[1]["spearman"] == pytest.approx(float(spearman_corrcoef(torch.tensor(predicted), torch.tensor(actual))))
+    correlation = float(spearman_corrcoef(torch.tensor(predicted), torch.tensor(actual)))
+    assert progress[1]["spearman"] == pytest.approx(correlation)
     with Image.open(reference.output_dir / "plots" / "predicted_vs_true_b2.png") as image:
         assert image.format == "PNG" and min(image.size) > 100
     assert sorted(p.name for p in (reference.output_dir / "plots").iterdir()) == ["predicted_vs_true_b2.png"]
