@@ -20,7 +20,7 @@ class MedianStopping(pl.Callback):
 
     def __init__(
         self,
-        monitor: str = "val_acc",
+        monitor: str = "val/top1",
         mode: Literal["max", "min"] = "max",
         curves: Sequence[Sequence[float]] = (),
         quantile: float = 0.5,

@@ -84,7 +84,7 @@ class CandidateModule(pl.LightningModule):
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
         x, y = batch
         loss = F.cross_entropy(self.network(x), y)
-        self.log("train_loss", loss)
+        self.log("train/loss", loss)
         return loss
 
     def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
@@ -95,7 +95,7 @@ class CandidateModule(pl.LightningModule):
     def on_validation_epoch_end(self) -> None:
         accuracy = self._correct / max(self._seen, 1)
         self._correct = self._seen = 0
-        self.log("val_acc", accuracy)
+        self.log("val/top1", accuracy)
         if not self.trainer.sanity_checking:
             self.curve.append(accuracy)
 
@@ -225,7 +225,7 @@ class PNASSearch:
         callbacks: list[pl.Callback] = []
         stopping = None
         if self.early_termination and reference:
-            stopping = MedianStopping("val_acc", curves=reference, grace_epochs=self.termination_grace_epochs,
+            stopping = MedianStopping("val/top1", curves=reference, grace_epochs=self.termination_grace_epochs,
                                       record=False)
             callbacks.append(stopping)
         if self.inherit_weights and parent is not None:
@@ -299,7 +299,7 @@ class PNASSearch:
                                       ensemble_size=self.ensemble_size, lr=self.predictor_lr)
         trainer = self._trainer(self.predictor_epochs, [], check_val_every_n_epoch=self.predictor_epochs)
         trainer.fit(predictor, data)
-        return predictor.cpu().eval(), float(trainer.callback_metrics["val_spearman"])
+        return predictor.cpu().eval(), float(trainer.callback_metrics["val/spearman"])
 
     def predict(self, predictor: AccuracyPredictor, cells: list[PNASCell], batch_size: int = 4096) -> list[float]:
         predictions = []

@@ -71,7 +71,7 @@ class AccuracyPredictor(pl.LightningModule):
     """An ensemble of ``ensemble_size`` predictors, member m trained with L1 loss on every fold but fold m.
 
     ``forward`` averages the members. Validation scores each result with the member that never saw it and logs the
-    Spearman rank correlation of these out-of-fold predictions with the true accuracies (``val_spearman``).
+    Spearman rank correlation of these out-of-fold predictions with the true accuracies (``val/spearman``).
     """
 
     def __init__(
@@ -105,14 +105,14 @@ class AccuracyPredictor(pl.LightningModule):
         members = torch.arange(len(self.members), device=self.device)[:, None]
         trains = (batch["fold"][None] != members).float()
         loss = ((predictions - batch["accuracy"][None]).abs() * trains).sum() / trains.sum().clamp(min=1)
-        self.log("train_loss", loss, prog_bar=True)
+        self.log("train/loss", loss, prog_bar=True)
         return loss
 
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
         predictions = self.member_predictions(batch["tokens"], batch["lengths"])
         out_of_fold = predictions.gather(0, batch["fold"][None] % len(self.members)).squeeze(0)
         self.val_spearman.update(out_of_fold, batch["accuracy"])
-        self.log("val_spearman", self.val_spearman, on_epoch=True)
+        self.log("val/spearman", self.val_spearman, on_epoch=True)
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         return torch.optim.Adam(self.parameters(), lr=self.hparams.lr)

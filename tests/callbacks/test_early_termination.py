@@ -24,7 +24,7 @@ class ScriptedCurve(pl.LightningModule):
         self.epochs_trained += 1
 
     def validation_step(self, batch, batch_idx):
-        self.log("val_acc", self.curve[self.current_epoch])
+        self.log("val/top1", self.curve[self.current_epoch])
 
     def configure_optimizers(self):
         return torch.optim.SGD(self.parameters(), lr=0.0)
@@ -62,6 +62,6 @@ def test_lets_a_good_curve_finish_and_keeps_it_as_a_reference():
 
 def test_needs_enough_reference_curves_and_minimises_when_asked():
     assert MedianStopping(curves=REFERENCE[:2], min_curves=3).threshold(1) is None
-    callback = MedianStopping(monitor="val_acc", mode="min", curves=REFERENCE, grace_epochs=1)
+    callback = MedianStopping(monitor="val/top1", mode="min", curves=REFERENCE, grace_epochs=1)
     fit([0.9, 0.9, 0.9, 0.9], callback)  # above the median loss: stopped at once
     assert callback.stopped_epoch == 1

@@ -37,7 +37,7 @@ def test_predictor_ensemble_learns_a_toy_relation_and_ranks_the_next_b(kind):
     trainer = pl.Trainer(max_epochs=20, logger=False, enable_checkpointing=False, enable_progress_bar=False,
                          enable_model_summary=False, num_sanity_val_steps=0, check_val_every_n_epoch=20)
     trainer.fit(predictor, data)
-    assert trainer.callback_metrics["val_spearman"] > 0.8  # out-of-fold: every cell scored by a member that never saw it
+    assert trainer.callback_metrics["val/spearman"] > 0.8  # out-of-fold: every cell scored by a member that never saw it
     children = expand(cells[3])[::5]
     batch = collate([(encode(c), toy_accuracy(c), 0) for c in children])
     with torch.no_grad():
