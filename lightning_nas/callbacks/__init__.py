@@ -1,8 +1,18 @@
-"""Lightning callbacks usable in any project: genotype export and logging, weight inheritance, early termination."""
+"""Lightning callbacks usable in any project: genotype export and logging, weight inheritance, early termination,
+per-epoch seeding for exact resume."""
 
 from lightning_nas.callbacks.early_termination import MedianStopping
+from lightning_nas.callbacks.epoch_seeding import EpochSeeding
 from lightning_nas.callbacks.genotype_export import GenotypeExport, run_directory
 from lightning_nas.callbacks.genotype_logger import GenotypeLogger, alpha_heatmap_png
 from lightning_nas.callbacks.weight_inheritance import WeightInheritance
 
-__all__ = ["GenotypeExport", "GenotypeLogger", "MedianStopping", "WeightInheritance", "alpha_heatmap_png", "run_directory"]
+__all__ = [
+    "EpochSeeding",
+    "GenotypeExport",
+    "GenotypeLogger",
+    "MedianStopping",
+    "WeightInheritance",
+    "alpha_heatmap_png",
+    "run_directory",
+]

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from lightning.pytorch.utilities import rank_zero_info
 from torchmetrics.classification import MulticlassAccuracy
 
-from lightning_nas.callbacks import GenotypeExport, GenotypeLogger
+from lightning_nas.callbacks import EpochSeeding, GenotypeExport, GenotypeLogger
 from lightning_nas.genotypes import Genotype
 from lightning_nas.ops import DARTS_PRIMITIVES
 from lightning_nas.spaces.darts import SearchNetwork
@@ -86,8 +86,8 @@ class DARTS(pl.LightningModule):
     """DARTS search (Liu et al., 2019) on a ``SearchNetwork``, first or second order (``unrolled``).
 
     ``genotype()`` derives the current architecture at any time; a ``GenotypeExport`` callback writes it next to the
-    checkpoints every epoch and at the end. Both optimizers and the weight lr schedule live in the checkpoint, and
-    the data module's (seed, epoch) shuffling makes a resumed search continue exactly.
+    checkpoints every epoch and at the end. Both optimizers and the weight lr schedule live in the checkpoint; with
+    the data module's (seed, epoch) shuffling and ``EpochSeeding``, a resumed search continues exactly.
     """
 
     def __init__(
@@ -124,7 +124,6 @@ class DARTS(pl.LightningModule):
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         self.network.to(memory_format=self.memory_format)
         self.val_top1 = MulticlassAccuracy(num_classes, top_k=1)
-        self._resumed_rng_state: torch.Tensor | None = None
 
     def forward(self, x: torch.Tensor, alpha_grad: bool = True) -> torch.Tensor:
         return self.network(x.contiguous(memory_format=self.memory_format), alpha_grad)
@@ -185,19 +184,6 @@ class DARTS(pl.LightningModule):
         self.log("val/loss", F.cross_entropy(logits, y), prog_bar=True, sync_dist=True)
         self.log("val/top1", self.val_top1, prog_bar=True)
 
-    def on_save_checkpoint(self, checkpoint: dict) -> None:
-        # Augmentations draw from the global RNG: keep its state so that a resumed search augments the same way.
-        checkpoint["rng_state"] = torch.get_rng_state()
-
-    def on_load_checkpoint(self, checkpoint: dict) -> None:
-        self._resumed_rng_state = checkpoint.get("rng_state")
-
-    def on_train_epoch_start(self) -> None:
-        # Restored here, after the sanity check, where the interrupted run's next epoch would have started.
-        if self._resumed_rng_state is not None:
-            torch.set_rng_state(self._resumed_rng_state)
-            self._resumed_rng_state = None
-
     def on_train_epoch_end(self) -> None:
         self.lr_schedulers().step()
         self.log("arch/entropy_normal", alpha_entropy(self.network.alpha_normal))
@@ -219,4 +205,4 @@ class DARTS(pl.LightningModule):
         return [w_optimizer, arch_optimizer], [w_schedule]
 
     def configure_callbacks(self) -> list[pl.Callback]:
-        return [GenotypeExport(self.hparams.genotype_filename), GenotypeLogger()]
+        return [GenotypeExport(self.hparams.genotype_filename), GenotypeLogger(), EpochSeeding()]

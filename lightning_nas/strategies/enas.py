@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lightning_nas.callbacks import GenotypeExport, GenotypeLogger, run_directory
+from lightning_nas.callbacks import EpochSeeding, GenotypeExport, GenotypeLogger, run_directory
 from lightning_nas.files import write_atomic
 from lightning_nas.genotypes import Genotype
 from lightning_nas.spaces.enas_macro import MacroArchitecture, MacroNetwork
@@ -203,16 +203,12 @@ class ENAS(pl.LightningModule):
         return [child, controller], [schedule]
 
     def configure_callbacks(self) -> list[pl.Callback]:
-        return [GenotypeExport(self.hparams.genotype_filename), GenotypeLogger()]
+        return [GenotypeExport(self.hparams.genotype_filename), GenotypeLogger(), EpochSeeding()]
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        # Sampling and dropout draw from the global generator: keep it so a resumed search continues exactly.
-        checkpoint["enas_rng_state"] = torch.get_rng_state()
         checkpoint["enas_history"] = self.history
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        if "enas_rng_state" in checkpoint:
-            torch.set_rng_state(checkpoint["enas_rng_state"])
         self.history = list(checkpoint.get("enas_history", []))
 
     def on_fit_end(self) -> None:

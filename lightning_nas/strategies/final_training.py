@@ -9,11 +9,9 @@ tests and checkpoints with the averaged weights.
 
 from __future__ import annotations
 
-import random
 from typing import Any, Literal
 
 import lightning.pytorch as pl
-import numpy as np
 import timm
 import torch
 import torch.nn.functional as F
@@ -21,6 +19,7 @@ from torch import nn
 from torchmetrics import MeanMetric, MetricCollection
 from torchmetrics.classification import MulticlassAccuracy
 
+from lightning_nas.callbacks import EpochSeeding
 from lightning_nas.genotypes import Genotype, resolve_genotype
 
 EVAL_STAGES = ("val", "test")
@@ -79,8 +78,6 @@ class FinalTraining(pl.LightningModule):
         self.train_accuracy = accuracy_metrics(num_classes, "train/")
         self.eval_accuracy = nn.ModuleDict({stage: accuracy_metrics(num_classes, f"{stage}/") for stage in EVAL_STAGES})
         self.eval_loss = nn.ModuleDict({stage: MeanMetric() for stage in EVAL_STAGES})
-        self.seed = 0
-        """The global seed at fit start; every epoch's randomness is derived from it (see on_train_epoch_start)."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.network(x)
@@ -97,16 +94,13 @@ class FinalTraining(pl.LightningModule):
     def on_fit_start(self) -> None:
         if not self.trainer.max_epochs or self.trainer.max_epochs < 1:
             raise ValueError("final training schedules lr and drop path over the epochs: set trainer.max_epochs")
-        self.seed = torch.initial_seed()
+
+    def configure_callbacks(self) -> list[pl.Callback]:
+        return [EpochSeeding()]
 
     def on_train_epoch_start(self) -> None:
-        """Reseed the randomness of this epoch (augmentation, drop path) from (seed, epoch, rank), so a run resumed
-        from a checkpoint repeats it exactly; then raise drop path to ``drop_path_prob * epoch / max_epochs``."""
-        seed = np.random.SeedSequence([self.seed, self.current_epoch, self.global_rank])
-        torch_seed, numpy_seed, python_seed = seed.generate_state(3)
-        torch.manual_seed(int(torch_seed))
-        np.random.seed(int(numpy_seed))
-        random.seed(int(python_seed))
+        """Raise drop path linearly: ``drop_path_prob * epoch / max_epochs`` (EpochSeeding makes its draws resume
+        exactly)."""
         self.network.set_drop_path_rate(self.hparams.drop_path_prob * self.current_epoch / self.trainer.max_epochs)
 
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
