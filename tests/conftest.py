@@ -1,4 +1,5 @@
-"""Tiny datasets shared by the tests: CIFAR-10 in its real on-disk format and an ImageFolder tree of JPEGs."""
+"""Shared by the tests: tiny CIFAR-10 in its real on-disk format, an ImageFolder tree of JPEGs, and an interrupter
+for resume tests."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import hashlib
 import pickle
 from pathlib import Path
 
+import lightning.pytorch as pl
 import numpy as np
 import pytest
 from PIL import Image
@@ -69,3 +71,20 @@ def tiny_imagefolder(tmp_path: Path) -> Path:
                 image = Image.new("RGB", (48, 40), colour)
                 image.save(folder / f"{name}_{image_index}.JPEG", quality=95)
     return root
+
+
+class StopAfterEpoch(pl.Callback):
+    """Interrupt a run after ``epoch`` (as a crash or a preempted job would), leaving its last checkpoint."""
+
+    def __init__(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if trainer.current_epoch == self.epoch:
+            trainer.should_stop = True
+
+
+@pytest.fixture
+def stop_after_epoch() -> type[StopAfterEpoch]:
+    """The interrupter class: ``stop_after_epoch(k)`` stops a fit after epoch k."""
+    return StopAfterEpoch

@@ -134,30 +134,21 @@ def test_unrolled_search_runs_and_rejects_eval_batches(tmp_path):
         make_trainer(tmp_path, limit_train_batches=1).fit(DARTS(**TINY), DigitsDataModule(mode="eval", batch_size=16))
 
 
-def search(tmp_path: Path, max_epochs: int, stop_after: int | None = None, ckpt_path: str | None = None) -> DARTS:
+def search(
+    tmp_path: Path, max_epochs: int, callbacks: tuple[pl.Callback, ...] = (), ckpt_path: str | None = None
+) -> DARTS:
     pl.seed_everything(0)
     module = DARTS(**TINY)
-    callbacks: list[pl.Callback] = [ModelCheckpoint(dirpath=tmp_path, save_last=True)]
-    if stop_after is not None:
-        callbacks.append(StopAfterEpoch(stop_after))
-    trainer = make_trainer(tmp_path, max_epochs=max_epochs, callbacks=callbacks)
+    checkpoint = ModelCheckpoint(dirpath=tmp_path, save_last=True)
+    trainer = make_trainer(tmp_path, max_epochs=max_epochs, callbacks=[checkpoint, *callbacks])
     trainer.fit(module, DigitsDataModule(mode="search", batch_size=16), ckpt_path=ckpt_path)
     return module
 
 
-class StopAfterEpoch(pl.Callback):
-    def __init__(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def on_train_epoch_end(self, trainer, pl_module) -> None:
-        if trainer.current_epoch == self.epoch:
-            trainer.should_stop = True
-
-
 @pytest.mark.slow
-def test_resumed_search_ends_with_the_same_alpha_as_an_uninterrupted_one(tmp_path):
+def test_resumed_search_ends_with_the_same_alpha_as_an_uninterrupted_one(tmp_path, stop_after_epoch):
     uninterrupted = search(tmp_path / "full", max_epochs=2)
-    interrupted = search(tmp_path / "part", max_epochs=2, stop_after=0)
+    interrupted = search(tmp_path / "part", max_epochs=2, callbacks=(stop_after_epoch(0),))
     assert not torch.equal(interrupted.network.alpha_normal, uninterrupted.network.alpha_normal)
     resumed = search(tmp_path / "part", max_epochs=2, ckpt_path=str(tmp_path / "part" / "last.ckpt"))
     for a, b in zip(resumed.network.parameters(), uninterrupted.network.parameters()):

@@ -134,19 +134,8 @@ def test_learns_digits(tmp_path: Path) -> None:
     assert after["test/top1"] > 0.6  # chance is 0.1
 
 
-class StopAfterEpoch(pl.Callback):
-    """Interrupt a run after ``epoch`` (as a crash or a preempted job would), leaving its last checkpoint."""
-
-    def __init__(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def on_train_epoch_end(self, trainer, pl_module) -> None:
-        if trainer.current_epoch == self.epoch:
-            trainer.should_stop = True
-
-
 @pytest.mark.slow
-def test_resumed_run_ends_with_the_weights_of_an_uninterrupted_run(tmp_path: Path) -> None:
+def test_resumed_run_ends_with_the_weights_of_an_uninterrupted_run(tmp_path: Path, stop_after_epoch) -> None:
     """Drop path, augmentation, momentum and the lr schedule all carry state or randomness across epochs."""
 
     def run(folder: str, callbacks: list[pl.Callback], ckpt_path: Path | None = None) -> FinalTraining:
@@ -159,7 +148,7 @@ def test_resumed_run_ends_with_the_weights_of_an_uninterrupted_run(tmp_path: Pat
         return model
 
     uninterrupted = run("uninterrupted", [])
-    interrupted = run("interrupted", [StopAfterEpoch(1)])
+    interrupted = run("interrupted", [stop_after_epoch(1)])
     assert interrupted.current_epoch == 2  # stopped after epochs 0 and 1
     resumed = run("resumed", [], ckpt_path=tmp_path / "interrupted" / "last.ckpt")
 
