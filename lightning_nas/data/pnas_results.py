@@ -19,6 +19,8 @@ import lightning.pytorch as pl
 import torch
 from torch.utils.data import DataLoader
 
+from lightning_nas.files import write_atomic
+
 
 class ResultsFile:
     """Append-only JSON Lines file of candidate results, safe against kills and concurrent writers."""
@@ -46,13 +48,7 @@ class ResultsFile:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.path.with_name(f".{self.path.name}.lock"), "w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
-            text = "".join(json.dumps(r) + "\n" for r in self.read()) + json.dumps(record) + "\n"
-            tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
-            with open(tmp, "w") as file:
-                file.write(text)
-                file.flush()
-                os.fsync(file.fileno())
-            os.replace(tmp, self.path)
+            write_atomic(self.path, "".join(json.dumps(r) + "\n" for r in self.read()) + json.dumps(record) + "\n")
 
 
 def collate(items: Sequence[tuple[list[int], float, int]]) -> dict[str, torch.Tensor]:

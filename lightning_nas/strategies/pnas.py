@@ -43,6 +43,7 @@ from torchmetrics.functional import spearman_corrcoef
 from lightning_nas.callbacks import MedianStopping, WeightInheritance
 from lightning_nas.data import NASDataModule
 from lightning_nas.data.pnas_results import PredictorDataModule, ResultsFile, collate
+from lightning_nas.files import write_atomic
 from lightning_nas.genotypes import Genotype
 from lightning_nas.networks import NetworkCIFAR
 from lightning_nas.ops import PNAS_OPS
@@ -119,14 +120,6 @@ def _launch() -> tuple[dist.Store | None, int, int]:
 
 def _seed(seed: int, cell: PNASCell) -> int:
     return (seed + int(hashlib.sha1(cell.key().encode()).hexdigest()[:8], 16)) % 2**31
-
-
-def _write_atomic(path: Path, data: bytes) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
-    return path
 
 
 def scatter_png(predicted: Sequence[float], actual: Sequence[float], title: str) -> bytes:
@@ -236,7 +229,7 @@ class PNASSearch:
         if self.inherit_weights:
             buffer = io.BytesIO()
             torch.save(module.state_dict(), buffer)
-            _write_atomic(self.weights_path(cell), buffer.getvalue())
+            write_atomic(self.weights_path(cell), buffer.getvalue())
         return {
             "b": b, "cell": cell.to_list(), "accuracy": module.curve[-1], "curve": module.curve,
             "epochs": len(module.curve), "seconds": round(time.perf_counter() - start, 3),
@@ -353,10 +346,10 @@ class PNASSearch:
             print(f"[PNAS] b={b}: predictor Spearman on this new level {correlation:.3f}", flush=True)
             if self.rank == 0:
                 png = scatter_png(predicted, actual, f"b={b}: {len(actual)} candidates, Spearman {correlation:.3f}")
-                _write_atomic(self.output_dir / "plots" / f"predicted_vs_true_b{b}.png", png)
+                write_atomic(self.output_dir / "plots" / f"predicted_vs_true_b{b}.png", png)
         self.progress.append(level)
         if self.rank == 0:
-            _write_atomic(self.output_dir / "progress.json", json.dumps(self.progress, indent=1).encode())
+            write_atomic(self.output_dir / "progress.json", json.dumps(self.progress, indent=1).encode())
 
     def run(self) -> Genotype:
         """Run (or resume) the search; write and return the best cell of the last level as a Genotype."""
