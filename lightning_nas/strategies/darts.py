@@ -14,6 +14,7 @@ import lightning.pytorch as pl
 import torch
 import torch.nn.functional as F
 from lightning.pytorch.utilities import rank_zero_info
+from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
 from lightning_nas.callbacks import EpochSeeding, GenotypeExport, GenotypeLogger
@@ -123,7 +124,8 @@ class DARTS(pl.LightningModule):
         )
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         self.network.to(memory_format=self.memory_format)
-        self.val_top1 = MulticlassAccuracy(num_classes, top_k=1)
+        self.val_top1 = MulticlassAccuracy(num_classes, top_k=1, average="micro")
+        self.val_loss = MeanMetric()
 
     def forward(self, x: torch.Tensor, alpha_grad: bool = True) -> torch.Tensor:
         return self.network(x.contiguous(memory_format=self.memory_format), alpha_grad)
@@ -180,8 +182,10 @@ class DARTS(pl.LightningModule):
     def validation_step(self, batch: Batch, batch_idx: int) -> None:
         x, y = batch
         logits = self(x)
-        self.val_top1(logits, y)
-        self.log("val/loss", F.cross_entropy(logits, y), prog_bar=True, sync_dist=True)
+        # metrics, not per-step sync_dist: under DDP ranks may run one validation batch more or less
+        self.val_top1.update(logits, y)
+        self.val_loss.update(F.cross_entropy(logits, y), weight=len(y))
+        self.log("val/loss", self.val_loss, prog_bar=True)
         self.log("val/top1", self.val_top1, prog_bar=True)
 
     def on_train_epoch_end(self) -> None:
