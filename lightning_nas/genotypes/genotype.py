@@ -9,7 +9,9 @@ that it survives Lightning hparams, checkpoints loaded with ``weights_only=True`
 from __future__ import annotations
 
 import json
+import operator
 import os
+import reprlib
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -17,6 +19,7 @@ from typing import Any, Union
 
 import yaml
 
+from lightning_nas.errors import ConfigError
 from lightning_nas.files import write_atomic
 from lightning_nas.ops import OPS
 
@@ -27,8 +30,21 @@ EDGES_PER_NODE = 2
 CELL_TYPES = ("normal", "reduce")
 
 
-class GenotypeError(ValueError):
+class GenotypeError(ConfigError):
     """A genotype that does not describe a valid cell; the message names the bad entry."""
+
+
+def _integer(value: Any, where: str) -> int:
+    """``value`` as an int, refusing what ``int()`` would silently round or parse (1.7, "1")."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        try:
+            return operator.index(value)  # numpy integers
+        except TypeError:
+            raise GenotypeError(
+                f"{where} {value!r} is not a whole number; write node indices as integers (0 = c_{{k-2}}, "
+                f"1 = c_{{k-1}}, 2.. = the cell's nodes)"
+            ) from None
+    return value
 
 
 @dataclass(frozen=True)
@@ -40,9 +56,13 @@ class Genotype:
 
     def __post_init__(self) -> None:
         for cell in CELL_TYPES:
-            edges = tuple((str(op), int(index)) for op, index in getattr(self, cell))
+            edges = tuple(
+                (str(op), _integer(index, f"{cell}[{position}] input"))
+                for position, (op, index) in enumerate(getattr(self, cell))
+            )
             object.__setattr__(self, cell, edges)
-            object.__setattr__(self, f"{cell}_concat", tuple(int(i) for i in getattr(self, f"{cell}_concat")))
+            concat = tuple(_integer(i, f"{cell}_concat") for i in getattr(self, f"{cell}_concat"))
+            object.__setattr__(self, f"{cell}_concat", concat)
         self.validate()
 
     def validate(self) -> None:
@@ -89,6 +109,11 @@ class Genotype:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Genotype:
+        if not isinstance(data, dict):
+            shown = "null" if data is None else f"{reprlib.repr(data)} ({type(data).__name__})"
+            raise GenotypeError(
+                f"a genotype must be an object with normal, normal_concat, reduce and reduce_concat; got {shown}"
+            )
         missing = [key for key in ("normal", "normal_concat", "reduce", "reduce_concat") if key not in data]
         if missing:
             raise GenotypeError(f"genotype is missing {', '.join(missing)}; it needs normal, normal_concat, reduce, reduce_concat")
@@ -124,8 +149,6 @@ class Genotype:
             data = yaml.safe_load(text)
         except yaml.YAMLError as error:
             raise GenotypeError(f"genotype is not valid YAML: {error}") from None
-        if not isinstance(data, dict):
-            raise GenotypeError(f"genotype YAML must be a mapping, got {type(data).__name__}")
         return cls.from_dict(data)
 
     def save(self, path: str | os.PathLike) -> Path:
@@ -136,6 +159,9 @@ class Genotype:
     def load(cls, path: str | os.PathLike) -> Genotype:
         """Read a genotype file (JSON, or YAML for .yaml/.yml); errors name the file."""
         path = Path(path)
+        if path.is_dir():
+            example = str(path / "genotype.json")
+            raise GenotypeError(f"genotype file {str(path)!r} is a directory; give a file in it, e.g. {example!r}")
         if not path.is_file():
             raise GenotypeError(f"genotype file {str(path)!r} does not exist")
         try:

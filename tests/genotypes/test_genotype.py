@@ -1,9 +1,11 @@
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
+from lightning_nas.errors import ConfigError
 from lightning_nas.genotypes import Genotype, GenotypeError, published_genotypes, resolve_genotype
 
 REFERENCE = Path(__file__).resolve().parents[3] / "shared" / "reference" / "genotypes.json"
@@ -79,3 +81,49 @@ def test_text_form_reads_like_the_paper() -> None:
     assert "  node 2 = sep_conv_3x3(c_{k-2}) + sep_conv_3x3(c_{k-1})" in text
     assert "  node 5 = skip_connect(c_{k-2}) + dil_conv_3x3(node 2)" in text
     assert sum(line.startswith("  node ") for line in text.splitlines()) == 4 + 4
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "shown"),
+    [("five.json", "5", "5 (int)"), ("null.json", "null", "null"), ("list.json", "[1, 2]", "[1, 2] (list)"),
+     ("five.yaml", "5\n", "5 (int)"), ("empty.yaml", "", "null")],
+)
+def test_a_file_that_is_not_an_object_is_refused(tmp_path: Path, name: str, text: str, shown: str) -> None:
+    path = tmp_path / name
+    path.write_text(text)
+    expected = f"{path}: a genotype must be an object with normal, normal_concat, reduce and reduce_concat; got {shown}"
+    with pytest.raises(GenotypeError) as error:
+        resolve_genotype(path)
+    assert str(error.value) == expected
+
+
+@pytest.mark.parametrize(("value", "shown"), [(1.7, "1.7"), (1.0, "1.0"), ("1", "'1'"), (None, "None")])
+def test_a_node_index_that_is_not_a_whole_number_is_refused(value, shown: str) -> None:
+    data = _darts_v2()
+    data["normal"][3][1] = value
+    with pytest.raises(GenotypeError) as error:
+        Genotype.from_dict(data)
+    assert str(error.value).startswith(f"normal[3] input {shown} is not a whole number; write node indices as integers")
+    data = _darts_v2()
+    data["reduce_concat"][1] = value
+    with pytest.raises(GenotypeError, match=rf"^reduce_concat {shown} is not a whole number"):
+        Genotype.from_dict(data)
+
+
+def test_numpy_indices_are_whole_numbers() -> None:
+    data = _darts_v2()
+    data["normal"][3][1] = np.int64(1)
+    assert Genotype.from_dict(data).normal[3] == ("sep_conv_3x3", 1) and type(Genotype.from_dict(data).normal[3][1]) is int
+
+
+def test_a_directory_is_not_a_genotype_file(tmp_path: Path) -> None:
+    search = tmp_path / "search"
+    search.mkdir()
+    with pytest.raises(GenotypeError) as error:
+        resolve_genotype(search)
+    example = str(search / "genotype.json")
+    assert str(error.value) == f"genotype file {str(search)!r} is a directory; give a file in it, e.g. {example!r}"
+
+
+def test_genotype_errors_are_config_errors() -> None:
+    assert issubclass(GenotypeError, ConfigError) and issubclass(GenotypeError, ValueError)
