@@ -154,11 +154,9 @@ PNAS_BATCHES = 8
 
 def pnas_epoch(batch: int, repeats: int, device: torch.device, partial_channels: int) -> tuple:
     from lightning_nas.genotypes import resolve_genotype
-    from lightning_nas.spaces.pnas import PNASCell
-    from lightning_nas.strategies.pnas import CandidateModule
+    from lightning_nas.strategies.candidates import CandidateModule
 
-    cell = PNASCell.from_genotype(resolve_genotype("PNASNet")).to_list()
-    module = CandidateModule(cell, num_classes=10, in_chans=3, N=2, F=24, epochs=repeats)
+    module = CandidateModule(resolve_genotype("PNASNet").to_dict(), num_classes=10, in_chans=3, N=2, F=24, epochs=repeats)
     data = RandomImages(batch * (PNAS_BATCHES + 2), batch_size=batch, val_split=2 * batch)
     trainer_args = {"limit_train_batches": PNAS_BATCHES, "limit_val_batches": 2, "max_epochs": repeats}
     return module, data, StepTimer(device, per_epoch=True), trainer_args, batch * PNAS_BATCHES

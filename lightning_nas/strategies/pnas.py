@@ -9,13 +9,9 @@ fits (one per candidate, one per predictor refit) with a beam carried between th
 LightningModule (``CandidateModule``, ``AccuracyPredictor``) run by its own Trainer, so callbacks such as
 ``MedianStopping`` and ``WeightInheritance`` plug in unchanged.
 
-Fault tolerance and parallelism both rest on the results file: every finished candidate is appended atomically, a
-restarted search skips what the file holds, and under a multi-process launch (``torchrun``, or any launcher that sets
-RANK, WORLD_SIZE, MASTER_ADDR and MASTER_PORT) rank r trains candidates i with i % world_size == r; after a barrier
-every rank reads all the results from the file. Rank 0 fits the predictor and publishes the beam, so all ranks agree
-on it. The ranks meet through the launcher's key-value store, not a process group: every candidate Trainer, data
-module and metric then sees a single process, so each rank trains whole candidates on all the data (results do not
-depend on the number of ranks) and no collective call can wait for a rank that is busy elsewhere.
+Fault tolerance and parallelism both rest on the results file of a ``CandidatePool`` (``candidates``): a restarted
+search skips every finished candidate, and the ranks of a multi-process launch (``ranks``) share each level's
+candidates. Rank 0 fits the predictor and publishes the beam, so all ranks agree on it.
 
 Rank 0 also keeps ``progress.json`` (per level: candidates, best cell, the predictor's Spearman correlations) and a
 predicted-vs-true accuracy scatter per level under ``plots/``.
@@ -27,25 +23,19 @@ import hashlib
 import io
 import json
 import math
-import os
-import time
-from datetime import timedelta
 from pathlib import Path
 from typing import Any, Literal, Sequence
 
 import lightning.pytorch as pl
 import torch
-import torch.distributed as dist
-import torch.nn.functional as F
 from matplotlib.figure import Figure
 from torchmetrics.functional import spearman_corrcoef
 
 from lightning_nas.callbacks import MedianStopping, WeightInheritance
 from lightning_nas.data import NASDataModule
-from lightning_nas.data.pnas_results import PredictorDataModule, ResultsFile, collate
+from lightning_nas.data.pnas_results import PredictorDataModule, collate
 from lightning_nas.files import write_atomic
 from lightning_nas.genotypes import Genotype
-from lightning_nas.networks import NetworkCIFAR
 from lightning_nas.ops import PNAS_OPS
 from lightning_nas.spaces.pnas import (
     NUM_CELL_INPUTS,
@@ -55,71 +45,9 @@ from lightning_nas.spaces.pnas import (
     one_block_cells,
     shared_edges,
 )
+from lightning_nas.strategies.candidates import CandidatePool
 from lightning_nas.strategies.pnas_predictor import AccuracyPredictor
-
-
-class CandidateModule(pl.LightningModule):
-    """A candidate cell stacked into the proxy network: 3N cells of F channels (two of them stride-2 reductions),
-    trained with SGD and cosine decay; ``curve`` holds the validation accuracy after each epoch."""
-
-    def __init__(
-        self,
-        cell: list[list],
-        num_classes: int,
-        in_chans: int,
-        N: int = 2,
-        F: int = 24,
-        epochs: int = 20,
-        lr: float = 0.025,
-        momentum: float = 0.9,
-        weight_decay: float = 3e-4,
-    ) -> None:
-        super().__init__()
-        self.save_hyperparameters()
-        genotype = PNASCell.from_list(cell).to_genotype()
-        self.network = NetworkCIFAR(genotype, C=F, layers=3 * N, num_classes=num_classes, in_chans=in_chans,
-                                    auxiliary=False)
-        self.curve: list[float] = []
-        self._correct = self._seen = 0
-
-    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        x, y = batch
-        loss = F.cross_entropy(self.network(x), y)
-        self.log("train/loss", loss)
-        return loss
-
-    def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
-        x, y = batch
-        self._correct += int((self.network(x).argmax(1) == y).sum())
-        self._seen += len(y)
-
-    def on_validation_epoch_end(self) -> None:
-        accuracy = self._correct / max(self._seen, 1)
-        self._correct = self._seen = 0
-        self.log("val/top1", accuracy)
-        if not self.trainer.sanity_checking:
-            self.curve.append(accuracy)
-
-    def configure_optimizers(self) -> Any:
-        h = self.hparams
-        optimizer = torch.optim.SGD(self.parameters(), lr=h.lr, momentum=h.momentum, weight_decay=h.weight_decay)
-        return [optimizer], [torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=h.epochs)]
-
-
-STORE_TIMEOUT = timedelta(days=30)
-"""How long a rank waits for the others at a level's end: as long as a level of candidates may take."""
-
-
-def _launch() -> tuple[dist.Store | None, int, int]:
-    """(key-value store, rank, world size) of a multi-process launch, or (None, 0, 1) for a single process."""
-    if int(os.environ.get("WORLD_SIZE", "1")) == 1:
-        return None, 0, 1
-    store, rank, world_size = next(dist.rendezvous("env://", timeout=STORE_TIMEOUT))
-    return dist.PrefixStore("pnas", store), rank, world_size
-
-
-def _seed(seed: int, cell: PNASCell) -> int:
-    return (seed + int(hashlib.sha1(cell.key().encode()).hexdigest()[:8], 16)) % 2**31
+from lightning_nas.strategies.ranks import Ranks
 
 
 def scatter_png(predicted: Sequence[float], actual: Sequence[float], title: str) -> bytes:
@@ -183,21 +111,18 @@ class PNASSearch:
         self.early_termination, self.termination_grace_epochs = early_termination, termination_grace_epochs
         self.inherit_weights, self.accelerator, self.seed = inherit_weights, accelerator, seed
         self.num_threads = num_threads
-        self.results = ResultsFile(self.output_dir / "results.jsonl")
+        self.pool = CandidatePool(data, self.output_dir / "results.jsonl", N, F, epochs, lr, limit_train_batches,
+                                  accelerator, seed, label="PNAS")
+        self.results = self.pool.results
         self.beams: dict[int, list[PNASCell]] = {}
         self.progress: list[dict[str, Any]] = []
         """Per level: b, candidates, best accuracy and cell, and from b=2 the predictor's Spearman correlations."""
-        self.store, self.rank, self.world_size = None, 0, 1
+
+    @property
+    def rank(self) -> int:
+        return self.pool.ranks.rank
 
     # ----------------------------------------------------------------------------------------------- candidates
-    def _trainer(self, max_epochs: int, callbacks: list[pl.Callback], **kwargs: Any) -> pl.Trainer:
-        """A single-device Trainer; under a multi-process launch on GPUs, rank r's candidates use GPU LOCAL_RANK."""
-        gpu = self.accelerator in ("gpu", "cuda") or (self.accelerator == "auto" and torch.cuda.is_available())
-        devices = [int(os.environ.get("LOCAL_RANK", "0"))] if gpu else 1
-        return pl.Trainer(max_epochs=max_epochs, accelerator=self.accelerator, devices=devices, logger=False,
-                          enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
-                          num_sanity_val_steps=0, callbacks=callbacks, **kwargs)
-
     def weights_path(self, cell: PNASCell) -> Path:
         return self.output_dir / "weights" / f"{hashlib.sha1(cell.key().encode()).hexdigest()[:16]}.pt"
 
@@ -212,9 +137,6 @@ class PNASSearch:
 
     def train_candidate(self, cell: PNASCell, b: int, parent: PNASCell | None, reference: list[list[float]]) -> dict:
         """Train one proxy network and return its result record (without writing it)."""
-        pl.seed_everything(_seed(self.seed, cell), verbose=False)
-        module = CandidateModule(cell.to_list(), self.data.num_classes, self.data.in_chans, self.N, self.F,
-                                 self.epochs, self.lr)
         callbacks: list[pl.Callback] = []
         stopping = None
         if self.early_termination and reference:
@@ -223,60 +145,26 @@ class PNASSearch:
             callbacks.append(stopping)
         if self.inherit_weights and parent is not None:
             callbacks.append(WeightInheritance(self.weights_path(parent), self.inheritance_mapping(parent, cell)))
-        start = time.perf_counter()
-        trainer = self._trainer(self.epochs, callbacks, limit_train_batches=self.limit_train_batches)
-        trainer.fit(module, datamodule=self.data)
+        module, record = self.pool.train(cell.key(), cell.to_genotype(), callbacks)
         if self.inherit_weights:
             buffer = io.BytesIO()
             torch.save(module.state_dict(), buffer)
             write_atomic(self.weights_path(cell), buffer.getvalue())
-        return {
-            "b": b, "cell": cell.to_list(), "accuracy": module.curve[-1], "curve": module.curve,
-            "epochs": len(module.curve), "seconds": round(time.perf_counter() - start, 3),
-            "stopped_epoch": stopping.stopped_epoch if stopping else None,
-        }
+        return {**record, "b": b, "cell": cell.to_list(), "stopped_epoch": stopping.stopped_epoch if stopping else None}
 
     def train_level(
         self, b: int, candidates: list[PNASCell], parents: dict[PNASCell, PNASCell]
     ) -> dict[PNASCell, dict]:
         """Train this rank's share of the level's unfinished candidates; return every candidate's result."""
-        finished = self.finished()
-        reference = [r["curve"] for c, r in finished.items() if r["b"] == b - 1 and r["stopped_epoch"] is None]
-        mine = [c for i, c in enumerate(candidates) if i % self.world_size == self.rank and c not in finished]
-        for cell in mine:
-            record = self.train_candidate(cell, b, parents.get(cell), reference)
-            self.results.append(record)
-            finished = self.finished()  # all ranks' results so far
-            done = sum(c in finished for c in candidates)
-            best = max(finished[c]["accuracy"] for c in candidates if c in finished)
-            stopped = f", stopped at epoch {record['stopped_epoch']}" if record["stopped_epoch"] else ""
-            print(f"[PNAS rank {self.rank}] b={b}: {done}/{len(candidates)} candidates done, "
-                  f"accuracy {record['accuracy']:.4f}{stopped}, best so far {best:.4f}", flush=True)
-        self._barrier(f"level{b}")
-        finished = self.finished()
-        missing = [c.key() for c in candidates if c not in finished]
-        if missing:
-            raise RuntimeError(f"level b={b}: no result for {len(missing)} candidates, e.g. {missing[0]}")
-        return {c: finished[c] for c in candidates}
+        reference = [r["curve"] for r in self.finished().values() if r["b"] == b - 1 and r["stopped_epoch"] is None]
+        by_key = {cell.key(): cell for cell in candidates}
+        results = self.pool.train_all(
+            f"b={b}", list(by_key), lambda key: self.train_candidate(by_key[key], b, parents.get(by_key[key]), reference)
+        )
+        return {cell: results[key] for key, cell in by_key.items()}
 
     def finished(self) -> dict[PNASCell, dict]:
         return {PNASCell.from_list(r["cell"]): r for r in self.results.read()}
-
-    # ------------------------------------------------------------------------------------------------ ranks
-    def _barrier(self, name: str) -> None:
-        """Wait until every rank has reached ``name`` (a no-op for a single process)."""
-        if self.store is not None:
-            self.store.set(f"{name}/{self.rank}", "arrived")
-            self.store.wait([f"{name}/{rank}" for rank in range(self.world_size)])
-
-    def _from_rank_zero(self, name: str, payload: Any) -> Any:
-        """Rank 0's (JSON) ``payload`` on every rank; the other ranks pass None and wait for it."""
-        if self.store is None:
-            return payload
-        if self.rank == 0:
-            self.store.set(name, json.dumps(payload))
-            return payload
-        return json.loads(self.store.get(name))
 
     # ------------------------------------------------------------------------------------------------ predictor
     def fit_predictor(self, b: int) -> tuple[AccuracyPredictor, float]:
@@ -290,7 +178,7 @@ class PNASSearch:
                                    num_folds=self.ensemble_size, seed=self.seed)
         predictor = AccuracyPredictor(NUM_CELL_INPUTS + self.B - 1, len(self.ops), self.predictor_kind,
                                       ensemble_size=self.ensemble_size, lr=self.predictor_lr)
-        trainer = self._trainer(self.predictor_epochs, [], check_val_every_n_epoch=self.predictor_epochs)
+        trainer = self.pool.trainer(self.predictor_epochs, [], check_val_every_n_epoch=self.predictor_epochs)
         trainer.fit(predictor, data)
         return predictor.cpu().eval(), float(trainer.callback_metrics["val/spearman"])
 
@@ -319,7 +207,7 @@ class PNASSearch:
             payload = {"children": [children[i].to_list() for i in top],
                        "parents": [parents[children[i]].to_list() for i in top],
                        "predicted": [scores[i] for i in top], "out_of_fold_spearman": correlation}
-        payload = self._from_rank_zero(f"beam{b}", payload)
+        payload = self.pool.ranks.from_rank_zero(f"beam{b}", payload)
         children = [PNASCell.from_list(cell) for cell in payload["children"]]
         parents = {child: PNASCell.from_list(parent) for child, parent in zip(children, payload["parents"])}
         return children, parents, payload["predicted"], payload["out_of_fold_spearman"]
@@ -353,7 +241,7 @@ class PNASSearch:
 
     def run(self) -> Genotype:
         """Run (or resume) the search; write and return the best cell of the last level as a Genotype."""
-        self.store, self.rank, self.world_size = _launch()
+        self.pool.ranks = Ranks.launch("pnas")
         if self.num_threads:
             torch.set_num_threads(self.num_threads)
         self.progress = []

@@ -1,0 +1,157 @@
+"""Proxy training of candidate architectures: what PNAS, random search and the found-vs-random report share.
+
+A candidate is a genotype stacked into a small proxy network, trained for a fixed budget and scored on the data
+module's validation images. ``CandidatePool`` trains each candidate once and keeps its result in a results file:
+every finished candidate is appended atomically, a restarted run skips what the file holds, and under a multi-process
+launch (see ``ranks``) rank r trains the unfinished candidates i with i % world_size == r; after a barrier every rank
+reads all the results from the file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import lightning.pytorch as pl
+import torch
+import torch.nn.functional as F
+
+from lightning_nas.data import NASDataModule
+from lightning_nas.data.pnas_results import ResultsFile
+from lightning_nas.genotypes import Genotype
+from lightning_nas.networks import NetworkCIFAR
+from lightning_nas.strategies.ranks import Ranks
+
+
+class CandidateModule(pl.LightningModule):
+    """A candidate genotype stacked into the proxy network: 3N cells of F channels (two of them stride-2
+    reductions), trained with SGD and cosine decay; ``curve`` holds the validation accuracy after each epoch."""
+
+    def __init__(
+        self,
+        genotype: dict[str, list],
+        num_classes: int,
+        in_chans: int,
+        N: int = 2,
+        F: int = 24,
+        epochs: int = 20,
+        lr: float = 0.025,
+        momentum: float = 0.9,
+        weight_decay: float = 3e-4,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        self.network = NetworkCIFAR(Genotype.from_dict(genotype), C=F, layers=3 * N, num_classes=num_classes,
+                                    in_chans=in_chans, auxiliary=False)
+        self.curve: list[float] = []
+        self._correct = self._seen = 0
+
+    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        x, y = batch
+        loss = F.cross_entropy(self.network(x), y)
+        self.log("train/loss", loss)
+        return loss
+
+    def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
+        x, y = batch
+        self._correct += int((self.network(x).argmax(1) == y).sum())
+        self._seen += len(y)
+
+    def on_validation_epoch_end(self) -> None:
+        accuracy = self._correct / max(self._seen, 1)
+        self._correct = self._seen = 0
+        self.log("val/top1", accuracy)
+        if not self.trainer.sanity_checking:
+            self.curve.append(accuracy)
+
+    def configure_optimizers(self) -> Any:
+        h = self.hparams
+        optimizer = torch.optim.SGD(self.parameters(), lr=h.lr, momentum=h.momentum, weight_decay=h.weight_decay)
+        return [optimizer], [torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=h.epochs)]
+
+
+def candidate_seed(seed: int, key: str) -> int:
+    """The training seed of one candidate: a function of the run's seed and the candidate alone, so a candidate
+    trains the same whichever rank, order or restart trains it."""
+    return (seed + int(hashlib.sha1(key.encode()).hexdigest()[:8], 16)) % 2**31
+
+
+class CandidatePool:
+    """Train candidates once each with one proxy budget (N, F, epochs, lr, batches per epoch) and keep the results.
+
+    ``data`` is an eval-mode data module: candidates train on its train split and are scored on its validation
+    images (the held-out split when ``val_split`` > 0, which a search needs; the test set otherwise, which a final
+    comparison wants). Records carry a ``key`` naming the candidate; ``train_all`` trains whatever the file lacks.
+    """
+
+    def __init__(
+        self,
+        data: NASDataModule,
+        results_path: str | os.PathLike,
+        N: int = 2,
+        F: int = 24,
+        epochs: int = 20,
+        lr: float = 0.025,
+        limit_train_batches: int | float = 1.0,
+        accelerator: str = "auto",
+        seed: int = 0,
+        ranks: Ranks | None = None,
+        label: str = "candidates",
+    ) -> None:
+        self.data, self.results = data, ResultsFile(results_path)
+        self.N, self.F, self.epochs, self.lr = N, F, epochs, lr
+        self.limit_train_batches, self.accelerator, self.seed = limit_train_batches, accelerator, seed
+        self.ranks = ranks or Ranks()
+        self.label = label
+
+    def trainer(self, max_epochs: int, callbacks: Sequence[pl.Callback] = (), **kwargs: Any) -> pl.Trainer:
+        """A single-device Trainer; under a multi-process launch on GPUs, rank r's candidates use GPU LOCAL_RANK."""
+        gpu = self.accelerator in ("gpu", "cuda") or (self.accelerator == "auto" and torch.cuda.is_available())
+        devices = [int(os.environ.get("LOCAL_RANK", "0"))] if gpu else 1
+        return pl.Trainer(max_epochs=max_epochs, accelerator=self.accelerator, devices=devices, logger=False,
+                          enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+                          num_sanity_val_steps=0, callbacks=list(callbacks), **kwargs)
+
+    def train(
+        self, key: str, genotype: Genotype, callbacks: Sequence[pl.Callback] = ()
+    ) -> tuple[CandidateModule, dict[str, Any]]:
+        """Train one proxy network; return it with its result record (not yet written)."""
+        pl.seed_everything(candidate_seed(self.seed, key), verbose=False)
+        module = CandidateModule(genotype.to_dict(), self.data.num_classes, self.data.in_chans, self.N, self.F,
+                                 self.epochs, self.lr)
+        start = time.perf_counter()
+        self.trainer(self.epochs, callbacks, limit_train_batches=self.limit_train_batches).fit(module, datamodule=self.data)
+        record = {"key": key, "genotype": genotype.to_dict(), "accuracy": module.curve[-1], "curve": module.curve,
+                  "epochs": len(module.curve), "seconds": round(time.perf_counter() - start, 3)}
+        return module, record
+
+    def finished(self) -> dict[str, dict[str, Any]]:
+        return {record["key"]: record for record in self.results.read()}
+
+    def train_all(self, name: str, keys: Sequence[str], train_one: Callable[[str], dict[str, Any]]) -> dict[str, dict]:
+        """Train this rank's share of the unfinished ``keys`` with ``train_one`` (which returns a record), appending
+        each result as it finishes; wait for the other ranks; return every key's record."""
+        finished = self.finished()
+        ranks = self.ranks
+        mine = [key for i, key in enumerate(keys) if i % ranks.world_size == ranks.rank and key not in finished]
+        for key in mine:
+            record = train_one(key)
+            self.results.append(record)
+            finished = self.finished()  # all ranks' results so far
+            done = [finished[k]["accuracy"] for k in keys if k in finished]
+            stopped = f", stopped at epoch {record['stopped_epoch']}" if record.get("stopped_epoch") else ""
+            print(f"[{self.label} rank {ranks.rank}] {name}: {len(done)}/{len(keys)} candidates done, accuracy "
+                  f"{record['accuracy']:.4f}{stopped}, best so far {max(done):.4f}", flush=True)
+        ranks.barrier(name)
+        finished = self.finished()
+        missing = [key for key in keys if key not in finished]
+        if missing:
+            raise RuntimeError(f"{name}: no result for {len(missing)} candidates, e.g. {missing[0]}")
+        return {key: finished[key] for key in keys}
+
+    @property
+    def output_dir(self) -> Path:
+        return self.results.path.parent
