@@ -1,5 +1,5 @@
-"""Shared by the tests: tiny CIFAR-10 in its real on-disk format, an ImageFolder tree of JPEGs, and an interrupter
-for resume tests."""
+"""Shared by the tests: tiny CIFAR-10 and CIFAR-100 in their real on-disk format, an ImageFolder tree of JPEGs, and
+an interrupter for resume tests."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import lightning.pytorch as pl
 import numpy as np
 import pytest
 from PIL import Image
-from torchvision.datasets import CIFAR10
+from torchvision.datasets import CIFAR10, CIFAR100
 
 TINY_CIFAR_PER_BATCH = 8
 """Images per pickled batch: 5 training batches (40 images) and one test batch."""
@@ -26,6 +26,17 @@ def _write_cifar_batch(path: Path, rng: np.random.Generator, count: int, offset:
         "filenames": [f"image_{offset + i}.png" for i in range(count)],
     }
     path.write_bytes(pickle.dumps(batch, protocol=2))
+
+
+def _register_md5s(reader: type[CIFAR10], folder: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Put the md5s of the fake files in torchvision's list (for one test), so its integrity check runs on them."""
+
+    def md5(name: str) -> str:
+        return hashlib.md5((folder / name).read_bytes()).hexdigest()
+
+    monkeypatch.setattr(reader, "train_list", [[name, md5(name)] for name, _ in reader.train_list])
+    monkeypatch.setattr(reader, "test_list", [[name, md5(name)] for name, _ in reader.test_list])
+    monkeypatch.setattr(reader, "meta", {**reader.meta, "md5": md5(reader.meta["filename"])})
 
 
 @pytest.fixture
@@ -44,13 +55,37 @@ def tiny_cifar10(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
         _write_cifar_batch(folder / name, rng, TINY_CIFAR_PER_BATCH, offset=index * TINY_CIFAR_PER_BATCH)
     meta = {"label_names": [f"class_{i}" for i in range(10)], "num_cases_per_batch": TINY_CIFAR_PER_BATCH}
     (folder / CIFAR10.meta["filename"]).write_bytes(pickle.dumps(meta, protocol=2))
+    _register_md5s(CIFAR10, folder, monkeypatch)
+    return folder.parent
 
-    def md5(name: str) -> str:
-        return hashlib.md5((folder / name).read_bytes()).hexdigest()
 
-    monkeypatch.setattr(CIFAR10, "train_list", [[name, md5(name)] for name, _ in CIFAR10.train_list])
-    monkeypatch.setattr(CIFAR10, "test_list", [[name, md5(name)] for name, _ in CIFAR10.test_list])
-    monkeypatch.setattr(CIFAR10, "meta", {**CIFAR10.meta, "md5": md5(CIFAR10.meta["filename"])})
+TINY_CIFAR100_SIZES = {"train": 30, "test": 10}
+
+
+@pytest.fixture
+def tiny_cifar100(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A data_dir holding ``cifar-100-python`` in the real format (one pickled ``train`` and ``test`` file with fine
+    and coarse labels, a ``meta`` file of label names) with 30 training and 10 test random images; image i of a part
+    has fine label 99 - 3i and coarse label (99 - 3i) // 5. Its md5s are registered as in ``tiny_cifar10``."""
+    folder = tmp_path / "cifar100" / CIFAR100.base_folder
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for name, count in TINY_CIFAR100_SIZES.items():
+        fine = [99 - 3 * i for i in range(count)]
+        part = {
+            "filenames": [f"{name}_{i}.png" for i in range(count)],
+            "batch_label": f"{name} batch",
+            "fine_labels": fine,
+            "coarse_labels": [label // 5 for label in fine],
+            "data": rng.integers(0, 256, size=(count, 3 * 32 * 32), dtype=np.uint8),
+        }
+        (folder / name).write_bytes(pickle.dumps(part, protocol=2))
+    meta = {
+        "fine_label_names": [f"fine_{i}" for i in range(100)],
+        "coarse_label_names": [f"coarse_{i}" for i in range(20)],
+    }
+    (folder / CIFAR100.meta["filename"]).write_bytes(pickle.dumps(meta, protocol=2))
+    _register_md5s(CIFAR100, folder, monkeypatch)
     return folder.parent
 
 

@@ -1,20 +1,32 @@
-"""CIFAR-10 (50,000 training and 10,000 test 32x32 colour images, 10 classes) with the DARTS augmentation.
+"""CIFAR-10 and CIFAR-100 (50,000 training and 10,000 test 32x32 colour images, 10 or 100 classes) with the DARTS
+augmentation; NAS papers report both.
 
-Training images get a 4-pixel padded random crop, a horizontal flip, DARTS normalisation and, optionally, cutout.
-The files are torchvision's: the python-version batches in ``<data_dir>/cifar-10-batches-py``.
+Training images get a 4-pixel padded random crop, a horizontal flip, normalisation and, optionally, cutout.
+The files are torchvision's: the python-version batches in ``<data_dir>/cifar-10-batches-py`` or
+``<data_dir>/cifar-100-python``.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 import torch
 from torch.utils.data import Dataset
-from torchvision.datasets import CIFAR10
+from torchvision.datasets import CIFAR10, CIFAR100
 from torchvision.transforms import v2
 
 from lightning_nas.data.base import Mode, NASDataModule, with_transform
 from lightning_nas.networks.stacked import CIFAR_MEAN, CIFAR_STD
+
+CIFAR100_MEAN = (0.50707516, 0.48654887, 0.44091784)
+CIFAR100_STD = (0.26733429, 0.25643846, 0.27615047)
+
+DATASETS: dict[str, tuple[str, type[CIFAR10], int, tuple[float, ...], tuple[float, ...]]] = {
+    "cifar10": ("CIFAR-10", CIFAR10, 10, CIFAR_MEAN, CIFAR_STD),
+    "cifar100": ("CIFAR-100", CIFAR100, 100, CIFAR100_MEAN, CIFAR100_STD),
+}
+"""title, torchvision reader, number of classes, per-channel mean and std of the training images"""
 
 
 class Cutout(torch.nn.Module):
@@ -36,20 +48,19 @@ class Cutout(torch.nn.Module):
 
 
 class CIFAR10DataModule(NASDataModule):
-    """CIFAR-10 in the eval mode (50k train / 10k test) and the search mode (two seeded halves of the 50k).
+    """CIFAR-10 or CIFAR-100 (``dataset``) in the eval mode (50k train / 10k test) and the search mode (two seeded
+    halves of the 50k).
 
     ``cutout`` is the side of the cutout square (16 in DARTS, ENAS and PNAS final training; 0 turns it off).
     ``download`` fetches the archive into ``data_dir`` in ``prepare_data`` (once per node) when the files are missing.
     """
 
-    num_classes = 10
     input_size = (3, 32, 32)
-    mean = CIFAR_MEAN
-    std = CIFAR_STD
 
     def __init__(
         self,
         data_dir: str | Path = "data",
+        dataset: Literal["cifar10", "cifar100"] = "cifar10",
         download: bool = False,
         cutout: int = 0,
         mode: Mode = "eval",
@@ -61,6 +72,9 @@ class CIFAR10DataModule(NASDataModule):
         persistent_workers: bool = False,
     ) -> None:
         super().__init__(mode, batch_size, val_split, seed, num_workers, pin_memory, persistent_workers)
+        if dataset not in DATASETS:
+            raise ValueError(f"dataset must be one of {', '.join(DATASETS)}, got {dataset!r}")
+        self.title, self.reader, self.num_classes, self.mean, self.std = DATASETS[dataset]
         self.data_dir = Path(data_dir)
         self.download = download
         self.cutout = cutout
@@ -68,23 +82,27 @@ class CIFAR10DataModule(NASDataModule):
 
     @property
     def folder(self) -> Path:
-        return self.data_dir / CIFAR10.base_folder
+        return self.data_dir / self.reader.base_folder
+
+    @property
+    def file_names(self) -> list[str]:
+        """The pickled batches and the metadata file of the python-version archive."""
+        return [name for name, _ in self.reader.train_list + self.reader.test_list] + [self.reader.meta["filename"]]
 
     def _missing_files_message(self) -> str:
         return (
-            f"CIFAR-10 not found: expected the python-version batches (data_batch_1..5, test_batch, batches.meta) in "
-            f"{self.folder.resolve()}; download cifar-10-python.tar.gz from {CIFAR10.url} and extract it into "
+            f"{self.title} not found: expected the python-version batches ({', '.join(self.file_names)}) in "
+            f"{self.folder.resolve()}; download {self.reader.filename} from {self.reader.url} and extract it into "
             f"{self.data_dir.resolve()}, or pass download=True (--data.download true) on a machine with internet"
         )
 
     def _has_files(self) -> bool:
-        names = [name for name, _ in CIFAR10.train_list + CIFAR10.test_list] + [CIFAR10.meta["filename"]]
-        return all((self.folder / name).is_file() for name in names)
+        return all((self.folder / name).is_file() for name in self.file_names)
 
     def prepare_data(self) -> None:
         if self.download and not self._has_files():
             try:
-                CIFAR10(self.data_dir, download=True)
+                self.reader(self.data_dir, download=True)
             except (OSError, RuntimeError) as error:  # offline, refused, or a corrupt archive
                 raise FileNotFoundError(f"{self._missing_files_message()} (download failed: {error})") from error
 
@@ -94,11 +112,11 @@ class CIFAR10DataModule(NASDataModule):
             if not self._has_files():
                 raise FileNotFoundError(self._missing_files_message())
             try:
-                self._images[train] = CIFAR10(self.data_dir, train=train)
+                self._images[train] = self.reader(self.data_dir, train=train)
             except RuntimeError:
                 raise ValueError(
-                    f"CIFAR-10 files in {self.folder.resolve()} failed torchvision's md5 check; delete the folder "
-                    f"and download cifar-10-python.tar.gz again from {CIFAR10.url}"
+                    f"{self.title} files in {self.folder.resolve()} failed torchvision's md5 check; delete the folder "
+                    f"and download {self.reader.filename} again from {self.reader.url}"
                 ) from None
         return self._images[train]
 

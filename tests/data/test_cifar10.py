@@ -11,20 +11,24 @@ import torch.nn.functional as F
 import torchvision.datasets.cifar
 
 from lightning_nas.data import CIFAR10DataModule, Cutout
+from lightning_nas.data.cifar10 import CIFAR100_MEAN, CIFAR100_STD
 from lightning_nas.networks.stacked import CIFAR_MEAN, CIFAR_STD
+from lightning_nas.recipes.cli import run_recipe
+from lightning_nas.strategies.final_training import FinalTraining
 
 MEAN = torch.tensor(CIFAR_MEAN).view(3, 1, 1)
 STD = torch.tensor(CIFAR_STD).view(3, 1, 1)
 
 
-def raw_batch(data_dir: Path, name: str) -> tuple[torch.Tensor, list[int]]:
-    """The uint8 images, as (N, 3, 32, 32), and the labels of one pickled batch, read without torchvision."""
-    batch = pickle.loads((data_dir / "cifar-10-batches-py" / name).read_bytes())
-    return torch.from_numpy(np.asarray(batch["data"])).view(-1, 3, 32, 32), batch["labels"]
+def raw_batch(data_dir: Path, name: str, folder: str = "cifar-10-batches-py") -> tuple[torch.Tensor, list[int]]:
+    """The uint8 images, as (N, 3, 32, 32), and the (fine) labels of one pickled batch, read without torchvision."""
+    batch = pickle.loads((data_dir / folder / name).read_bytes())
+    labels = batch["labels"] if "labels" in batch else batch["fine_labels"]
+    return torch.from_numpy(np.asarray(batch["data"])).view(-1, 3, 32, 32), labels
 
 
-def normalise(images: torch.Tensor) -> torch.Tensor:
-    return (images.float() / 255 - MEAN) / STD
+def normalise(images: torch.Tensor, mean: torch.Tensor = MEAN, std: torch.Tensor = STD) -> torch.Tensor:
+    return (images.float() / 255 - mean) / std
 
 
 def test_eval_mode_reads_every_image_normalised(tiny_cifar10: Path) -> None:
@@ -112,3 +116,52 @@ def test_corrupt_files_fail_the_md5_check(tiny_cifar10: Path) -> None:
     with pytest.raises(ValueError, match="md5"):
         CIFAR10DataModule(tiny_cifar10).setup()
 
+
+
+def test_cifar100_reads_the_fine_labels_with_its_own_statistics(tiny_cifar100: Path) -> None:
+    data = CIFAR10DataModule(tiny_cifar100, dataset="cifar100", batch_size=10)
+    assert (data.num_classes, data.input_size) == (100, (3, 32, 32))
+    assert (data.mean, data.std) == (CIFAR100_MEAN, CIFAR100_STD)
+    assert CIFAR10DataModule(tiny_cifar100).num_classes == 10  # per instance, not per class
+    assert len(data.split("train")) == 30 and len(data.split("test")) == 10
+    images, labels = next(iter(data.test_dataloader()))
+    raw, raw_labels = raw_batch(tiny_cifar100, "test", folder="cifar-100-python")
+    mean, std = torch.tensor(CIFAR100_MEAN).view(3, 1, 1), torch.tensor(CIFAR100_STD).view(3, 1, 1)
+    torch.testing.assert_close(images, normalise(raw, mean, std))
+    assert labels.tolist() == raw_labels == list(range(99, 70, -3))
+
+
+def test_cifar100_search_mode_halves_the_training_images(tiny_cifar100: Path) -> None:
+    data = CIFAR10DataModule(tiny_cifar100, dataset="cifar100", mode="search", val_split=6, batch_size=4)
+    heldout, weights, arch = (data.split(name) for name in ("heldout", "weights", "arch"))
+    assert [len(heldout), len(weights), len(arch)] == [6, 12, 12]
+    assert sorted(heldout.indices + weights.indices + arch.indices) == list(range(30))
+
+
+def test_the_cli_gives_the_model_100_classes(tiny_cifar100: Path) -> None:
+    cli = run_recipe(FinalTraining, ["--model.C", "4", "--model.layers", "3", "--data", "CIFAR10DataModule",
+                                     "--data.data_dir", str(tiny_cifar100), "--data.dataset", "cifar100"], run=False)
+    assert cli.datamodule.num_classes == 100
+    assert cli.model.network.get_classifier().out_features == 100
+    assert cli.model(torch.zeros(2, 3, 32, 32)).shape == (2, 100)
+
+
+def test_missing_cifar100_names_its_folder_and_archive(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError) as error:
+        CIFAR10DataModule(tmp_path, dataset="cifar100").setup()
+    message = str(error.value)
+    assert message.startswith("CIFAR-100 not found") and "\n" not in message
+    assert str((tmp_path / "cifar-100-python").resolve()) in message and "cifar-100-python.tar.gz" in message
+    assert "(train, test, meta)" in message
+
+
+def test_corrupt_cifar100_fails_the_md5_check(tiny_cifar100: Path) -> None:
+    train = tiny_cifar100 / "cifar-100-python" / "train"
+    train.write_bytes(train.read_bytes()[:-1])
+    with pytest.raises(ValueError, match="CIFAR-100 files .* md5 .*cifar-100-python.tar.gz"):
+        CIFAR10DataModule(tiny_cifar100, dataset="cifar100").setup()
+
+
+def test_unknown_dataset_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="cifar10, cifar100"):
+        CIFAR10DataModule(tmp_path, dataset="cifar1000")
