@@ -26,8 +26,9 @@ CIFAR_STD = (0.24703233, 0.24348505, 0.26158768)
 class AuxiliaryHead(nn.Module):
     """Auxiliary classifier read after the 2/3-depth reduction: ReLU, 5x5 avg pool, 1x1 conv, 2x2 conv, linear.
 
-    On CIFAR (8x8 maps, pool stride 3) and ImageNet (7x7 maps, pool stride 2) the 2x2 conv leaves 1x1; inputs too
-    small for the 5x5 pool (e.g. 8x8 images) are pooled to 2x2 instead, larger ones are averaged after the conv.
+    On CIFAR (8x8 maps, pool stride 3) and ImageNet (7x7 maps, pool stride 2) the 2x2 conv leaves 1x1; maps the
+    pool would shrink below 2x2 (from 8x8 digits, or 7x7 from 28x28 images at stride 3) are pooled to 2x2 instead,
+    larger ones are averaged after the conv.
     The official ImageNet head has no BN after the 2x2 conv; ``bn_after_conv`` keeps that difference.
     """
 
@@ -46,7 +47,7 @@ class AuxiliaryHead(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = F.relu(x)
-        x = self.pool(x) if min(x.shape[-2:]) >= 5 else F.adaptive_avg_pool2d(x, 2)
+        x = self.pool(x) if min(x.shape[-2:]) >= 5 + self.pool.stride else F.adaptive_avg_pool2d(x, 2)
         x = F.adaptive_avg_pool2d(self.features(x), 1).flatten(1)
         return self.classifier(x)
 
