@@ -11,6 +11,7 @@ forward argument, so any LightningModule can own and optimise its own α.
 
 from __future__ import annotations
 
+import random
 from typing import Sequence
 
 import torch
@@ -252,3 +253,15 @@ class SearchNetwork(nn.Module):
             reduce=tuple(derive_cell(reduce, self.primitives, self.nodes)),
             reduce_concat=concat,
         )
+
+
+def random_genotype(rng: random.Random, nodes: int = 4, primitives: Sequence[str] = DARTS_PRIMITIVES) -> Genotype:
+    """A cell pair drawn uniformly from the DARTS space (the random-search baseline of Li & Talwalkar): every node
+    reads two distinct earlier nodes, each through an op other than ``none``, as ``derive_cell`` would keep."""
+    ops = [op for op in check_primitives(primitives) if op != "none"]
+
+    def cell() -> tuple[Edge, ...]:
+        return tuple((rng.choice(ops), j) for i in range(nodes) for j in sorted(rng.sample(range(2 + i), 2)))
+
+    concat = tuple(range(2, 2 + nodes))
+    return Genotype(normal=cell(), normal_concat=concat, reduce=cell(), reduce_concat=concat)

@@ -14,7 +14,9 @@ channels, and a cell with the reduction architecture (all ops stride 1) reads th
 
 from __future__ import annotations
 
+import random
 from dataclasses import dataclass
+from typing import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -164,3 +166,13 @@ class MicroChild(nn.Module):
             s0, s1 = s1, cell(s0, s1, getattr(arch, kind), loose_ends[kind])
         x = F.adaptive_avg_pool2d(F.relu(s1), 1).flatten(1)
         return self.classifier(self.dropout(x))
+
+
+def random_architecture(rng: random.Random, num_nodes: int = 5, ops: Sequence[str] = ENAS_MICRO_OPS) -> MicroArchitecture:
+    """A micro architecture drawn uniformly, as an untrained controller would: every edge picks any earlier node
+    (both edges of a node may pick the same one) and any op."""
+
+    def cell() -> tuple[Edge, ...]:
+        return tuple((rng.randrange(2 + i), rng.choice(ops)) for i in range(num_nodes) for _ in range(EDGES_PER_NODE))
+
+    return MicroArchitecture(normal=cell(), reduce=cell())

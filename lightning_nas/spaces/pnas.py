@@ -12,6 +12,7 @@ renumbering blocks (the output concat then only permutes channels, which the nex
 from __future__ import annotations
 
 import itertools
+import random
 from dataclasses import dataclass
 from typing import Iterable, NamedTuple, Sequence
 
@@ -182,3 +183,13 @@ def shared_edges(parent: PNASCell, child: PNASCell) -> dict[int, int]:
         else:
             return edges
     raise ValueError(f"cell {child.key()} does not extend cell {parent.key()}")
+
+
+def random_cell(rng: random.Random, blocks: int, ops: Sequence[str] = PNAS_OPS) -> PNASCell:
+    """A cell of ``blocks`` blocks drawn uniformly block by block (the PNAS paper's random-search baseline): each half
+    of block j reads any cell input or earlier block through any op."""
+    cell = PNASCell()
+    for j in range(blocks):
+        halves = [(rng.randrange(NUM_CELL_INPUTS + j), rng.choice(ops)) for _ in range(2)]
+        cell = PNASCell(cell.blocks + (_block(*halves),))
+    return cell

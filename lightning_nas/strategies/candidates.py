@@ -116,10 +116,11 @@ class CandidatePool:
                           num_sanity_val_steps=0, callbacks=list(callbacks), **kwargs)
 
     def train(
-        self, key: str, genotype: Genotype, callbacks: Sequence[pl.Callback] = ()
+        self, key: str, genotype: Genotype, callbacks: Sequence[pl.Callback] = (), seed: int | None = None
     ) -> tuple[CandidateModule, dict[str, Any]]:
-        """Train one proxy network; return it with its result record (not yet written)."""
-        pl.seed_everything(candidate_seed(self.seed, key), verbose=False)
+        """Train one proxy network; return it with its result record (not yet written). ``seed`` fixes the training
+        seed (the same for every architecture in a fair comparison); by default each candidate has its own."""
+        pl.seed_everything(candidate_seed(self.seed, key) if seed is None else seed, verbose=False)
         module = CandidateModule(genotype.to_dict(), self.data.num_classes, self.data.in_chans, self.N, self.F,
                                  self.epochs, self.lr)
         start = time.perf_counter()

@@ -1,0 +1,84 @@
+"""Random search: uniform samplers of the three spaces, the search over a planted accuracy, resume, bad input."""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from lightning_nas.data import DigitsDataModule
+from lightning_nas.errors import ConfigError
+from lightning_nas.genotypes import Genotype
+from lightning_nas.ops import DARTS_PRIMITIVES, ENAS_MICRO_OPS, PNAS_OPS
+from lightning_nas.spaces.enas_micro import MicroArchitecture
+from lightning_nas.spaces.pnas import PNASCell
+from lightning_nas.strategies.candidates import CandidatePool
+from lightning_nas.strategies.random_search import RandomSearch, sample_architectures
+
+
+@pytest.mark.parametrize("space, nodes, ops", [("darts", 4, DARTS_PRIMITIVES), ("enas", 5, ENAS_MICRO_OPS),
+                                               ("pnas", 3, PNAS_OPS)])
+def test_samplers_draw_valid_cells_of_the_space_uniformly(space, nodes, ops) -> None:
+    drawn = sample_architectures(space, 300, seed=0, nodes=nodes)
+    assert drawn == sample_architectures(space, 300, seed=0, nodes=nodes)  # a function of the seed alone
+    assert drawn != sample_architectures(space, 300, seed=1, nodes=nodes)
+    edges = [edge for genotype in drawn.values() for edge in genotype.normal]
+    counts = Counter(op for op, _ in edges)
+    assert set(counts) == set(ops) - {"none"}  # every op but DARTS's zero op, which no derived cell keeps
+    expected = len(edges) / len(counts)
+    assert all(abs(count - expected) < 0.25 * expected for count in counts.values())  # uniform over ops
+    for genotype in drawn.values():
+        assert genotype.num_nodes("normal") == nodes
+        if space == "darts":  # two distinct inputs per node, as derive_cell keeps
+            assert all(a[1] != b[1] for a, b in zip(genotype.normal[::2], genotype.normal[1::2]))
+        if space == "enas":
+            MicroArchitecture(normal=tuple((i, op) for op, i in genotype.normal),
+                              reduce=tuple((i, op) for op, i in genotype.reduce))
+        if space == "pnas":
+            assert genotype.normal == genotype.reduce and len(PNASCell.from_genotype(genotype, ops)) == nodes
+    first_inputs = Counter(genotype.normal[0][1] for genotype in drawn.values())  # node 2 reads input 0 or 1
+    assert set(first_inputs) <= {0, 1}
+
+
+def planted_accuracy(genotype: Genotype) -> float:
+    """A known function of the architecture: the share of sep_conv_3x3 edges in the normal cell."""
+    return sum(op == "sep_conv_3x3" for op, _ in genotype.normal) / len(genotype.normal)
+
+
+def test_random_search_returns_the_best_of_its_samples_and_resumes(tmp_path: Path, monkeypatch) -> None:
+    trained: list[str] = []
+
+    def train(self, key, genotype, callbacks=(), seed=None):
+        trained.append(key)
+        return None, {"key": key, "genotype": genotype.to_dict(), "accuracy": planted_accuracy(genotype),
+                      "curve": [], "epochs": 1, "seconds": 0.0}
+
+    monkeypatch.setattr(CandidatePool, "train", train)
+    data = DigitsDataModule(val_split=100)
+    search = RandomSearch(data, str(tmp_path), num_samples=12, seed=3)
+    best = search.run()
+    assert planted_accuracy(best) == max(planted_accuracy(g) for g in search.architectures().values())
+    assert Genotype.load(tmp_path / "genotype.json") == best
+    assert len(trained) == 12
+    assert RandomSearch(data, str(tmp_path), num_samples=12, seed=3).run() == best
+    assert len(trained) == 12  # the restarted search found every candidate in the results file
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"space": "nasbench"}, "space='nasbench' is not a search space"),
+    ({"num_samples": 0}, "num_samples=0 must be at least 1"),
+    ({"ops": []}, "ops is empty"),
+    ({"epochs": 0}, "epochs=0 must be at least 1"),
+])
+def test_bad_arguments_are_refused_before_any_training(kwargs, message) -> None:
+    with pytest.raises(ConfigError, match=message):
+        RandomSearch(DigitsDataModule(val_split=100), **kwargs)
+    with pytest.raises(ConfigError, match="val_split > 0"):
+        RandomSearch(DigitsDataModule())
+
+
+def test_a_space_too_small_for_the_samples_is_refused() -> None:
+    with pytest.raises(ConfigError, match="fewer than 50 distinct cells"):
+        sample_architectures("pnas", 50, seed=0, nodes=1, ops=["identity"])
+    assert len(sample_architectures("pnas", 3, seed=0, nodes=1, ops=["identity", "max_pool_3x3"])) == 3
