@@ -1,0 +1,215 @@
+"""The found-vs-random report: does a search find architectures better than chance?
+
+For S search seeds the strategy's recipe searches and its architecture is kept; R architectures are drawn uniformly
+from the same space. Every architecture, found or random, is then retrained under one budget (same proxy network,
+epochs, data and training seeds) and scored on the data module's validation images (the test set with val_split 0).
+The report gives the found architectures' mean and spread, the random median and quartiles, each found
+architecture's rank among the random ones, and the search's own signal over time (Yang et al., ICLR 2020, "NAS
+evaluation is frustratingly hard": never one run per side).
+
+Everything lands in ``output_dir``: ``found/seed<S>.json`` per finished search, ``retrain.jsonl`` (a ``CandidatePool``
+results file), ``report.json`` and ``report.png``. A killed report restarts where it stopped.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import random as random_module
+import statistics
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+from matplotlib.figure import Figure
+
+from lightning_nas.data import NASDataModule
+from lightning_nas.errors import ConfigError, check
+from lightning_nas.files import write_atomic
+from lightning_nas.genotypes import Genotype
+from lightning_nas.quality.searches import STRATEGY_SPACE, run_search, search_signal
+from lightning_nas.strategies.candidates import CandidatePool
+from lightning_nas.strategies.random_search import SPACE_DEFAULTS, architecture_key, sample_architectures
+
+STRATEGIES = ("darts", "enas", "pnas", "random")
+
+
+@dataclass
+class Space:
+    """Where the random architectures come from: it must be the space the strategy searches."""
+
+    name: str = "darts"
+    nodes: int | None = None
+    ops: Sequence[str] | None = None
+
+
+@dataclass
+class RetrainBudget:
+    """The one final-training budget every architecture gets: a proxy network of 3N cells of F channels."""
+
+    N: int = 1
+    F: int = 16
+    epochs: int = 10
+    lr: float = 0.05
+    limit_train_batches: int | float = 1.0
+    seeds: int = 1
+    """Training seeds per architecture (0..seeds-1, the same for every architecture); accuracies are averaged."""
+
+
+def rank_among(value: float, others: Sequence[float]) -> float:
+    """1 + how many of ``others`` beat ``value`` (ties count half): 1 is better than all of them."""
+    return 1 + sum(1.0 if other > value else 0.5 if other == value else 0.0 for other in others)
+
+
+def summarize(found: Sequence[float], random: Sequence[float]) -> dict[str, Any]:
+    """The report's numbers: found mean and spread, random median and quartiles, ranks of the found ones."""
+    q1, median, q3 = statistics.quantiles(random, n=4, method="inclusive") if len(random) > 1 else [random[0]] * 3
+    ranks = [rank_among(value, random) for value in found]
+    return {
+        "found_mean": statistics.fmean(found),
+        "found_std": statistics.stdev(found) if len(found) > 1 else 0.0,
+        "found_min": min(found), "found_max": max(found),
+        "random_median": median, "random_q1": q1, "random_q3": q3,
+        "random_min": min(random), "random_max": max(random),
+        "found_ranks": ranks, "mean_rank": statistics.fmean(ranks), "random_count": len(random),
+        "found_above_random_median": sum(value > median for value in found),
+    }
+
+
+def plot_png(found: Sequence[float], random: Sequence[float], title: str) -> bytes:
+    """One point per retrained architecture: the random distribution beside the found architectures."""
+    figure = Figure(figsize=(4.5, 4.5))
+    axis = figure.subplots()
+    jitter = random_module.Random(0)
+    for x, values, colour in ((0, random, "grey"), (1, found, "tab:red")):
+        axis.scatter([x + jitter.uniform(-0.08, 0.08) for _ in values], values, color=colour, s=20)
+        axis.hlines(statistics.median(values), x - 0.25, x + 0.25, color=colour)
+    axis.set(xticks=[0, 1], xticklabels=[f"random ({len(random)})", f"found ({len(found)})"], xlim=(-0.6, 1.6),
+             ylabel="retrained accuracy", title=title)
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
+    return buffer.getvalue()
+
+
+class QualityReport:
+    """Search S times, draw R random architectures, retrain all under one budget, compare (see the module doc)."""
+
+    def __init__(
+        self,
+        strategy: str,
+        search_config: str,
+        data: NASDataModule,
+        space: Space | None = None,
+        retrain: RetrainBudget | None = None,
+        seeds: int = 3,
+        random: int = 8,
+        first_seed: int = 1,
+        random_seed: int = 12345,
+        search_args: Sequence[str] = (),
+        output_dir: str = "runs/quality",
+    ) -> None:
+        """``first_seed``: search seeds are first_seed..first_seed+seeds-1; keep them apart from the seed a config was
+        tuned on (0 in the shipped recipes). ``random_seed`` draws the random architectures, the same for every
+        strategy of one space. ``search_args`` are extra overrides for every search."""
+        space = space or Space()
+        check(strategy in STRATEGIES, f"unknown strategy {strategy!r}; use one of {', '.join(STRATEGIES)}")
+        check(seeds >= 1, f"seeds={seeds}: the report needs at least 1 search seed (3 or more to see a spread)")
+        check(random >= 1, f"random={random}: the report needs at least 1 random architecture (8 or more)")
+        check(space.name in SPACE_DEFAULTS, f"space.name={space.name!r} is not a space; use one of "
+                                            f"{', '.join(SPACE_DEFAULTS)}")
+        expected = STRATEGY_SPACE.get(strategy, space.name)
+        check(space.name == expected, f"the {strategy} strategy searches the {expected} space, but the config's space "
+                                      f"is {space.name!r}: set space.name to {expected!r}")
+        check(Path(search_config).is_file(), f"search_config {search_config!r} does not exist: give the search "
+                                             f"recipe's YAML config")
+        check(data.mode == "eval", "retraining needs the data module in mode=eval (val_split 0 scores on the test set)")
+        self.strategy, self.search_config, self.data = strategy, search_config, data
+        self.space, self.budget = space, retrain or RetrainBudget()
+        check(self.budget.seeds >= 1, f"retrain.seeds={self.budget.seeds} must be at least 1")
+        self.seeds = list(range(first_seed, first_seed + seeds))
+        self.random, self.random_seed, self.search_args = random, random_seed, list(search_args)
+        self.output_dir = Path(output_dir)
+        self.pool = CandidatePool(data, self.output_dir / "retrain.jsonl", self.budget.N, self.budget.F,
+                                  self.budget.epochs, self.budget.lr, self.budget.limit_train_batches,
+                                  accelerator="cpu", label="retrain")
+
+    def found(self, seed: int) -> tuple[Genotype, float]:
+        """The architecture the search with ``seed`` found (searching first unless a finished search left it) and the
+        search's wall time in seconds."""
+        record = self.output_dir / "found" / f"seed{seed}.json"
+        if not record.is_file():
+            start = time.perf_counter()
+            genotype = run_search(self.strategy, self.search_config, seed, self.search_folder(seed), self.search_args)
+            write_atomic(record, json.dumps({"genotype": genotype.to_dict(), "seconds": time.perf_counter() - start}))
+        data = json.loads(record.read_text())
+        return Genotype.from_dict(data["genotype"]), data["seconds"]
+
+    def search_folder(self, seed: int) -> Path:
+        return self.output_dir / "searches" / f"seed{seed}"
+
+    def retrained(self, architectures: dict[str, Genotype]) -> dict[str, float]:
+        """Each architecture's accuracy after the retraining budget, averaged over the training seeds."""
+        jobs = {f"{key}/seed{seed}": (key, seed) for key in architectures for seed in range(self.budget.seeds)}
+        results = self.pool.train_all(
+            "retrain", list(jobs),
+            lambda job: self.pool.train(job, architectures[jobs[job][0]], seed=jobs[job][1])[1],
+        )
+        accuracies: dict[str, list[float]] = {}
+        for job, (key, _) in jobs.items():
+            accuracies.setdefault(key, []).append(results[job]["accuracy"])
+        return {key: statistics.fmean(values) for key, values in accuracies.items()}
+
+    def run(self) -> dict[str, Any]:
+        space = self.space
+        random = sample_architectures(space.name, self.random, self.random_seed, space.nodes, space.ops)
+        found = {seed: self.found(seed) for seed in self.seeds}
+        found_keys = {seed: architecture_key(genotype) for seed, (genotype, _) in found.items()}
+        accuracy = self.retrained({**random, **{found_keys[s]: g for s, (g, _) in found.items()}})
+        found_accuracies = [accuracy[found_keys[seed]] for seed in self.seeds]
+        random_accuracies = [accuracy[key] for key in random]
+        report = {
+            "strategy": self.strategy, "search_config": self.search_config, "data": type(self.data).__name__,
+            "space": asdict(self.space), "retrain": asdict(self.budget), "random_seed": self.random_seed,
+            **summarize(found_accuracies, random_accuracies),
+            "found": [{"seed": seed, "key": found_keys[seed], "accuracy": accuracy[found_keys[seed]],
+                       "search_seconds": found[seed][1], "genotype": found[seed][0].to_dict(),
+                       "signal": search_signal(self.strategy, self.search_folder(seed))} for seed in self.seeds],
+            "random": [{"key": key, "accuracy": accuracy[key]} for key in random],
+            "retrain_seconds": sum(r["seconds"] for r in self.pool.finished().values()),
+        }
+        write_atomic(self.output_dir / "report.json", json.dumps(report, indent=1))
+        title = f"{self.strategy} on {report['data']}"
+        write_atomic(self.output_dir / "report.png", plot_png(found_accuracies, random_accuracies, title))
+        print(format_table(report))
+        return report
+
+
+def format_table(report: dict[str, Any]) -> str:
+    r = report
+    lines = [
+        f"{r['strategy']} on {r['data']} ({r['space']['name']} space), retrain N={r['retrain']['N']} "
+        f"F={r['retrain']['F']} epochs={r['retrain']['epochs']}, {len(r['found'])} search seeds vs "
+        f"{r['random_count']} random architectures",
+        f"{'':<22}{'accuracy':>10}{'rank':>8}{'search s':>10}",
+    ]
+    for found in r["found"]:
+        rank = rank_among(found["accuracy"], [x["accuracy"] for x in r["random"]])
+        lines.append(f"{'found, seed ' + str(found['seed']):<22}{found['accuracy']:>10.4f}"
+                     f"{rank:>5.1f}/{r['random_count'] + 1:<2}{found['search_seconds']:>10.0f}")
+    lines += [
+        f"found mean ± std      {r['found_mean']:.4f} ± {r['found_std']:.4f} (min {r['found_min']:.4f}, "
+        f"max {r['found_max']:.4f})",
+        f"random median [q1,q3] {r['random_median']:.4f} [{r['random_q1']:.4f}, {r['random_q3']:.4f}] "
+        f"(min {r['random_min']:.4f}, max {r['random_max']:.4f})",
+        f"found above the random median: {r['found_above_random_median']}/{len(r['found'])}; mean rank "
+        f"{r['mean_rank']:.1f} of {r['random_count'] + 1} (1 = better than every random architecture)",
+        "search signal (first -> last, per seed):",
+    ]
+    for found in r["found"]:
+        signal = ", ".join(f"{key} {values[0]:.3f} -> {values[-1]:.3f}" for key, values in sorted(found["signal"].items()))
+        lines.append(f"  seed {found['seed']}: {signal or 'none logged'}")
+    return "\n".join(lines)
+
+
+__all__ = ["ConfigError", "QualityReport", "RetrainBudget", "Space", "format_table", "rank_among", "summarize"]

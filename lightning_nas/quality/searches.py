@@ -1,0 +1,80 @@
+"""Running one search of the report: the strategy's own recipe in a fresh process, and what it leaves behind.
+
+Each search is exactly the command a user would type (``python -m lightning_nas.recipes.<strategy> fit --config
+...``) plus the seed and an output folder, so the report measures the recipes users run, and one search cannot leak
+state (threads, seeds, Lightning globals) into the next.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from lightning_nas.genotypes import Genotype
+
+LIGHTNING_STRATEGIES = ("darts", "enas")
+"""Searches that are one LightningModule fit (LightningCLI recipes); the others are search drivers."""
+STRATEGY_SPACE = {"darts": "darts", "enas": "enas", "pnas": "pnas"}
+"""The space each strategy searches (random search searches the space its config names)."""
+SIGNAL_WORDS = ("entropy", "reward", "spearman", "uniform", "top1", "best")
+"""Logged numbers that show whether a search is searching: α entropy, controller reward and entropy, predictor
+Spearman, supernet accuracy, controller samples vs uniform samples, best accuracy so far."""
+
+
+def search_command(strategy: str, config: str, seed: int, folder: Path, extra: list[str]) -> list[str]:
+    recipe = [sys.executable, "-m", f"lightning_nas.recipes.{strategy}", "fit", "--config", config]
+    if strategy in LIGHTNING_STRATEGIES:
+        overrides = [f"--seed_everything={seed}", f"--trainer.default_root_dir={folder}"]
+    else:
+        overrides = [f"--seed={seed}", f"--output_dir={folder}"]
+    return [*recipe, *overrides, f"--data.init_args.seed={seed}", *extra]
+
+
+def run_search(strategy: str, config: str, seed: int, folder: Path, extra: list[str]) -> Genotype:
+    """Run one search to its end and return the architecture it found. An unfinished Lightning search is started
+    over; PNAS and random search resume from their results files by themselves."""
+    if strategy in LIGHTNING_STRATEGIES and folder.exists():
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    command = search_command(strategy, config, seed, folder, extra)
+    with open(folder / "search.log", "w") as log:
+        log.write(" ".join(command) + "\n")
+        log.flush()
+        status = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT).returncode
+    if status != 0:
+        tail = (folder / "search.log").read_text().strip().splitlines()[-1:]
+        raise RuntimeError(f"the {strategy} search with seed {seed} failed (exit {status}): {' '.join(tail)}; "
+                           f"its log is {folder / 'search.log'}")
+    return Genotype.load(genotype_file(strategy, folder))
+
+
+def genotype_file(strategy: str, folder: Path) -> Path:
+    if strategy not in LIGHTNING_STRATEGIES:
+        return folder / "genotype.json"
+    files = sorted(folder.rglob("genotype.json"), key=lambda path: path.stat().st_mtime)
+    if not files:
+        raise RuntimeError(f"the {strategy} search in {folder} wrote no genotype.json")
+    return files[-1]
+
+
+def search_signal(strategy: str, folder: Path) -> dict[str, list[float]]:
+    """The search's own signal over time, one series per logged number: per epoch for DARTS and ENAS (their
+    genotype history), per level for PNAS (predictor Spearman), per candidate for random search (best so far)."""
+    series: dict[str, list[float]] = {}
+    if strategy in LIGHTNING_STRATEGIES:
+        history = genotype_file(strategy, folder).with_name("genotype_history.jsonl")
+        rows: list[dict[str, Any]] = [json.loads(line)["metrics"] for line in history.read_text().splitlines()
+                                      if line.strip()] if history.is_file() else []
+    elif strategy == "pnas":
+        rows = json.loads((folder / "progress.json").read_text())
+    else:
+        rows = [{"best_so_far": value} for value in json.loads((folder / "progress.json").read_text())["best_so_far"]]
+    for row in rows:
+        for key, value in row.items():
+            if isinstance(value, (int, float)) and any(word in key for word in SIGNAL_WORDS):
+                series.setdefault(key, []).append(float(value))
+    return series
