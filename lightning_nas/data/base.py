@@ -34,6 +34,8 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
 from torchvision.datasets import VisionDataset
 from torchvision.datasets.vision import StandardTransform
 
+from lightning_nas.errors import ConfigError
+
 Mode = Literal["eval", "search"]
 
 
@@ -91,7 +93,7 @@ class NASDataModule(pl.LightningDataModule):
     ) -> None:
         super().__init__()
         if mode not in ("eval", "search"):
-            raise ValueError(f"mode must be 'eval' or 'search', got {mode!r}")
+            raise ConfigError(f"mode must be 'eval' or 'search', got {mode!r}")
         self.mode = mode
         self.batch_size = batch_size
         self.val_split = val_split
@@ -119,7 +121,7 @@ class NASDataModule(pl.LightningDataModule):
         train_set, plain_train_set = self.make_train_set(train=True), self.make_train_set(train=False)
         order = torch.randperm(len(train_set), generator=torch.Generator().manual_seed(self.seed)).tolist()
         if not 0 <= self.val_split < len(order):
-            raise ValueError(f"val_split={self.val_split} must be between 0 and the {len(order)} training images")
+            raise ConfigError(f"val_split={self.val_split} must be between 0 and the {len(order)} training images")
         held_out, rest = order[: self.val_split], order[self.val_split :]
         if held_out:
             self._splits["heldout"] = Subset(plain_train_set, held_out)

@@ -17,6 +17,7 @@ from timm.models import build_model_with_cfg, generate_default_cfgs, register_mo
 from torch import nn
 
 from lightning_nas.cells import Cell
+from lightning_nas.errors import ConfigError
 from lightning_nas.genotypes import GenotypeLike, resolve_genotype
 
 CIFAR_MEAN = (0.49139968, 0.48215827, 0.44653124)
@@ -112,7 +113,7 @@ class StackedCellNetwork(nn.Module):
     def _check_input(self, x: torch.Tensor) -> None:
         if x.ndim != 4 or x.shape[1] != self.in_chans or min(x.shape[-2:]) < self.min_input_size:
             size = self.pretrained_cfg.get("input_size") if hasattr(self, "pretrained_cfg") else None
-            raise ValueError(
+            raise ConfigError(
                 f"{type(self).__name__} expects images of shape (batch, {self.in_chans}, H, W) with H, W >= "
                 f"{self.min_input_size} (default input size {size}); got {tuple(x.shape)}. Resize the data or build "
                 f"the network with matching in_chans."

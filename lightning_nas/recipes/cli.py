@@ -13,22 +13,27 @@ from lightning.pytorch.utilities import rank_zero_only
 
 from lightning_nas.callbacks import run_directory
 from lightning_nas.data import NASDataModule
+from lightning_nas.errors import ConfigError
 
 
-USER_ERRORS = (ValueError, FileNotFoundError, FloatingPointError)
-"""What bad input raises: a malformed genotype (GenotypeError is a ValueError), images the network cannot take, a
-missing dataset, a diverged loss."""
+USER_ERRORS = (ConfigError, FileNotFoundError, FloatingPointError)
+"""What a user can fix: bad input (ConfigError, GenotypeError among them), a missing dataset, a diverged run. Any
+other exception is a bug and keeps its traceback."""
 
 
 @contextmanager
 def one_line_errors() -> Iterator[None]:
-    """End a recipe with one line ``error: ...`` and exit status 1 on bad input, instead of a traceback."""
+    """End a recipe with one line ``error: ...`` and exit status 1 on a user error, instead of a traceback; the error
+    may arrive wrapped (jsonargparse wraps what a class raises while it is built)."""
     try:
         yield
-    except USER_ERRORS as error:
-        while error.__cause__ is not None:  # jsonargparse wraps what a data module raises while it is built
-            error = error.__cause__
-        sys.exit(f"error: {error}")
+    except Exception as error:
+        cause: BaseException | None = error
+        while cause is not None and not isinstance(cause, USER_ERRORS):
+            cause = cause.__cause__
+        if cause is None:
+            raise
+        sys.exit(f"error: {cause}")
 
 
 class SaveRunConfig(SaveConfigCallback):

@@ -11,6 +11,7 @@ from jsonargparse import ActionConfigFile, ArgumentParser
 
 from lightning_nas.data import NASDataModule
 from lightning_nas.genotypes import Genotype
+from lightning_nas.recipes.cli import one_line_errors
 from lightning_nas.strategies.pnas import PNASSearch
 
 
@@ -23,9 +24,10 @@ def main(args: list[str] | None = None) -> Genotype:
     subcommands = parser.add_subcommands()
     subcommands.add_subcommand("fit", fit, help="run or resume a PNAS search")
     config = parser.parse_args(args)
-    search = parser.instantiate(config).fit
-    search.pop("config", None)
-    return PNASSearch(**search).run()
+    with one_line_errors():
+        search = parser.instantiate(config).fit
+        search.pop("config", None)
+        return PNASSearch(**search).run()
 
 
 if __name__ == "__main__":

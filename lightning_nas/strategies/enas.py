@@ -28,6 +28,7 @@ from lightning_nas.genotypes import Genotype
 from lightning_nas.spaces.enas_macro import MacroArchitecture, MacroNetwork
 from lightning_nas.spaces.enas_micro import MicroArchitecture, MicroChild
 from lightning_nas.strategies.enas_controller import ControllerSample, MacroController, MicroController
+from lightning_nas.strategies.finite import check_finite
 
 Space = Literal["micro", "macro"]
 Architecture = MicroArchitecture | MacroArchitecture
@@ -119,6 +120,7 @@ class ENAS(pl.LightningModule):
             arch = self.sample_shared().arch
         logits = self.child(x, arch)
         loss = F.cross_entropy(logits, y)
+        check_finite(self, "child training", {"train/loss": loss})
         child_optimizer.zero_grad()
         self.manual_backward(loss)
         self.clip_gradients(child_optimizer, gradient_clip_val=self.hparams.grad_clip, gradient_clip_algorithm="norm")
@@ -167,6 +169,7 @@ class ENAS(pl.LightningModule):
                 loss = loss - sample.log_prob * (reward - self.baseline) + hp.skip_weight * sample.skip_penalty
                 rewards.append(float(reward))
                 entropies.append(float(sample.entropy))
+            check_finite(self, "controller phase", {"controller loss": loss}, hint="lower controller_lr")
             self.manual_backward(loss / hp.controller_aggregate)
             controller_optimizer.step()
         self._derived = self.derive(next(batches))

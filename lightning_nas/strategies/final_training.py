@@ -20,7 +20,9 @@ from torchmetrics import MeanMetric, MetricCollection
 from torchmetrics.classification import MulticlassAccuracy
 
 from lightning_nas.callbacks import EpochSeeding
+from lightning_nas.errors import check
 from lightning_nas.genotypes import Genotype, resolve_genotype
+from lightning_nas.strategies.finite import check_finite, module_state
 
 EVAL_STAGES = ("val", "test")
 
@@ -59,10 +61,20 @@ class FinalTraining(pl.LightningModule):
     ) -> None:
         """``eta_min``: final lr of the cosine schedule; ``gamma``: lr decay per epoch of the exponential one."""
         super().__init__()
-        if network not in ("cifar", "imagenet"):
-            raise ValueError(f"network must be 'cifar' or 'imagenet', got {network!r}")
-        if scheduler not in ("cosine", "exponential"):
-            raise ValueError(f"scheduler must be 'cosine' or 'exponential', got {scheduler!r}")
+        check(network in ("cifar", "imagenet"), f"network must be 'cifar' or 'imagenet', got {network!r}")
+        check(scheduler in ("cosine", "exponential"), f"scheduler must be 'cosine' or 'exponential', got {scheduler!r}")
+        check(C >= 1, f"C (channels of the first cells) must be at least 1, got {C}; DARTS uses 36 on CIFAR-10")
+        check(network == "cifar" or C % 2 == 0,
+              f"the imagenet network halves C in its stem: C must be even, got {C}; try {C + 1}")
+        check(layers >= 1, f"layers (cells stacked) must be at least 1, got {layers}; DARTS stacks 20 on CIFAR-10")
+        check(0 <= drop_path_prob < 1, f"drop_path_prob must be in [0, 1), got {drop_path_prob}; DARTS uses 0.2")
+        check(auxiliary_weight >= 0, f"auxiliary_weight must be >= 0 (0: no auxiliary head), got {auxiliary_weight}")
+        check(lr > 0, f"lr must be positive, got {lr}; DARTS uses 0.025")
+        check(0 <= momentum < 1, f"momentum must be in [0, 1), got {momentum}")
+        check(weight_decay >= 0, f"weight_decay must be >= 0, got {weight_decay}")
+        check(0 <= label_smoothing < 1,
+              f"label_smoothing must be in [0, 1), got {label_smoothing}; DARTS uses 0.1 on ImageNet")
+        check(0 < gamma <= 1, f"gamma (lr decay per epoch) must be in (0, 1], got {gamma}; DARTS uses 0.97 on ImageNet")
         self.genotype: Genotype = resolve_genotype(genotype)
         self.save_hyperparameters()
         self.hparams["genotype"] = self.genotype.to_dict()
@@ -77,7 +89,8 @@ class FinalTraining(pl.LightningModule):
         )
         self.train_accuracy = accuracy_metrics(num_classes, "train/")
         self.eval_accuracy = nn.ModuleDict({stage: accuracy_metrics(num_classes, f"{stage}/") for stage in EVAL_STAGES})
-        self.eval_loss = nn.ModuleDict({stage: MeanMetric() for stage in EVAL_STAGES})
+        # nan_strategy="disable": a NaN validation loss must reach the finite check, not be dropped from the mean
+        self.eval_loss = nn.ModuleDict({stage: MeanMetric(nan_strategy="disable") for stage in EVAL_STAGES})
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.network(x)
@@ -92,8 +105,9 @@ class FinalTraining(pl.LightningModule):
         return loss, logits
 
     def on_fit_start(self) -> None:
-        if not self.trainer.max_epochs or self.trainer.max_epochs < 1:
-            raise ValueError("final training schedules lr and drop path over the epochs: set trainer.max_epochs")
+        max_epochs = self.trainer.max_epochs
+        check(bool(max_epochs) and max_epochs >= 1,
+              f"final training schedules lr and drop path over the epochs: set trainer.max_epochs, got {max_epochs}")
 
     def configure_callbacks(self) -> list[pl.Callback]:
         return [EpochSeeding()]
@@ -106,11 +120,7 @@ class FinalTraining(pl.LightningModule):
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
         x, y = batch
         loss, logits = self.loss(x, y)
-        if not torch.isfinite(loss):
-            raise FloatingPointError(
-                f"training loss is {loss.item()} at global step {self.global_step} (epoch {self.current_epoch}); "
-                f"lower the learning rate or set trainer.gradient_clip_val"
-            )
+        check_finite(self, "training", {"train/loss": loss})
         self.train_accuracy(logits, y)
         self.log("train/loss", loss, prog_bar=True, batch_size=len(y))
         self.log_dict(self.train_accuracy, on_step=False, on_epoch=True, batch_size=len(y))
@@ -125,8 +135,17 @@ class FinalTraining(pl.LightningModule):
         self.log(f"{stage}/loss", self.eval_loss[stage], prog_bar=True, batch_size=len(y))
         self.log_dict(self.eval_accuracy[stage], prog_bar=True, batch_size=len(y))
 
+    def on_train_epoch_end(self) -> None:
+        """Before ModelCheckpoint saves an epoch without validation: no non-finite weight or BN statistic."""
+        check_finite(self, "training epoch end", module_state(self))
+
     def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
         self._evaluate(batch, "val")
+
+    def on_validation_epoch_end(self) -> None:
+        """Before ModelCheckpoint saves after validation: a finite val/loss and state (the training loss can stay
+        finite while a BN running variance overflows)."""
+        check_finite(self, "validation", {"val/loss": self.eval_loss["val"].compute(), **module_state(self)})
 
     def test_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
         self._evaluate(batch, "test")

@@ -34,9 +34,10 @@ from torchmetrics.functional import spearman_corrcoef
 from lightning_nas.callbacks import MedianStopping, WeightInheritance
 from lightning_nas.data import NASDataModule
 from lightning_nas.data.pnas_results import PredictorDataModule, collate
+from lightning_nas.errors import check
 from lightning_nas.files import write_atomic
 from lightning_nas.genotypes import Genotype
-from lightning_nas.ops import PNAS_OPS
+from lightning_nas.ops import OPS, PNAS_OPS
 from lightning_nas.spaces.pnas import (
     NUM_CELL_INPUTS,
     PNASCell,
@@ -98,10 +99,27 @@ class PNASSearch:
         num_threads: int | None = None,
         seed: int = 0,
     ) -> None:
-        if data.mode != "eval" or not data.val_split:
-            raise ValueError(
-                "PNAS scores candidates on held-out images: give the data module mode='eval' and val_split > 0"
-            )
+        check(B >= 1, f"B (blocks per cell, one level each) must be at least 1, got {B}; the paper searches B=5")
+        check(K >= 1, f"K (beam: candidates trained per level) must be at least 1, got {K}; the paper keeps K=256")
+        check(N >= 1, f"N (cells per stage of the proxy network) must be at least 1, got {N}; the paper uses N=2")
+        check(F >= 1, f"F (channels of the proxy network's first cells) must be at least 1, got {F}; the paper uses 24")
+        check(epochs >= 1, f"epochs (per candidate) must be at least 1, got {epochs}; the paper trains each for 20")
+        check(predictor_epochs >= 1, f"predictor_epochs must be at least 1, got {predictor_epochs}")
+        check(lr > 0 and predictor_lr > 0, f"lr and predictor_lr must be positive, got {lr} and {predictor_lr}")
+        check(limit_train_batches > 0, f"limit_train_batches must be positive, got {limit_train_batches}")
+        check(len(ops) > 0, f"ops is empty: give the candidate ops, e.g. {list(PNAS_OPS)}")
+        unknown = [op for op in ops if op not in OPS]
+        check(not unknown, f"unknown ops {unknown} in ops; valid ops are: {', '.join(sorted(OPS))}")
+        check(len(set(ops)) == len(ops), f"ops must be distinct, got {list(ops)}")
+        level_one = len(one_block_cells(ops))
+        check(ensemble_size >= 1 and (B == 1 or ensemble_size <= level_one),
+              f"ensemble_size (predictors, one held-out fold each) must be between 1 and the {level_one} one-block "
+              f"cells the predictor first learns from, got {ensemble_size}; the paper uses 5")
+        check(termination_grace_epochs >= 0, f"termination_grace_epochs must be >= 0, got {termination_grace_epochs}")
+        check(num_threads is None or num_threads >= 1, f"num_threads must be at least 1 (or null), got {num_threads}")
+        check(data.mode == "eval" and data.val_split > 0,
+              f"PNAS scores candidates on held-out images: give the data module mode='eval' and val_split > 0, got "
+              f"mode={data.mode!r}, val_split={data.val_split}")
         self.data, self.output_dir = data, Path(output_dir)
         self.B, self.K, self.N, self.F, self.epochs, self.lr = B, K, N, F, epochs, lr
         self.limit_train_batches = limit_train_batches
