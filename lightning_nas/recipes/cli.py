@@ -70,11 +70,13 @@ class NASCLI(LightningCLI):
         parser.link_arguments("data.in_chans", "model.in_chans", apply_on="instantiate")
 
 
-def run_recipe(model_class: type[pl.LightningModule], args: list[str] | None = None, run: bool = True) -> NASCLI:
+def run_recipe(model_class: type[pl.LightningModule], args: list[str] | None = None, run: bool = True,
+               cli_class: type[NASCLI] = NASCLI) -> NASCLI:
     """Run a recipe's CLI: ``fit``/``validate``/``test`` subcommands, YAML configs and ``--key=value`` overrides.
 
-    ``run=False`` only parses and instantiates (no subcommand in ``args``), e.g. to check a config."""
-    return NASCLI(
+    ``run=False`` only parses and instantiates (no subcommand in ``args``), e.g. to check a config. ``cli_class``: a
+    NASCLI subclass whose hooks adapt the config to the strategy (ENAS: its DDP strategy)."""
+    return cli_class(
         model_class,
         NASDataModule,
         subclass_mode_data=True,
