@@ -17,6 +17,7 @@ from torchvision.datasets import CIFAR10, CIFAR100
 from torchvision.transforms import v2
 
 from lightning_nas.data.base import Mode, NASDataModule, with_transform
+from lightning_nas.errors import ConfigError, check
 from lightning_nas.networks.stacked import CIFAR_MEAN, CIFAR_STD
 
 CIFAR100_MEAN = (0.50707516, 0.48654887, 0.44091784)
@@ -72,8 +73,7 @@ class CIFAR10DataModule(NASDataModule):
         persistent_workers: bool = False,
     ) -> None:
         super().__init__(mode, batch_size, val_split, seed, num_workers, pin_memory, persistent_workers)
-        if dataset not in DATASETS:
-            raise ValueError(f"dataset must be one of {', '.join(DATASETS)}, got {dataset!r}")
+        check(dataset in DATASETS, f"dataset must be one of {', '.join(DATASETS)}, got {dataset!r}")
         self.title, self.reader, self.num_classes, self.mean, self.std = DATASETS[dataset]
         self.data_dir = Path(data_dir)
         self.download = download
@@ -114,7 +114,7 @@ class CIFAR10DataModule(NASDataModule):
             try:
                 self._images[train] = self.reader(self.data_dir, train=train)
             except RuntimeError:
-                raise ValueError(
+                raise ConfigError(
                     f"{self.title} files in {self.folder.resolve()} failed torchvision's md5 check; delete the folder "
                     f"and download {self.reader.filename} again from {self.reader.url}"
                 ) from None

@@ -12,6 +12,7 @@ import torchvision.datasets.cifar
 
 from lightning_nas.data import CIFAR10DataModule, Cutout
 from lightning_nas.data.cifar10 import CIFAR100_MEAN, CIFAR100_STD
+from lightning_nas.errors import ConfigError
 from lightning_nas.networks.stacked import CIFAR_MEAN, CIFAR_STD
 from lightning_nas.recipes.cli import run_recipe
 from lightning_nas.strategies.final_training import FinalTraining
@@ -158,10 +159,10 @@ def test_missing_cifar100_names_its_folder_and_archive(tmp_path: Path) -> None:
 def test_corrupt_cifar100_fails_the_md5_check(tiny_cifar100: Path) -> None:
     train = tiny_cifar100 / "cifar-100-python" / "train"
     train.write_bytes(train.read_bytes()[:-1])
-    with pytest.raises(ValueError, match="CIFAR-100 files .* md5 .*cifar-100-python.tar.gz"):
+    with pytest.raises(ConfigError, match="CIFAR-100 files .* md5 .*cifar-100-python.tar.gz"):
         CIFAR10DataModule(tiny_cifar100, dataset="cifar100").setup()
 
 
 def test_unknown_dataset_is_refused(tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match="cifar10, cifar100"):
+    with pytest.raises(ConfigError, match="cifar10, cifar100"):
         CIFAR10DataModule(tmp_path, dataset="cifar1000")
