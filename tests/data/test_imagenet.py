@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import shutil
+import warnings
 from pathlib import Path
 
 import pytest
@@ -9,6 +10,7 @@ from PIL import Image
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 
 from lightning_nas.data import ImageNetDataModule
+from lightning_nas.errors import ConfigError
 
 
 def test_classes_are_read_from_the_folders_at_construction(tiny_imagefolder: Path) -> None:
@@ -57,6 +59,54 @@ def test_missing_folders_name_the_expected_layout(tiny_imagefolder: Path, missin
 
 def test_train_and_val_must_hold_the_same_classes(tiny_imagefolder: Path) -> None:
     (tiny_imagefolder / "val" / "n99999999").mkdir()
-    with pytest.raises(ValueError, match="n99999999"):
+    with pytest.raises(ConfigError, match="n99999999"):
         ImageNetDataModule(tiny_imagefolder)
 
+
+
+def corrupt(root: Path) -> list[str]:
+    """Make three training images unreadable: truncated to half, empty, and garbage behind a JPEG marker."""
+    classes = sorted(folder.name for folder in (root / "train").iterdir())
+    paths = [root / "train" / name / f"{name}_{index}.JPEG" for name, index in zip(classes, (1, 2, 3))]
+    truncated, empty, garbage = paths
+    truncated.write_bytes(truncated.read_bytes()[: truncated.stat().st_size // 2])
+    empty.write_bytes(b"")
+    garbage.write_bytes(b"\xff\xd8\xff\xe0" + b"not a jpeg" * 50)
+    return sorted(map(str, paths))
+
+
+def warned(records: list[warnings.WarningMessage], prefix: str) -> list[str]:
+    return [str(record.message) for record in records if str(record.message).startswith(prefix)]
+
+
+def test_unreadable_images_are_skipped_with_a_warning_each_and_a_count(tiny_imagefolder: Path) -> None:
+    paths = corrupt(tiny_imagefolder)
+    data = ImageNetDataModule(tiny_imagefolder, image_size=32, batch_size=4)
+    with warnings.catch_warnings(record=True) as records:
+        warnings.simplefilter("always")
+        batches = list(data.train_dataloader())
+        data.teardown("fit")
+    assert [len(labels) for _, labels in batches] == [4, 4, 4]  # every sample comes back, no traceback
+    skipped = warned(records, "skipping unreadable image ")
+    assert sorted(message.split(" ")[3].rstrip(":") for message in skipped) == paths
+    reasons = sorted(message.split(": ", 1)[1] for message in skipped)
+    assert reasons == ["Truncated File Read", "Truncated File Read", "not an image file"]
+    assert warned(records, "skipped ") == ["skipped 3 unreadable images in train/"]
+
+
+def test_verify_images_leaves_the_unreadable_ones_out_up_front(tiny_imagefolder: Path) -> None:
+    paths = corrupt(tiny_imagefolder)
+    data = ImageNetDataModule(tiny_imagefolder, image_size=32, batch_size=3, verify_images=True)
+    with warnings.catch_warnings(record=True) as records:
+        warnings.simplefilter("always")
+        data.setup("fit")
+    assert sorted(message.removeprefix("leaving out unreadable image ") for message in
+                  warned(records, "leaving out ")) == paths
+    assert warned(records, "left out ") == ["left out 3 unreadable of 12 images in train/"]
+    assert len(data.split("train")) == 9
+    assert str(tiny_imagefolder / "train" / "n01440764" / "n01440764_0.JPEG") in [
+        path for path, _ in data.split("train").dataset.samples]
+    with warnings.catch_warnings(record=True) as records:
+        warnings.simplefilter("always")
+        assert sum(len(labels) for _, labels in data.train_dataloader()) == 9
+    assert not warned(records, "skipping ")
