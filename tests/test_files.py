@@ -3,7 +3,7 @@ from pathlib import Path
 
 import pytest
 
-from lightning_nas.files import write_atomic
+from lightning_nas.files import atomic_open, write_atomic
 
 
 def test_write_atomic_replaces_the_file_whole(tmp_path: Path) -> None:
@@ -23,3 +23,16 @@ def test_a_failed_write_leaves_the_old_file(tmp_path: Path, monkeypatch: pytest.
     with pytest.raises(OSError, match="disk full"):
         write_atomic(path, "new")
     assert path.read_text() == "old"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["state.json"]  # the temporary is removed
+
+
+def test_atomic_open_streams_into_the_file_on_success_only(tmp_path: Path) -> None:
+    path = tmp_path / "model.ckpt"
+    with pytest.raises(RuntimeError, match="interrupted"):
+        with atomic_open(path) as file:
+            file.write(b"partial")
+            raise RuntimeError("interrupted")
+    assert not any(tmp_path.iterdir())
+    with atomic_open(path) as file:
+        file.write(b"whole")
+    assert path.read_bytes() == b"whole"

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import sys
 from contextlib import contextmanager
-from typing import Iterator
+from typing import Any, Iterator
 
 import lightning.pytorch as pl
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 from lightning.pytorch.loggers import WandbLogger
+from lightning.pytorch.plugins.io import CheckpointIO
 from lightning.pytorch.utilities import rank_zero_only
 
 from lightning_nas.callbacks import run_directory
+from lightning_nas.checkpoint_io import AtomicCheckpointIO
 from lightning_nas.data import NASDataModule
 from lightning_nas.errors import ConfigError
 
@@ -63,11 +65,20 @@ class NASCLI(LightningCLI):
     """Links the data module's ``num_classes`` and ``in_chans`` into the model, so a config names them once.
 
     ``--data`` takes any NASDataModule subclass (``--data DigitsDataModule``, ``--data CIFAR10DataModule``, ...).
+    Checkpoints are written atomically beside their target (``AtomicCheckpointIO``).
     """
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.link_arguments("data.num_classes", "model.num_classes", apply_on="instantiate")
         parser.link_arguments("data.in_chans", "model.in_chans", apply_on="instantiate")
+
+    def instantiate_trainer(self, **kwargs: Any) -> pl.Trainer:
+        """Checkpoints saved by AtomicCheckpointIO unless the config names another CheckpointIO plugin."""
+        plugins = kwargs.get("plugins", self._get(self.config_init, "trainer", default={}).get("plugins"))
+        plugins = list(plugins) if isinstance(plugins, (list, tuple)) else [] if plugins is None else [plugins]
+        if not any(isinstance(plugin, CheckpointIO) for plugin in plugins):
+            kwargs["plugins"] = [*plugins, AtomicCheckpointIO()]
+        return super().instantiate_trainer(**kwargs)
 
 
 def run_recipe(model_class: type[pl.LightningModule], args: list[str] | None = None, run: bool = True,

@@ -89,8 +89,7 @@ class FinalTraining(pl.LightningModule):
         )
         self.train_accuracy = accuracy_metrics(num_classes, "train/")
         self.eval_accuracy = nn.ModuleDict({stage: accuracy_metrics(num_classes, f"{stage}/") for stage in EVAL_STAGES})
-        # nan_strategy="disable": a NaN validation loss must reach the finite check, not be dropped from the mean
-        self.eval_loss = nn.ModuleDict({stage: MeanMetric(nan_strategy="disable") for stage in EVAL_STAGES})
+        self.eval_loss = nn.ModuleDict({stage: MeanMetric() for stage in EVAL_STAGES})
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.network(x)
@@ -130,7 +129,9 @@ class FinalTraining(pl.LightningModule):
         """Plain cross entropy and accuracy, accumulated as metrics so that DDP ranks reduce them exactly."""
         x, y = batch
         logits = self(x)
-        self.eval_loss[stage].update(F.cross_entropy(logits, y), weight=len(y))
+        loss = F.cross_entropy(logits, y)
+        check_finite(self, "validation" if stage == "val" else stage, {f"{stage}/loss": loss})  # MeanMetric drops NaN
+        self.eval_loss[stage].update(loss, weight=len(y))
         self.eval_accuracy[stage].update(logits, y)
         self.log(f"{stage}/loss", self.eval_loss[stage], prog_bar=True, batch_size=len(y))
         self.log_dict(self.eval_accuracy[stage], prog_bar=True, batch_size=len(y))
@@ -143,9 +144,9 @@ class FinalTraining(pl.LightningModule):
         self._evaluate(batch, "val")
 
     def on_validation_epoch_end(self) -> None:
-        """Before ModelCheckpoint saves after validation: a finite val/loss and state (the training loss can stay
+        """Before ModelCheckpoint saves after validation: no non-finite weight or BN statistic (the losses can stay
         finite while a BN running variance overflows)."""
-        check_finite(self, "validation", {"val/loss": self.eval_loss["val"].compute(), **module_state(self)})
+        check_finite(self, "validation", module_state(self))
 
     def test_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
         self._evaluate(batch, "test")

@@ -3,8 +3,12 @@
 from pathlib import Path
 
 import yaml
+from lightning.pytorch.plugins.io import TorchCheckpointIO
 
+from lightning_nas.checkpoint_io import AtomicCheckpointIO
+from lightning_nas.recipes.cli import run_recipe
 from lightning_nas.recipes.train import main
+from lightning_nas.strategies.final_training import FinalTraining
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -20,3 +24,12 @@ def test_every_run_stores_its_own_resolved_config(tmp_path: Path) -> None:
     saved = [yaml.safe_load(path.read_text()) for path in configs]
     assert sorted(config["model"]["lr"] for config in saved) == [0.01, 0.02]
     assert all(config["data"]["class_path"] == "lightning_nas.data.DigitsDataModule" for config in saved)
+
+
+def test_recipes_save_checkpoints_atomically_unless_told_otherwise() -> None:
+    args = ["--config", str(ROOT / "recipes" / "train_digits.yaml"), "--model.C", "4", "--model.layers", "3"]
+    cli = run_recipe(FinalTraining, args, run=False)
+    assert type(cli.trainer.strategy.checkpoint_io) is AtomicCheckpointIO
+    custom = run_recipe(FinalTraining, [*args, "--trainer.plugins", "lightning.pytorch.plugins.io.TorchCheckpointIO"],
+                        run=False)
+    assert type(custom.trainer.strategy.checkpoint_io) is TorchCheckpointIO
