@@ -53,6 +53,8 @@ class RetrainBudget:
     epochs: int = 10
     lr: float = 0.05
     limit_train_batches: int | float = 1.0
+    limit_val_batches: int | float = 1.0
+    """Score on the first part of the test set only (the same images for every architecture)."""
     seeds: int = 1
     """Training seeds per architecture (0..seeds-1, the same for every architecture); accuracies are averaged."""
 
@@ -132,7 +134,7 @@ class QualityReport:
         self.output_dir = Path(output_dir)
         self.pool = CandidatePool(data, self.output_dir / "retrain.jsonl", self.budget.N, self.budget.F,
                                   self.budget.epochs, self.budget.lr, self.budget.limit_train_batches,
-                                  accelerator="cpu", label="retrain")
+                                  accelerator="cpu", label="retrain", limit_val_batches=self.budget.limit_val_batches)
 
     def found(self, seed: int) -> tuple[Genotype, float]:
         """The architecture the search with ``seed`` found (searching first unless a finished search left it) and the

@@ -84,7 +84,8 @@ class CandidatePool:
 
     ``data`` is an eval-mode data module: candidates train on its train split and are scored on its validation
     images (the held-out split when ``val_split`` > 0, which a search needs; the test set otherwise, which a final
-    comparison wants). Records carry a ``key`` naming the candidate; ``train_all`` trains whatever the file lacks.
+    comparison wants; ``limit_val_batches`` scores on a fixed first part of them). Records carry a ``key`` naming
+    the candidate; ``train_all`` trains whatever the file lacks.
     """
 
     def __init__(
@@ -99,11 +100,13 @@ class CandidatePool:
         accelerator: str = "auto",
         seed: int = 0,
         ranks: Ranks | None = None,
+        limit_val_batches: int | float = 1.0,
         label: str = "candidates",
     ) -> None:
         self.data, self.results = data, ResultsFile(results_path)
         self.N, self.F, self.epochs, self.lr = N, F, epochs, lr
         self.limit_train_batches, self.accelerator, self.seed = limit_train_batches, accelerator, seed
+        self.limit_val_batches = limit_val_batches
         self.ranks = ranks or Ranks()
         self.label = label
 
@@ -124,7 +127,9 @@ class CandidatePool:
         module = CandidateModule(genotype.to_dict(), self.data.num_classes, self.data.in_chans, self.N, self.F,
                                  self.epochs, self.lr)
         start = time.perf_counter()
-        self.trainer(self.epochs, callbacks, limit_train_batches=self.limit_train_batches).fit(module, datamodule=self.data)
+        trainer = self.trainer(self.epochs, callbacks, limit_train_batches=self.limit_train_batches,
+                               limit_val_batches=self.limit_val_batches)
+        trainer.fit(module, datamodule=self.data)
         record = {"key": key, "genotype": genotype.to_dict(), "accuracy": module.curve[-1], "curve": module.curve,
                   "epochs": len(module.curve), "seconds": round(time.perf_counter() - start, 3)}
         return module, record
