@@ -8,7 +8,8 @@ architecture's rank among the random ones, and the search's own signal over time
 evaluation is frustratingly hard": never one run per side).
 
 Everything lands in ``output_dir``: ``found/seed<S>.json`` per finished search, ``retrain.jsonl`` (a ``CandidatePool``
-results file), ``report.json`` and ``report.png``. A killed report restarts where it stopped.
+results file, which reports of one space and budget may share), ``report.json`` and ``report.png``. A killed report
+restarts where it stopped.
 """
 
 from __future__ import annotations
@@ -110,10 +111,13 @@ class QualityReport:
         random_seed: int = 12345,
         search_args: Sequence[str] = (),
         output_dir: str = "runs/quality",
+        retrain_file: str | None = None,
     ) -> None:
         """``first_seed``: search seeds are first_seed..first_seed+seeds-1; keep them apart from the seed a config was
         tuned on (0 in the shipped recipes). ``random_seed`` draws the random architectures, the same for every
-        strategy of one space. ``search_args`` are extra overrides for every search."""
+        strategy of one space. ``search_args`` are extra overrides for every search. ``retrain_file`` (default
+        ``<output_dir>/retrain.jsonl``) may be shared by reports with the same data, space, random seed and budget,
+        e.g. DARTS's and random search's: their random architectures are then trained once."""
         space = space or Space()
         check(strategy in STRATEGIES, f"unknown strategy {strategy!r}; use one of {', '.join(STRATEGIES)}")
         check(seeds >= 1, f"seeds={seeds}: the report needs at least 1 search seed (3 or more to see a spread)")
@@ -132,7 +136,7 @@ class QualityReport:
         self.seeds = list(range(first_seed, first_seed + seeds))
         self.random, self.random_seed, self.search_args = random, random_seed, list(search_args)
         self.output_dir = Path(output_dir)
-        self.pool = CandidatePool(data, self.output_dir / "retrain.jsonl", self.budget.N, self.budget.F,
+        self.pool = CandidatePool(data, retrain_file or self.output_dir / "retrain.jsonl", self.budget.N, self.budget.F,
                                   self.budget.epochs, self.budget.lr, self.budget.limit_train_batches,
                                   accelerator="cpu", label="retrain", limit_val_batches=self.budget.limit_val_batches)
 
