@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import os
+import socket
 from pathlib import Path
 from typing import Protocol
 
 import lightning.pytorch as pl
+from lightning.pytorch.loggers import Logger
 from lightning.pytorch.utilities import rank_zero_only
 
 
@@ -26,6 +28,35 @@ def run_directory(trainer: pl.Trainer) -> Path:
         return Path(trainer.default_root_dir)
     logger = trainer.loggers[0]
     return Path(getattr(logger, "log_dir", None) or logger.save_dir or trainer.default_root_dir)
+
+
+def claim_version(logger: Logger) -> None:
+    """Give a CSV or TensorBoard logger without a set version the first ``version_N`` folder this process creates
+    itself. Lightning picks max(N) + 1 from a listing, so two runs started together in one root both take the same
+    folder; ``os.mkdir`` fails for all but one of them, so each run's folder (checkpoints, genotype, config, history)
+    is its own. Call it on rank zero before the fit resolves its folders; the recipes do."""
+    if getattr(logger, "_version", 0) is not None or not hasattr(logger, "_get_next_version"):
+        return
+    root = Path(logger.root_dir)
+    root.mkdir(parents=True, exist_ok=True)
+    version = logger._get_next_version()
+    while True:
+        try:
+            (root / f"version_{version}").mkdir()
+        except FileExistsError:
+            version += 1
+            continue
+        logger._version = version
+        return
+
+
+def run_id(trainer: pl.Trainer) -> str:
+    """This run's name in its records: the W&B run id or the logger's ``version_N``; without a logger, the host and
+    process."""
+    if trainer.loggers:
+        version = trainer.loggers[0].version
+        return f"version_{version}" if isinstance(version, int) else str(version)
+    return f"{socket.gethostname()}-{os.getpid()}"
 
 
 class GenotypeExport(pl.Callback):

@@ -14,7 +14,8 @@ import torch
 from lightning.pytorch.loggers import WandbLogger
 from lightning.pytorch.utilities import rank_zero_only
 
-from lightning_nas.callbacks.genotype_export import run_directory
+from lightning_nas.callbacks.genotype_export import run_directory, run_id
+from lightning_nas.files import write_atomic
 from lightning_nas.genotypes import Genotype, cell_diagram_png
 
 matplotlib.use("Agg")
@@ -47,9 +48,11 @@ def _png_image(data: bytes) -> Image.Image:
 class GenotypeLogger(pl.Callback):
     """Log the architecture a search currently derives, once per epoch on rank zero (never in the sanity check).
 
-    Works with any LightningModule that has ``genotype()``. Every epoch appends a JSON line (epoch, architecture,
-    the scalar metrics the strategy logged, such as α entropy or controller reward) to ``<checkpoint dir>/<filename>``
-    whatever the logger. With a WandbLogger it also logs a ``genotypes`` table (one row per epoch so far), the cell
+    Works with any LightningModule that has ``genotype()``. Every epoch appends a JSON line (epoch, run id,
+    architecture, the scalar metrics the strategy logged, such as α entropy or controller reward) to
+    ``<checkpoint dir>/<filename>`` whatever the logger; a fit rewrites the file at its start to the epochs before
+    the one it starts from, so a resumed run never repeats an epoch and a fresh one starts it empty.
+    With a WandbLogger it also logs a ``genotypes`` table (one row per epoch so far), the cell
     diagrams, and, for modules with ``alpha_weights()`` and ``op_names`` (DARTS), a heat map of softmax(α), which is
     also saved as a PNG under ``<checkpoint dir>/plots``. At the end of fit the final genotype JSON becomes a W&B
     artifact.
@@ -62,6 +65,23 @@ class GenotypeLogger(pl.Callback):
         self._columns: list[str] = []
 
     @rank_zero_only
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        """Keep the records of the epochs a resumed fit restored (the checkpoint's), drop any later ones: a kill
+        between this file's write and the checkpoint's would otherwise repeat an epoch."""
+        path = run_directory(trainer) / self.filename
+        if not path.exists():
+            return
+        kept = []
+        for line in path.read_text().splitlines():
+            try:
+                epoch = json.loads(line)["epoch"]
+            except (json.JSONDecodeError, KeyError, TypeError):  # a line a kill cut short
+                continue
+            if epoch < trainer.current_epoch:
+                kept.append(line + "\n")
+        write_atomic(path, "".join(kept))
+
+    @rank_zero_only
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if trainer.sanity_checking:
             return
@@ -72,7 +92,7 @@ class GenotypeLogger(pl.Callback):
             for key, value in trainer.callback_metrics.items()
             if isinstance(value, (int, float)) or (torch.is_tensor(value) and value.numel() == 1)
         }
-        record = {"epoch": epoch, "genotype": _as_data(architecture), "metrics": metrics}
+        record = {"epoch": epoch, "run": run_id(trainer), "genotype": _as_data(architecture), "metrics": metrics}
         directory = run_directory(trainer)
         directory.mkdir(parents=True, exist_ok=True)
         with open(directory / self.filename, "a") as history:

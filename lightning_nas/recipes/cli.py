@@ -13,6 +13,7 @@ from lightning.pytorch.plugins.io import CheckpointIO
 from lightning.pytorch.utilities import rank_zero_only
 
 from lightning_nas.callbacks import run_directory
+from lightning_nas.callbacks.genotype_export import claim_version
 from lightning_nas.checkpoint_io import AtomicCheckpointIO
 from lightning_nas.data import NASDataModule
 from lightning_nas.errors import ConfigError
@@ -73,12 +74,17 @@ class NASCLI(LightningCLI):
         parser.link_arguments("data.in_chans", "model.in_chans", apply_on="instantiate")
 
     def instantiate_trainer(self, **kwargs: Any) -> pl.Trainer:
-        """Checkpoints saved by AtomicCheckpointIO unless the config names another CheckpointIO plugin."""
+        """Checkpoints saved by AtomicCheckpointIO unless the config names another CheckpointIO plugin; the run's
+        version folder claimed atomically, so concurrent runs in one root never share it."""
         plugins = kwargs.get("plugins", self._get(self.config_init, "trainer", default={}).get("plugins"))
         plugins = list(plugins) if isinstance(plugins, (list, tuple)) else [] if plugins is None else [plugins]
         if not any(isinstance(plugin, CheckpointIO) for plugin in plugins):
             kwargs["plugins"] = [*plugins, AtomicCheckpointIO()]
-        return super().instantiate_trainer(**kwargs)
+        trainer = super().instantiate_trainer(**kwargs)
+        if trainer.is_global_zero:
+            for logger in trainer.loggers:
+                claim_version(logger)
+        return trainer
 
 
 def run_recipe(model_class: type[pl.LightningModule], args: list[str] | None = None, run: bool = True,

@@ -4,6 +4,7 @@ from pathlib import Path
 import lightning.pytorch as pl
 import pytest
 import torch
+from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger, WandbLogger
 from PIL import Image
 from torch.utils.data import DataLoader, TensorDataset
@@ -95,3 +96,46 @@ def test_wandb_offline_run_holds_table_diagrams_heatmaps_and_artifact(tmp_path: 
     assert (Path(trainer.checkpoint_callback.dirpath) / "final_genotype.json").exists()
     (run_log,) = run_dir.glob("*.wandb")  # the offline run log that `wandb sync` uploads, artifact record included
     assert f"genotype-{logger.experiment.id}".encode() in run_log.read_bytes()
+
+
+class Crash(pl.Callback):
+    """A kill after the history's write and before the checkpoint's: raises at the end of ``epoch`` (monitoring
+    callbacks such as ModelCheckpoint run after the others)."""
+
+    def __init__(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if trainer.current_epoch == self.epoch:
+            raise InterruptedError("killed")
+
+
+def _fit_with_checkpoints(root: Path, max_epochs: int, callbacks: list[pl.Callback], ckpt_path: str | None = None):
+    trainer = pl.Trainer(max_epochs=max_epochs, logger=CSVLogger(root, version=0), default_root_dir=root,
+                         callbacks=[GenotypeLogger(heatmaps=False), *callbacks, ModelCheckpoint(save_last=True)],
+                         enable_progress_bar=False, enable_model_summary=False)
+    trainer.fit(ToySearch(), _loader(), _loader(), ckpt_path=ckpt_path)
+    return trainer
+
+
+def test_a_resumed_run_rewrites_the_history_from_the_checkpoints_epoch(tmp_path: Path) -> None:
+    with pytest.raises(InterruptedError):
+        _fit_with_checkpoints(tmp_path, 4, [Crash(epoch=2)])
+    folder = tmp_path / "lightning_logs" / "version_0" / "checkpoints"
+    with open(folder / "genotype_history.jsonl", "a") as history:
+        history.write('{"epoch": 2, "gen')  # and a line the kill cut short
+    assert torch.load(folder / "last.ckpt", weights_only=True)["epoch"] == 1
+
+    trainer = _fit_with_checkpoints(tmp_path, 4, [], ckpt_path=str(folder / "last.ckpt"))
+    history = _history(trainer)
+    assert [row["epoch"] for row in history] == [0, 1, 2, 3]
+    assert {row["run"] for row in history} == {"version_0"}
+    assert history[2]["genotype"] == resolve_genotype("DARTS_V2").to_dict()
+
+
+def test_a_fresh_run_starts_its_history_empty(tmp_path: Path) -> None:
+    folder = tmp_path / "lightning_logs" / "version_0" / "checkpoints"
+    folder.mkdir(parents=True)
+    (folder / "genotype_history.jsonl").write_text('{"epoch": 0, "run": "another"}\n{"epoch": 5, "run": "another"}\n')
+    history = _history(_fit_with_checkpoints(tmp_path, 1, []))
+    assert [(row["epoch"], row["run"]) for row in history] == [(0, "version_0")]
