@@ -10,7 +10,8 @@ import torch
 
 
 class WeightInheritance(pl.Callback):
-    """At fit start, copy every tensor the child shares with a parent checkpoint; the rest keep their fresh init.
+    """At the start of a fresh fit, copy every tensor the child shares with a parent checkpoint; the rest keep their
+    fresh init. A fit resumed from a checkpoint is left as restored.
 
     A child tensor ``name`` is looked up in the parent as ``name`` with its longest matching module prefix rewritten by
     ``mapping`` (child prefix → parent prefix; ``None`` means "nothing to inherit here"); names no prefix covers are
@@ -33,6 +34,10 @@ class WeightInheritance(pl.Callback):
         return None if target is None else target + name[len(prefix) :]
 
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        """Copy the parent's tensors, unless the fit resumes: its checkpoint, restored before this hook, already holds
+        the child's own (inherited, then trained) weights."""
+        if trainer.ckpt_path is not None:
+            return
         if not self.checkpoint.is_file():
             raise FileNotFoundError(f"parent checkpoint {str(self.checkpoint)!r} does not exist; train the parent first")
         parent = torch.load(self.checkpoint, map_location="cpu", weights_only=True)

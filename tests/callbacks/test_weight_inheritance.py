@@ -53,3 +53,28 @@ def test_copies_exactly_the_shared_tensors_with_matching_shapes(tmp_path):
     for name in callback.fresh:
         assert torch.equal(child_state[name], before[name])
     assert not torch.equal(child_state["body.op0.weight"], parent_state["body.op0.weight"])
+
+
+def test_a_resumed_child_keeps_its_own_weights(tmp_path):
+    def fit(module: Net, callbacks: list, ckpt_path=None, max_steps: int = 1) -> pl.Trainer:
+        trainer = pl.Trainer(max_steps=max_steps, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                             enable_model_summary=False, callbacks=callbacks)
+        trainer.fit(module, ckpt_path=ckpt_path)
+        return trainer
+
+    parent = Net({"op0": nn.Linear(4, 4)})
+    nn.init.constant_(parent.body.op0.weight, 1.0)
+    fit(parent, []).save_checkpoint(tmp_path / "parent.ckpt")
+
+    child = Net({"op0": nn.Linear(4, 4)})
+    inherit = WeightInheritance(tmp_path / "parent.ckpt")
+    trainer = fit(child, [inherit])
+    assert torch.equal(child.body.op0.weight, torch.ones(4, 4)) and "body.op0.weight" in inherit.copied
+    nn.init.constant_(child.body.op0.weight, 5.0)  # what the child's training made of them
+    trainer.save_checkpoint(tmp_path / "child.ckpt")
+
+    resumed = Net({"op0": nn.Linear(4, 4)})
+    inherit = WeightInheritance(tmp_path / "parent.ckpt")
+    fit(resumed, [inherit], ckpt_path=tmp_path / "child.ckpt", max_steps=2)
+    assert torch.equal(resumed.body.op0.weight, torch.full((4, 4), 5.0))
+    assert inherit.copied == [] and inherit.fresh == []
