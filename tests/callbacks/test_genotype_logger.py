@@ -1,4 +1,5 @@
 import json
+import struct
 from pathlib import Path
 
 import lightning.pytorch as pl
@@ -80,7 +81,9 @@ def test_wandb_offline_run_holds_table_diagrams_heatmaps_and_artifact(tmp_path: 
     trainer = _fit(tmp_path, logger)
     import wandb
 
-    wandb.finish()
+    run_id = logger.experiment.id
+    logger.experiment.finish()  # this run, not whatever wandb.run is: returns once the exit record is handled
+    wandb.teardown()  # closes the service's streams, so the run log is flushed to disk
     (run_dir,) = (tmp_path / "wandb").glob("offline-run-*")
     tables = sorted((run_dir / "files" / "media" / "table").glob("genotypes_*.table.json"),
                     key=lambda p: int(p.name.split("_")[1]))
@@ -94,8 +97,40 @@ def test_wandb_offline_run_holds_table_diagrams_heatmaps_and_artifact(tmp_path: 
     assert any(n.startswith("cell/normal") for n in names) and any(n.startswith("alpha/heatmap") for n in names)
     assert all(Image.open(p).size[0] > 100 for p in images)
     assert (Path(trainer.checkpoint_callback.dirpath) / "final_genotype.json").exists()
-    (run_log,) = run_dir.glob("*.wandb")  # the offline run log that `wandb sync` uploads, artifact record included
-    assert f"genotype-{logger.experiment.id}".encode() in run_log.read_bytes()
+    (run_log,) = run_dir.glob("*.wandb")  # the offline run log that `wandb sync` uploads
+    records = wandb_records(run_log)
+    assert records[0].WhichOneof("record_type") == "header" and records[-1].WhichOneof("record_type") == "exit"
+    artifacts = {record.artifact.name: record.artifact.type for record in records
+                 if record.WhichOneof("record_type") == "artifact"}
+    assert artifacts[f"genotype-{run_id}"] == "genotype"  # beside the tables' run-<id>-genotypes artifacts
+
+
+WANDB_HEADER = 7
+"""``:W&B``, a 2-byte magic and a version byte, then a LevelDB-style log of protobuf Records in 32 KiB blocks."""
+LOG_BLOCK = 32768
+FULL, LAST = 1, 4
+
+
+def wandb_records(path: Path) -> list:
+    """The Records of an offline run log, read as ``wandb sync`` reads them: chunks of 7-byte headers (checksum,
+    little-endian length, type) joined until a FULL or LAST chunk; a block tail under 7 bytes is padding."""
+    from wandb.proto.wandb_internal_pb2 import Record
+
+    data = path.read_bytes()
+    assert data[:4] == b":W&B"
+    records, chunks, position = [], [], WANDB_HEADER
+    while position + 7 <= len(data):
+        left = LOG_BLOCK - position % LOG_BLOCK
+        if left < 7:
+            position += left
+            continue
+        length, kind = struct.unpack("<HB", data[position + 4 : position + 7])
+        chunks.append(data[position + 7 : position + 7 + length])
+        position += 7 + length
+        if kind in (FULL, LAST):
+            records.append(Record.FromString(b"".join(chunks)))
+            chunks = []
+    return records
 
 
 class Crash(pl.Callback):
