@@ -71,7 +71,7 @@ def test_final_training_keeps_the_last_finite_checkpoint(tmp_path: Path, val_bat
     assert all(torch.isfinite(value).all() for value in last["state_dict"].values() if value.is_floating_point())
 
 
-@pytest.mark.slow  # ~30 s on a shared 2-core machine
+@pytest.mark.slow  # 5 s alone, ~30 s on a loaded 2-core machine
 def test_enas_stops_before_the_step_and_keeps_genotype_history_and_checkpoint(tmp_path: Path) -> None:
     model = ENAS(in_chans=1, C=4, num_layers=3, controller_steps=1, controller_aggregate=1, derive_samples=2,
                  lstm_size=8)
