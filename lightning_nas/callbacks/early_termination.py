@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any, Literal, Sequence
 
 import lightning.pytorch as pl
+from lightning_nas.errors import ConfigError
 import torch
 
 
@@ -29,9 +30,9 @@ class MedianStopping(pl.Callback):
         record: bool = True,
     ) -> None:
         if mode not in ("max", "min"):
-            raise ValueError(f"mode must be 'max' or 'min', got {mode!r}")
+            raise ConfigError(f"mode must be 'max' or 'min', got {mode!r}")
         if not 0 < quantile < 1:
-            raise ValueError(f"quantile must be in (0, 1), got {quantile}")
+            raise ConfigError(f"quantile must be in (0, 1), got {quantile}")
         self.monitor, self.mode, self.quantile = monitor, mode, quantile
         self.grace_epochs, self.min_curves, self.record = grace_epochs, min_curves, record
         self.curves: list[list[float]] = [list(map(float, curve)) for curve in curves]

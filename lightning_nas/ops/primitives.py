@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from lightning_nas.errors import ConfigError
 OpFactory = Callable[[int, int, bool], nn.Module]
 
 
@@ -88,7 +89,7 @@ class FactorizedReduce(nn.Module):
     def __init__(self, C_in: int, C_out: int, affine: bool = True) -> None:
         super().__init__()
         if C_out % 2:
-            raise ValueError(f"FactorizedReduce needs an even number of output channels, got {C_out}")
+            raise ConfigError(f"FactorizedReduce needs an even number of output channels, got {C_out}")
         self.relu = nn.ReLU(inplace=False)
         self.conv_1 = nn.Conv2d(C_in, C_out // 2, 1, stride=2, bias=False)
         self.conv_2 = nn.Conv2d(C_in, C_out // 2, 1, stride=2, bias=False)
@@ -156,12 +157,12 @@ PNAS_OPS: tuple[str, ...] = (
 def check_op_name(name: str) -> None:
     """Raise a ValueError naming the unknown op and listing the valid ones."""
     if name not in OPS:
-        raise ValueError(f"unknown op {name!r}; valid ops are: {', '.join(sorted(OPS))}")
+        raise ConfigError(f"unknown op {name!r}; valid ops are: {', '.join(sorted(OPS))}")
 
 
 def create_op(name: str, C: int, stride: int = 1, affine: bool = True) -> nn.Module:
     """Build the op registered as ``name`` for ``C`` channels and the given stride (1 or 2)."""
     check_op_name(name)
     if stride not in (1, 2):
-        raise ValueError(f"op stride must be 1 or 2, got {stride}")
+        raise ConfigError(f"op stride must be 1 or 2, got {stride}")
     return OPS[name](C, stride, affine)

@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from lightning_nas.errors import ConfigError
 from lightning_nas.files import write_atomic
 from lightning_nas.ops import ENAS_MACRO_OPS, FactorizedReduce, create_op
 
@@ -35,12 +36,12 @@ class MacroArchitecture:
         object.__setattr__(self, "ops", tuple(str(op) for op in self.ops))
         object.__setattr__(self, "skips", tuple(tuple(int(s) for s in row) for row in self.skips))
         if len(self.skips) != len(self.ops):
-            raise ValueError(f"need one skip row per layer: {len(self.ops)} ops but {len(self.skips)} skip rows")
+            raise ConfigError(f"need one skip row per layer: {len(self.ops)} ops but {len(self.skips)} skip rows")
         for layer, (op, row) in enumerate(zip(self.ops, self.skips)):
             if op not in ENAS_MACRO_OPS:
-                raise ValueError(f"layer {layer}: op {op!r} is not an ENAS macro op ({', '.join(ENAS_MACRO_OPS)})")
+                raise ConfigError(f"layer {layer}: op {op!r} is not an ENAS macro op ({', '.join(ENAS_MACRO_OPS)})")
             if len(row) != layer or any(s not in (0, 1) for s in row):
-                raise ValueError(f"layer {layer}: skips must be {layer} zeros/ones (one per earlier layer), got {list(row)}")
+                raise ConfigError(f"layer {layer}: skips must be {layer} zeros/ones (one per earlier layer), got {list(row)}")
 
     @property
     def num_layers(self) -> int:
@@ -57,7 +58,7 @@ class MacroArchitecture:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> MacroArchitecture:
         if not isinstance(data, dict) or {"ops", "skips"} - set(data):
-            raise ValueError("a macro architecture is a mapping with 'ops' and 'skips'")
+            raise ConfigError("a macro architecture is a mapping with 'ops' and 'skips'")
         return cls(ops=tuple(data["ops"]), skips=tuple(tuple(row) for row in data["skips"]))
 
     def save(self, path: str | os.PathLike) -> Path:
@@ -68,11 +69,11 @@ class MacroArchitecture:
     def load(cls, path: str | os.PathLike) -> MacroArchitecture:
         path = Path(path)
         if not path.is_file():
-            raise ValueError(f"macro architecture file {str(path)!r} does not exist")
+            raise ConfigError(f"macro architecture file {str(path)!r} does not exist")
         try:
             return cls.from_dict(json.loads(path.read_text()))
         except (json.JSONDecodeError, ValueError, TypeError) as error:
-            raise ValueError(f"{path}: not a macro architecture ({error})") from None
+            raise ConfigError(f"{path}: not a macro architecture ({error})") from None
 
     def __str__(self) -> str:
         lines = [f"macro architecture ({self.num_layers} layers, skip rate {self.skip_rate():.2f}):"]

@@ -16,6 +16,7 @@ import random
 from dataclasses import dataclass
 from typing import Iterable, NamedTuple, Sequence
 
+from lightning_nas.errors import ConfigError
 from lightning_nas.genotypes import Genotype
 from lightning_nas.ops import PNAS_OPS, check_op_name
 
@@ -82,7 +83,7 @@ class PNASCell:
             for index, op in block.halves():
                 check_op_name(op)
                 if not 0 <= index < NUM_CELL_INPUTS + position:
-                    raise ValueError(
+                    raise ConfigError(
                         f"block {position} reads input {index}, but it may only read 0..{NUM_CELL_INPUTS + position - 1} "
                         f"(0 = c_{{k-2}}, 1 = c_{{k-1}}, 2 + j = block j)"
                     )
@@ -118,14 +119,14 @@ class PNASCell:
     def from_genotype(cls, genotype: Genotype, ops: Sequence[str] = PNAS_OPS) -> PNASCell:
         """The cell of a PNAS-style genotype; raises ValueError if it is not in the space spanned by ``ops``."""
         if genotype.normal != genotype.reduce or genotype.normal_concat != genotype.reduce_concat:
-            raise ValueError("a PNAS cell is one cell type: the genotype's normal and reduce cells must be equal")
+            raise ConfigError("a PNAS cell is one cell type: the genotype's normal and reduce cells must be equal")
         nodes = tuple(range(NUM_CELL_INPUTS, NUM_CELL_INPUTS + genotype.num_nodes("normal")))
         if tuple(sorted(genotype.normal_concat)) != nodes:
-            raise ValueError(f"a PNAS cell concatenates all its blocks {list(nodes)}, got {list(genotype.normal_concat)}")
+            raise ConfigError(f"a PNAS cell concatenates all its blocks {list(nodes)}, got {list(genotype.normal_concat)}")
         edges = [(OP_ALIASES.get(op, op), index) for op, index in genotype.normal]
         outside = sorted({op for op, _ in edges} - set(ops))
         if outside:
-            raise ValueError(f"ops {outside} are not in this PNAS space; its ops are {list(ops)}")
+            raise ConfigError(f"ops {outside} are not in this PNAS space; its ops are {list(ops)}")
         return cls(tuple(_block((i1, o1), (i2, o2)) for (o1, i1), (o2, i2) in zip(edges[::2], edges[1::2])))
 
 

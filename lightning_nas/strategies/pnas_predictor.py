@@ -7,6 +7,7 @@ from typing import Literal
 import lightning.pytorch as pl
 import torch
 from torch import nn
+from lightning_nas.errors import ConfigError
 from torch.nn.utils.rnn import pack_padded_sequence
 from torchmetrics.regression import SpearmanCorrCoef
 
@@ -86,7 +87,7 @@ class AccuracyPredictor(pl.LightningModule):
     ) -> None:
         super().__init__()
         if kind not in PREDICTORS:
-            raise ValueError(f"unknown predictor kind {kind!r}; choose one of {', '.join(PREDICTORS)}")
+            raise ConfigError(f"unknown predictor kind {kind!r}; choose one of {', '.join(PREDICTORS)}")
         self.save_hyperparameters()
         self.members = nn.ModuleList(
             PREDICTORS[kind](num_inputs, num_ops, embed_dim, hidden_size) for _ in range(ensemble_size)
