@@ -3,17 +3,23 @@
 A candidate is a genotype stacked into a small proxy network, trained for a fixed budget and scored on the data
 module's validation images. ``CandidatePool`` trains each candidate once and keeps its result in a results file:
 every finished candidate is appended atomically, a restarted run skips what the file holds, and under a multi-process
-launch (see ``ranks``) rank r trains the unfinished candidates i with i % world_size == r; after a barrier every rank
-reads all the results from the file.
+launch (see ``ranks``) each rank claims the next unclaimed candidate from the launcher's store whenever it is free, so
+a fast rank trains more of them than a slow one; after a barrier every rank reads all the results from the file.
+
+While a pool runs, rank 0 holds an exclusive lock on its output folder (a second search there refuses to start) and
+the results file is bound to the pool's fingerprint: everything that changes a candidate's accuracy.
 """
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
+import inspect
 import os
 import time
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import lightning.pytorch as pl
 import torch
@@ -21,6 +27,7 @@ import torch.nn.functional as F
 
 from lightning_nas.data import NASDataModule
 from lightning_nas.data.pnas_results import ResultsFile
+from lightning_nas.errors import ConfigError
 from lightning_nas.genotypes import Genotype
 from lightning_nas.networks import NetworkCIFAR
 from lightning_nas.strategies.ranks import Ranks
@@ -79,6 +86,17 @@ def candidate_seed(seed: int, key: str) -> int:
     return (seed + int(hashlib.sha1(key.encode()).hexdigest()[:8], 16)) % 2**31
 
 
+DATA_ENGINEERING = frozenset({"num_workers", "pin_memory", "persistent_workers"})
+"""Data module arguments that change how fast images arrive, not which: left out of the fingerprint."""
+
+
+def data_fingerprint(data: NASDataModule) -> dict[str, Any]:
+    """The data module's class and the init arguments it keeps as attributes of the same name."""
+    names = [name for name in inspect.signature(type(data).__init__).parameters
+             if name not in ("self", *DATA_ENGINEERING) and hasattr(data, name)]
+    return {"class": f"{type(data).__module__}.{type(data).__qualname__}", **{n: getattr(data, n) for n in names}}
+
+
 class CandidatePool:
     """Train candidates once each with one proxy budget (N, F, epochs, lr, batches per epoch) and keep the results.
 
@@ -102,6 +120,7 @@ class CandidatePool:
         ranks: Ranks | None = None,
         limit_val_batches: int | float = 1.0,
         label: str = "candidates",
+        settings: dict[str, Any] | None = None,
     ) -> None:
         self.data, self.results = data, ResultsFile(results_path)
         self.N, self.F, self.epochs, self.lr = N, F, epochs, lr
@@ -109,6 +128,52 @@ class CandidatePool:
         self.limit_val_batches = limit_val_batches
         self.ranks = ranks or Ranks()
         self.label = label
+        self.settings = dict(settings or {})
+        self._depth = 0  # nesting of ``running``
+
+    @property
+    def fingerprint(self) -> dict[str, Any]:
+        """Everything that changes a candidate's accuracy: data, proxy network, training budget, seed, settings."""
+        return {"data": data_fingerprint(self.data), "N": self.N, "F": self.F, "epochs": self.epochs, "lr": self.lr,
+                "limit_train_batches": self.limit_train_batches, "limit_val_batches": self.limit_val_batches,
+                "seed": self.seed, **self.settings}
+
+    @contextmanager
+    def running(self) -> Iterator[None]:
+        """Hold the results file for a run: rank 0 takes an exclusive lock on ``.<results file>.run.lock`` beside it
+        (refusing, in one line, while another search or report uses that file) and binds the file to the
+        fingerprint; every rank gets rank 0's verdict, so none waits on a lock it does not hold. Re-entrant: a search
+        wraps all its levels in it, each level's ``train_all`` enters it again."""
+        if self._depth:
+            self._depth += 1
+            try:
+                yield
+            finally:
+                self._depth -= 1
+            return
+        lock, error = None, None
+        if self.ranks.rank == 0:
+            path = self.results.path.with_name(f".{self.results.path.name}.run.lock")
+            path.parent.mkdir(parents=True, exist_ok=True)
+            lock = open(path, "w")
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                self.results.bind(self.fingerprint)
+            except BlockingIOError:
+                error = (f"another search is running on {self.results.path} (it holds {path}): wait for it to end "
+                         f"or give another output folder")
+            except ConfigError as refused:
+                error = str(refused)
+        error = self.ranks.from_rank_zero(f"{self.label}/start", error)
+        try:
+            if error:
+                raise ConfigError(error)
+            self._depth = 1
+            yield
+        finally:
+            self._depth = 0
+            if lock is not None:
+                lock.close()  # closing the file releases the lock
 
     def trainer(self, max_epochs: int, callbacks: Sequence[pl.Callback] = (), **kwargs: Any) -> pl.Trainer:
         """A single-device Trainer; under a multi-process launch on GPUs, rank r's candidates use GPU LOCAL_RANK."""
@@ -138,20 +203,23 @@ class CandidatePool:
         return {record["key"]: record for record in self.results.read()}
 
     def train_all(self, name: str, keys: Sequence[str], train_one: Callable[[str], dict[str, Any]]) -> dict[str, dict]:
-        """Train this rank's share of the unfinished ``keys`` with ``train_one`` (which returns a record), appending
-        each result as it finishes; wait for the other ranks; return every key's record."""
-        finished = self.finished()
-        ranks = self.ranks
-        mine = [key for i, key in enumerate(keys) if i % ranks.world_size == ranks.rank and key not in finished]
-        for key in mine:
-            record = train_one(key)
-            self.results.append(record)
-            finished = self.finished()  # all ranks' results so far
-            done = [finished[k]["accuracy"] for k in keys if k in finished]
-            stopped = f", stopped at epoch {record['stopped_epoch']}" if record.get("stopped_epoch") else ""
-            print(f"[{self.label} rank {ranks.rank}] {name}: {len(done)}/{len(keys)} candidates done, accuracy "
-                  f"{record['accuracy']:.4f}{stopped}, best so far {max(done):.4f}", flush=True)
-        ranks.barrier(name)
+        """Train the unfinished ``keys`` with ``train_one`` (which returns a record), each rank claiming the next one
+        whenever it is free, appending each result as it finishes; wait for the other ranks; return every key's
+        record. The pool holds its folder meanwhile (``running``)."""
+        with self.running():
+            finished = self.finished()
+            ranks = self.ranks
+            for index in ranks.claim(name, len(keys)):
+                if keys[index] in finished:
+                    continue
+                record = train_one(keys[index])
+                self.results.append(record)
+                finished = self.finished()  # all ranks' results so far
+                done = [finished[k]["accuracy"] for k in keys if k in finished]
+                stopped = f", stopped at epoch {record['stopped_epoch']}" if record.get("stopped_early") else ""
+                print(f"[{self.label} rank {ranks.rank}] {name}: {len(done)}/{len(keys)} candidates done, accuracy "
+                      f"{record['accuracy']:.4f}{stopped}, best so far {max(done):.4f}", flush=True)
+            ranks.barrier(name)
         finished = self.finished()
         missing = [key for key in keys if key not in finished]
         if missing:

@@ -1,7 +1,12 @@
+import csv
 import json
 import os
+import shutil
+import socket
 import subprocess
 import sys
+import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -10,7 +15,9 @@ from torchmetrics.functional import spearman_corrcoef
 
 from lightning_nas.data import DigitsDataModule
 from lightning_nas.data.pnas_results import ResultsFile
+from lightning_nas.errors import ConfigError
 from lightning_nas.genotypes import Genotype
+from lightning_nas.spaces.pnas import PNASCell
 from lightning_nas.strategies.pnas import PNASSearch
 
 TINY = dict(B=2, K=2, N=1, F=4, epochs=1, lr=0.05, limit_train_batches=2, ops=["identity", "sep_conv_3x3"],
@@ -30,23 +37,6 @@ def reference(tmp_path_factory) -> PNASSearch:
     return finished
 
 
-def test_results_file_survives_a_kill_mid_write(tmp_path):
-    results = ResultsFile(tmp_path / "results.jsonl")
-    results.append({"cell": [[0, 1, "identity", "identity"]], "accuracy": 0.5})
-    (tmp_path / ".results.jsonl.123.tmp").write_text('{"cell": [[0, 0, "ident')  # a writer killed before its rename
-    assert results.read() == [{"cell": [[0, 1, "identity", "identity"]], "accuracy": 0.5}]
-    with open(results.path, "a") as file:  # a file copied mid-write ends in half a line
-        file.write('{"cell": [[0, 0, "identity"')
-    with pytest.warns(UserWarning, match="truncated last line"):
-        assert len(results.read()) == 1
-    with pytest.warns(UserWarning):
-        results.append({"cell": [[0, 0, "identity", "identity"]], "accuracy": 0.25})
-    assert [r["accuracy"] for r in results.read()] == [0.5, 0.25]
-    results.path.write_text('{"bad"\n{"cell": [], "accuracy": 1}\n')
-    with pytest.raises(ValueError, match="results.jsonl:1 is not valid JSON"):
-        results.read()
-
-
 def test_search_rejects_data_without_held_out_images(tmp_path):
     with pytest.raises(ValueError, match="val_split > 0"):
         PNASSearch(DigitsDataModule(mode="eval"), output_dir=str(tmp_path))
@@ -61,7 +51,7 @@ def test_search_records_progress_and_plots_predicted_vs_true_accuracy(reference)
         assert level["best_accuracy"] == max(records[json.dumps(c.to_list())] for c in reference.beams[level["b"]])
     assert "spearman" not in progress[0] and -1 <= progress[1]["out_of_fold_spearman"] <= 1
     # the recorded correlation is that of the predictions (made before training) with the accuracies found after
-    predicted = reference.predict(reference.fit_predictor(2)[0], reference.beams[2])
+    predicted = reference.predict(reference.predictor_after(1)[0], reference.beams[2])
     actual = [records[json.dumps(c.to_list())] for c in reference.beams[2]]
     correlation = float(spearman_corrcoef(torch.tensor(predicted), torch.tensor(actual)))
     assert progress[1]["spearman"] == pytest.approx(correlation)
@@ -115,10 +105,250 @@ def test_two_ranks_split_the_beam_and_find_what_one_process_finds(reference, tmp
     assert run.returncode == 0, run.stderr[-3000:]
     records = ResultsFile(tmp_path / "results.jsonl").read()
     assert len(records) == 12 and len({json.dumps(r["cell"]) for r in records}) == 12
-    for rank in (0, 1):  # each rank trained its half of every level
-        assert run.stdout.count(f"[PNAS rank {rank}] b=1:") == 5 and run.stdout.count(f"[PNAS rank {rank}] b=2:") == 1
+    claimed = [[run.stdout.count(f"[PNAS rank {rank}] b={b}:") for b in (1, 2)] for rank in (0, 1)]
+    assert [sum(level) for level in zip(*claimed)] == [10, 2] and all(sum(mine) for mine in claimed)  # both worked
     # every candidate trained on all the data, as in one process: same accuracies, beam, progress and answer
     assert {json.dumps(r["cell"]): r["accuracy"] for r in records} == {
         json.dumps(r["cell"]): r["accuracy"] for r in reference.results.read()}
     assert json.loads((tmp_path / "progress.json").read_text()) == reference.progress
     assert Genotype.load(tmp_path / "genotype.json") == Genotype.load(reference.output_dir / "genotype.json")
+
+
+# ------------------------------------------------------------------ synthetic training: a known accuracy, no training
+SYNTHETIC = dict(B=3, K=4, ops=["identity", "sep_conv_3x3"], predictor_epochs=5, correlation_sample=3,
+                 accelerator="cpu", num_threads=1)
+"""10 one-block cells, then 4 chosen + 3 random children at b=2 and b=3: 24 candidates at most."""
+
+
+def synthetic_accuracy(cell: PNASCell) -> float:
+    """A known function of the cell, between 0.3 and 0.85: separable convs and reading the previous cell's output
+    (input 1) score."""
+    halves = [half for block in cell.blocks for half in block.halves()]
+    score = sum({"sep_conv_3x3": 1.0, "identity": 0.5}[op] + 0.1 * (index == 1) for index, op in halves) / len(halves)
+    return 0.3 + score / 2
+
+
+def synthetic_candidate(self, cell, b, parent, reference):
+    return {"key": cell.key(), "b": b, "cell": cell.to_list(), "accuracy": synthetic_accuracy(cell), "curve": [],
+            "epochs": 1, "seconds": 0.0, "stopped_epoch": None, "stopped_early": False}
+
+
+def synthetic_search(output_dir, **kwargs) -> PNASSearch:
+    return PNASSearch(DigitsDataModule(val_split=100), output_dir=str(output_dir), **{**SYNTHETIC, **kwargs})
+
+
+def outcome(output_dir: Path) -> tuple:
+    """What a finished search leaves: its answer, its per-level progress and every result (without timings)."""
+    records = {r["key"]: r["accuracy"] for r in ResultsFile(output_dir / "results.jsonl").read()}
+    return (Genotype.load(output_dir / "genotype.json"), json.loads((output_dir / "progress.json").read_text()),
+            records)
+
+
+@pytest.fixture(scope="module")
+def synthetic(tmp_path_factory) -> PNASSearch:
+    """One uninterrupted single-process synthetic search, fine-tuning its predictor level by level."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(PNASSearch, "train_candidate", synthetic_candidate)
+        finished = synthetic_search(tmp_path_factory.mktemp("synthetic"))
+        finished.run()
+    return finished
+
+
+def test_progress_reports_the_predictor_on_a_random_sample_of_the_expansion_and_out_of_fold(synthetic, capsys):
+    progress = synthetic.progress
+    assert [level["candidates"] for level in progress] == [10, 4, 4]
+    for level in progress[1:]:
+        assert level["sample_size"] == 3 and -1 <= level["sample_spearman"] <= 1
+        assert 0.5 < level["out_of_fold_spearman"] <= 1  # the synthetic accuracy is learnable
+    # the sample is scored by the ensemble that chose the beam, on true accuracies it had not seen
+    expansion = list(__import__("lightning_nas.spaces.pnas", fromlist=["expand_beam"]).expand_beam(
+        synthetic.beams[1], SYNTHETIC["ops"]))
+    records = {r["key"]: r for r in synthetic.results.read()}
+    sampled = [PNASCell.from_list(r["cell"]) for r in records.values()
+               if r["b"] == 2 and PNASCell.from_list(r["cell"]) not in synthetic.beams[2]]
+    assert 1 <= len(sampled) <= 3 and all(cell in expansion for cell in sampled)
+    assert len([r for r in records.values() if r["b"] == 2]) == 4 + len(sampled)
+    predictor, correlation = synthetic.predictor_after(1)
+    assert correlation == progress[1]["out_of_fold_spearman"]
+    sample = [c for c in expansion if c.key() in records and records[c.key()]["b"] == 2]
+    assert len(sample) == 4 + len(sampled)
+    with Image.open(synthetic.output_dir / "plots" / "predicted_vs_true_b2.png") as image:
+        assert image.format == "PNG"
+
+
+def test_the_predictor_is_fine_tuned_level_by_level_or_refit(synthetic, tmp_path, monkeypatch):
+    monkeypatch.setattr(PNASSearch, "train_candidate", synthetic_candidate)
+    first, second = synthetic.predictor_after(1)[0], synthetic.predictor_after(2)[0]
+    saved = torch.load(synthetic.output_dir / "predictor" / "b2.pt", weights_only=True)
+    assert json.loads(saved["settings"])["update"] == "finetune"
+    assert all(torch.equal(saved["state_dict"][k], v) for k, v in second.state_dict().items())
+    assert not torch.equal(first.state_dict()["members.0.head.weight"], second.state_dict()["members.0.head.weight"])
+    # fine-tuning continues from the level-1 ensemble: its weights stay near them; a refit starts from scratch
+    refit = synthetic_search(tmp_path, predictor_update="refit")
+    refit.run()
+    distance = {name: sum(float((p.state_dict()[k] - first.state_dict()[k]).norm()) for k in first.state_dict())
+                for name, p in (("finetune", second), ("refit", refit.predictor_after(2)[0]))}
+    assert distance["finetune"] < 0.5 * distance["refit"]
+    assert outcome(refit.output_dir)[0] is not None
+
+
+def test_a_killed_search_resumes_to_the_same_beams_with_or_without_the_saved_predictors(synthetic, tmp_path,
+                                                                                          monkeypatch):
+    trained, kill_after = [], [None]
+
+    def train_candidate(self, cell, *args):
+        if len(trained) == kill_after[0]:
+            raise KeyboardInterrupt("killed")
+        trained.append(cell)
+        return synthetic_candidate(self, cell, *args)
+
+    monkeypatch.setattr(PNASSearch, "train_candidate", train_candidate)
+    for kill_after[0] in (12, 20):  # mid-level 2, then mid-level 3
+        with pytest.raises(KeyboardInterrupt):
+            synthetic_search(tmp_path).run()
+        shutil.rmtree(tmp_path / "predictor")  # the ensembles are re-derived level by level from the results
+    kill_after[0] = None
+    resumed = synthetic_search(tmp_path)
+    resumed.run()
+    assert len(trained) == len(set(trained)) == len(synthetic.results.read())
+    assert resumed.beams == synthetic.beams and resumed.progress == synthetic.progress
+    assert outcome(tmp_path) == outcome(synthetic.output_dir)
+
+
+def test_early_terminated_candidates_train_no_predictor_and_are_never_the_best(tmp_path, monkeypatch):
+    def train_candidate(self, cell, b, parent, reference):
+        record = synthetic_candidate(self, cell, b, parent, reference)
+        if b == 2 and cell.key().count("1:") % 2:  # truncated runs that happened to score high
+            record.update(accuracy=2.0, stopped_epoch=1, stopped_early=True)
+        return record
+
+    monkeypatch.setattr(PNASSearch, "train_candidate", train_candidate)
+    search = synthetic_search(tmp_path, B=2, K=8, correlation_sample=0)
+    search.run()
+    level = search.progress[1]
+    stopped = {r["key"] for r in search.results.read() if r.get("stopped_early")}
+    assert 0 < len(stopped) == level["stopped_early"] < 8
+    assert PNASCell.from_list(level["best_cell"]).key() not in stopped and level["best_accuracy"] < 2.0
+    trained = {c.key() for c in search.beams[1] + search.beams[2]}
+    assert {r["key"] for r in search.predictor_records(2)} == trained - stopped
+
+
+def test_a_restart_under_another_budget_or_a_concurrent_search_is_refused(synthetic, tmp_path, monkeypatch):
+    monkeypatch.setattr(PNASSearch, "train_candidate", synthetic_candidate)
+    shutil.copytree(synthetic.output_dir, tmp_path, dirs_exist_ok=True)
+    with pytest.raises(ConfigError, match=r"^\S+results.jsonl holds results of another configuration \(F 24 -> 16, "
+                                          r"early_termination False -> True, epochs 20 -> 5\)"):
+        synthetic_search(tmp_path, epochs=5, F=16, early_termination=True).run()
+    holder = synthetic_search(tmp_path)
+    with holder.pool.running():
+        with pytest.raises(ConfigError, match="another search is running on"):
+            synthetic_search(tmp_path).run()
+    assert synthetic_search(tmp_path).run() == outcome(synthetic.output_dir)[0]
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"B": 0}, "B (blocks per cell, one level each) must be at least 1, got 0"),
+    ({"K": 0}, "K (beam: candidates trained per level) must be at least 1, got 0"),
+    ({"epochs": 0}, "epochs (per candidate) must be at least 1, got 0"),
+    ({"ops": []}, "ops is empty"),
+    ({"ensemble_size": 11}, "ensemble_size (predictors, one held-out fold each) must be between 1 and the 10 one-"),
+    ({"predictor_update": "average"}, "predictor_update must be 'finetune' (the paper) or 'refit', got 'average'"),
+    ({"correlation_sample": -1}, "correlation_sample (extra random children per level) must be >= 0, got -1"),
+    ({"rank_timeout": 0}, "rank_timeout (seconds) must be positive, got 0"),
+])
+def test_bad_arguments_are_refused_in_one_line_before_any_training(tmp_path, kwargs, message):
+    with pytest.raises(ConfigError) as refused:
+        synthetic_search(tmp_path, **kwargs)
+    assert str(refused.value).startswith(message) and "\n" not in str(refused.value)
+    assert not any(tmp_path.iterdir())
+
+
+def test_wandb_gets_one_run_with_the_candidates_best_cell_scatters_and_genotype(synthetic, tmp_path, monkeypatch):
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    monkeypatch.setattr(PNASSearch, "train_candidate", synthetic_candidate)
+    from lightning.pytorch.loggers import WandbLogger
+
+    logger = WandbLogger(save_dir=str(tmp_path), offline=True, project="lightning-nas-test")
+    search = synthetic_search(tmp_path / "search", logger=logger)
+    search.run()
+    import wandb
+
+    wandb.finish()
+    (run_dir,) = (tmp_path / "wandb").glob("offline-run-*")  # one run for the whole search
+    media = run_dir / "files" / "media"
+    tables = sorted((media / "table").glob("candidates_*.table.json"), key=lambda p: p.stat().st_mtime)
+    assert len(tables) == 3  # one per level, each with every candidate so far
+    last = json.loads(tables[-1].read_text())
+    assert last["columns"] == ["cell", "b", "accuracy", "epochs", "stopped early"]
+    assert len(last["data"]) == len(search.results.read()) and {row[1] for row in last["data"]} == {1, 2, 3}
+    row = next(r for r in last["data"] if r[0] == PNASCell.from_list(search.progress[-1]["best_cell"]).key())
+    assert row[2] == search.progress[-1]["best_accuracy"] and row[4] is False
+    images = {str(p.relative_to(media / "images")) for p in (media / "images").rglob("*.png")}
+    assert sum(name.startswith("best_cell") for name in images) == 3
+    assert sum(name.startswith("predictor/scatter") for name in images) == 2  # levels 2 and 3
+    (run_log,) = run_dir.glob("*.wandb")  # the offline run log that `wandb sync` uploads
+    assert f"genotype-{logger.experiment.id}".encode() in run_log.read_bytes()
+
+
+def test_any_lightning_logger_gets_the_per_level_numbers(synthetic, tmp_path, monkeypatch):
+    monkeypatch.setattr(PNASSearch, "train_candidate", synthetic_candidate)
+    from lightning.pytorch.loggers import CSVLogger
+
+    logger = CSVLogger(str(tmp_path), name="pnas")
+    synthetic_search(tmp_path / "search", logger=logger).run()
+    rows = list(csv.DictReader(open(Path(logger.log_dir) / "metrics.csv")))
+    assert [int(row["step"]) for row in rows] == [1, 2, 3]
+    for row, level in zip(rows, synthetic.progress):
+        assert float(row["pnas/best_accuracy"]) == pytest.approx(level["best_accuracy"])
+        assert float(row["pnas/candidates"]) == level["candidates"]
+        for key in ("spearman", "sample_spearman", "out_of_fold_spearman"):
+            logged = row[f"pnas/{key}"]
+            assert logged == "" if level["b"] == 1 else float(logged) == pytest.approx(level[key])
+    assert "predictor_update: finetune" in (Path(logger.log_dir) / "hparams.yaml").read_text()
+
+
+# ----------------------------------------------------------------------------------------- two processes, one store
+def launch_ranks(output_dir: Path, world_size: int, slow_rank: int, die_rank: int, rank_timeout: float) -> list:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = {**os.environ, "WORLD_SIZE": str(world_size), "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port),
+           "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).parents[2])}
+    return [subprocess.Popen([sys.executable, __file__, str(output_dir), str(slow_rank), str(die_rank),
+                              str(rank_timeout)], env={**env, "RANK": str(rank), "LOCAL_RANK": str(rank)},
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for rank in range(world_size)]
+
+
+@pytest.mark.slow
+def test_two_ranks_claim_candidates_as_they_free_up_and_find_what_one_process_finds(synthetic, tmp_path):
+    ranks = launch_ranks(tmp_path, 2, slow_rank=1, die_rank=-1, rank_timeout=60)
+    outputs = [rank.communicate(timeout=300) for rank in ranks]
+    assert [rank.returncode for rank in ranks] == [0, 0], outputs[0][1][-2000:] + outputs[1][1][-2000:]
+    claimed = [stdout.count(f"[PNAS rank {rank}] ") for rank, (stdout, _) in enumerate(outputs)]
+    assert sum(claimed) == len(synthetic.results.read()) and claimed[0] > 2 * claimed[1] > 0  # the slow rank did less
+    assert outcome(tmp_path) == outcome(synthetic.output_dir)
+
+
+@pytest.mark.slow
+def test_a_dead_rank_ends_the_search_with_an_error_after_the_timeout(tmp_path):
+    start = time.monotonic()
+    ranks = launch_ranks(tmp_path, 2, slow_rank=-1, die_rank=1, rank_timeout=3)
+    outputs = [rank.communicate(timeout=120) for rank in ranks]
+    assert ranks[1].returncode == 3 and ranks[0].returncode == 1
+    assert "RankDied: rank 0 waited for every rank at b=1, but rank 1 sent no heartbeat for 3 s" in outputs[0][1]
+    assert time.monotonic() - start < 60
+
+
+if __name__ == "__main__":  # one rank of launch_ranks: a synthetic search, rank slow_rank slow, die_rank killed
+    output_dir, slow_rank, die_rank, rank_timeout = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4])
+    rank = int(os.environ["RANK"])
+
+    def train_candidate(self, cell, *args):
+        if rank == die_rank:
+            os._exit(3)
+        time.sleep(0.5 if rank == slow_rank else 0.02)
+        return synthetic_candidate(self, cell, *args)
+
+    PNASSearch.train_candidate = train_candidate
+    synthetic_search(output_dir, rank_timeout=rank_timeout).run()

@@ -1,0 +1,45 @@
+import json
+
+import pytest
+
+from lightning_nas.data import DigitsDataModule
+from lightning_nas.errors import ConfigError
+from lightning_nas.strategies.candidates import CandidatePool
+
+
+def pool(tmp_path, **kwargs) -> CandidatePool:
+    data = DigitsDataModule(val_split=kwargs.pop("val_split", 100), num_workers=kwargs.pop("num_workers", 0))
+    return CandidatePool(data, tmp_path / "results.jsonl", **kwargs)
+
+
+def fake_train(key: str) -> dict:
+    return {"key": key, "accuracy": len(key) / 10}
+
+
+def test_a_restart_with_another_budget_is_refused_naming_what_changed(tmp_path):
+    first = pool(tmp_path, epochs=3, lr=0.05, F=8, settings={"ops": ["identity"]})
+    assert first.train_all("all", ["a", "bb"], fake_train) == {"a": fake_train("a"), "bb": fake_train("bb")}
+    stored = json.loads((tmp_path / "results.fingerprint.json").read_text())
+    assert stored["epochs"] == 3 and stored["data"]["class"] == "lightning_nas.data.digits.DigitsDataModule"
+    assert stored["data"]["val_split"] == 100 and "num_workers" not in stored["data"]
+    # loading the images in more workers changes no accuracy: the run resumes, training nothing again
+    resumed = pool(tmp_path, epochs=3, lr=0.05, F=8, settings={"ops": ["identity"]}, num_workers=2)
+    assert resumed.train_all("all", ["a", "bb"], lambda key: pytest.fail(f"{key} trained twice")) == {
+        "a": fake_train("a"), "bb": fake_train("bb")}
+    changed = pool(tmp_path, epochs=5, lr=0.1, F=8, settings={"ops": ["identity", "max_pool_3x3"]}, val_split=50)
+    with pytest.raises(ConfigError) as refused:
+        changed.train_all("all", ["a", "bb", "ccc"], fake_train)
+    assert str(refused.value) == (
+        f"{tmp_path / 'results.jsonl'} holds results of another configuration (data.val_split 100 -> 50, "
+        f"epochs 3 -> 5, lr 0.05 -> 0.1, ops ['identity'] -> ['identity', 'max_pool_3x3']): restore those settings "
+        f"to resume it, or give another output folder")
+    assert len(resumed.finished()) == 2
+
+
+def test_a_second_run_on_the_same_results_file_refuses_to_start_while_the_first_holds_it(tmp_path):
+    first, second = pool(tmp_path), pool(tmp_path)
+    with first.running():
+        with pytest.raises(ConfigError, match="another search is running on .*results.jsonl"):
+            second.train_all("all", ["a"], fake_train)
+        assert first.train_all("all", ["a"], fake_train) == {"a": fake_train("a")}  # re-entrant for its holder
+    assert second.train_all("all", ["a", "bb"], fake_train)["bb"] == fake_train("bb")  # released at the end
