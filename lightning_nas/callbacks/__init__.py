@@ -1,6 +1,7 @@
 """Lightning callbacks usable in any project: genotype export and logging, weight inheritance, early termination,
-per-epoch seeding for exact resume."""
+DARTS+ early stopping, per-epoch seeding for exact resume."""
 
+from lightning_nas.callbacks.darts_early_stopping import DARTSEarlyStopping
 from lightning_nas.callbacks.early_termination import MedianStopping
 from lightning_nas.callbacks.epoch_seeding import EpochSeeding
 from lightning_nas.callbacks.genotype_export import GenotypeExport, run_directory
@@ -8,6 +9,7 @@ from lightning_nas.callbacks.genotype_logger import GenotypeLogger, alpha_heatma
 from lightning_nas.callbacks.weight_inheritance import WeightInheritance
 
 __all__ = [
+    "DARTSEarlyStopping",
     "EpochSeeding",
     "GenotypeExport",
     "GenotypeLogger",

@@ -24,10 +24,14 @@ from PIL import Image  # noqa: E402
 
 
 def alpha_heatmap_png(weights: dict[str, torch.Tensor], op_names: list[str], title: str = "") -> bytes:
-    """Heat map of softmax(α): one panel per cell type, edges as rows, candidate ops as columns."""
+    """Heat map of softmax(α) minus the uniform 1/#ops: one panel per cell type, edges as rows, candidate ops as
+    columns. Each panel has its own colour scale, symmetric about 0 (white: undecided), so the ops α favours (red)
+    and disfavours (blue) show at any stage of a search, however small the differences still are."""
     figure, axes = plt.subplots(1, len(weights), figsize=(4.5 * len(weights), 5), squeeze=False)
     for axis, (cell, values) in zip(axes[0], weights.items()):
-        image = axis.imshow(values.detach().float().cpu().numpy(), cmap="viridis", vmin=0.0, aspect="auto")
+        excess = values.detach().float().cpu() - 1.0 / values.shape[-1]
+        limit = max(float(excess.abs().max()), 1e-4)  # float rounding of a uniform α stays white
+        image = axis.imshow(excess.numpy(), cmap="RdBu_r", vmin=-limit, vmax=limit, aspect="auto")
         axis.set_title(f"{cell} cell")
         axis.set_xticks(range(len(op_names)), op_names, rotation=60, ha="right", fontsize=7)
         axis.set_yticks(range(values.shape[0]))
@@ -53,9 +57,9 @@ class GenotypeLogger(pl.Callback):
     ``<checkpoint dir>/<filename>`` whatever the logger; a fit rewrites the file at its start to the epochs before
     the one it starts from, so a resumed run never repeats an epoch and a fresh one starts it empty.
     With a WandbLogger it also logs a ``genotypes`` table (one row per epoch so far), the cell
-    diagrams, and, for modules with ``alpha_weights()`` and ``op_names`` (DARTS), a heat map of softmax(α), which is
-    also saved as a PNG under ``<checkpoint dir>/plots``. At the end of fit the final genotype JSON becomes a W&B
-    artifact.
+    diagrams, and, for modules with ``alpha_weights()`` and ``op_names`` (DARTS), a heat map of softmax(α) minus
+    uniform (``alpha_heatmap_png``), which is also saved as a PNG under ``<checkpoint dir>/plots``. At the end of fit
+    the final genotype JSON becomes a W&B artifact.
     """
 
     def __init__(self, filename: str = "genotype_history.jsonl", heatmaps: bool = True) -> None:
@@ -100,7 +104,8 @@ class GenotypeLogger(pl.Callback):
 
         heatmap = None
         if self.heatmaps and hasattr(pl_module, "alpha_weights"):
-            heatmap = alpha_heatmap_png(pl_module.alpha_weights(), list(pl_module.op_names), f"softmax(α), epoch {epoch}")
+            title = f"softmax(α) − 1/#ops, epoch {epoch}"
+            heatmap = alpha_heatmap_png(pl_module.alpha_weights(), list(pl_module.op_names), title)
             (directory / "plots").mkdir(exist_ok=True)
             (directory / "plots" / f"alpha_epoch{epoch:03d}.png").write_bytes(heatmap)
 
@@ -127,7 +132,7 @@ class GenotypeLogger(pl.Callback):
                 payload[f"cell/{cell}"] = wandb.Image(_png_image(cell_diagram_png(architecture, cell)),
                                                       caption=f"{cell} cell, epoch {epoch}")
         if heatmap is not None:
-            payload["alpha/heatmap"] = wandb.Image(_png_image(heatmap), caption=f"softmax(α), epoch {epoch}")
+            payload["alpha/heatmap"] = wandb.Image(_png_image(heatmap), caption=f"softmax(α) − 1/#ops, epoch {epoch}")
         logger.experiment.log({**payload, "epoch": epoch}, step=step)
 
     @rank_zero_only

@@ -11,6 +11,7 @@ forward argument, so any LightningModule can own and optimise its own α.
 
 from __future__ import annotations
 
+import math
 import random
 from typing import Sequence
 
@@ -18,20 +19,21 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from lightning_nas.errors import ConfigError
 from lightning_nas.genotypes import Genotype
 from lightning_nas.genotypes.genotype import EDGES_PER_NODE, Edge
 from lightning_nas.ops import DARTS_PRIMITIVES, POOLING_OPS, FactorizedReduce, ReLUConvBN, check_op_name, create_op
 
 
 def check_primitives(primitives: Sequence[str]) -> tuple[str, ...]:
-    """The candidate op list as a tuple; raise a ValueError naming the problem if it cannot form a search space."""
+    """The candidate op list as a tuple; raise a ConfigError naming the problem if it cannot form a search space."""
     primitives = tuple(primitives)
     for name in primitives:
         check_op_name(name)
     if len(set(primitives)) != len(primitives):
-        raise ValueError(f"candidate ops must be distinct, got {list(primitives)}")
+        raise ConfigError(f"candidate ops must be distinct, got {list(primitives)}")
     if all(name == "none" for name in primitives):
-        raise ValueError(f"candidate ops need at least one op other than 'none', got {list(primitives)}")
+        raise ConfigError(f"candidate ops need at least one op other than 'none', got {list(primitives)}")
     return primitives
 
 
@@ -59,7 +61,9 @@ class MixedOp(nn.Module):
     ) -> None:
         super().__init__()
         if partial_channels < 1 or C % partial_channels:
-            raise ValueError(f"partial_channels must be a positive divisor of the {C} channels, got {partial_channels}")
+            raise ConfigError(
+                f"partial_channels must be a positive divisor of the {C} channels, got {partial_channels}"
+            )
         self.primitives = check_primitives(primitives)
         self.partial_channels = partial_channels
         C_op = C // partial_channels
@@ -132,23 +136,46 @@ class SearchCell(nn.Module):
         return torch.cat(states[2:], dim=1)
 
 
-def derive_cell(weights: torch.Tensor, primitives: Sequence[str], nodes: int) -> list[Edge]:
+def _strongest_edges(weights: torch.Tensor, nodes: int) -> list[tuple[int, int, int]]:
+    """(edge, input, op) of the 2 edges kept per node: those whose strongest op weighs most, each with that op."""
+    strength, best_op = weights.max(dim=1)
+    kept: list[tuple[int, int, int]] = []
+    offset = 0
+    for node in range(nodes):
+        inputs = sorted(range(2 + node), key=lambda i: -strength[offset + i].item())[:EDGES_PER_NODE]
+        kept += [(offset + i, i, int(best_op[offset + i])) for i in inputs]
+        offset += 2 + node
+    return kept
+
+
+def derive_cell(
+    weights: torch.Tensor, primitives: Sequence[str], nodes: int, max_skip_connect: int | None = None
+) -> list[Edge]:
     """The discrete cell of one cell type, from its op weights softmax(α) (edges x ops).
 
     For each node keep the 2 incoming edges whose strongest non-none op weighs most; each kept edge gets that op.
     This is the official DARTS rule; applying it to raw α instead of softmax(α) picks other edges, since softmax
     normalises each edge separately. Ties go to the earlier input and the earlier op.
+
+    ``max_skip_connect`` caps the cell's skip_connects as P-DARTS does against collapse: while there are too many,
+    the kept skip_connect edge whose skip weight is weakest loses skip_connect, so it falls back to its best other op
+    and its node re-picks its 2 strongest edges. None keeps the plain rule.
     """
     candidates = [k for k, name in enumerate(primitives) if name != "none"]
-    strength, best_op = weights.detach()[:, candidates].max(dim=1)
-    cell: list[Edge] = []
-    offset = 0
-    for node in range(nodes):
-        inputs = range(2 + node)
-        kept = sorted(inputs, key=lambda i: -strength[offset + i].item())[:EDGES_PER_NODE]
-        cell += [(primitives[candidates[best_op[offset + i]]], i) for i in kept]
-        offset += len(inputs)
-    return cell
+    names = [primitives[k] for k in candidates]
+    weights = weights.detach()[:, candidates].clone()
+    kept = _strongest_edges(weights, nodes)
+    if max_skip_connect is not None and "skip_connect" in names:
+        if max_skip_connect < 0 or len(names) < 2:
+            raise ConfigError(
+                f"max_skip_connect={max_skip_connect} needs to be >= 0 and an op other than none and skip_connect"
+            )
+        skip = names.index("skip_connect")
+        while len(skips := [edge for edge, _, op in kept if op == skip]) > max_skip_connect:
+            weakest = min(skips, key=lambda edge: weights[edge, skip].item())
+            weights[weakest, skip] = -math.inf  # this edge never picks skip_connect again: the loop ends
+            kept = _strongest_edges(weights, nodes)
+    return [(names[op], i) for _, i, op in kept]
 
 
 class SearchNetwork(nn.Module):
@@ -174,7 +201,7 @@ class SearchNetwork(nn.Module):
     ) -> None:
         super().__init__()
         if nodes < 1 or layers < 1:
-            raise ValueError(f"a search network needs at least 1 node and 1 cell, got nodes={nodes}, layers={layers}")
+            raise ConfigError(f"a search network needs at least 1 node and 1 cell, got nodes={nodes}, layers={layers}")
         self.primitives = check_primitives(primitives)
         self.nodes = nodes
         self.partial_channels = partial_channels
@@ -239,16 +266,17 @@ class SearchNetwork(nn.Module):
             s0, s1 = s1, cell(s0, s1, *cell_weights)
         return self.classifier(self.global_pool(s1).flatten(1))
 
-    def genotype(self) -> Genotype:
-        """The discrete architecture the current α derive (see ``derive_cell``); with partial channels each edge's op
-        weights are scaled by its edge weight first, as PC-DARTS derives."""
+    def genotype(self, max_skip_connect: int | None = None) -> Genotype:
+        """The discrete architecture the current α derive (see ``derive_cell``; ``max_skip_connect`` caps the normal
+        cell's skip_connects); with partial channels each edge's op weights are scaled by its edge weight first, as
+        PC-DARTS derives."""
         normal, reduce = self.op_weights()
         edge_normal, edge_reduce = self.edge_weights()
         if edge_normal is not None:
             normal, reduce = normal * edge_normal[:, None], reduce * edge_reduce[:, None]
         concat = tuple(range(2, 2 + self.nodes))
         return Genotype(
-            normal=tuple(derive_cell(normal, self.primitives, self.nodes)),
+            normal=tuple(derive_cell(normal, self.primitives, self.nodes, max_skip_connect)),
             normal_concat=concat,
             reduce=tuple(derive_cell(reduce, self.primitives, self.nodes)),
             reduce_concat=concat,

@@ -1,80 +1,32 @@
 """DARTS search as a LightningModule: alternating architecture (α) and weight (w) steps on the supernet.
 
 Each training step reads a search-mode batch ``{"weights": (x, y), "arch": (x, y)}``: first an α step (Adam) on the
-architecture batch, then a w step (SGD, cosine lr, grad-norm clip) on the weight batch. First order uses ∇α L_val(w, α);
-second order (``unrolled=True``) differentiates through one virtual weight step (``unrolled_arch_gradient``).
-Every backward pass goes through ``manual_backward`` so DDP averages α and w gradients across ranks.
+architecture batch, then a w step (SGD, cosine lr, grad-norm clip) on the weight batch; during the first
+``arch_warmup_epochs`` only w trains. First order uses ∇α L_val(w, α); second order (``unrolled=True``) differentiates
+through one virtual weight step (``darts_architect.unrolled_arch_gradient``). Every backward pass goes through
+``manual_backward`` so DDP averages α and w gradients across ranks.
 """
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+import math
+from typing import Sequence
 
 import lightning.pytorch as pl
 import torch
 import torch.nn.functional as F
-from lightning.pytorch.utilities import rank_zero_info
+from lightning.pytorch.utilities import rank_zero_info, rank_zero_only
 from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
-from lightning_nas.callbacks import EpochSeeding, GenotypeExport, GenotypeLogger
+from lightning_nas.callbacks import EpochSeeding, GenotypeExport, GenotypeLogger, run_directory
+from lightning_nas.errors import ConfigError, check
 from lightning_nas.genotypes import Genotype
 from lightning_nas.ops import DARTS_PRIMITIVES
 from lightning_nas.spaces.darts import SearchNetwork
+from lightning_nas.strategies.darts_architect import Batch, VirtualStep, unrolled_arch_gradient
 
-Batch = tuple[torch.Tensor, torch.Tensor]
-LossFn = Callable[[Batch], torch.Tensor]
-
-
-def unrolled_arch_gradient(
-    network: SearchNetwork,
-    loss_fn: LossFn,
-    weights_batch: Batch,
-    arch_batch: Batch,
-    xi: float,
-    backward: Callable[[torch.Tensor], None] = torch.Tensor.backward,
-    mean_across_ranks: Callable[[torch.Tensor], torch.Tensor] = lambda t: t,
-) -> None:
-    """Set ``α.grad`` to the second-order DARTS gradient of L_val(w', α) with w' = w − ξ ∇w L_train(w, α):
-
-        ∇α L_val(w', α) − ξ (∇α L_train(w⁺, α) − ∇α L_train(w⁻, α)) / (2ε),
-        w± = w ± ε ∇w' L_val(w', α),  ε = 0.01 / ‖∇w' L_val(w', α)‖.
-
-    ``backward`` computes the gradients of L_train(w) and L_val(w') (DDP averages them under Lightning); the finite-
-    difference Hessian-vector term is computed locally and averaged by ``mean_across_ranks``. The weights are
-    restored exactly; ``w.grad`` is left holding ∇w' L_val and must be cleared before the weight step.
-    """
-    weights, alphas = network.weight_parameters(), network.arch_parameters()
-    original = [w.detach().clone() for w in weights]
-
-    def zero_grad() -> None:
-        for p in [*weights, *alphas]:
-            p.grad = None
-
-    zero_grad()
-    backward(loss_fn(weights_batch))
-    with torch.no_grad():  # w' = w − ξ ∇w L_train(w, α)
-        for w in weights:
-            if w.grad is not None:
-                w.sub_(xi * w.grad)
-    zero_grad()
-    backward(loss_fn(arch_batch))
-    direct = [a.grad.detach().clone() for a in alphas]
-    v = [torch.zeros_like(w) if w.grad is None else w.grad.detach().clone() for w in weights]
-    epsilon = 0.01 / torch.cat([g.flatten() for g in v]).norm()
-
-    def arch_gradient_at(sign: float) -> list[torch.Tensor]:
-        with torch.no_grad():
-            for w, w0, g in zip(weights, original, v):
-                w.copy_(w0 + sign * epsilon * g)
-        return list(torch.autograd.grad(loss_fn(weights_batch), alphas))
-
-    plus, minus = arch_gradient_at(1.0), arch_gradient_at(-1.0)
-    with torch.no_grad():
-        for w, w0 in zip(weights, original):
-            w.copy_(w0)
-        for a, d, gp, gm in zip(alphas, direct, plus, minus):
-            a.grad = d - xi * mean_across_ranks((gp - gm) / (2 * epsilon))
+__all__ = ["DARTS", "alpha_entropy", "unrolled_arch_gradient"]
 
 
 def alpha_entropy(alpha: torch.Tensor) -> torch.Tensor:
@@ -88,7 +40,10 @@ class DARTS(pl.LightningModule):
 
     ``genotype()`` derives the current architecture at any time; a ``GenotypeExport`` callback writes it next to the
     checkpoints every epoch and at the end. Both optimizers and the weight lr schedule live in the checkpoint; with
-    the data module's (seed, epoch) shuffling and ``EpochSeeding``, a resumed search continues exactly.
+    the data module's (seed, epoch) shuffling and ``EpochSeeding``, a resumed search continues exactly. A non-finite
+    loss stops the search with a FloatingPointError before any parameter is updated, leaving the last checkpoint and
+    genotype file as they were. At the end of fit it prints how far α moved, the supernet's top-1 and the command that
+    trains the found genotype.
     """
 
     def __init__(
@@ -101,6 +56,7 @@ class DARTS(pl.LightningModule):
         stem_multiplier: int = 3,
         primitives: Sequence[str] = DARTS_PRIMITIVES,
         unrolled: bool = False,
+        virtual_step: VirtualStep = "official",
         partial_channels: int = 1,
         w_lr: float = 0.025,
         w_lr_min: float = 0.001,
@@ -110,13 +66,29 @@ class DARTS(pl.LightningModule):
         arch_lr: float = 3e-4,
         arch_betas: tuple[float, float] = (0.5, 0.999),
         arch_weight_decay: float = 1e-3,
+        arch_warmup_epochs: int = 0,
+        max_skip_connect: int | None = None,
         channels_last: bool = True,
+        num_threads: int | None = None,
         genotype_filename: str = "genotype.json",
+        train_config: str = "recipes/train_cifar10.yaml",
     ) -> None:
-        """``partial_channels``: K of PC-DARTS (1/K of the channels through each mixed op, edge normalisation; 1 is
-        DARTS). ``channels_last``: the supernet's weights and inputs in channels_last memory format, about 1.5x
-        faster on CPU (depthwise convs and pooling) with the same results up to float rounding."""
+        """``virtual_step``: the second-order virtual weight step (see ``darts_architect``). "official" (default) is
+        the step the weight optimizer takes next, momentum and weight decay included, as in the code behind the
+        published results; "paper" is eq. 7's plain gradient step. ``partial_channels``: K of PC-DARTS (1/K of the
+        channels through each mixed op, edge normalisation; 1 is DARTS). ``arch_warmup_epochs``: epochs of w steps
+        only before α starts to learn, so α is not judged on untrained ops (PC-DARTS: 15 of 50). ``max_skip_connect``:
+        P-DARTS's cap on skip_connects in the derived normal cell (None: DARTS's plain derivation).
+        ``channels_last``: the supernet's weights and inputs in channels_last memory format, about 1.5x faster on CPU
+        (depthwise convs and pooling) with the same results up to float rounding. ``num_threads``: torch's CPU threads
+        for this process; a tiny supernet runs faster on one, far faster on a shared machine (None: torch's default).
+        ``train_config``: the final-training recipe named in the command printed at the end."""
         super().__init__()
+        check(layers >= 3, f"DARTS needs layers >= 3, got layers={layers}: the cells 1/3 and 2/3 deep are reduction "
+                           "cells, so fewer leave no normal cell to search; set --model.layers 3 or more")
+        check(virtual_step in ("official", "paper"), f"virtual_step must be official or paper, got {virtual_step!r}")
+        check(arch_warmup_epochs >= 0, f"arch_warmup_epochs must be >= 0, got {arch_warmup_epochs}")
+        check(num_threads is None or num_threads >= 1, f"num_threads must be at least 1 (or null), got {num_threads}")
         self.save_hyperparameters()
         self.automatic_optimization = False
         self.network = SearchNetwork(
@@ -126,12 +98,14 @@ class DARTS(pl.LightningModule):
         self.network.to(memory_format=self.memory_format)
         self.val_top1 = MulticlassAccuracy(num_classes, top_k=1, average="micro")
         self.val_loss = MeanMetric()
+        self.start_entropy: tuple[float, float] | None = None
+        self.genotype()  # a max_skip_connect the primitives cannot meet fails here, not after the first epoch
 
     def forward(self, x: torch.Tensor, alpha_grad: bool = True) -> torch.Tensor:
         return self.network(x.contiguous(memory_format=self.memory_format), alpha_grad)
 
     def genotype(self) -> Genotype:
-        return self.network.genotype()
+        return self.network.genotype(self.hparams.max_skip_connect)
 
     @property
     def op_names(self) -> tuple[str, ...]:
@@ -153,28 +127,49 @@ class DARTS(pl.LightningModule):
 
     def training_step(self, batch: dict[str, Batch], batch_idx: int) -> None:
         if not isinstance(batch, dict) or set(batch) != {"weights", "arch"}:
-            raise ValueError("DARTS needs search-mode batches {'weights': (x, y), 'arch': (x, y)}: set data.mode=search")
+            raise ConfigError("DARTS takes search-mode batches {'weights': (x, y), 'arch': (x, y)}; set data.mode=search")
         w_optimizer, arch_optimizer = self.optimizers()
 
-        # α step on the architecture batch
-        arch_optimizer.zero_grad()
-        if self.hparams.unrolled:
-            xi = w_optimizer.param_groups[0]["lr"]
-            unrolled_arch_gradient(
-                self.network, self.loss, batch["weights"], batch["arch"], xi, self.manual_backward, self._mean_across_ranks
-            )
-        else:
-            arch_only = self.network.arch_parameters() if self.skip_unused_gradients else None
-            self.manual_backward(self.loss(batch["arch"]), inputs=arch_only)
-        arch_optimizer.step()
+        # α step on the architecture batch, once the warm-up epochs have trained w
+        if self.current_epoch >= self.hparams.arch_warmup_epochs:
+            arch_optimizer.zero_grad()
+            alphas = self.network.arch_parameters()
+            if self.hparams.unrolled:
+                xi = w_optimizer.param_groups[0]["lr"]
+                official = w_optimizer.optimizer if self.hparams.virtual_step == "official" else None
+                unrolled_arch_gradient(
+                    self.network, self.loss, batch["weights"], batch["arch"], xi, self.manual_backward,
+                    self._mean_across_ranks, official,
+                )
+                self._stop_if_not_finite("α step", batch_idx, *(a.grad for a in alphas))
+            else:
+                arch_loss = self.loss(batch["arch"])
+                self.manual_backward(arch_loss, inputs=alphas if self.skip_unused_gradients else None)
+                self._stop_if_not_finite("α step", batch_idx, arch_loss, *(a.grad for a in alphas))
+            arch_optimizer.step()
 
         # w step on the weight batch
         w_optimizer.zero_grad()
         loss = self.loss(batch["weights"], alpha_grad=not self.skip_unused_gradients)
         self.manual_backward(loss)
+        self._stop_if_not_finite("w step", batch_idx, loss)
         self.clip_gradients(w_optimizer, gradient_clip_val=self.hparams.w_grad_clip, gradient_clip_algorithm="norm")
         w_optimizer.step()
         self.log("train/loss", loss, prog_bar=True)
+        # per step, so callbacks see this epoch's last value at its end (epoch-end logs of the module come after them)
+        entropy_normal, entropy_reduce = self._entropies()
+        self.log_dict({"arch/entropy_normal": entropy_normal, "arch/entropy_reduce": entropy_reduce})
+
+    def _stop_if_not_finite(self, step: str, batch_idx: int, *tensors: torch.Tensor) -> None:
+        """Raise a FloatingPointError before the optimizer step if a loss or gradient is NaN or infinite on any rank,
+        so α and w stay finite and no checkpoint or genotype is written from a diverged search."""
+        finite = bool(torch.stack([t.detach().isfinite().all() for t in tensors if t is not None]).all())
+        if not self.trainer.strategy.reduce_boolean_decision(finite, all=True):
+            raise FloatingPointError(
+                f"DARTS search diverged: non-finite loss or gradient in the {step} of epoch {self.current_epoch}, step "
+                f"{batch_idx}; stopped before updating, so the last checkpoint and {self.hparams.genotype_filename} hold "
+                "the last good state (lower arch_lr or w_lr?)"
+            )
 
     def _mean_across_ranks(self, tensor: torch.Tensor) -> torch.Tensor:
         return self.trainer.strategy.reduce(tensor, reduce_op="mean") if self.trainer.world_size > 1 else tensor
@@ -188,16 +183,43 @@ class DARTS(pl.LightningModule):
         self.log("val/loss", self.val_loss, prog_bar=True)
         self.log("val/top1", self.val_top1, prog_bar=True)
 
+    def setup(self, stage: str) -> None:
+        if self.hparams.num_threads:
+            torch.set_num_threads(self.hparams.num_threads)
+
+    def on_train_start(self) -> None:
+        self.start_entropy = self._entropies()
+
+    def _entropies(self) -> tuple[float, float]:
+        return float(alpha_entropy(self.network.alpha_normal)), float(alpha_entropy(self.network.alpha_reduce))
+
     def on_train_epoch_end(self) -> None:
         self.lr_schedulers().step()
-        self.log("arch/entropy_normal", alpha_entropy(self.network.alpha_normal))
-        self.log("arch/entropy_reduce", alpha_entropy(self.network.alpha_reduce))
         rank_zero_info(f"\nEpoch {self.current_epoch} genotype:\n{self.genotype()}")
+
+    @rank_zero_only
+    def on_fit_end(self) -> None:
+        """Say whether the search decided anything, how good the supernet is, and how to train what it found."""
+        if self.start_entropy is None:  # fit ended before training started
+            return
+        uniform = math.log(len(self.op_names))
+        moved = [
+            f"{cell} {start:.3f} -> {end:.3f} ({(end - start) / uniform:+.0%} of log {len(self.op_names)})"
+            for cell, start, end in zip(("normal", "reduce"), self.start_entropy, self._entropies())
+        ]
+        top1 = self.trainer.callback_metrics.get("val/top1")
+        path = run_directory(self.trainer) / self.hparams.genotype_filename
+        print(
+            f"α entropy (nats): {', '.join(moved)}\n"
+            f"supernet val/top1: {'n/a' if top1 is None else f'{float(top1):.4f}'}\n"
+            f"train the found cells: python -m lightning_nas.recipes.train fit --config {self.hparams.train_config} "
+            f"--model.genotype {path}"
+        )
 
     def configure_optimizers(self) -> tuple[list[torch.optim.Optimizer], list[torch.optim.lr_scheduler.LRScheduler]]:
         max_epochs = self.trainer.max_epochs
         if max_epochs is None or max_epochs < 1:
-            raise ValueError(f"DARTS anneals the weight lr over trainer.max_epochs; set it (got {max_epochs})")
+            raise ConfigError(f"DARTS anneals the weight lr over trainer.max_epochs; set it (got {max_epochs})")
         hp = self.hparams
         w_optimizer = torch.optim.SGD(
             self.network.weight_parameters(), hp.w_lr, momentum=hp.w_momentum, weight_decay=hp.w_weight_decay

@@ -1,3 +1,4 @@
+import io
 import json
 import struct
 from pathlib import Path
@@ -10,7 +11,7 @@ from lightning.pytorch.loggers import CSVLogger, WandbLogger
 from PIL import Image
 from torch.utils.data import DataLoader, TensorDataset
 
-from lightning_nas.callbacks.genotype_logger import GenotypeLogger
+from lightning_nas.callbacks.genotype_logger import GenotypeLogger, alpha_heatmap_png
 from lightning_nas.genotypes import resolve_genotype
 
 OPS = ["none", "max_pool_3x3", "sep_conv_3x3"]
@@ -174,3 +175,17 @@ def test_a_fresh_run_starts_its_history_empty(tmp_path: Path) -> None:
     (folder / "genotype_history.jsonl").write_text('{"epoch": 0, "run": "another"}\n{"epoch": 5, "run": "another"}\n')
     history = _history(_fit_with_checkpoints(tmp_path, 1, []))
     assert [(row["epoch"], row["run"]) for row in history] == [(0, "version_0")]
+
+
+def test_heat_map_colours_show_small_differences_from_uniform() -> None:
+    def saturated_pixels(weights: torch.Tensor) -> int:
+        png = alpha_heatmap_png({"normal": weights}, OPS)
+        rgb = torch.tensor(list(Image.open(io.BytesIO(png)).convert("RGB").getdata()))
+        red, blue = rgb[:, 0] > rgb[:, 2] + 60, rgb[:, 2] > rgb[:, 0] + 60
+        return int(red.sum()), int(blue.sum())
+
+    uniform = torch.full((14, 3), 1 / 3)
+    # Early in a search softmax(α) differs from uniform by 1e-3: each panel's own scale still shows it in full colour.
+    nudged = uniform + 1e-3 * torch.tensor([1.0, -1.0, 0.0]).repeat(14, 1)
+    (red_uniform, blue_uniform), (red, blue) = saturated_pixels(uniform), saturated_pixels(nudged)
+    assert red > red_uniform + 5000 and blue > blue_uniform + 5000  # the colour bar alone has some of each

@@ -1,12 +1,20 @@
 import re
+import shlex
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+import torch
 
+from lightning_nas.callbacks import DARTSEarlyStopping
 from lightning_nas.genotypes import Genotype
+from lightning_nas.recipes import darts
+from lightning_nas.recipes.cli import run_recipe
+from lightning_nas.spaces.darts import SearchNetwork
+from lightning_nas.strategies.darts import DARTS
 
+ROOT = Path(__file__).resolve().parents[2]
 TINY_RUN = ["--trainer.max_epochs", "1", "--trainer.limit_train_batches", "2", "--trainer.limit_val_batches", "1",
             "--trainer.enable_progress_bar", "false", "--model.C", "4", "--model.layers", "3"]
 
@@ -19,19 +27,66 @@ def run(module: str, *args: str) -> subprocess.CompletedProcess:
 
 
 @pytest.mark.slow
-def test_digits_search_genotype_file_is_accepted_unchanged_by_the_train_recipe(tmp_path):
+def test_digits_search_prints_the_command_that_trains_its_genotype_file(tmp_path):
     search = run("darts", "--config", "recipes/darts_digits.yaml", "--trainer.default_root_dir", str(tmp_path / "search"),
-                 *TINY_RUN)
+                 *TINY_RUN, "--model.arch_warmup_epochs", "0")
     printed = re.search(r"written to (\S+)", search.stdout)
     assert printed, search.stdout[-2000:]
     genotype_file = Path(printed.group(1))
     assert genotype_file.is_file() and genotype_file.is_relative_to(tmp_path / "search")
     genotype = Genotype.load(genotype_file)
     assert genotype.describe() in search.stdout
+    assert re.search(r"α entropy \(nats\): normal 2\.079 -> \d\.\d{3} \([+-]\d+% of log 8\), reduce", search.stdout)
+    assert re.search(r"supernet val/top1: 0\.\d{4}", search.stdout)
 
-    run("train", "--config", "recipes/train_digits.yaml", "--trainer.default_root_dir", str(tmp_path / "train"),
-        "--model.genotype", str(genotype_file), "--trainer.logger", "false", *TINY_RUN)
+    command = re.search(r"train the found cells: python (.*)", search.stdout).group(1)
+    assert command == (f"-m lightning_nas.recipes.train fit --config recipes/train_digits.yaml "
+                       f"--model.genotype {genotype_file}")
+    run("train", *shlex.split(command)[3:], "--trainer.default_root_dir", str(tmp_path / "train"),
+        "--trainer.logger", "false", *TINY_RUN)
     assert list((tmp_path / "train").rglob("*.ckpt"))
+
+
+def test_a_nan_loss_ends_the_search_with_one_line_and_keeps_the_last_good_state(tmp_path, monkeypatch):
+    original = DARTS.training_step
+
+    def poisoned(self, batch, batch_idx):
+        if (self.current_epoch, batch_idx) == (1, 0):
+            batch["arch"][0].fill_(float("nan"))
+        return original(self, batch, batch_idx)
+
+    monkeypatch.setattr(DARTS, "training_step", poisoned)
+    args = ["fit", "--config", str(ROOT / "recipes" / "darts_digits.yaml"), "--trainer.default_root_dir", str(tmp_path),
+            *TINY_RUN, "--trainer.max_epochs", "2", "--trainer.logger", "false", "--model.arch_warmup_epochs", "0"]
+    with pytest.raises(SystemExit) as exit_info:
+        darts.main(args)
+    assert exit_info.value.code == (
+        "error: DARTS search diverged: non-finite loss or gradient in the α step of epoch 1, step 0; stopped before "
+        "updating, so the last checkpoint and genotype.json hold the last good state (lower arch_lr or w_lr?)")
+
+    (last,) = tmp_path.rglob("last.ckpt")
+    checkpoint = torch.load(last, weights_only=False)
+    assert checkpoint["epoch"] == 0
+    state = checkpoint["state_dict"]
+    assert all(torch.isfinite(value).all() for value in state.values() if value.is_floating_point())
+    network = SearchNetwork(C=4, layers=3, num_classes=10, in_chans=1)
+    network.load_state_dict({k.removeprefix("network."): v for k, v in state.items() if k.startswith("network.")})
+    assert Genotype.load(last.parent / "genotype.json") == network.genotype()  # epoch 0's, from finite α
+
+
+def test_robust_recipe_caps_skip_connect_and_stops_early():
+    cli = run_recipe(DARTS, ["--config", str(ROOT / "recipes" / "darts_robust.yaml")], run=False)
+    assert cli.model.hparams.max_skip_connect == 2
+    (stopping,) = [c for c in cli.trainer.callbacks if isinstance(c, DARTSEarlyStopping)]
+    assert (stopping.max_skip_connect, stopping.patience) == (1, 3)
+
+
+def test_pcdarts_recipe_has_the_papers_settings():
+    cli = run_recipe(DARTS, ["--config", str(ROOT / "recipes" / "pcdarts_cifar10.yaml")], run=False)
+    hp = cli.model.hparams
+    assert (hp.partial_channels, hp.w_lr, hp.arch_lr, hp.arch_warmup_epochs) == (4, 0.1, 6e-4, 15)
+    assert cli.datamodule.batch_size == 256 and cli.trainer.max_epochs == 50
+    assert len(cli.model.network.arch_parameters()) == 4  # α and the edge-normalisation β of both cell types
 
 
 def test_reuse_example_runs(tmp_path, monkeypatch, capsys):

@@ -125,3 +125,43 @@ def test_partial_channels_add_edge_normalisation_to_the_architecture():
     # Derivation weighs each edge's ops by its edge weight: the last inputs of every node win.
     assert [i for _, i in network.genotype().normal] == [1, 0, 2, 1, 3, 2]
     assert network(torch.randn(2, 1, 8, 8), alpha_grad=False).requires_grad
+
+
+def test_skip_connect_cap_replaces_the_weakest_skip_edges_as_p_darts_does():
+    primitives = ("none", "max_pool_3x3", "skip_connect", "sep_conv_3x3")
+    weights = torch.tensor(
+        [  # none, max_pool, skip, sep_conv
+            [0.1, 0.0, 0.60, 0.30],  # node 2 <- c_{k-2}
+            [0.1, 0.0, 0.50, 0.40],  # node 2 <- c_{k-1}
+            [0.1, 0.0, 0.48, 0.10],  # node 3 <- c_{k-2}
+            [0.1, 0.2, 0.45, 0.00],  # node 3 <- c_{k-1}
+            [0.1, 0.0, 0.00, 0.50],  # node 3 <- node 2
+        ]
+    )
+    plain = [("skip_connect", 0), ("skip_connect", 1), ("sep_conv_3x3", 2), ("skip_connect", 0)]
+    assert derive_cell(weights, primitives, nodes=2) == derive_cell(weights, primitives, 2, max_skip_connect=3) == plain
+    # Cap 2: node 3's c_{k-2} edge (skip 0.48, the weakest) loses skip_connect and drops below the c_{k-1} edge,
+    # whose skip (0.45) is then the weakest and falls back to max_pool; node 2's stronger skips stay.
+    assert derive_cell(weights, primitives, 2, max_skip_connect=2) == [
+        ("skip_connect", 0), ("skip_connect", 1), ("sep_conv_3x3", 2), ("max_pool_3x3", 1)
+    ]
+    # Cap 0: every edge takes its best other op; node 2 now ranks c_{k-1} (sep 0.4) above c_{k-2} (sep 0.3).
+    assert derive_cell(weights, primitives, 2, max_skip_connect=0) == [
+        ("sep_conv_3x3", 1), ("sep_conv_3x3", 0), ("sep_conv_3x3", 2), ("max_pool_3x3", 1)
+    ]
+    with pytest.raises(ValueError, match="an op other than none and skip_connect"):
+        derive_cell(weights[:, [0, 2]], ("none", "skip_connect"), 2, max_skip_connect=0)
+
+
+def test_network_caps_skip_connect_in_the_normal_cell_only():
+    network = SearchNetwork(C=4, layers=3, num_classes=3, in_chans=1)
+    with torch.no_grad():
+        for alpha in network.arch_parameters():
+            alpha.zero_()
+            alpha[:, DARTS_PRIMITIVES.index("skip_connect")] = 3.0
+            alpha[:, DARTS_PRIMITIVES.index("sep_conv_3x3")] = 1.0
+    assert [op for op, _ in network.genotype().normal].count("skip_connect") == 8
+    capped = network.genotype(max_skip_connect=2)
+    assert [op for op, _ in capped.normal].count("skip_connect") == 2
+    assert set(op for op, _ in capped.normal) == {"skip_connect", "sep_conv_3x3"}
+    assert capped.reduce == network.genotype().reduce

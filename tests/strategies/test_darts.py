@@ -1,3 +1,4 @@
+import math
 import subprocess
 import sys
 import textwrap
@@ -6,14 +7,13 @@ from pathlib import Path
 import lightning.pytorch as pl
 import pytest
 import torch
-import torch.nn.functional as F
 from lightning.pytorch.callbacks import ModelCheckpoint
-from torch.func import functional_call
 
 from lightning_nas.data import DigitsDataModule
+from lightning_nas.errors import ConfigError
 from lightning_nas.genotypes import Genotype
 from lightning_nas.spaces.darts import SearchNetwork
-from lightning_nas.strategies.darts import DARTS, unrolled_arch_gradient
+from lightning_nas.strategies.darts import DARTS
 
 TINY = dict(num_classes=10, in_chans=1, C=4, layers=3, nodes=2)
 
@@ -32,60 +32,6 @@ def make_trainer(tmp_path: Path, max_epochs: int = 1, **kwargs) -> pl.Trainer:
         default_root_dir=tmp_path,
     )
     return pl.Trainer(**{**options, **kwargs})
-
-
-def exact_unrolled_gradient(network, weights_batch, arch_batch, xi):
-    """d/dα L_val(w − ξ ∇w L_train(w, α), α) by double backward through the virtual step."""
-    params = dict(network.named_parameters())
-    weight_names = [name for name in params if not name.startswith("alpha_")]
-
-    def loss(values, batch):
-        x, y = batch
-        return F.cross_entropy(functional_call(network, values, (x,)), y)
-
-    grads = torch.autograd.grad(loss(params, weights_batch), [params[n] for n in weight_names], create_graph=True)
-    unrolled = {**params, **{n: params[n] - xi * g for n, g in zip(weight_names, grads)}}
-    return torch.autograd.grad(loss(unrolled, arch_batch), network.arch_parameters())
-
-
-def smooth_search_network() -> SearchNetwork:
-    """A tiny float64 supernet whose loss is smooth: Softplus for ReLU and no max pooling, since a finite difference
-    across a kink is wrong whatever the formula. Then the official ε = 0.01 / ‖v‖ is accurate to O(ε²)."""
-    primitives = ("none", "avg_pool_3x3", "skip_connect", "sep_conv_3x3", "sep_conv_5x5", "dil_conv_3x3", "dil_conv_5x5")
-    network = SearchNetwork(C=2, layers=3, num_classes=3, in_chans=1, nodes=2, primitives=primitives).double()
-    for module in list(network.modules()):
-        for name, child in module.named_children():
-            if isinstance(child, torch.nn.ReLU):
-                setattr(module, name, torch.nn.Softplus())
-    return network
-
-
-def test_second_order_alpha_gradient_matches_exact_autograd():
-    torch.manual_seed(0)
-    network = smooth_search_network()
-    weights_batch = (torch.randn(6, 1, 6, 6, dtype=torch.float64), torch.randint(0, 3, (6,)))
-    arch_batch = (torch.randn(6, 1, 6, 6, dtype=torch.float64), torch.randint(0, 3, (6,)))
-    xi = 0.5
-    exact = torch.cat([g.flatten() for g in exact_unrolled_gradient(network, weights_batch, arch_batch, xi)])
-    before = [w.detach().clone() for w in network.weight_parameters()]
-
-    def loss_fn(batch):
-        return F.cross_entropy(network(batch[0]), batch[1])
-
-    unrolled_arch_gradient(network, loss_fn, weights_batch, arch_batch, xi)
-    estimate = torch.cat([a.grad.flatten() for a in network.arch_parameters()])
-    error = (estimate - exact).norm() / exact.norm()
-    assert error < 1e-2
-
-    # The Hessian-vector term matters here (the first-order gradient is far off), so the check has teeth: the buggy
-    # port's ε/2 in place of 1/(2ε) would miss by about as much as first order.
-    for p in network.parameters():
-        p.grad = None
-    loss_fn(arch_batch).backward()
-    first_order = torch.cat([a.grad.flatten() for a in network.arch_parameters()])
-    assert (first_order - exact).norm() / exact.norm() > 10 * error
-    # The weights are restored exactly.
-    assert all(torch.equal(w, b) for w, b in zip(network.weight_parameters(), before))
 
 
 class StepSnapshots(pl.Callback):
@@ -134,6 +80,61 @@ def test_unrolled_search_runs_and_rejects_eval_batches(tmp_path):
         make_trainer(tmp_path, limit_train_batches=1).fit(DARTS(**TINY), DigitsDataModule(mode="eval", batch_size=16))
 
 
+def test_fewer_than_three_layers_are_refused_with_the_fix():
+    with pytest.raises(ConfigError, match=r"layers >= 3, got layers=2: .* set --model.layers 3 or more"):
+        DARTS(**{**TINY, "layers": 2})
+
+
+def test_warm_up_trains_only_w_then_alpha_and_the_end_of_fit_says_how_far_alpha_moved(tmp_path, capsys):
+    torch.manual_seed(0)
+    module = DARTS(**TINY, arch_warmup_epochs=1, arch_lr=0.1, train_config="recipes/train_digits.yaml")
+    snapshots = StepSnapshots()
+    trainer = make_trainer(tmp_path, max_epochs=2, limit_train_batches=1, callbacks=[snapshots])
+    trainer.fit(module, DigitsDataModule(mode="search", batch_size=16))
+    warm_w, warm_end, before_alpha, before_w, end = snapshots.snapshots
+    assert changed(warm_w, warm_end) and not changed(warm_w, warm_end) & {"alpha_normal", "alpha_reduce"}
+    assert changed(before_alpha, before_w) == {"alpha_normal", "alpha_reduce"}
+    assert torch.equal(warm_w["alpha_normal"], before_alpha["alpha_normal"])
+
+    printed = capsys.readouterr().out
+    start, end_entropy = module.start_entropy[0], float(trainer.callback_metrics["arch/entropy_normal"])
+    assert start == pytest.approx(math.log(8), abs=1e-5) and end_entropy < start
+    assert f"α entropy (nats): normal {start:.3f} -> {end_entropy:.3f}" in printed
+    assert f"supernet val/top1: {float(trainer.callback_metrics['val/top1']):.4f}" in printed
+    genotype_file = Path(trainer.checkpoint_callback.dirpath) / "genotype.json"
+    assert Genotype.load(genotype_file) == module.genotype()
+    assert ("train the found cells: python -m lightning_nas.recipes.train fit --config recipes/train_digits.yaml "
+            f"--model.genotype {genotype_file}") in printed
+
+
+class PlantNaN(pl.Callback):
+    """Poison one batch half with NaN images at (epoch, step) and keep the parameters as they were just before."""
+
+    def __init__(self, half: str, epoch: int, step: int) -> None:
+        self.half, self.epoch, self.step = half, epoch, step
+        self.before: dict[str, torch.Tensor] = {}
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        if (trainer.current_epoch, batch_idx) == (self.epoch, self.step):
+            batch[self.half][0].fill_(float("nan"))
+            self.before = {n: p.detach().clone() for n, p in pl_module.network.named_parameters()}
+
+
+@pytest.mark.parametrize(("half", "step_name"), [("arch", "α step"), ("weights", "w step")])
+def test_non_finite_loss_stops_the_search_before_any_update(tmp_path, half, step_name):
+    torch.manual_seed(0)
+    module = DARTS(**TINY)
+    plant = PlantNaN(half, epoch=0, step=1)
+    with pytest.raises(FloatingPointError, match=f"in the {step_name} of epoch 0, step 1; stopped before updating"):
+        make_trainer(tmp_path, callbacks=[plant]).fit(module, DigitsDataModule(mode="search", batch_size=16))
+    after = {n: p.detach() for n, p in module.network.named_parameters()}
+    assert all(torch.isfinite(p).all() for p in after.values())
+    # The α step that raised changed nothing; when the w step raises, only the α step before it has updated α.
+    expected_changes = set() if half == "arch" else {"alpha_normal", "alpha_reduce"}
+    assert changed(plant.before, after) == expected_changes
+    assert not list(tmp_path.rglob("genotype.json"))  # no epoch ended: nothing written
+
+
 def search(
     tmp_path: Path, max_epochs: int, callbacks: tuple[pl.Callback, ...] = (), ckpt_path: str | None = None
 ) -> DARTS:
@@ -160,6 +161,7 @@ def test_resumed_search_ends_with_the_same_alpha_as_an_uninterrupted_one(tmp_pat
 DDP_SCRIPT = """
 import sys, torch, lightning.pytorch as pl
 from lightning_nas.data import DigitsDataModule
+from lightning_nas.errors import ConfigError
 from lightning_nas.strategies.darts import DARTS
 
 class Dump(pl.Callback):
