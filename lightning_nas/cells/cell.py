@@ -33,8 +33,10 @@ class Cell(nn.Module):
         self.reduction = reduction
         cell = "reduce" if reduction else "normal"
         edges = getattr(genotype, cell)
-        self.concat: tuple[int, ...] = getattr(genotype, f"{cell}_concat")
-        self.inputs: tuple[int, ...] = tuple(index for _, index in edges)
+        # lists, not tuples: TorchScript indexes them with the loop counter
+        self.concat: list[int] = list(getattr(genotype, f"{cell}_concat"))
+        self.inputs: list[int] = [index for _, index in edges]
+        self.edges_per_node = EDGES_PER_NODE
         self.multiplier = len(self.concat)
         self.preprocess0 = FactorizedReduce(C_prev_prev, C) if reduction_prev else ReLUConvBN(C_prev_prev, C, 1)
         self.preprocess1 = ReLUConvBN(C_prev, C, 1)
@@ -44,11 +46,14 @@ class Cell(nn.Module):
         self.drop_path = DropPath(drop_path_rate)
 
     def forward(self, s0: torch.Tensor, s1: torch.Tensor) -> torch.Tensor:
+        """Node j = sum of its edges op(state); written as one flat loop so that TorchScript and fx unroll it."""
         states = [self.preprocess0(s0), self.preprocess1(s1)]
-        for first in range(0, len(self.ops), EDGES_PER_NODE):
-            node = 0
-            for op, index in zip(self.ops[first : first + EDGES_PER_NODE], self.inputs[first : first + EDGES_PER_NODE]):
-                h = op(states[index])
-                node = node + (h if isinstance(op, nn.Identity) else self.drop_path(h))
-            states.append(node)
+        node = states[0]  # typed for TorchScript; every node starts from its first edge
+        for i, op in enumerate(self.ops):
+            h = op(states[self.inputs[i]])
+            if not isinstance(op, nn.Identity):
+                h = self.drop_path(h)
+            node = h if i % self.edges_per_node == 0 else node + h
+            if i % self.edges_per_node == self.edges_per_node - 1:
+                states.append(node)
         return torch.cat([states[i] for i in self.concat], dim=1)

@@ -1,11 +1,12 @@
 """Final networks stacked from the cells of a Genotype: the CIFAR-10 and the ImageNet (mobile) networks of DARTS.
 
-Both follow timm's model interface (``num_classes``, ``num_features``, ``forward_features``, ``forward_head``,
-``get_classifier``, ``reset_classifier``, ``pretrained_cfg``) and are registered with timm at the bottom of this file,
-so ``timm.create_model("nas_cifar", genotype="DARTS_V2")`` builds them.
+Both follow timm's model interface (``num_classes``, ``num_features``, ``head_hidden_size``, ``forward_features``,
+``forward_head``, ``get_classifier``, ``reset_classifier``, ``pretrained_cfg``, ``feature_info``) and are registered
+with timm at the bottom of this file, so ``timm.create_model("nas_cifar", genotype="DARTS_V2")`` builds them and
+timm's generic model tests (backward, TorchScript, fx, ``features_only``) hold for them. The timm entry points build
+no auxiliary head, as a timm model is used for inference; the final-training module asks for one.
 """
 
-from __future__ import annotations
 
 from typing import Any
 
@@ -35,6 +36,7 @@ class AuxiliaryHead(nn.Module):
 
     def __init__(self, C: int, num_classes: int, pool_stride: int, bn_after_conv: bool) -> None:
         super().__init__()
+        self.pool_stride = pool_stride
         self.pool = nn.AvgPool2d(5, stride=pool_stride, padding=0, count_include_pad=False)
         self.features = nn.Sequential(
             nn.Conv2d(C, 128, 1, bias=False),
@@ -46,16 +48,38 @@ class AuxiliaryHead(nn.Module):
         )
         self.classifier = nn.Linear(768, num_classes)
 
+    def reset_classifier(self, num_classes: int) -> None:
+        self.classifier = nn.Linear(768, num_classes) if num_classes > 0 else nn.Identity()
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = F.relu(x)
-        x = self.pool(x) if min(x.shape[-2:]) >= 5 + self.pool.stride else F.adaptive_avg_pool2d(x, 2)
+        x = self.pool(x) if min(x.shape[-2], x.shape[-1]) >= 5 + self.pool_stride else F.adaptive_avg_pool2d(x, 2)
         x = F.adaptive_avg_pool2d(self.features(x), 1).flatten(1)
         return self.classifier(x)
 
 
+@torch.fx.wrap
+def check_input(x: torch.Tensor, in_chans: int, min_size: int, network: str) -> torch.Tensor:
+    """``x``, if it is a batch of ``in_chans``-channel images of at least ``min_size`` pixels; else a ConfigError.
+
+    fx records it as one call on the data path, so traced models (and fx graphs pruned to their outputs) still check
+    their input; TorchScript compiles it.
+    """
+    if x.dim() != 4 or x.shape[1] != in_chans or min(x.shape[-2], x.shape[-1]) < min_size:
+        raise ConfigError(
+            f"{network} expects images of shape (batch, {in_chans}, H, W) with H, W >= {min_size}; got "
+            f"{list(x.shape)}. Resize the data or build the network with matching in_chans."
+        )
+    return x
+
+
 class StackedCellNetwork(nn.Module):
     """Stem, then ``layers`` cells (reductions at 1/3 and 2/3 depth, each cell reading the two previous outputs),
-    global pooling and a linear classifier; an auxiliary head after the 2/3 reduction when ``auxiliary``."""
+    global pooling and a linear classifier; an auxiliary head after the 2/3 reduction when ``auxiliary``.
+
+    ``device`` and ``dtype`` (which ``timm.create_model`` passes on) move the built network; ``feature_info`` names
+    the last output at each stride, for ``timm.create_model(..., features_only=True)``.
+    """
 
     min_input_size = 4
     """Smallest input height/width the stem and the two reductions can take."""
@@ -67,9 +91,11 @@ class StackedCellNetwork(nn.Module):
         layers: int = 20,
         num_classes: int = 10,
         in_chans: int = 3,
-        auxiliary: bool = True,
+        auxiliary: bool = False,
         drop_path_rate: float = 0.0,
         global_pool: str = "avg",
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__()
@@ -80,6 +106,7 @@ class StackedCellNetwork(nn.Module):
         self.in_chans = in_chans
         self.drop_path_rate = drop_path_rate
         self.stem, C_prev_prev, C_prev, C_curr, reduction_prev = self._make_stem(in_chans, C)
+        self.feature_info = self._stem_feature_info(C_prev)
         self.cells = nn.ModuleList()
         self.aux_index = 2 * layers // 3
         C_aux = C_prev
@@ -93,15 +120,28 @@ class StackedCellNetwork(nn.Module):
             C_prev_prev, C_prev = C_prev, cell.multiplier * C_curr
             if i == self.aux_index:
                 C_aux = C_prev
+            self._add_feature_info(C_prev, 2 if reduction else 1, f"cells.{i}")
         self.aux_head = self._make_aux_head(C_aux, num_classes) if auxiliary else None
-        self.num_features = C_prev
+        self.num_features = self.head_hidden_size = C_prev
         self.global_pool, self.classifier = create_classifier(C_prev, num_classes, pool_type=global_pool)
+        self.to(device=device, dtype=dtype)
+
+    def _add_feature_info(self, num_chs: int, stride: int, module: str) -> None:
+        """Record ``module`` as the feature at its stride: it replaces the previous module at the same stride."""
+        reduction = self.feature_info[-1]["reduction"] * stride
+        if reduction == self.feature_info[-1]["reduction"]:
+            self.feature_info.pop()
+        self.feature_info.append({"num_chs": num_chs, "reduction": reduction, "module": module})
 
     def _make_stem(self, in_chans: int, C: int) -> tuple[nn.Module, int, int, int, bool]:
         """Return the stem and (C_prev_prev, C_prev, C of the first cell, whether the stem reduced last)."""
         raise NotImplementedError
 
-    def _make_aux_head(self, C: int, num_classes: int) -> nn.Module:
+    def _stem_feature_info(self, C_stem: int) -> list[dict[str, Any]]:
+        """The stem's outputs as timm feature_info entries (channels, stride, module name)."""
+        raise NotImplementedError
+
+    def _make_aux_head(self, C: int, num_classes: int) -> AuxiliaryHead:
         raise NotImplementedError
 
     def set_drop_path_rate(self, rate: float) -> None:
@@ -110,20 +150,12 @@ class StackedCellNetwork(nn.Module):
         for cell in self.cells:
             cell.drop_path.drop_prob = rate
 
-    def _check_input(self, x: torch.Tensor) -> None:
-        if x.ndim != 4 or x.shape[1] != self.in_chans or min(x.shape[-2:]) < self.min_input_size:
-            size = self.pretrained_cfg.get("input_size") if hasattr(self, "pretrained_cfg") else None
-            raise ConfigError(
-                f"{type(self).__name__} expects images of shape (batch, {self.in_chans}, H, W) with H, W >= "
-                f"{self.min_input_size} (default input size {size}); got {tuple(x.shape)}. Resize the data or build "
-                f"the network with matching in_chans."
-            )
-
-    def forward_cells(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Final feature map and the auxiliary head's input (None without an auxiliary head)."""
-        self._check_input(x)
+    def forward_cells(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Final feature map and the output of the cell the auxiliary head reads."""
+        if not torch.jit.is_scripting():  # a scripted model checks nothing, as the class name is not scriptable
+            x = check_input(x, self.in_chans, self.min_input_size, type(self).__name__)
         s0, s1 = self._stem_outputs(x)
-        aux_input = None
+        aux_input = s1
         for i, cell in enumerate(self.cells):
             s0, s1 = s1, cell(s0, s1)
             if i == self.aux_index:
@@ -153,9 +185,14 @@ class StackedCellNetwork(nn.Module):
     def get_classifier(self) -> nn.Module:
         return self.classifier
 
-    def reset_classifier(self, num_classes: int, global_pool: str = "avg") -> None:
+    def reset_classifier(self, num_classes: int, global_pool: str | None = None) -> None:
+        """New classifier (and auxiliary classifier) for ``num_classes`` (0: none); ``global_pool`` None keeps the
+        pooling, '' removes it."""
         self.num_classes = num_classes
-        self.global_pool, self.classifier = create_classifier(self.num_features, num_classes, pool_type=global_pool)
+        pool_type = self.global_pool.pool_type if global_pool is None else global_pool
+        self.global_pool, self.classifier = create_classifier(self.num_features, num_classes, pool_type=pool_type)
+        if self.aux_head is not None:
+            self.aux_head.reset_classifier(num_classes)
 
     def num_parameters(self, include_aux: bool = False) -> int:
         """Parameter count as the DARTS papers report it: everything outside the auxiliary head by default."""
@@ -173,7 +210,10 @@ class NetworkCIFAR(StackedCellNetwork):
         stem = nn.Sequential(nn.Conv2d(in_chans, C_stem, 3, padding=1, bias=False), nn.BatchNorm2d(C_stem))
         return stem, C_stem, C_stem, C, False
 
-    def _make_aux_head(self, C: int, num_classes: int) -> nn.Module:
+    def _stem_feature_info(self, C_stem: int) -> list[dict[str, Any]]:
+        return [{"num_chs": C_stem, "reduction": 1, "module": "stem"}]
+
+    def _make_aux_head(self, C: int, num_classes: int) -> AuxiliaryHead:
         return AuxiliaryHead(C, num_classes, pool_stride=3, bn_after_conv=True)
 
 
@@ -208,7 +248,11 @@ class NetworkImageNet(StackedCellNetwork):
         s0 = self.stem["stem0"](x)
         return s0, self.stem["stem1"](s0)
 
-    def _make_aux_head(self, C: int, num_classes: int) -> nn.Module:
+    def _stem_feature_info(self, C_stem: int) -> list[dict[str, Any]]:
+        return [{"num_chs": C_stem, "reduction": 4, "module": "stem.stem0"},
+                {"num_chs": C_stem, "reduction": 8, "module": "stem.stem1"}]
+
+    def _make_aux_head(self, C: int, num_classes: int) -> AuxiliaryHead:
         return AuxiliaryHead(C, num_classes, pool_stride=2, bn_after_conv=False)
 
 
@@ -226,13 +270,19 @@ default_cfgs = generate_default_cfgs({
 })
 
 
+def _feature_cfg(levels: int) -> dict[str, Any]:
+    """``features_only`` through forward hooks on the feature_info modules: a cell reads the two previous outputs,
+    so the network is no chain of modules that timm's default FeatureListNet could cut."""
+    return {"feature_cls": "hook", "no_rewrite": True, "out_indices": tuple(range(levels))}
+
+
 @register_model
 def nas_cifar(pretrained: bool = False, **kwargs: Any) -> NetworkCIFAR:
     """CIFAR network stacked from ``genotype`` (a published name, a genotype file or a Genotype; DARTS_V2 default)."""
-    return build_model_with_cfg(NetworkCIFAR, "nas_cifar", pretrained, **kwargs)
+    return build_model_with_cfg(NetworkCIFAR, "nas_cifar", pretrained, feature_cfg=_feature_cfg(3), **kwargs)
 
 
 @register_model
 def nas_imagenet(pretrained: bool = False, **kwargs: Any) -> NetworkImageNet:
     """ImageNet (mobile) network stacked from ``genotype`` (DARTS_V2 by default)."""
-    return build_model_with_cfg(NetworkImageNet, "nas_imagenet", pretrained, **kwargs)
+    return build_model_with_cfg(NetworkImageNet, "nas_imagenet", pretrained, feature_cfg=_feature_cfg(4), **kwargs)
