@@ -5,10 +5,14 @@ drop path whose probability rises linearly with the epoch, SGD with cosine (CIFA
 (ImageNet) decay, and label smoothing on ImageNet. Gradient clipping belongs to the Trainer
 (``gradient_clip_val``); an EMA of the weights to Lightning's ``EMAWeightAveraging`` callback, which also validates,
 tests and checkpoints with the averaged weights.
+
+``FinalTraining.load_from_checkpoint(path).timm_model()`` takes the trained network out as a plain timm model, with
+the training data's mean, std and input size in its ``pretrained_cfg`` (docs/export.md).
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any, Literal
 
 import lightning.pytorch as pl
@@ -22,6 +26,7 @@ from torchmetrics.classification import MulticlassAccuracy
 from lightning_nas.callbacks import EpochSeeding
 from lightning_nas.errors import check
 from lightning_nas.genotypes import Genotype, resolve_genotype
+from lightning_nas.networks import StackedCellNetwork
 from lightning_nas.strategies.finite import check_finite, module_state
 
 EVAL_STAGES = ("val", "test")
@@ -90,6 +95,8 @@ class FinalTraining(pl.LightningModule):
         self.train_accuracy = accuracy_metrics(num_classes, "train/")
         self.eval_accuracy = nn.ModuleDict({stage: accuracy_metrics(num_classes, f"{stage}/") for stage in EVAL_STAGES})
         self.eval_loss = nn.ModuleDict({stage: MeanMetric() for stage in EVAL_STAGES})
+        self.data_config: dict[str, tuple[Any, ...]] | None = None
+        """Input size, mean and std of the data module the network was trained on; kept in the checkpoint."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.network(x)
@@ -102,6 +109,35 @@ class FinalTraining(pl.LightningModule):
         if aux_logits is not None:
             loss = loss + self.hparams.auxiliary_weight * F.cross_entropy(aux_logits, y, label_smoothing=smoothing)
         return loss, logits
+
+    def setup(self, stage: str) -> None:
+        datamodule = self.trainer.datamodule
+        if all(hasattr(datamodule, key) for key in ("input_size", "mean", "std")):
+            self.data_config = {key: tuple(getattr(datamodule, key)) for key in ("input_size", "mean", "std")}
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["data_config"] = self.data_config
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self.data_config = checkpoint.get("data_config")
+
+    def timm_model(self) -> StackedCellNetwork:
+        """The trained network as a plain timm model in eval mode: ``timm.create_model`` with the genotype (as a dict,
+        so ``timm.models.save_for_hf`` can write it) and the trained weights, without the auxiliary head; its
+        pretrained_cfg holds the training data's input size, mean and std."""
+        hp = self.hparams
+        overlay: dict[str, Any] = {"num_classes": hp.num_classes}
+        if self.data_config is not None:
+            _, height, width = self.data_config["input_size"]
+            reduction = self.network.feature_info[-1]["reduction"]
+            overlay |= self.data_config | {"pool_size": (math.ceil(height / reduction), math.ceil(width / reduction))}
+        model = timm.create_model(
+            f"nas_{hp.network}", genotype=self.genotype.to_dict(), C=hp.C, layers=hp.layers,
+            num_classes=hp.num_classes, in_chans=hp.in_chans, pretrained_cfg_overlay=overlay,
+        )
+        weights = {k: v for k, v in self.network.state_dict().items() if not k.startswith("aux_head.")}
+        model.load_state_dict(weights)
+        return model.eval()
 
     def on_fit_start(self) -> None:
         max_epochs = self.trainer.max_epochs
