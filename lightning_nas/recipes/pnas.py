@@ -3,6 +3,7 @@
 The search is many Trainer fits driven by ``PNASSearch`` rather than one ``fit()``, so this recipe uses jsonargparse
 directly instead of LightningCLI; it keeps the same ``fit --config`` / ``--key=value`` / ``--print_config`` usage.
 For parallel candidate training launch it with e.g. ``torchrun --nproc_per_node=2 -m lightning_nas.recipes.pnas ...``.
+``--logger=WandbLogger --logger.project=<name>`` (or any Lightning logger) tracks the search as one run.
 Bad arguments (K 0, empty ops, ...) and a missing dataset end with one line ``error: ...`` and exit status 1, before
 any data is loaded or any candidate trained.
 """

@@ -72,7 +72,9 @@ def planted_accuracy(cell: PNASCell) -> float:
 
 def pnas_best(tmp_path: Path, monkeypatch, sign: float) -> PNASCell:
     def train_candidate(self, cell, b, parent, reference):
-        return {"key": cell.key(), "b": b, "cell": cell.to_list(), "accuracy": sign * planted_accuracy(cell),
+        # flipped as 1.1 - accuracy, not -accuracy: the predictor's sigmoid output cannot fit negative values
+        accuracy = planted_accuracy(cell) if sign > 0 else 1.1 - planted_accuracy(cell)
+        return {"key": cell.key(), "b": b, "cell": cell.to_list(), "accuracy": accuracy,
                 "curve": [], "epochs": 1, "seconds": 0.0, "stopped_epoch": None}
 
     monkeypatch.setattr(PNASSearch, "train_candidate", train_candidate)
