@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any, Iterator
 
 import lightning.pytorch as pl
@@ -17,6 +18,7 @@ from lightning_nas.callbacks.genotype_export import claim_version
 from lightning_nas.checkpoint_io import AtomicCheckpointIO
 from lightning_nas.data import NASDataModule
 from lightning_nas.errors import ConfigError
+from lightning_nas.recipes import config_path
 
 
 USER_ERRORS = (ConfigError, FileNotFoundError, FloatingPointError)
@@ -87,9 +89,29 @@ class NASCLI(LightningCLI):
         return trainer
 
 
+def shipped_config(value: str) -> str:
+    """A ``--config`` value: a file or an inline YAML string as it is, else the path of the shipped recipe config of
+    that name (an unknown name is a ConfigError listing the shipped ones)."""
+    if Path(value).exists() or any(c in value for c in ":{\n"):
+        return value
+    return str(config_path(value))
+
+
+def shipped_configs(args: list[str]) -> list[str]:
+    """``args`` with each ``--config NAME`` / ``--config=NAME`` resolved by ``shipped_config``."""
+    resolved = list(args)
+    for i, arg in enumerate(args):
+        if arg.startswith("--config="):
+            resolved[i] = "--config=" + shipped_config(arg.removeprefix("--config="))
+        elif i > 0 and args[i - 1] == "--config":
+            resolved[i] = shipped_config(arg)
+    return resolved
+
+
 def run_recipe(model_class: type[pl.LightningModule], args: list[str] | None = None, run: bool = True,
                cli_class: type[NASCLI] = NASCLI) -> NASCLI:
-    """Run a recipe's CLI: ``fit``/``validate``/``test`` subcommands, YAML configs and ``--key=value`` overrides.
+    """Run a recipe's CLI: ``fit``/``validate``/``test`` subcommands, YAML configs (a file or a shipped recipe's
+    name) and ``--key=value`` overrides.
 
     ``run=False`` only parses and instantiates (no subcommand in ``args``), e.g. to check a config. ``cli_class``: a
     NASCLI subclass whose hooks adapt the config to the strategy (ENAS: its DDP strategy)."""
@@ -97,7 +119,7 @@ def run_recipe(model_class: type[pl.LightningModule], args: list[str] | None = N
         model_class,
         NASDataModule,
         subclass_mode_data=True,
-        args=args,
+        args=shipped_configs(sys.argv[1:] if args is None else args),
         save_config_callback=SaveRunConfig,
         run=run,
     )

@@ -2,7 +2,6 @@ import pytest
 import timm
 import torch
 
-import lightning_nas  # noqa: F401  (registers the timm models)
 from lightning_nas.genotypes import Genotype, published_genotypes
 from lightning_nas.networks import NetworkCIFAR, NetworkImageNet
 

@@ -10,7 +10,7 @@ import torch
 from timm.models import get_notrace_functions, get_notrace_modules
 from torchvision.models.feature_extraction import create_feature_extractor, get_graph_node_names
 
-import lightning_nas  # noqa: F401  (registers the timm models)
+import lightning_nas.networks  # noqa: F401  (registers the timm models)
 from lightning_nas.errors import ConfigError
 
 SMALL = {"C": 8, "layers": 5}

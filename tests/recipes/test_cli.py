@@ -1,12 +1,16 @@
-"""The shared recipe CLI: each run keeps its own resolved config next to its checkpoints."""
+"""The shared recipe CLI: each run keeps its own resolved config next to its checkpoints; shipped recipe configs are
+found by name."""
 
 from pathlib import Path
 
+import pytest
 import yaml
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from lightning_nas.checkpoint_io import AtomicCheckpointIO
-from lightning_nas.recipes.cli import run_recipe
+from lightning_nas.errors import ConfigError
+from lightning_nas.recipes import config_names, config_path
+from lightning_nas.recipes.cli import run_recipe, shipped_configs
 from lightning_nas.recipes.train import main
 from lightning_nas.strategies.final_training import FinalTraining
 
@@ -33,3 +37,26 @@ def test_recipes_save_checkpoints_atomically_unless_told_otherwise() -> None:
     custom = run_recipe(FinalTraining, [*args, "--trainer.plugins", "lightning.pytorch.plugins.io.TorchCheckpointIO"],
                         run=False)
     assert type(custom.trainer.strategy.checkpoint_io) is TorchCheckpointIO
+
+
+def test_shipped_recipe_configs_are_found_by_name() -> None:
+    assert config_path("darts_digits").read_text() == (ROOT / "recipes" / "darts_digits.yaml").read_text()
+    assert config_path("sweeps/train.yaml") == config_path("sweeps/train")
+    assert {"train_digits", "darts_digits", "quality/darts_digits", "sweeps/darts_search"} <= set(config_names())
+    with pytest.raises(ConfigError, match=r"no recipe config named 'darts_digit'; the package ships darts_cifar10, "):
+        config_path("darts_digit")
+
+
+def test_config_option_takes_a_shipped_recipe_name(tmp_path: Path) -> None:
+    assert shipped_configs(["fit", "--config", "train_digits", "--config=pnas_digits", "--model.C", "4"]) == [
+        "fit", "--config", str(config_path("train_digits")), f"--config={config_path('pnas_digits')}", "--model.C", "4"]
+    inline = "{trainer: {max_epochs: 2}}"
+    assert shipped_configs(["--config", inline, "--config", str(tmp_path)]) == ["--config", inline, "--config",
+                                                                                str(tmp_path)]
+    cli = run_recipe(FinalTraining, ["--config", "train_digits", "--model.C", "4", "--model.layers", "3"], run=False)
+    assert cli.config["model"]["genotype"] == "DARTS_V2" and cli.trainer.max_epochs == 6
+
+
+def test_unknown_config_name_is_a_one_line_error(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit, match=r"^error: no recipe config named 'train_digit'; the package ships"):
+        main(["fit", "--config", "train_digit"])
