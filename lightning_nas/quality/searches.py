@@ -8,7 +8,6 @@ state (threads, seeds, Lightning globals) into the next.
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -35,13 +34,16 @@ def search_command(strategy: str, config: str, seed: int, folder: Path, extra: l
 
 
 def run_search(strategy: str, config: str, seed: int, folder: Path, extra: list[str]) -> Genotype:
-    """Run one search to its end and return the architecture it found. An unfinished Lightning search is started
-    over; PNAS and random search resume from their results files by themselves."""
-    if strategy in LIGHTNING_STRATEGIES and folder.exists():
-        shutil.rmtree(folder)
-    folder.mkdir(parents=True, exist_ok=True)
+    """Run one search to its end and return the architecture it found. An interrupted Lightning search resumes from
+    its last checkpoint (one that had finished only re-exports its genotype); PNAS and random search resume from their
+    results files by themselves."""
     command = search_command(strategy, config, seed, folder, extra)
-    with open(folder / "search.log", "w") as log:
+    if strategy in LIGHTNING_STRATEGIES:
+        checkpoints = sorted(folder.rglob("last.ckpt"), key=lambda path: path.stat().st_mtime)
+        if checkpoints:
+            command.append(f"--ckpt_path={checkpoints[-1]}")
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / "search.log", "a") as log:
         log.write(" ".join(command) + "\n")
         log.flush()
         status = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT).returncode
