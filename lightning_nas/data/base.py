@@ -179,6 +179,10 @@ class NASDataModule(pl.LightningDataModule):
     def test_dataloader(self) -> DataLoader:
         return self._loader(self.split("test"), shuffle=False)
 
+    def predict_dataloader(self) -> DataLoader:
+        """``predict`` reads the test set, in order."""
+        return self.test_dataloader()
+
     def heldout_dataloader(self, shuffle: bool = True) -> DataLoader:
         """Loader over the held-out images (ENAS rewards, PNAS candidate scores)."""
         return self._loader(self.split("heldout"), shuffle=shuffle, salt=2)

@@ -68,7 +68,7 @@ def check_input(x: torch.Tensor, in_chans: int, min_size: int, network: str) -> 
     if x.dim() != 4 or x.shape[1] != in_chans or min(x.shape[-2], x.shape[-1]) < min_size:
         raise ConfigError(
             f"{network} expects images of shape (batch, {in_chans}, H, W) with H, W >= {min_size}; got "
-            f"{list(x.shape)}. Resize the data or build the network with matching in_chans."
+            f"({', '.join([str(size) for size in x.shape])}). Resize the data or build the network with matching in_chans."
         )
     return x
 

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
+
+from jsonargparse import Namespace
 
 import lightning.pytorch as pl
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
@@ -64,12 +67,35 @@ class SaveRunConfig(SaveConfigCallback):
                 logger.experiment.save(str(path), base_path=str(directory), policy="now")
 
 
+STEPS = {"fit": "training_step", "validate": "validation_step", "test": "test_step", "predict": "predict_step"}
+"""The LightningModule step each Trainer subcommand runs."""
+
+
+def last_checkpoint(root: str | os.PathLike[str]) -> Path | None:
+    """The most recently written ``last.ckpt`` under ``root``: the end of the last run there."""
+    return max(Path(root).rglob("last.ckpt"), key=lambda path: path.stat().st_mtime, default=None)
+
+
 class NASCLI(LightningCLI):
     """Links the data module's ``num_classes`` and ``in_chans`` into the model, so a config names them once.
 
     ``--data`` takes any NASDataModule subclass (``--data DigitsDataModule``, ``--data CIFAR10DataModule``, ...).
-    Checkpoints are written atomically beside their target (``AtomicCheckpointIO``).
+    Checkpoints are written atomically beside their target (``AtomicCheckpointIO``). Only the subcommands whose step
+    the strategy implements are offered (a search has no test or predict step). ``--ckpt_path last`` resumes the last
+    run of the same ``default_root_dir``: each run gets a version folder of its own, where Lightning would look.
     """
+
+    def subcommands(self) -> dict[str, set[str]]:  # type: ignore[override]
+        return {name: arguments for name, arguments in LightningCLI.subcommands().items()
+                if getattr(self._model_class, STEPS[name]) is not getattr(pl.LightningModule, STEPS[name])}
+
+    def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
+        super().parse_arguments(parser, args)
+        config = self.config.get(self.config.get("subcommand") or "", None)
+        if isinstance(config, Namespace) and config.get("ckpt_path") == "last":
+            last = last_checkpoint(config.trainer.default_root_dir or os.getcwd())
+            if last is not None:
+                config.ckpt_path = str(last)
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.link_arguments("data.num_classes", "model.num_classes", apply_on="instantiate")
@@ -110,16 +136,23 @@ def shipped_configs(args: list[str]) -> list[str]:
 
 def run_recipe(model_class: type[pl.LightningModule], args: list[str] | None = None, run: bool = True,
                cli_class: type[NASCLI] = NASCLI) -> NASCLI:
-    """Run a recipe's CLI: ``fit``/``validate``/``test`` subcommands, YAML configs (a file or a shipped recipe's
-    name) and ``--key=value`` overrides.
+    """Run a recipe's CLI: the Trainer subcommands the strategy implements, YAML configs (a file or a shipped
+    recipe's name) and ``--key=value`` overrides.
 
     ``run=False`` only parses and instantiates (no subcommand in ``args``), e.g. to check a config. ``cli_class``: a
-    NASCLI subclass whose hooks adapt the config to the strategy (ENAS: its DDP strategy)."""
+    NASCLI subclass whose hooks adapt the config to the strategy (ENAS: its DDP strategy). Every strategy configures
+    its own optimizers (a search has two), so ``--optimizer`` and ``--lr_scheduler`` are refused in one line."""
+    args = shipped_configs(sys.argv[1:] if args is None else args)
+    for option in (arg.split("=")[0].split(".")[0] for arg in args):
+        if option in ("--optimizer", "--lr_scheduler"):
+            raise ConfigError(f"{option} is not supported: {model_class.__name__} configures its own optimizer and "
+                              f"schedule; set them with its --model.* options (see --help)")
     return cli_class(
         model_class,
         NASDataModule,
         subclass_mode_data=True,
-        args=shipped_configs(sys.argv[1:] if args is None else args),
+        args=args,
         save_config_callback=SaveRunConfig,
         run=run,
+        auto_configure_optimizers=False,
     )

@@ -4,8 +4,11 @@
 
 ``--model.genotype DARTS_V2`` picks a published cell, ``--model.genotype runs/search/genotype.json`` the cell a search
 wrote. Bad input (a malformed genotype, images the network cannot take, a missing dataset) and a diverged loss end
-with one line ``error: ...`` and exit status 1 instead of a traceback. ``--ckpt_path .../last.ckpt`` resumes a run;
+with one line ``error: ...`` and exit status 1 instead of a traceback. ``--ckpt_path .../last.ckpt`` resumes a run,
+``--ckpt_path last`` the last run in the same ``--trainer.default_root_dir``;
 ``--trainer.callbacks+=EMAWeightAveraging --trainer.callbacks.decay 0.9998`` validates and saves an EMA of the weights.
+``fit``, ``validate``, ``test`` and ``predict`` (class probabilities of the test images) are offered; the optimizer
+and schedule are the model's (``--model.lr``, ``--model.scheduler``, ...), ``--optimizer`` is refused.
 """
 
 from __future__ import annotations

@@ -81,7 +81,7 @@ def test_timm_create_model_and_data_config() -> None:
 
 def test_wrong_input_shape_gives_a_clear_error() -> None:
     network = NetworkCIFAR("DARTS_V2", C=8, layers=5, num_classes=10)
-    with pytest.raises(ValueError, match=r"expects images of shape \(batch, 3, H, W\).*got \[2, 1, 32, 32\]"):
+    with pytest.raises(ValueError, match=r"expects images of shape \(batch, 3, H, W\).*got \(2, 1, 32, 32\)"):
         network(torch.randn(2, 1, 32, 32))
     with pytest.raises(ValueError, match=r"H, W >= 32"):
         NetworkImageNet("DARTS_V2", C=8, layers=5, num_classes=10)(torch.randn(1, 3, 16, 16))

@@ -127,5 +127,5 @@ def test_fx_then_torchscript_runs_and_still_checks_the_input(name: str) -> None:
 
 def test_fx_traced_model_keeps_the_input_check() -> None:
     traced = torch.fx.symbolic_trace(timm.create_model("nas_cifar", **SMALL).eval())
-    with pytest.raises(ConfigError, match=r"NetworkCIFAR expects .* got \[2, 1, 32, 32\]"):
+    with pytest.raises(ConfigError, match=r"NetworkCIFAR expects .* got \(2, 1, 32, 32\)"):
         traced(torch.randn(2, 1, 32, 32))

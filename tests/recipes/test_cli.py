@@ -1,8 +1,9 @@
 """The shared recipe CLI: each run keeps its own resolved config next to its checkpoints; shipped recipe configs are
-found by name."""
+found by name; ``--ckpt_path last`` resumes the last run of the root dir."""
 
 from pathlib import Path
 
+import lightning.pytorch as pl
 import pytest
 import yaml
 from lightning.pytorch.plugins.io import TorchCheckpointIO
@@ -10,7 +11,7 @@ from lightning.pytorch.plugins.io import TorchCheckpointIO
 from lightning_nas.checkpoint_io import AtomicCheckpointIO
 from lightning_nas.errors import ConfigError
 from lightning_nas.recipes import config_names, config_path
-from lightning_nas.recipes.cli import run_recipe, shipped_configs
+from lightning_nas.recipes.cli import last_checkpoint, run_recipe, shipped_configs
 from lightning_nas.recipes.train import main
 from lightning_nas.strategies.final_training import FinalTraining
 
@@ -60,3 +61,18 @@ def test_config_option_takes_a_shipped_recipe_name(tmp_path: Path) -> None:
 def test_unknown_config_name_is_a_one_line_error(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit, match=r"^error: no recipe config named 'train_digit'; the package ships"):
         main(["fit", "--config", "train_digit"])
+
+
+def test_ckpt_path_last_resumes_the_last_run_of_the_root_dir(tmp_path: Path) -> None:
+    def fit(epochs: int, *extra: str) -> pl.Trainer:
+        return run_recipe(FinalTraining, ["fit", "--config", "train_digits", "--trainer.default_root_dir",
+                                          str(tmp_path), "--model.C", "4", "--model.layers", "3",
+                                          "--trainer.max_epochs", str(epochs), "--trainer.limit_train_batches", "2",
+                                          "--trainer.limit_val_batches", "1", "--trainer.enable_progress_bar",
+                                          "false", *extra]).trainer
+
+    fit(1)
+    (last,) = tmp_path.glob("**/last.ckpt")
+    resumed = fit(2, "--ckpt_path", "last")  # Lightning alone looks in the new run's empty folder and starts over
+    assert resumed.ckpt_path == str(last) and resumed.global_step == 4
+    assert last_checkpoint(tmp_path) != last  # the resumed run wrote its own, newer last.ckpt

@@ -1,4 +1,5 @@
-"""The train recipe: published settings in its configs, genotype files, one-line errors, DDP metrics."""
+"""The train recipe: published settings in its configs, genotype files, one-line errors, DDP metrics, predict, the
+subcommands each recipe offers, refused optimizer options."""
 
 from __future__ import annotations
 
@@ -15,7 +16,9 @@ import yaml
 
 from lightning_nas.data import DigitsDataModule
 from lightning_nas.genotypes import published_genotypes
+from lightning_nas.recipes.cli import run_recipe
 from lightning_nas.recipes.train import main
+from lightning_nas.strategies.darts import DARTS
 from lightning_nas.strategies.final_training import FinalTraining
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -118,3 +121,37 @@ def test_ddp_validation_metrics_equal_one_process(tmp_path: Path) -> None:
     assert ddp["val/top1"] == pytest.approx(one["val/top1"], abs=1e-7)  # counts out of 297: exact
     assert ddp["val/top5"] == pytest.approx(one["val/top5"], abs=1e-7)
     assert ddp["val/loss"] == pytest.approx(one["val/loss"], rel=1e-5)
+
+
+def test_predict_returns_class_probabilities_of_the_test_images(tmp_path: Path) -> None:
+    main(fit_args(tmp_path, "--trainer.limit_train_batches", "2", "--trainer.limit_val_batches", "1"))
+    (last,) = tmp_path.glob("**/checkpoints/last.ckpt")
+    cli = run_recipe(FinalTraining, ["predict", "--config", "train_digits", *QUICK, "--ckpt_path", str(last),
+                                     "--trainer.limit_predict_batches", "2", "--trainer.logger", "false",
+                                     "--trainer.default_root_dir", str(tmp_path)])
+    probabilities = torch.cat(cli.trainer.predict_loop.predictions)
+    assert probabilities.shape == (2 * 64, 10) and (probabilities >= 0).all()
+    torch.testing.assert_close(probabilities.sum(dim=1), torch.ones(2 * 64))
+    images = torch.stack([DigitsDataModule().make_test_set()[i][0] for i in range(64)])
+    module = FinalTraining.load_from_checkpoint(last, weights_only=True).eval()
+    torch.testing.assert_close(probabilities[:64], module(images).softmax(dim=1))
+
+
+def test_train_offers_every_subcommand_and_a_search_only_fit_and_validate() -> None:
+    train = run_recipe(FinalTraining, ["--config", "train_digits", *QUICK], run=False)
+    assert list(train.subcommands()) == ["fit", "validate", "test", "predict"]
+    search = run_recipe(DARTS, ["--config", "darts_digits"], run=False)
+    assert list(search.subcommands()) == ["fit", "validate"]
+
+
+def test_darts_test_subcommand_is_not_offered(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        run_recipe(DARTS, ["test", "--config", "darts_digits"])
+    assert exit_info.value.code == 2 and "'test'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("option", ["--optimizer=Adam", "--lr_scheduler.class_path=StepLR"])
+def test_optimizer_options_are_refused_in_one_line(option: str) -> None:
+    with pytest.raises(SystemExit, match=rf"^error: {option.split('=')[0].split('.')[0]} is not supported: "
+                                         r"FinalTraining configures its own optimizer and schedule; set them with"):
+        main(["fit", "--config", "train_digits", option])
