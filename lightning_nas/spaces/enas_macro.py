@@ -43,6 +43,13 @@ class MacroArchitecture:
             if len(row) != layer or any(s not in (0, 1) for s in row):
                 raise ConfigError(f"layer {layer}: skips must be {layer} zeros/ones (one per earlier layer), got {list(row)}")
 
+    @classmethod
+    def uniform(cls, num_layers: int = 12, generator: torch.Generator | None = None) -> MacroArchitecture:
+        """An architecture drawn uniformly: every layer's op, and every skip on or off with probability 1/2."""
+        ops = torch.randint(len(ENAS_MACRO_OPS), (num_layers,), generator=generator).tolist()
+        skips = tuple(tuple(torch.randint(2, (layer,), generator=generator).tolist()) for layer in range(num_layers))
+        return cls(tuple(ENAS_MACRO_OPS[op] for op in ops), skips)
+
     @property
     def num_layers(self) -> int:
         return len(self.ops)

@@ -52,6 +52,19 @@ class MicroArchitecture:
         if len(self.normal) != len(self.reduce):
             raise ValueError("normal and reduce cells must have the same number of nodes")
 
+    @classmethod
+    def uniform(cls, num_nodes: int = 5, generator: torch.Generator | None = None) -> MicroArchitecture:
+        """An architecture drawn uniformly: every edge's input and op independently, as random search samples."""
+
+        def draw(n: int) -> int:
+            return int(torch.randint(n, (), generator=generator))
+
+        def cell() -> tuple[Edge, ...]:
+            return tuple((draw(node), ENAS_MICRO_OPS[draw(len(ENAS_MICRO_OPS))])
+                         for node in range(2, 2 + num_nodes) for _ in range(EDGES_PER_NODE))
+
+        return cls(normal=cell(), reduce=cell())
+
     @property
     def num_nodes(self) -> int:
         return len(self.normal) // EDGES_PER_NODE
