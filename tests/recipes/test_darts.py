@@ -89,6 +89,14 @@ def test_pcdarts_recipe_has_the_papers_settings():
     assert len(cli.model.network.arch_parameters()) == 4  # α and the edge-normalisation β of both cell types
 
 
+def test_fmnist_recipe_searches_a_reduced_network_on_fashion_mnist_with_alpha_warm_up():
+    cli = run_recipe(DARTS, ["--config", str(ROOT / "recipes" / "darts_fmnist.yaml")], run=False)
+    hp = cli.model.hparams
+    assert (hp.C, hp.layers, hp.in_chans, hp.arch_warmup_epochs, hp.train_config) == (
+        4, 3, 1, 3, "recipes/train_fmnist.yaml")
+    assert cli.datamodule.mode == "search" and cli.trainer.limit_train_batches == 20
+
+
 def test_reuse_example_runs(tmp_path, monkeypatch, capsys):
     text = (Path(__file__).parents[2] / "README.md").read_text()
     section = text.split("## Reuse the DARTS search space in your own LightningModule", 1)[1]
