@@ -165,11 +165,11 @@ def derive_cell(
     names = [primitives[k] for k in candidates]
     weights = weights.detach()[:, candidates].clone()
     kept = _strongest_edges(weights, nodes)
+    if max_skip_connect is not None and (max_skip_connect < 0 or names == ["skip_connect"]):
+        raise ConfigError(
+            f"max_skip_connect={max_skip_connect} needs to be >= 0 and an op other than none and skip_connect"
+        )
     if max_skip_connect is not None and "skip_connect" in names:
-        if max_skip_connect < 0 or len(names) < 2:
-            raise ConfigError(
-                f"max_skip_connect={max_skip_connect} needs to be >= 0 and an op other than none and skip_connect"
-            )
         skip = names.index("skip_connect")
         while len(skips := [edge for edge, _, op in kept if op == skip]) > max_skip_connect:
             weakest = min(skips, key=lambda edge: weights[edge, skip].item())

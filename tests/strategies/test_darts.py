@@ -80,9 +80,11 @@ def test_unrolled_search_runs_and_rejects_eval_batches(tmp_path):
         make_trainer(tmp_path, limit_train_batches=1).fit(DARTS(**TINY), DigitsDataModule(mode="eval", batch_size=16))
 
 
-def test_fewer_than_three_layers_are_refused_with_the_fix():
+def test_fewer_than_three_layers_and_a_negative_skip_cap_are_refused():
     with pytest.raises(ConfigError, match=r"layers >= 3, got layers=2: .* set --model.layers 3 or more"):
         DARTS(**{**TINY, "layers": 2})
+    with pytest.raises(ConfigError, match="max_skip_connect=-1 needs to be >= 0"):
+        DARTS(**TINY, max_skip_connect=-1)
 
 
 def test_warm_up_trains_only_w_then_alpha_and_the_end_of_fit_says_how_far_alpha_moved(tmp_path, capsys):
