@@ -12,7 +12,6 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning_nas.data import DigitsDataModule
 from lightning_nas.errors import ConfigError
 from lightning_nas.genotypes import Genotype
-from lightning_nas.spaces.darts import SearchNetwork
 from lightning_nas.strategies.darts import DARTS
 
 TINY = dict(num_classes=10, in_chans=1, C=4, layers=3, nodes=2)
