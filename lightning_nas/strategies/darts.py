@@ -157,8 +157,8 @@ class DARTS(pl.LightningModule):
         w_optimizer.step()
         self.log("train/loss", loss, prog_bar=True)
         # per step, so callbacks see this epoch's last value at its end (epoch-end logs of the module come after them)
-        entropy_normal, entropy_reduce = self._entropies()
-        self.log_dict({"arch/entropy_normal": entropy_normal, "arch/entropy_reduce": entropy_reduce})
+        self.log("arch/entropy_normal", alpha_entropy(self.network.alpha_normal))
+        self.log("arch/entropy_reduce", alpha_entropy(self.network.alpha_reduce))
 
     def _stop_if_not_finite(self, step: str, batch_idx: int, *tensors: torch.Tensor) -> None:
         """Raise a FloatingPointError before the optimizer step if a loss or gradient is NaN or infinite on any rank,
