@@ -13,7 +13,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
-from timm.layers import create_classifier
+from timm.layers import DropPath, create_classifier
 from timm.models import build_model_with_cfg, generate_default_cfgs, register_model
 from torch import nn
 
@@ -46,7 +46,7 @@ class AuxiliaryHead(nn.Module):
             nn.BatchNorm2d(768) if bn_after_conv else nn.Identity(),
             nn.ReLU(inplace=True),
         )
-        self.classifier = nn.Linear(768, num_classes)
+        self.classifier: nn.Module = nn.Linear(768, num_classes)
 
     def reset_classifier(self, num_classes: int) -> None:
         self.classifier = nn.Linear(768, num_classes) if num_classes > 0 else nn.Identity()
@@ -68,7 +68,8 @@ def check_input(x: torch.Tensor, in_chans: int, min_size: int, network: str) -> 
     if x.dim() != 4 or x.shape[1] != in_chans or min(x.shape[-2], x.shape[-1]) < min_size:
         raise ConfigError(
             f"{network} expects images of shape (batch, {in_chans}, H, W) with H, W >= {min_size}; got "
-            f"({', '.join([str(size) for size in x.shape])}). Resize the data or build the network with matching in_chans."
+            f"({', '.join([str(size) for size in x.shape])}). Resize the data or build the network with matching "
+            f"in_chans."
         )
     return x
 
@@ -147,8 +148,9 @@ class StackedCellNetwork(nn.Module):
     def set_drop_path_rate(self, rate: float) -> None:
         """Set the drop path probability of every cell (the final-training module raises it linearly per epoch)."""
         self.drop_path_rate = rate
-        for cell in self.cells:
-            cell.drop_path.drop_prob = rate
+        for module in self.cells.modules():
+            if isinstance(module, DropPath):
+                module.drop_prob = rate
 
     def forward_cells(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Final feature map and the output of the cell the auxiliary head reads."""
