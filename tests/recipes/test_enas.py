@@ -1,10 +1,12 @@
-"""The ENAS recipe end to end on digits: its genotype file feeds the train recipe unchanged; its curves are plotted."""
+"""The ENAS recipe end to end on digits: its genotype file feeds the train recipe unchanged; its curves are plotted;
+it picks the DDP strategy ENAS needs; bad arguments end in one line."""
 
 from __future__ import annotations
 
 import re
 from pathlib import Path
 
+import pytest
 import torch
 
 from lightning_nas.genotypes import Genotype
@@ -15,7 +17,7 @@ ROOT = Path(__file__).resolve().parents[2]
 TINY = ["--trainer.max_epochs", "1", "--trainer.limit_train_batches", "2", "--trainer.enable_progress_bar", "false",
         "--trainer.enable_model_summary", "false", "--data.init_args.batch_size", "16", "--model.C", "4",
         "--model.lstm_size", "8", "--model.controller_steps", "2", "--model.controller_aggregate", "2",
-        "--model.derive_samples", "2"]
+        "--model.derive_samples", "2", "--model.compare_samples", "2", "--model.derive_batches", "2"]
 
 
 def test_digits_search_writes_a_genotype_for_the_train_recipe_and_the_controller_curves(tmp_path: Path, capsys) -> None:
@@ -34,3 +36,18 @@ def test_digits_search_writes_a_genotype_for_the_train_recipe_and_the_controller
     assert [row["epoch"] for row in cli.model.history] == [0]
     curves = genotype_file.parent / "plots" / "enas_curves.png"
     assert curves.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_ddp_runs_with_find_unused_parameters_without_being_asked(tmp_path: Path) -> None:
+    cli = main(["--config", str(ROOT / "recipes" / "enas_digits.yaml"), "--trainer.default_root_dir", str(tmp_path),
+                "--trainer.strategy", "ddp"], run=False)
+    assert cli.trainer.strategy._ddp_kwargs["find_unused_parameters"] is True
+
+
+def test_bad_argument_ends_with_one_line_before_training(tmp_path: Path) -> None:
+    with pytest.raises(SystemExit) as exit:
+        main(["fit", "--config", str(ROOT / "recipes" / "enas_digits.yaml"), "--trainer.default_root_dir",
+              str(tmp_path), "--model.controller_aggregate", "0"])
+    assert exit.value.code == ("error: model.controller_aggregate=0 is too small for an ENAS search: "
+                               "set --model.controller_aggregate 1 or more")
+    assert not list(tmp_path.rglob("*.ckpt"))

@@ -52,3 +52,11 @@ def test_fixed_network_holds_only_chosen_ops_and_doubles_channels() -> None:
     assert network(torch.randn(2, 1, 8, 8)).shape == (2, 10)
     with pytest.raises(ValueError, match="needs an architecture"):
         MacroNetwork(None, C=4, num_layers=6, in_chans=1)(torch.randn(2, 1, 8, 8))
+
+
+def test_uniform_arch_turns_half_the_skips_on_and_repeats_with_its_generator() -> None:
+    archs = [MacroArchitecture.uniform(12, torch.Generator().manual_seed(i)) for i in range(100)]
+    assert MacroArchitecture.uniform(12, torch.Generator().manual_seed(3)) == archs[3]
+    assert abs(sum(arch.skip_rate() for arch in archs) / len(archs) - 0.5) < 0.03
+    ops = [op for arch in archs for op in arch.ops]
+    assert abs(ops.count("conv_3x3") / len(ops) - 1 / 6) < 0.03

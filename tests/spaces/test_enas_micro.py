@@ -75,3 +75,12 @@ def test_invalid_micro_arch_is_rejected_with_the_node_named() -> None:
         MicroArchitecture(NORMAL[:2] + ((3, "identity"),) + NORMAL[3:], REDUCE)
     with pytest.raises(ValueError, match="not an ENAS micro op"):
         MicroArchitecture(NORMAL, (REDUCE[0], (0, "dil_conv_3x3")) + REDUCE[2:])
+
+
+def test_uniform_arch_draws_every_input_and_op_equally_and_repeats_with_its_generator() -> None:
+    archs = [MicroArchitecture.uniform(5, torch.Generator().manual_seed(i)) for i in range(400)]
+    assert MicroArchitecture.uniform(5, torch.Generator().manual_seed(7)) == archs[7]
+    last_node = [edge for arch in archs for edge in arch.normal[8:]]  # node 6 reads one of 6 inputs
+    assert abs(sum(index == 0 for index, _ in last_node) / len(last_node) - 1 / 6) < 0.04
+    ops = [op for arch in archs for _, op in arch.reduce]
+    assert abs(ops.count("identity") / len(ops) - 1 / 5) < 0.03

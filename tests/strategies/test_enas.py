@@ -1,4 +1,5 @@
-"""The ENAS LightningModule: a tiny search writes its architecture; resume continues exactly; DDP keeps ranks equal."""
+"""The ENAS LightningModule: a tiny search writes its architecture; the controller learns a planted reward (and a
+negated one fails); held-out scoring and derivation; bad arguments; resume continues exactly; DDP keeps ranks equal."""
 
 from __future__ import annotations
 
@@ -12,11 +13,14 @@ import pytest
 import torch
 
 from lightning_nas.data import DigitsDataModule
+from lightning_nas.errors import ConfigError
 from lightning_nas.genotypes import Genotype
 from lightning_nas.spaces.enas_macro import MacroArchitecture
+from lightning_nas.spaces.enas_micro import MicroArchitecture
 from lightning_nas.strategies.enas import ENAS
 
-TINY = dict(in_chans=1, C=4, num_layers=3, controller_steps=2, controller_aggregate=2, derive_samples=2, lstm_size=8)
+TINY = dict(in_chans=1, C=4, num_layers=3, controller_steps=2, controller_aggregate=2, derive_samples=2, lstm_size=8,
+            compare_samples=2)
 
 
 def fit(root: Path, epochs: int, ckpt_path: str | None = None, **model_args) -> ENAS:
@@ -34,6 +38,81 @@ def test_micro_search_writes_a_genotype_and_updates_the_baseline(tmp_path: Path)
     genotype = Genotype.load(tmp_path / "ckpt" / "genotype.json")
     assert genotype == model.genotype()
     assert 0 < float(model.baseline) < 1  # 4 rewards moved it from 0 towards accuracies in (0, 1]
+    assert set(model.comparison) == {"controller_top1", "uniform_top1"}
+    assert all(0 <= value <= 1 for value in model.comparison.values())
+
+
+def test_baseline_can_start_at_the_first_reward(tmp_path: Path) -> None:
+    model = ENAS(**TINY, baseline_from_first_reward=True)
+    assert model.baseline.isnan()
+    model = fit(tmp_path, epochs=1, baseline_from_first_reward=True, controller_steps=1, controller_aggregate=1)
+    assert float(model.baseline) == pytest.approx(model.history[0]["reward"], abs=1e-6)  # b = R_1, then b -= 0.01 (b - R_1)
+
+
+class PlantedENAS(ENAS):
+    """ENAS rewarded by a planted score in place of the child's accuracy: the fraction of edges using ``identity``,
+    times ``sign``. Sampling, baseline, REINFORCE step, derivation and comparison are the real ones."""
+
+    def __init__(self, sign: float = 1.0, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.sign = sign
+
+    def accuracy(self, arch: MicroArchitecture, batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+        ops = [op for _, op in arch.normal + arch.reduce]
+        return torch.tensor(self.sign * ops.count("identity") / len(ops))
+
+
+def planted_search(sign: float) -> tuple[PlantedENAS, dict[str, float]]:
+    """300 controller samples of a 2-node controller without the authors' squashing and op bias (their bound keeps
+    identity below p = 0.26, too close to the uniform 0.2 to tell apart in a fast test); then the planted score of
+    100 controller samples vs 100 uniform ones."""
+    pl.seed_everything(0)
+    model = PlantedENAS(sign, in_chans=1, C=2, num_layers=3, num_nodes=2, lstm_size=16, tanh_constant=None,
+                        op_bias=(0.0,) * 5, controller_lr=0.1, controller_steps=10, controller_aggregate=10,
+                        baseline_decay=0.9, baseline_from_first_reward=True, derive_samples=1, compare_samples=0)
+    trainer = pl.Trainer(max_epochs=3, accelerator="cpu", devices=1, limit_train_batches=1, limit_val_batches=0,
+                         logger=False, enable_progress_bar=False, enable_model_summary=False, enable_checkpointing=False)
+    trainer.fit(model, DigitsDataModule(val_split=16, batch_size=16))
+    model.sign = 1.0  # score what was planted, whatever the controller was rewarded with
+    return model, model.compare_with_uniform(100)
+
+
+def test_controller_learns_a_planted_reward_and_a_negated_one_does_not_pass() -> None:
+    model, comparison = planted_search(1.0)
+    rewards = [row["reward"] for row in model.history]
+    assert rewards[-1] > rewards[0] + 0.05
+    assert comparison["controller_top1"] > comparison["uniform_top1"] + 0.05
+    _, negated = planted_search(-1.0)
+    assert negated["controller_top1"] < negated["uniform_top1"]
+
+
+def test_heldout_scores_count_every_heldout_image_repeatably_and_derive_takes_the_best(tmp_path: Path) -> None:
+    model = fit(tmp_path, epochs=1)
+    arch = model.sample_archs(1)[0]
+    scores = model.heldout_accuracy([arch, arch])
+    assert scores[0] == scores[1] == model.heldout_accuracy([arch])[0]  # no dropout noise: a function of the weights
+    assert float(scores[0]) * 100 == pytest.approx(round(float(scores[0]) * 100), abs=1e-3)  # a count out of all 100
+    torch.manual_seed(1)
+    archs = model.sample_archs(model.hparams.derive_samples)
+    torch.manual_seed(1)
+    derived, top1 = model.derive()
+    candidates = model.heldout_accuracy(archs)
+    assert derived == archs[int(candidates.argmax())] and top1 == pytest.approx(float(candidates.max()))
+
+
+@pytest.mark.parametrize("argument, value", [("num_nodes", 0), ("controller_steps", 0), ("controller_aggregate", 0),
+                                             ("C", 0), ("num_layers", 2), ("derive_samples", 0)])
+def test_bad_counts_are_config_errors_naming_value_and_fix(argument: str, value: int) -> None:
+    with pytest.raises(ConfigError, match=rf"^model\.{argument}={value} .*: set --model\.{argument} \d+ or more$"):
+        ENAS(**{**TINY, argument: value})
+
+
+def test_search_without_heldout_images_stops_before_training(tmp_path: Path) -> None:
+    trainer = pl.Trainer(max_epochs=1, accelerator="cpu", logger=False, enable_progress_bar=False,
+                         default_root_dir=tmp_path)
+    with pytest.raises(ConfigError, match="data.val_split=0: ENAS rewards the controller on held-out"):
+        trainer.fit(ENAS(**TINY), DigitsDataModule(val_split=0, batch_size=16))
+    assert trainer.global_step == 0
 
 
 def test_macro_search_writes_a_macro_architecture(tmp_path: Path) -> None:

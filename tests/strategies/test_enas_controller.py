@@ -97,6 +97,31 @@ def test_authors_op_bias_favours_separable_convs_in_both_cells() -> None:
     assert abs(normal - 0.63) < 0.05 and abs(reduce - 0.51) < 0.05
 
 
+def test_authors_op_bias_is_saturated_so_it_does_not_learn() -> None:
+    """b = 10 inside the tanh: the sep convs' bias gets no gradient, the other ops' biases do."""
+    torch.manual_seed(5)
+    controller = MicroController(lstm_size=16)
+    sample = controller.sample()
+    (grad,) = torch.autograd.grad(sample.log_prob, [controller.op_logits.bias])
+    assert grad[:2].abs().max() < 1e-6 and grad[2:].abs().max() > 1e-2
+
+
+def test_squashing_bounds_the_entropy_of_a_saturated_controller() -> None:
+    """With weights far past anything U(-0.1, 0.1) starts from, the authors' squashing keeps every 5-node sample
+    above the documented 45-nat floor (58.5 is uniform); without the tanh and the op bias the same weights go far
+    below it."""
+    entropies = {}
+    for tanh_constant, op_bias in ((1.1, (10.0, 10.0, 0.0, 0.0, 0.0)), (None, (0.0,) * 5)):
+        torch.manual_seed(6)
+        controller = MicroController(lstm_size=16, tanh_constant=tanh_constant, op_bias=op_bias)
+        with torch.no_grad():
+            for parameter in controller.parameters():
+                parameter.mul_(100.0)
+            entropies[tanh_constant] = [float(controller.sample().entropy) for _ in range(20)]
+    assert 45.0 < min(entropies[1.1]) < 58.5
+    assert max(entropies[None]) < 30.0
+
+
 def test_reinforce_raises_probability_of_rewarded_choice() -> None:
     """Toy reward: 1 when node 3 of the normal cell reads c_{k-2} on its first edge, else 0 (p ≈ 1/3 at first; the
     tanh constant 1.1 caps it at e^1.1 / (e^1.1 + 2 e^-1.1) ≈ 0.82)."""
