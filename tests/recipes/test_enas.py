@@ -51,3 +51,9 @@ def test_bad_argument_ends_with_one_line_before_training(tmp_path: Path) -> None
     assert exit.value.code == ("error: model.controller_aggregate=0 is too small for an ENAS search: "
                                "set --model.controller_aggregate 1 or more")
     assert not list(tmp_path.rglob("*.ckpt"))
+
+
+def test_fashion_mnist_config_builds_the_reduced_search(tmp_path: Path) -> None:
+    cli = main(["--config", str(ROOT / "recipes" / "enas_fmnist.yaml"), "--trainer.default_root_dir", str(tmp_path)],
+               run=False)
+    assert cli.model.hparams.C == 16 and cli.model.hparams.in_chans == 1 and cli.trainer.limit_train_batches == 30
