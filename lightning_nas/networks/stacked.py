@@ -8,7 +8,7 @@ no auxiliary head, as a timm model is used for inference; the final-training mod
 """
 
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
@@ -224,6 +224,8 @@ class NetworkImageNet(StackedCellNetwork):
     (DARTS: C=48, 14 cells). The first cell sees the stride-4 output as its k-2 input."""
 
     min_input_size = 32
+    if TYPE_CHECKING:  # for mypy only: TorchScript rejects module types in class annotations
+        stem: nn.ModuleDict
 
     def __init__(self, genotype: GenotypeLike = "DARTS_V2", C: int = 48, layers: int = 14,
                  num_classes: int = 1000, **kwargs: Any) -> None:

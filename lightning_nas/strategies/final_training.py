@@ -13,14 +13,16 @@ the training data's mean, std and input size in its ``pretrained_cfg`` (docs/exp
 from __future__ import annotations
 
 import math
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import lightning.pytorch as pl
 import timm
 import torch
 import torch.nn.functional as F
+from lightning.pytorch.utilities.types import OptimizerLRSchedulerConfig
 from torch import nn
-from torchmetrics import MeanMetric, MetricCollection
+from torch.optim.lr_scheduler import CosineAnnealingLR, ExponentialLR, LRScheduler
+from torchmetrics import MeanMetric, Metric, MetricCollection
 from torchmetrics.classification import MulticlassAccuracy
 
 from lightning_nas.callbacks import EpochSeeding
@@ -34,7 +36,7 @@ EVAL_STAGES = ("val", "test")
 
 def accuracy_metrics(num_classes: int, prefix: str) -> MetricCollection:
     """Top-1 accuracy, and top-5 when there are more than 5 classes."""
-    metrics = {"top1": MulticlassAccuracy(num_classes, top_k=1, average="micro")}
+    metrics: dict[str, Metric | MetricCollection] = {"top1": MulticlassAccuracy(num_classes, top_k=1, average="micro")}
     if num_classes > 5:
         metrics["top5"] = MulticlassAccuracy(num_classes, top_k=5, average="micro")
     return MetricCollection(metrics, prefix=prefix)
@@ -83,7 +85,7 @@ class FinalTraining(pl.LightningModule):
         self.genotype: Genotype = resolve_genotype(genotype)
         self.save_hyperparameters()
         self.hparams["genotype"] = self.genotype.to_dict()
-        self.network = timm.create_model(
+        self.network = cast(StackedCellNetwork, timm.create_model(
             f"nas_{network}",
             genotype=self.genotype,
             C=C,
@@ -91,7 +93,7 @@ class FinalTraining(pl.LightningModule):
             num_classes=num_classes,
             in_chans=in_chans,
             auxiliary=auxiliary_weight > 0,
-        )
+        ))
         self.train_accuracy = accuracy_metrics(num_classes, "train/")
         self.eval_accuracy = nn.ModuleDict({stage: accuracy_metrics(num_classes, f"{stage}/") for stage in EVAL_STAGES})
         self.eval_loss = nn.ModuleDict({stage: MeanMetric() for stage in EVAL_STAGES})
@@ -104,14 +106,14 @@ class FinalTraining(pl.LightningModule):
     def loss(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Training loss (label-smoothed cross entropy + auxiliary weight x auxiliary loss) and the logits."""
         logits, aux_logits = self.network.forward_with_aux(x)
-        smoothing = self.hparams.label_smoothing
+        smoothing = self.hparams["label_smoothing"]
         loss = F.cross_entropy(logits, y, label_smoothing=smoothing)
         if aux_logits is not None:
-            loss = loss + self.hparams.auxiliary_weight * F.cross_entropy(aux_logits, y, label_smoothing=smoothing)
+            loss = loss + self.hparams["auxiliary_weight"] * F.cross_entropy(aux_logits, y, label_smoothing=smoothing)
         return loss, logits
 
     def setup(self, stage: str) -> None:
-        datamodule = self.trainer.datamodule
+        datamodule = getattr(self.trainer, "datamodule", None)
         if all(hasattr(datamodule, key) for key in ("input_size", "mean", "std")):
             self.data_config = {key: tuple(getattr(datamodule, key)) for key in ("input_size", "mean", "std")}
 
@@ -126,22 +128,22 @@ class FinalTraining(pl.LightningModule):
         so ``timm.models.save_for_hf`` can write it) and the trained weights, without the auxiliary head; its
         pretrained_cfg holds the training data's input size, mean and std."""
         hp = self.hparams
-        overlay: dict[str, Any] = {"num_classes": hp.num_classes}
+        overlay: dict[str, Any] = {"num_classes": hp["num_classes"]}
         if self.data_config is not None:
             _, height, width = self.data_config["input_size"]
             reduction = self.network.feature_info[-1]["reduction"]
             overlay |= self.data_config | {"pool_size": (math.ceil(height / reduction), math.ceil(width / reduction))}
-        model = timm.create_model(
-            f"nas_{hp.network}", genotype=self.genotype.to_dict(), C=hp.C, layers=hp.layers,
-            num_classes=hp.num_classes, in_chans=hp.in_chans, pretrained_cfg_overlay=overlay,
-        )
+        model = cast(StackedCellNetwork, timm.create_model(
+            f"nas_{hp['network']}", genotype=self.genotype.to_dict(), C=hp["C"], layers=hp["layers"],
+            num_classes=hp["num_classes"], in_chans=hp["in_chans"], pretrained_cfg_overlay=overlay,
+        ))
         weights = {k: v for k, v in self.network.state_dict().items() if not k.startswith("aux_head.")}
         model.load_state_dict(weights)
         return model.eval()
 
     def on_fit_start(self) -> None:
         max_epochs = self.trainer.max_epochs
-        check(bool(max_epochs) and max_epochs >= 1,
+        check(max_epochs is not None and max_epochs >= 1,
               f"final training schedules lr and drop path over the epochs: set trainer.max_epochs, got {max_epochs}")
 
     def configure_callbacks(self) -> list[pl.Callback]:
@@ -150,7 +152,8 @@ class FinalTraining(pl.LightningModule):
     def on_train_epoch_start(self) -> None:
         """Raise drop path linearly: ``drop_path_prob * epoch / max_epochs`` (EpochSeeding makes its draws resume
         exactly)."""
-        self.network.set_drop_path_rate(self.hparams.drop_path_prob * self.current_epoch / self.trainer.max_epochs)
+        max_epochs = self.trainer.max_epochs or 1  # on_fit_start checked it
+        self.network.set_drop_path_rate(self.hparams["drop_path_prob"] * self.current_epoch / max_epochs)
 
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
         x, y = batch
@@ -167,10 +170,11 @@ class FinalTraining(pl.LightningModule):
         logits = self(x)
         loss = F.cross_entropy(logits, y)
         check_finite(self, "validation" if stage == "val" else stage, {f"{stage}/loss": loss})  # MeanMetric drops NaN
-        self.eval_loss[stage].update(loss, weight=len(y))
-        self.eval_accuracy[stage].update(logits, y)
-        self.log(f"{stage}/loss", self.eval_loss[stage], prog_bar=True, batch_size=len(y))
-        self.log_dict(self.eval_accuracy[stage], prog_bar=True, batch_size=len(y))
+        mean_loss, accuracy = cast(MeanMetric, self.eval_loss[stage]), cast(MetricCollection, self.eval_accuracy[stage])
+        mean_loss.update(loss, weight=len(y))
+        accuracy.update(logits, y)
+        self.log(f"{stage}/loss", mean_loss, prog_bar=True, batch_size=len(y))
+        self.log_dict(accuracy, prog_bar=True, batch_size=len(y))
 
     def on_train_epoch_end(self) -> None:
         """Before ModelCheckpoint saves an epoch without validation: no non-finite weight or BN statistic."""
@@ -192,13 +196,15 @@ class FinalTraining(pl.LightningModule):
         x = batch[0] if isinstance(batch, (tuple, list)) else batch
         return self(x).softmax(dim=1)
 
-    def configure_optimizers(self) -> dict[str, Any]:
+    def configure_optimizers(self) -> OptimizerLRSchedulerConfig:
         hp = self.hparams
         optimizer = torch.optim.SGD(
-            self.parameters(), lr=hp.lr, momentum=hp.momentum, weight_decay=hp.weight_decay, nesterov=hp.nesterov
+            self.parameters(), lr=hp["lr"], momentum=hp["momentum"], weight_decay=hp["weight_decay"],
+            nesterov=hp["nesterov"],
         )
-        if hp.scheduler == "cosine":
-            scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, self.trainer.max_epochs, hp.eta_min)
+        scheduler: LRScheduler
+        if hp["scheduler"] == "cosine":
+            scheduler = CosineAnnealingLR(optimizer, self.trainer.max_epochs or 1, hp["eta_min"])
         else:
-            scheduler = torch.optim.lr_scheduler.ExponentialLR(optimizer, hp.gamma)
+            scheduler = ExponentialLR(optimizer, hp["gamma"])
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}
