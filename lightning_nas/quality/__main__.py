@@ -5,22 +5,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from jsonargparse import ActionConfigFile, ArgumentParser
-
-from lightning_nas.data import NASDataModule
 from lightning_nas.quality.report import QualityReport
-from lightning_nas.recipes.cli import one_line_errors
+from lightning_nas.recipes.driver import run_driver
 
 
 def main(args: list[str] | None = None) -> dict[str, Any]:
-    parser = ArgumentParser(description=__doc__)
-    parser.add_argument("--config", action=ActionConfigFile)
-    parser.add_class_arguments(QualityReport, skip={"data"})
-    parser.add_subclass_arguments(NASDataModule, "data")
-    with one_line_errors():
-        config = parser.instantiate(parser.parse_args(args))
-        config.pop("config", None)
-        return QualityReport(**config).run()
+    return run_driver(QualityReport, "found-vs-random report", args, subcommand=None)
 
 
 if __name__ == "__main__":

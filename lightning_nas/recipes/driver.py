@@ -1,0 +1,34 @@
+"""Recipes for search drivers: searches made of many Trainer fits (PNAS, random search) and the quality report.
+
+They are plain objects with ``run()``, not LightningModules, so they use jsonargparse directly instead of
+LightningCLI, with the same ``[fit] --config`` / ``--key=value`` / ``--print_config`` usage.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from jsonargparse import ActionConfigFile, ArgumentParser
+
+from lightning_nas.data import NASDataModule
+from lightning_nas.recipes.cli import one_line_errors
+
+
+def run_driver(driver: type, description: str, args: list[str] | None = None, subcommand: str | None = "fit") -> Any:
+    """Parse the arguments of ``driver`` (whose ``data`` is any NASDataModule), build it and return ``run()``'s
+    result; bad input ends in one line ``error: ...`` before any work. ``subcommand`` None takes the arguments
+    directly (``python -m lightning_nas.quality --config ...``)."""
+    parser = ArgumentParser(description=description)
+    parser.add_argument("--config", action=ActionConfigFile)
+    parser.add_class_arguments(driver, skip={"data"})
+    parser.add_subclass_arguments(NASDataModule, "data")
+    if subcommand is not None:
+        root = ArgumentParser(description=description)
+        root.add_subcommands().add_subcommand(subcommand, parser, help=f"run or resume: {description}")
+        parser = root
+    config = parser.parse_args(args)
+    with one_line_errors():
+        arguments = parser.instantiate(config)
+        arguments = arguments[subcommand] if subcommand is not None else arguments
+        arguments.pop("config", None)
+        return driver(**arguments).run()
