@@ -62,7 +62,7 @@ class PlantedENAS(ENAS):
         return torch.tensor(self.sign * ops.count("identity") / len(ops))
 
 
-def planted_search(sign: float) -> tuple[PlantedENAS, dict[str, float]]:
+def planted_search(root: Path, sign: float) -> tuple[PlantedENAS, dict[str, float]]:
     """300 controller samples of a 2-node controller without the authors' squashing and op bias (their bound keeps
     identity below p = 0.26, too close to the uniform 0.2 to tell apart in a fast test); then the planted score of
     100 controller samples vs 100 uniform ones."""
@@ -71,18 +71,19 @@ def planted_search(sign: float) -> tuple[PlantedENAS, dict[str, float]]:
                         op_bias=(0.0,) * 5, controller_lr=0.1, controller_steps=10, controller_aggregate=10,
                         baseline_decay=0.9, baseline_from_first_reward=True, derive_samples=1, compare_samples=0)
     trainer = pl.Trainer(max_epochs=3, accelerator="cpu", devices=1, limit_train_batches=1, limit_val_batches=0,
-                         logger=False, enable_progress_bar=False, enable_model_summary=False, enable_checkpointing=False)
+                         logger=False, enable_progress_bar=False, enable_model_summary=False, enable_checkpointing=False,
+                         default_root_dir=root)
     trainer.fit(model, DigitsDataModule(val_split=16, batch_size=16))
     model.sign = 1.0  # score what was planted, whatever the controller was rewarded with
     return model, model.compare_with_uniform(100)
 
 
-def test_controller_learns_a_planted_reward_and_a_negated_one_does_not_pass() -> None:
-    model, comparison = planted_search(1.0)
+def test_controller_learns_a_planted_reward_and_a_negated_one_does_not_pass(tmp_path: Path) -> None:
+    model, comparison = planted_search(tmp_path / "planted", 1.0)
     rewards = [row["reward"] for row in model.history]
     assert rewards[-1] > rewards[0] + 0.05
     assert comparison["controller_top1"] > comparison["uniform_top1"] + 0.05
-    _, negated = planted_search(-1.0)
+    _, negated = planted_search(tmp_path / "negated", -1.0)
     assert negated["controller_top1"] < negated["uniform_top1"]
 
 
