@@ -6,17 +6,18 @@ LightningCLI, with the same ``[fit] --config`` / ``--key=value`` / ``--print_con
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 from jsonargparse import ActionConfigFile, ArgumentParser
 
 from lightning_nas.data import NASDataModule
-from lightning_nas.recipes.cli import one_line_errors
+from lightning_nas.recipes.cli import one_line_errors, shipped_configs
 
 
 def run_driver(driver: type, description: str, args: list[str] | None = None, subcommand: str | None = "fit") -> Any:
-    """Parse the arguments of ``driver`` (whose ``data`` is any NASDataModule), build it and return ``run()``'s
-    result; bad input ends in one line ``error: ...`` before any work. ``subcommand`` None takes the arguments
+    """Parse the arguments of ``driver`` (whose ``data`` is any NASDataModule; ``--config`` a file or a shipped
+    recipe's name), build it and return ``run()``'s result; bad input ends in one line ``error: ...`` before any work. ``subcommand`` None takes the arguments
     directly (``python -m lightning_nas.quality --config ...``)."""
     parser = ArgumentParser(description=description)
     parser.add_argument("--config", action=ActionConfigFile)
@@ -26,8 +27,8 @@ def run_driver(driver: type, description: str, args: list[str] | None = None, su
         root = ArgumentParser(description=description)
         root.add_subcommands().add_subcommand(subcommand, parser, help=f"run or resume: {description}")
         parser = root
-    config = parser.parse_args(args)
     with one_line_errors():
+        config = parser.parse_args(shipped_configs(sys.argv[1:] if args is None else args))
         arguments = parser.instantiate(config)
         arguments = arguments[subcommand] if subcommand is not None else arguments
         arguments.pop("config", None)
