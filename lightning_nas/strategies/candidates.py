@@ -30,6 +30,7 @@ from lightning_nas.data.pnas_results import ResultsFile
 from lightning_nas.errors import ConfigError
 from lightning_nas.genotypes import Genotype
 from lightning_nas.networks import NetworkCIFAR
+from lightning_nas.strategies.finite import check_finite
 from lightning_nas.strategies.ranks import Ranks
 
 
@@ -59,6 +60,7 @@ class CandidateModule(pl.LightningModule):
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
         x, y = batch
         loss = F.cross_entropy(self.network(x), y)
+        check_finite(self, "candidate training", {"train/loss": loss}, hint="lower the candidates' lr")
         self.log("train/loss", loss)
         return loss
 
@@ -194,7 +196,10 @@ class CandidatePool:
         start = time.perf_counter()
         trainer = self.trainer(self.epochs, callbacks, limit_train_batches=self.limit_train_batches,
                                limit_val_batches=self.limit_val_batches)
-        trainer.fit(module, datamodule=self.data)
+        try:
+            trainer.fit(module, datamodule=self.data)
+        except FloatingPointError as diverged:
+            raise FloatingPointError(f"candidate {key} diverged: {diverged}") from None
         record = {"key": key, "genotype": genotype.to_dict(), "accuracy": module.curve[-1], "curve": module.curve,
                   "epochs": len(module.curve), "seconds": round(time.perf_counter() - start, 3)}
         return module, record

@@ -1,9 +1,11 @@
 import json
+import random
 
 import pytest
 
 from lightning_nas.data import DigitsDataModule
 from lightning_nas.errors import ConfigError
+from lightning_nas.spaces.darts import random_genotype
 from lightning_nas.strategies.candidates import CandidatePool
 
 
@@ -43,3 +45,15 @@ def test_a_second_run_on_the_same_results_file_refuses_to_start_while_the_first_
             second.train_all("all", ["a"], fake_train)
         assert first.train_all("all", ["a"], fake_train) == {"a": fake_train("a")}  # re-entrant for its holder
     assert second.train_all("all", ["a", "bb"], fake_train)["bb"] == fake_train("bb")  # released at the end
+
+
+def test_a_diverging_candidate_stops_the_search_naming_it_and_writes_no_result(tmp_path):
+    diverging = pool(tmp_path, N=1, F=4, epochs=1, lr=1e30, limit_train_batches=4)
+    genotype = random_genotype(random.Random(0))
+    with pytest.raises(FloatingPointError, match=r"^candidate c0 diverged: train/loss is (nan|inf) in epoch 0, step "
+                                                 r"\d \(candidate training\); lower the candidates' lr$"):
+        diverging.train_all("all", ["c0"], lambda key: diverging.train(key, genotype)[1])
+    assert diverging.finished() == {}
+    # the same candidate with a sane lr trains and is written
+    sane = pool(tmp_path / "sane", N=1, F=4, epochs=1, lr=0.05, limit_train_batches=4)
+    assert 0 <= sane.train_all("all", ["c0"], lambda key: sane.train(key, genotype)[1])["c0"]["accuracy"] <= 1
