@@ -46,6 +46,8 @@ def test_a_kill_during_a_save_leaves_the_previous_checkpoint(tmp_path: Path) -> 
     assert checkpoint["epoch"] == 1 and torch.equal(checkpoint["weights"], torch.arange(1000.0))
     (temporary,) = path.parent.glob(".last.ckpt.*.tmp")  # the interrupted save, beside its target, never renamed
     assert temporary.name == f".last.ckpt.{saver.pid}.tmp"
+    AtomicCheckpointIO().save_checkpoint({"epoch": 3}, str(path))  # the next save clears what the killed one left
+    assert torch.load(path, weights_only=True) == {"epoch": 3} and not any(path.parent.glob("*.tmp"))
 
 
 def test_trainer_checkpoints_go_through_it(tmp_path: Path) -> None:

@@ -4,7 +4,7 @@ DARTS+ early stopping, per-epoch seeding for exact resume."""
 from lightning_nas.callbacks.darts_early_stopping import DARTSEarlyStopping
 from lightning_nas.callbacks.early_termination import MedianStopping
 from lightning_nas.callbacks.epoch_seeding import EpochSeeding
-from lightning_nas.callbacks.genotype_export import GenotypeExport, run_directory
+from lightning_nas.callbacks.genotype_export import GenotypeExport
 from lightning_nas.callbacks.genotype_logger import GenotypeLogger, alpha_heatmap_png
 from lightning_nas.callbacks.weight_inheritance import WeightInheritance
 
@@ -16,5 +16,4 @@ __all__ = [
     "MedianStopping",
     "WeightInheritance",
     "alpha_heatmap_png",
-    "run_directory",
 ]

@@ -3,60 +3,19 @@
 from __future__ import annotations
 
 import os
-import socket
-from pathlib import Path
 from typing import Protocol
 
 import lightning.pytorch as pl
-from lightning.pytorch.loggers import Logger
 from lightning.pytorch.utilities import rank_zero_only
+
+from lightning_nas.files import join
+from lightning_nas.run_folder import run_directory
 
 
 class Architecture(Protocol):
     """What a search strategy's ``genotype()`` returns: a Genotype, or e.g. an ENAS macro architecture."""
 
-    def save(self, path: str | os.PathLike) -> Path: ...
-
-
-def run_directory(trainer: pl.Trainer) -> Path:
-    """The folder of this run's checkpoints (the logger's run folder when no checkpoint callback is set)."""
-    callback = trainer.checkpoint_callback
-    if callback is not None and getattr(callback, "dirpath", None):
-        return Path(callback.dirpath)
-    # not trainer.log_dir: it broadcasts, and this is called on rank zero only
-    if not trainer.loggers:
-        return Path(trainer.default_root_dir)
-    logger = trainer.loggers[0]
-    return Path(getattr(logger, "log_dir", None) or logger.save_dir or trainer.default_root_dir)
-
-
-def claim_version(logger: Logger) -> None:
-    """Give a CSV or TensorBoard logger without a set version the first ``version_N`` folder this process creates
-    itself. Lightning picks max(N) + 1 from a listing, so two runs started together in one root both take the same
-    folder; ``os.mkdir`` fails for all but one of them, so each run's folder (checkpoints, genotype, config, history)
-    is its own. Call it on rank zero before the fit resolves its folders; the recipes do."""
-    if getattr(logger, "_version", 0) is not None or not hasattr(logger, "_get_next_version"):
-        return
-    root = Path(logger.root_dir)
-    root.mkdir(parents=True, exist_ok=True)
-    version = logger._get_next_version()
-    while True:
-        try:
-            (root / f"version_{version}").mkdir()
-        except FileExistsError:
-            version += 1
-            continue
-        logger._version = version
-        return
-
-
-def run_id(trainer: pl.Trainer) -> str:
-    """This run's name in its records: the W&B run id or the logger's ``version_N``; without a logger, the host and
-    process."""
-    if trainer.loggers:
-        version = trainer.loggers[0].version
-        return f"version_{version}" if isinstance(version, int) else str(version)
-    return f"{socket.gethostname()}-{os.getpid()}"
+    def save(self, path: str | os.PathLike) -> str: ...
 
 
 class GenotypeExport(pl.Callback):
@@ -69,8 +28,8 @@ class GenotypeExport(pl.Callback):
     def __init__(self, filename: str = "genotype.json") -> None:
         self.filename = filename
 
-    def path(self, trainer: pl.Trainer) -> Path:
-        return run_directory(trainer) / self.filename
+    def path(self, trainer: pl.Trainer) -> str:
+        return join(run_directory(trainer), self.filename)
 
     @rank_zero_only
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:

@@ -14,8 +14,8 @@ import torch
 from lightning.pytorch.loggers import WandbLogger
 from lightning.pytorch.utilities import rank_zero_only
 
-from lightning_nas.callbacks.genotype_export import run_directory, run_id
-from lightning_nas.files import write_atomic
+from lightning_nas.run_folder import run_directory, run_id
+from lightning_nas.files import append_text, join, read_text, write_atomic
 from lightning_nas.genotypes import Genotype, cell_diagram_png
 
 matplotlib.use("Agg")
@@ -72,11 +72,12 @@ class GenotypeLogger(pl.Callback):
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         """Keep the records of the epochs a resumed fit restored (the checkpoint's), drop any later ones: a kill
         between this file's write and the checkpoint's would otherwise repeat an epoch."""
-        path = run_directory(trainer) / self.filename
-        if not path.exists():
+        path = join(run_directory(trainer), self.filename)
+        text = read_text(path)
+        if text is None:
             return
         kept = []
-        for line in path.read_text().splitlines():
+        for line in text.splitlines():
             try:
                 epoch = json.loads(line)["epoch"]
             except (json.JSONDecodeError, KeyError, TypeError):  # a line a kill cut short
@@ -98,16 +99,13 @@ class GenotypeLogger(pl.Callback):
         }
         record = {"epoch": epoch, "run": run_id(trainer), "genotype": _as_data(architecture), "metrics": metrics}
         directory = run_directory(trainer)
-        directory.mkdir(parents=True, exist_ok=True)
-        with open(directory / self.filename, "a") as history:
-            history.write(json.dumps(record) + "\n")
+        append_text(join(directory, self.filename), json.dumps(record) + "\n")
 
         heatmap = None
         if self.heatmaps and hasattr(pl_module, "alpha_weights"):
             title = f"softmax(α) − 1/#ops, epoch {epoch}"
             heatmap = alpha_heatmap_png(pl_module.alpha_weights(), list(pl_module.op_names), title)
-            (directory / "plots").mkdir(exist_ok=True)
-            (directory / "plots" / f"alpha_epoch{epoch:03d}.png").write_bytes(heatmap)
+            write_atomic(join(directory, "plots", f"alpha_epoch{epoch:03d}.png"), heatmap)
 
         for logger in trainer.loggers:
             if isinstance(logger, WandbLogger):
@@ -142,10 +140,12 @@ class GenotypeLogger(pl.Callback):
             return
         import wandb
 
-        path = pl_module.genotype().save(run_directory(trainer) / "final_genotype.json")
+        architecture = pl_module.genotype()
+        architecture.save(join(run_directory(trainer), "final_genotype.json"))
         for logger in wandb_loggers:
             artifact = wandb.Artifact(f"genotype-{logger.experiment.id}", type="genotype")
-            artifact.add_file(str(path))
+            with artifact.new_file("final_genotype.json") as file:  # the run folder may be remote
+                file.write(json.dumps(_as_data(architecture), indent=1) + "\n")
             logger.experiment.log_artifact(artifact)
 
 

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
+import fsspec
 import lightning.pytorch as pl
 import torch
 
@@ -20,7 +20,7 @@ class WeightInheritance(pl.Callback):
     """
 
     def __init__(self, checkpoint: str | os.PathLike, mapping: dict[str, str | None] | None = None) -> None:
-        self.checkpoint = Path(checkpoint)
+        self.checkpoint = str(checkpoint)
         self.mapping = dict(mapping or {})
         self.copied: list[str] = []
         self.fresh: list[str] = []
@@ -38,9 +38,11 @@ class WeightInheritance(pl.Callback):
         the child's own (inherited, then trained) weights."""
         if trainer.ckpt_path is not None:
             return
-        if not self.checkpoint.is_file():
-            raise FileNotFoundError(f"parent checkpoint {str(self.checkpoint)!r} does not exist; train the parent first")
-        parent = torch.load(self.checkpoint, map_location="cpu", weights_only=True)
+        filesystem, path = fsspec.core.url_to_fs(self.checkpoint)
+        if not filesystem.isfile(path):
+            raise FileNotFoundError(f"parent checkpoint {self.checkpoint!r} does not exist; train the parent first")
+        with filesystem.open(path, "rb") as file:
+            parent = torch.load(file, map_location="cpu", weights_only=True)
         parent = parent.get("state_dict", parent)
         self.copied, self.fresh = [], []
         with torch.no_grad():

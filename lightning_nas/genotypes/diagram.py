@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import os
-from pathlib import Path
 
 import matplotlib
 
@@ -12,6 +11,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
+from lightning_nas.files import write_atomic  # noqa: E402
 from lightning_nas.genotypes.genotype import EDGES_PER_NODE, Genotype  # noqa: E402
 
 _BOX = dict(boxstyle="round,pad=0.4", linewidth=1.0)
@@ -64,9 +64,6 @@ def cell_diagram_png(genotype: Genotype, cell: str = "normal") -> bytes:
     return buffer.getvalue()
 
 
-def save_cell_diagram(genotype: Genotype, path: str | os.PathLike, cell: str = "normal") -> Path:
-    """Write the cell diagram to a PNG file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(cell_diagram_png(genotype, cell))
-    return path
+def save_cell_diagram(genotype: Genotype, path: str | os.PathLike, cell: str = "normal") -> str:
+    """Write the cell diagram to a PNG file (a path or URL)."""
+    return write_atomic(path, cell_diagram_png(genotype, cell))

@@ -14,13 +14,13 @@ import os
 import reprlib
 from dataclasses import dataclass
 from importlib import resources
-from pathlib import Path
 from typing import Any, Union
 
+import fsspec
 import yaml
 
 from lightning_nas.errors import ConfigError
-from lightning_nas.files import write_atomic
+from lightning_nas.files import join, read_text, write_atomic
 from lightning_nas.ops import OPS
 
 Edge = tuple[str, int]
@@ -151,22 +151,24 @@ class Genotype:
             raise GenotypeError(f"genotype is not valid YAML: {error}") from None
         return cls.from_dict(data)
 
-    def save(self, path: str | os.PathLike) -> Path:
-        """Write as JSON atomically (temporary file, then rename), so a crash never leaves half a genotype."""
+    def save(self, path: str | os.PathLike) -> str:
+        """Write as JSON atomically (temporary file, then rename), so a crash never leaves half a genotype; ``path``
+        may be a URL (``s3://``, ``memory://``)."""
         return write_atomic(path, self.to_json(indent=1) + "\n")
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> Genotype:
-        """Read a genotype file (JSON, or YAML for .yaml/.yml); errors name the file."""
-        path = Path(path)
-        if path.is_dir():
-            example = str(path / "genotype.json")
-            raise GenotypeError(f"genotype file {str(path)!r} is a directory; give a file in it, e.g. {example!r}")
-        if not path.is_file():
-            raise GenotypeError(f"genotype file {str(path)!r} does not exist")
+        """Read a genotype file (JSON, or YAML for .yaml/.yml; a path or URL); errors name the file."""
+        path = str(path)
+        filesystem = fsspec.core.url_to_fs(path)[0]
+        if filesystem.isdir(path):
+            example = join(path, "genotype.json")
+            raise GenotypeError(f"genotype file {path!r} is a directory; give a file in it, e.g. {example!r}")
+        text = read_text(path)
+        if text is None:
+            raise GenotypeError(f"genotype file {path!r} does not exist")
         try:
-            text = path.read_text()
-            return cls.from_yaml(text) if path.suffix in (".yaml", ".yml") else cls.from_json(text)
+            return cls.from_yaml(text) if path.endswith((".yaml", ".yml")) else cls.from_json(text)
         except GenotypeError as error:
             raise GenotypeError(f"{path}: {error}") from None
 
@@ -210,7 +212,7 @@ def resolve_genotype(value: GenotypeLike) -> Genotype:
         return published[text]
     if text.lstrip().startswith("{"):
         return Genotype.from_json(text)
-    if Path(text).suffix in (".json", ".yaml", ".yml") or Path(text).exists():
+    if text.endswith((".json", ".yaml", ".yml")) or os.path.exists(text):
         return Genotype.load(text)
     raise GenotypeError(
         f"unknown genotype {text!r}: give a published name ({', '.join(published)}), a genotype file path, or a dict"

@@ -8,6 +8,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
+import fsspec
+from fsspec.implementations.local import LocalFileSystem
 from jsonargparse import Namespace
 
 import lightning.pytorch as pl
@@ -16,13 +18,16 @@ from lightning.pytorch.loggers import WandbLogger
 from lightning.pytorch.plugins.io import CheckpointIO
 from lightning.pytorch.utilities import rank_zero_only
 
-from lightning_nas.callbacks import run_directory
-from lightning_nas.callbacks.genotype_export import claim_version
 from lightning_nas.checkpoint_io import AtomicCheckpointIO
+from lightning_nas.files import join, write_atomic
 from lightning_nas.data import NASDataModule
 from lightning_nas.errors import ConfigError
 from lightning_nas.recipes import config_path
+from lightning_nas.run_folder import claim_version, lock_run_folder, run_directory
 
+
+WANDB_CONFIG_FILE = "lightning_config.yaml"
+"""The run config's name among a W&B run's files."""
 
 USER_ERRORS = (ConfigError, FileNotFoundError, FloatingPointError)
 """What a user can fix: bad input (ConfigError, GenotypeError among them), a missing dataset, a diverged run. Any
@@ -46,7 +51,8 @@ def one_line_errors() -> Iterator[None]:
 
 class SaveRunConfig(SaveConfigCallback):
     """Store the resolved config with its run: ``config.yaml`` next to the run's checkpoints (one per run, also
-    when many runs share a save_dir, as W&B sweeps do), and in the W&B run's files and config."""
+    when many runs share a save_dir, as W&B sweeps do; through fsspec like every run output), and in the W&B run: its
+    config under ``cli`` and its files as ``WANDB_CONFIG_FILE`` (W&B keeps ``config.yaml`` for its own)."""
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **{**kwargs, "save_to_log_dir": False})
@@ -56,24 +62,28 @@ class SaveRunConfig(SaveConfigCallback):
 
     @rank_zero_only
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        directory = run_directory(trainer)
-        directory.mkdir(parents=True, exist_ok=True)
-        path = directory / self.config_filename
-        self.parser.save(self.config, str(path), skip_none=False, overwrite=True, multifile=self.multifile)
+        text = self.parser.dump(self.config, skip_none=False)
+        write_atomic(join(run_directory(trainer), self.config_filename), text)
         for logger in trainer.loggers:
             if isinstance(logger, WandbLogger):
-                logger.experiment.config.update({"cli": self.parser.dump(self.config, skip_none=False)},
-                                                allow_val_change=True)
-                logger.experiment.save(str(path), base_path=str(directory), policy="now")
+                run = logger.experiment
+                run.config.update({"cli": text}, allow_val_change=True)
+                path = write_atomic(os.path.join(run.dir, WANDB_CONFIG_FILE), text)
+                run.save(path, base_path=run.dir, policy="now")
 
 
 STEPS = {"fit": "training_step", "validate": "validation_step", "test": "test_step", "predict": "predict_step"}
 """The LightningModule step each Trainer subcommand runs."""
 
 
-def last_checkpoint(root: str | os.PathLike[str]) -> Path | None:
-    """The most recently written ``last.ckpt`` under ``root``: the end of the last run there."""
-    return max(Path(root).rglob("last.ckpt"), key=lambda path: path.stat().st_mtime, default=None)
+def last_checkpoint(root: str | os.PathLike[str]) -> str | None:
+    """The most recently written ``last.ckpt`` under ``root`` (a path or URL): the end of the last run there."""
+    filesystem, path = fsspec.core.url_to_fs(str(root))
+    found = filesystem.glob(join(path, "**", "last.ckpt"))
+    if not found:
+        return None
+    latest = max(found, key=filesystem.modified)
+    return latest if isinstance(filesystem, LocalFileSystem) else filesystem.unstrip_protocol(latest)
 
 
 class NASCLI(LightningCLI):
@@ -95,7 +105,7 @@ class NASCLI(LightningCLI):
         if isinstance(config, Namespace) and config.get("ckpt_path") == "last":
             last = last_checkpoint(config.trainer.default_root_dir or os.getcwd())
             if last is not None:
-                config.ckpt_path = str(last)
+                config.ckpt_path = last
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.link_arguments("data.num_classes", "model.num_classes", apply_on="instantiate")
@@ -103,7 +113,8 @@ class NASCLI(LightningCLI):
 
     def instantiate_trainer(self, **kwargs: Any) -> pl.Trainer:
         """Checkpoints saved by AtomicCheckpointIO unless the config names another CheckpointIO plugin; the run's
-        version folder claimed atomically, so concurrent runs in one root never share it."""
+        version folder claimed atomically, so concurrent runs in one root never share it (without a logger, the
+        root's checkpoints folder locked while the run lasts)."""
         plugins = kwargs.get("plugins", self._get(self.config_init, "trainer", default={}).get("plugins"))
         plugins = list(plugins) if isinstance(plugins, (list, tuple)) else [] if plugins is None else [plugins]
         if not any(isinstance(plugin, CheckpointIO) for plugin in plugins):
@@ -112,6 +123,7 @@ class NASCLI(LightningCLI):
         if trainer.is_global_zero:
             for logger in trainer.loggers:
                 claim_version(logger)
+            self.run_lock = lock_run_folder(trainer)
         return trainer
 
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -20,7 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from lightning_nas.errors import ConfigError
-from lightning_nas.files import write_atomic
+from lightning_nas.files import read_text, write_atomic
 from lightning_nas.ops import ENAS_MACRO_OPS, FactorizedReduce, create_op
 
 
@@ -68,17 +67,17 @@ class MacroArchitecture:
             raise ConfigError("a macro architecture is a mapping with 'ops' and 'skips'")
         return cls(ops=tuple(data["ops"]), skips=tuple(tuple(row) for row in data["skips"]))
 
-    def save(self, path: str | os.PathLike) -> Path:
+    def save(self, path: str | os.PathLike) -> str:
         """Write as JSON atomically (temporary file, then rename)."""
         return write_atomic(path, json.dumps(self.to_dict(), indent=1) + "\n")
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> MacroArchitecture:
-        path = Path(path)
-        if not path.is_file():
+        text = read_text(path)
+        if text is None:
             raise ConfigError(f"macro architecture file {str(path)!r} does not exist")
         try:
-            return cls.from_dict(json.loads(path.read_text()))
+            return cls.from_dict(json.loads(text))
         except (json.JSONDecodeError, ValueError, TypeError) as error:
             raise ConfigError(f"{path}: not a macro architecture ({error})") from None
 

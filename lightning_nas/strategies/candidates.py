@@ -27,7 +27,8 @@ import torch.nn.functional as F
 
 from lightning_nas.data import NASDataModule
 from lightning_nas.data.pnas_results import ResultsFile
-from lightning_nas.errors import ConfigError
+from lightning_nas.errors import ConfigError, check
+from lightning_nas.files import is_local
 from lightning_nas.genotypes import Genotype
 from lightning_nas.networks import NetworkCIFAR
 from lightning_nas.strategies.finite import check_finite
@@ -124,6 +125,8 @@ class CandidatePool:
         label: str = "candidates",
         settings: dict[str, Any] | None = None,
     ) -> None:
+        check(is_local(results_path), f"{results_path} is not a local path: a search locks its results file, which "
+                                      f"remote filesystems cannot; write it to a local folder and copy it after")
         self.data, self.results = data, ResultsFile(results_path)
         self.N, self.F, self.epochs, self.lr = N, F, epochs, lr
         self.limit_train_batches, self.accelerator, self.seed = limit_train_batches, accelerator, seed

@@ -19,8 +19,10 @@ from lightning.pytorch.utilities import rank_zero_info, rank_zero_only
 from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
-from lightning_nas.callbacks import EpochSeeding, GenotypeExport, GenotypeLogger, run_directory
+from lightning_nas.callbacks import EpochSeeding, GenotypeExport, GenotypeLogger
+from lightning_nas.run_folder import run_directory
 from lightning_nas.errors import ConfigError, check
+from lightning_nas.files import join
 from lightning_nas.genotypes import Genotype
 from lightning_nas.ops import DARTS_PRIMITIVES
 from lightning_nas.spaces.darts import SearchNetwork
@@ -208,7 +210,7 @@ class DARTS(pl.LightningModule):
             for cell, start, end in zip(("normal", "reduce"), self.start_entropy, self._entropies())
         ]
         top1 = self.trainer.callback_metrics.get("val/top1")
-        path = run_directory(self.trainer) / self.hparams.genotype_filename
+        path = join(run_directory(self.trainer), self.hparams.genotype_filename)
         print(
             f"α entropy (nats): {', '.join(moved)}\n"
             f"supernet val/top1: {'n/a' if top1 is None else f'{float(top1):.4f}'}\n"

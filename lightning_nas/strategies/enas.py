@@ -37,9 +37,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lightning_nas.callbacks import EpochSeeding, GenotypeExport, GenotypeLogger, run_directory
+from lightning_nas.callbacks import EpochSeeding, GenotypeExport, GenotypeLogger
+from lightning_nas.run_folder import run_directory
 from lightning_nas.errors import check
-from lightning_nas.files import write_atomic
+from lightning_nas.files import join, write_atomic
 from lightning_nas.genotypes import Genotype
 from lightning_nas.spaces.enas_macro import MacroArchitecture, MacroNetwork
 from lightning_nas.spaces.enas_micro import MicroArchitecture, MicroChild
@@ -310,7 +311,7 @@ class ENAS(pl.LightningModule):
 
     def on_fit_end(self) -> None:
         if self.trainer.is_global_zero and self.history:
-            plot_controller_curves(self.history, run_directory(self.trainer) / "plots" / "enas_curves.png")
+            plot_controller_curves(self.history, join(run_directory(self.trainer), "plots", "enas_curves.png"))
 
 
 def plot_controller_curves(history: list[dict[str, float]], path: str | os.PathLike) -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 import lightning.pytorch as pl
 from lightning.pytorch.loggers import CSVLogger, WandbLogger
 
-from lightning_nas.callbacks.genotype_export import claim_version, run_id
+from lightning_nas.run_folder import claim_version, run_id
 
 
 def test_concurrent_runs_never_share_a_version_folder(tmp_path: Path) -> None:

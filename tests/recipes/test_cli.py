@@ -76,3 +76,59 @@ def test_ckpt_path_last_resumes_the_last_run_of_the_root_dir(tmp_path: Path) -> 
     resumed = fit(2, "--ckpt_path", "last")  # Lightning alone looks in the new run's empty folder and starts over
     assert resumed.ckpt_path == str(last) and resumed.global_step == 4
     assert last_checkpoint(tmp_path) != last  # the resumed run wrote its own, newer last.ckpt
+
+
+def test_every_file_of_a_run_goes_through_fsspec(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A search under ``memory://`` writes its checkpoints, genotype, history, heat maps and config there, nothing
+    locally, and ``--ckpt_path last`` finds its last checkpoint there."""
+    import fsspec
+
+    from lightning_nas.recipes import darts
+
+    monkeypatch.chdir(tmp_path)
+    memory = fsspec.filesystem("memory")
+    args = ["--config", str(ROOT / "recipes" / "darts_digits.yaml"), "--trainer.default_root_dir", "memory://runs/s",
+            "--trainer.logger", "CSVLogger", "--trainer.logger.save_dir", "memory://runs/s",
+            "--trainer.limit_train_batches", "2", "--trainer.limit_val_batches", "1", "--trainer.enable_progress_bar",
+            "false", "--model.C", "4", "--model.layers", "3", "--model.arch_warmup_epochs", "0"]
+    try:
+        darts.main(["fit", *args, "--trainer.max_epochs", "1"])
+        folder = "/runs/s/lightning_logs/version_0/checkpoints"
+        assert {name.rsplit("/", 1)[1] for name in memory.find(folder)} >= {
+            "last.ckpt", "genotype.json", "genotype_history.jsonl", "config.yaml", "alpha_epoch000.png"}
+        assert yaml.safe_load(memory.cat(f"{folder}/config.yaml"))["model"]["C"] == 4
+        assert last_checkpoint("memory://runs/s") == f"memory://{folder}/last.ckpt"
+        darts.main(["fit", *args, "--trainer.max_epochs", "2", "--ckpt_path", "last"])
+        history = memory.cat("/runs/s/lightning_logs/version_1/checkpoints/genotype_history.jsonl").decode()
+        assert [yaml.safe_load(line)["epoch"] for line in history.splitlines()] == [1]  # resumed after epoch 0
+    finally:
+        memory.rm("/runs", recursive=True)
+    assert list(tmp_path.iterdir()) == []  # no local folder named memory: or runs
+
+
+def test_runs_without_a_logger_cannot_share_their_root(tmp_path: Path) -> None:
+    args = ["--config", str(ROOT / "recipes" / "train_digits.yaml"), "--model.C", "4", "--model.layers", "3",
+            "--trainer.logger", "false", "--trainer.default_root_dir", str(tmp_path)]
+    first = run_recipe(FinalTraining, args, run=False)
+    with pytest.raises(ConfigError, match=f"^another run without a logger is writing to {tmp_path} "):
+        run_recipe(FinalTraining, args, run=False)
+    first.run_lock.close()  # the first run ends
+    run_recipe(FinalTraining, args, run=False).run_lock.close()
+
+
+def test_the_run_config_goes_to_wandb_under_a_name_of_its_own(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import wandb
+
+    from lightning_nas.recipes.cli import WANDB_CONFIG_FILE
+
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    main(["fit", "--config", str(ROOT / "recipes" / "train_digits.yaml"), "--trainer.default_root_dir", str(tmp_path),
+          "--trainer.logger", "WandbLogger", "--trainer.logger.save_dir", str(tmp_path), "--trainer.logger.offline",
+          "true", "--model.C", "4", "--model.layers", "3", "--trainer.max_epochs", "1",
+          "--trainer.limit_train_batches", "1", "--trainer.limit_val_batches", "1",
+          "--trainer.enable_progress_bar", "false"])
+    wandb.finish()
+    (files,) = (tmp_path / "wandb").glob("offline-run-*/files")
+    saved = yaml.safe_load((files / WANDB_CONFIG_FILE).read_text())
+    assert saved["model"]["C"] == 4 and saved["trainer"]["max_epochs"] == 1

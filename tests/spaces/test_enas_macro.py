@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -14,7 +16,7 @@ ARCH = MacroArchitecture(
 
 
 def test_save_load_round_trip_is_atomic_and_readable(tmp_path) -> None:
-    path = ARCH.save(tmp_path / "run" / "genotype.json")
+    path = Path(ARCH.save(tmp_path / "run" / "genotype.json"))
     assert MacroArchitecture.load(path) == ARCH
     assert [p.name for p in path.parent.iterdir()] == ["genotype.json"]
     text = str(ARCH)

@@ -57,3 +57,8 @@ def test_a_diverging_candidate_stops_the_search_naming_it_and_writes_no_result(t
     # the same candidate with a sane lr trains and is written
     sane = pool(tmp_path / "sane", N=1, F=4, epochs=1, lr=0.05, limit_train_batches=4)
     assert 0 <= sane.train_all("all", ["c0"], lambda key: sane.train(key, genotype)[1])["c0"]["accuracy"] <= 1
+
+
+def test_a_remote_results_file_is_refused_in_one_line(tmp_path):
+    with pytest.raises(ConfigError, match=r"^memory://r/results.jsonl is not a local path: a search locks its results"):
+        CandidatePool(DigitsDataModule(val_split=100), "memory://r/results.jsonl")
