@@ -27,9 +27,11 @@ recipe picks it when asked for ``ddp``).
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import itertools
 import os
+from contextlib import contextmanager
 from typing import Any, Iterator, Literal, Sequence
 
 import lightning.pytorch as pl
@@ -39,7 +41,7 @@ from torch import nn
 
 from lightning_nas.callbacks import EpochSeeding, GenotypeExport, GenotypeLogger
 from lightning_nas.run_folder import run_directory
-from lightning_nas.errors import check
+from lightning_nas.errors import ConfigError, check
 from lightning_nas.files import join, write_atomic
 from lightning_nas.genotypes import Genotype
 from lightning_nas.spaces.enas_macro import MacroArchitecture, MacroNetwork
@@ -195,6 +197,18 @@ class ENAS(pl.LightningModule):
         x, y = batch
         return (self.child(x, arch).argmax(1) == y).float().mean()
 
+    @contextmanager
+    def scoring(self) -> Iterator[None]:
+        """The child as it scores architectures outside training: BN on the batch's statistics, as for the rewards,
+        and dropout off, so a score is a function of the weights alone."""
+        training = self.child.training
+        self.child.train()
+        self.child.dropout.eval()
+        try:
+            yield
+        finally:
+            self.child.train(training)
+
     def controller_phase(self) -> None:
         """REINFORCE with a moving-average baseline: loss = −log p · (R − b) (+ skip-KL for macro), per sample."""
         _, controller_optimizer = self.optimizers()
@@ -231,19 +245,16 @@ class ENAS(pl.LightningModule):
     @torch.no_grad()
     def heldout_accuracy(self, archs: Sequence[Architecture]) -> torch.Tensor:
         """Each architecture's accuracy on the same held-out images, the first ``derive_batches`` batches in their
-        fixed order or all of them (under DDP each rank scores its share; counts are summed). BN normalises with the
-        batch's statistics, as for the rewards; dropout is off, so a score is a function of the weights alone."""
+        fixed order or all of them (under DDP each rank scores its share; counts are summed), the child in
+        ``scoring`` mode."""
         loader = self.trainer.datamodule.heldout_dataloader(shuffle=False)
         correct = torch.zeros(len(archs), device=self.device)
         seen = torch.zeros((), device=self.device)
-        training = self.child.training
-        self.child.train()
-        self.child.dropout.eval()
-        for x, y in itertools.islice(loader, self.hparams.derive_batches):
-            batch = x.to(self.device), y.to(self.device)
-            correct += torch.stack([self.accuracy(arch, batch) for arch in archs]) * len(y)
-            seen += len(y)
-        self.child.train(training)
+        with self.scoring():
+            for x, y in itertools.islice(loader, self.hparams.derive_batches):
+                batch = x.to(self.device), y.to(self.device)
+                correct += torch.stack([self.accuracy(arch, batch) for arch in archs]) * len(y)
+                seen += len(y)
         strategy = self.trainer.strategy
         return strategy.reduce(correct, reduce_op="sum") / strategy.reduce(seen, reduce_op="sum")
 
@@ -296,9 +307,27 @@ class ENAS(pl.LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["enas_history"] = self.history
+        checkpoint["enas_derived"] = None if self._derived is None else dataclasses.asdict(self._derived)
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         self.history = list(checkpoint.get("enas_history", []))
+        derived = checkpoint.get("enas_derived")
+        architecture = MicroArchitecture if self.hparams.space == "micro" else MacroArchitecture
+        self._derived = None if derived is None else architecture(**derived)
+
+    # --- validate ----------------------------------------------------------------------------------------------
+
+    def validation_step(self, batch: Batch, batch_idx: int) -> None:
+        """``validate`` (or validation during fit) scores the architecture the search derived last on the shared
+        weights, the child in ``scoring`` mode: ``val/top1``. It needs a search checkpoint (``--ckpt_path``)."""
+        if self._derived is None and self.trainer.state.fn == "fit":
+            return  # validation before the first controller phase (e.g. the sanity check): nothing derived yet
+        if self._derived is None:
+            raise ConfigError("ENAS validation scores the architecture a search derived, and none is derived yet: "
+                              "give a search checkpoint with --ckpt_path (e.g. last)")
+        with self.scoring():
+            accuracy = self.accuracy(self._derived, batch)
+        self.log("val/top1", accuracy, on_epoch=True, prog_bar=True, sync_dist=True, batch_size=len(batch[1]))
 
     def on_train_end(self) -> None:
         if self.hparams.compare_samples:

@@ -57,3 +57,18 @@ def test_fashion_mnist_config_builds_the_reduced_search(tmp_path: Path) -> None:
     cli = main(["--config", str(ROOT / "recipes" / "enas_fmnist.yaml"), "--trainer.default_root_dir", str(tmp_path)],
                run=False)
     assert cli.model.hparams.C == 16 and cli.model.hparams.in_chans == 1 and cli.trainer.limit_train_batches == 30
+
+
+def test_validate_scores_the_derived_architecture_of_a_search_checkpoint(tmp_path: Path, capsys) -> None:
+    config = ["--config", str(ROOT / "recipes" / "enas_digits.yaml"), "--trainer.default_root_dir", str(tmp_path)]
+    search = main(["fit", *config, *TINY])
+    (checkpoint,) = tmp_path.rglob("last.ckpt")
+    scores = [main(["validate", *config, *TINY, "--trainer.limit_val_batches", "3", "--ckpt_path", str(checkpoint)])
+              .trainer.callback_metrics["val/top1"] for _ in range(2)]
+    assert 0 <= float(scores[0]) <= 1 and scores[0] == scores[1]  # a function of the checkpoint alone
+    restored = main(["validate", *config, *TINY, "--trainer.limit_val_batches", "1", "--ckpt_path", str(checkpoint)])
+    assert restored.model.genotype() == search.model.genotype()
+    with pytest.raises(SystemExit) as exit:
+        main(["validate", *config, *TINY, "--trainer.limit_val_batches", "1"])
+    assert exit.value.code == ("error: ENAS validation scores the architecture a search derived, and none is derived "
+                               "yet: give a search checkpoint with --ckpt_path (e.g. last)")
