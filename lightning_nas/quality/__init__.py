@@ -3,6 +3,7 @@
 ``python -m lightning_nas.quality --strategy darts --config recipes/quality/darts_digits.yaml --seeds 3 --random 8``
 """
 
+from lightning_nas.quality.predictor_eval import PredictorEval
 from lightning_nas.quality.report import QualityReport, RetrainBudget, Space, rank_among, summarize
 
-__all__ = ["QualityReport", "RetrainBudget", "Space", "rank_among", "summarize"]
+__all__ = ["PredictorEval", "QualityReport", "RetrainBudget", "Space", "rank_among", "summarize"]

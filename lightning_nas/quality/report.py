@@ -7,9 +7,12 @@ The report gives the found architectures' mean and spread, the random median and
 architecture's rank among the random ones, and the search's own signal over time (Yang et al., ICLR 2020, "NAS
 evaluation is frustratingly hard": never one run per side).
 
+For PNAS, a ``predictor_eval`` section adds the paper's Algorithm 2 (see ``predictor_eval``): how well the search's
+predictor ranks random cells one block larger than those it learned from; ``predictor_eval.only`` runs it alone.
+
 Everything lands in ``output_dir``: ``found/seed<S>.json`` per finished search, ``retrain.jsonl`` (a ``CandidatePool``
-results file, which reports of one space and budget may share), ``report.json`` and ``report.png``. A killed report
-restarts where it stopped.
+results file, which reports of one space and budget may share), ``report.json`` and ``report.png``, and
+``predictor_eval/results.jsonl`` for Algorithm 2's candidates. A killed report restarts where it stopped.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from lightning_nas.data import NASDataModule
 from lightning_nas.errors import ConfigError, check
 from lightning_nas.files import write_atomic
 from lightning_nas.genotypes import Genotype
+from lightning_nas.quality.predictor_eval import PredictorEval, PredictorEvaluation, format_predictor_table
 from lightning_nas.quality.searches import STRATEGY_SPACE, run_search, search_signal
 from lightning_nas.strategies.candidates import CandidatePool
 from lightning_nas.strategies.random_search import SPACE_DEFAULTS, architecture_key, sample_architectures
@@ -112,12 +116,14 @@ class QualityReport:
         search_args: Sequence[str] = (),
         output_dir: str = "runs/quality",
         retrain_file: str | None = None,
+        predictor_eval: PredictorEval | None = None,
     ) -> None:
         """``first_seed``: search seeds are first_seed..first_seed+seeds-1; keep them apart from the seed a config was
         tuned on (0 in the shipped recipes). ``random_seed`` draws the random architectures, the same for every
         strategy of one space. ``search_args`` are extra overrides for every search. ``retrain_file`` (default
         ``<output_dir>/retrain.jsonl``) may be shared by reports with the same data, space, random seed and budget,
-        e.g. DARTS's and random search's: their random architectures are then trained once."""
+        e.g. DARTS's and random search's: their random architectures are then trained once. ``predictor_eval``
+        (PNAS only) also evaluates the search's predictor with Algorithm 2, on the search recipe's data and budget."""
         space = space or Space()
         check(strategy in STRATEGIES, f"unknown strategy {strategy!r}; use one of {', '.join(STRATEGIES)}")
         check(seeds >= 1, f"seeds={seeds}: the report needs at least 1 search seed (3 or more to see a spread)")
@@ -139,6 +145,12 @@ class QualityReport:
         self.pool = CandidatePool(data, retrain_file or self.output_dir / "retrain.jsonl", self.budget.N, self.budget.F,
                                   self.budget.epochs, self.budget.lr, self.budget.limit_train_batches,
                                   accelerator="cpu", label="retrain", limit_val_batches=self.budget.limit_val_batches)
+        check(predictor_eval is None or strategy == "pnas",
+              f"predictor_eval evaluates the PNAS predictor, but the strategy is {strategy!r}: remove the "
+              f"predictor_eval section or use strategy pnas")
+        self.only_predictor_eval = predictor_eval is not None and predictor_eval.only
+        self.predictor_eval = None if predictor_eval is None else PredictorEvaluation.from_recipe(
+            search_config, self.search_args, self.output_dir / "predictor_eval", predictor_eval, random_seed)
 
     def found(self, seed: int) -> tuple[Genotype, float]:
         """The architecture the search with ``seed`` found (searching first unless a finished search left it) and the
@@ -167,6 +179,22 @@ class QualityReport:
         return {key: statistics.fmean(values) for key, values in accuracies.items()}
 
     def run(self) -> dict[str, Any]:
+        """Run (or resume) the report: found vs random unless ``predictor_eval.only``, then Algorithm 2 if asked."""
+        path = self.output_dir / "report.json"
+        report: dict[str, Any]
+        if self.only_predictor_eval:
+            report = json.loads(path.read_text()) if path.is_file() else {
+                "strategy": self.strategy, "search_config": self.search_config}
+        else:
+            report = self.found_vs_random()
+        if self.predictor_eval is not None:
+            report["predictor_eval"] = self.predictor_eval.run()
+            write_atomic(path, json.dumps(report, indent=1))
+            print(format_predictor_table(report["predictor_eval"]))
+        return report
+
+    def found_vs_random(self) -> dict[str, Any]:
+        """Search, retrain the found and random architectures, write report.json and report.png, print the table."""
         space = self.space
         random = sample_architectures(space.name, self.random, self.random_seed, space.nodes, space.ops)
         found = {seed: self.found(seed) for seed in self.seeds}

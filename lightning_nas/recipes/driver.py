@@ -19,6 +19,13 @@ def run_driver(driver: type, description: str, args: list[str] | None = None, su
     """Parse the arguments of ``driver`` (whose ``data`` is any NASDataModule; ``--config`` a file or a shipped
     recipe's name), build it and return ``run()``'s result; bad input ends in one line ``error: ...`` before any work. ``subcommand`` None takes the arguments
     directly (``python -m lightning_nas.quality --config ...``)."""
+    with one_line_errors():
+        return build_driver(driver, description, sys.argv[1:] if args is None else args, subcommand).run()
+
+
+def build_driver(driver: type, description: str, args: list[str], subcommand: str | None = "fit") -> Any:
+    """The ``driver`` object that ``run_driver`` would run with ``args``, built but not run (the quality report
+    builds a PNAS search from its recipe this way to reuse its candidate training and predictor)."""
     parser = ArgumentParser(description=description)
     parser.add_argument("--config", action=ActionConfigFile)
     parser.add_class_arguments(driver, skip={"data"})
@@ -27,9 +34,8 @@ def run_driver(driver: type, description: str, args: list[str] | None = None, su
         root = ArgumentParser(description=description)
         root.add_subcommands().add_subcommand(subcommand, parser, help=f"run or resume: {description}")
         parser = root
-    with one_line_errors():
-        config = parser.parse_args(shipped_configs(sys.argv[1:] if args is None else args))
-        arguments = parser.instantiate(config)
-        arguments = arguments[subcommand] if subcommand is not None else arguments
-        arguments.pop("config", None)
-        return driver(**arguments).run()
+    config = parser.parse_args(shipped_configs(args))
+    arguments = parser.instantiate(config)
+    arguments = arguments[subcommand] if subcommand is not None else arguments
+    arguments.pop("config", None)
+    return driver(**arguments)

@@ -253,9 +253,7 @@ class PNASSearch:
                     "ensemble_size": self.ensemble_size, "update": self.predictor_update, "seed": self.seed,
                     "ops": list(self.ops), "B": self.B}
         path = self.output_dir / "predictor" / f"b{b}.pt"
-        pl.seed_everything(self.seed + b, verbose=False)
-        predictor = AccuracyPredictor(NUM_CELL_INPUTS + self.B - 1, len(self.ops), self.predictor_kind,
-                                      ensemble_size=self.ensemble_size, lr=self.predictor_lr)
+        predictor = self.new_predictor(self.seed + b)
         saved = torch.load(path, weights_only=True) if path.is_file() else None
         if saved is not None and json.loads(saved["settings"]) == settings:
             predictor.load_state_dict(saved["state_dict"])
@@ -265,12 +263,7 @@ class PNASSearch:
             if finetune:
                 predictor = copy.deepcopy(self.predictor_after(b - 1)[0]).train()
                 pl.seed_everything(self.seed + b, verbose=False)  # as if level b - 1 had been loaded from its file
-            data = PredictorDataModule(self.predictor_records(b), self.encode_list, self.ensemble_size, seed=self.seed,
-                                       train_levels={b} if finetune else None)
-            trainer = self.pool.trainer(self.predictor_epochs, [], check_val_every_n_epoch=self.predictor_epochs)
-            trainer.fit(predictor, data)
-            predictor = predictor.cpu().eval()
-            correlation = float(trainer.callback_metrics["val/spearman"])
+            correlation = self.fit_predictor(predictor, self.predictor_records(b), {b} if finetune else None)
             if self.rank == 0:
                 buffer = io.BytesIO()
                 torch.save({"settings": json.dumps(settings), "state_dict": predictor.state_dict(),
@@ -278,6 +271,23 @@ class PNASSearch:
                 write_atomic(path, buffer.getvalue())
         self.predictors[b] = predictor.eval(), correlation
         return self.predictors[b]
+
+    def new_predictor(self, seed: int) -> AccuracyPredictor:
+        """A fresh ensemble with the search's predictor settings, its weights drawn under ``seed``."""
+        pl.seed_everything(seed, verbose=False)
+        return AccuracyPredictor(NUM_CELL_INPUTS + self.B - 1, len(self.ops), self.predictor_kind,
+                                 ensemble_size=self.ensemble_size, lr=self.predictor_lr)
+
+    def fit_predictor(self, predictor: AccuracyPredictor, records: list[dict],
+                      train_levels: set[int] | None = None) -> float:
+        """Train ``predictor`` for ``predictor_epochs`` on result records (only those of ``train_levels`` when given)
+        and leave it on the CPU in eval mode; return its out-of-fold Spearman correlation on all ``records``."""
+        data = PredictorDataModule(records, self.encode_list, self.ensemble_size, seed=self.seed,
+                                   train_levels=train_levels)
+        trainer = self.pool.trainer(self.predictor_epochs, [], check_val_every_n_epoch=self.predictor_epochs)
+        trainer.fit(predictor, data)
+        predictor.cpu().eval()
+        return float(trainer.callback_metrics["val/spearman"])
 
     def encode_list(self, cell: list) -> list[int]:
         return encode(PNASCell.from_list(cell), self.ops)
