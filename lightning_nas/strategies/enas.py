@@ -75,9 +75,10 @@ class ENAS(pl.LightningModule):
     ``tanh_constant``, ``op_tanh_reduce``, ``op_bias`` and ``temperature`` shape the controller's logits; the
     authors' values bound its entropy below (about 45 nats for 5 nodes, see ``MicroController``).
     ``baseline_from_first_reward`` starts the moving-average baseline at the first reward instead of 0 (the
-    authors'), which with decay 0.99 lags the rewards for some hundred samples, all of them rewarded. At the end of fit
-    ``compare_samples`` controller and uniform samples are scored (``compare_with_uniform``) and logged as
-    ``samples/controller_top1`` and ``samples/uniform_top1``.
+    authors'), which with decay 0.99 lags the rewards for some hundred samples, all of them rewarded. After the last epoch's
+    controller phase ``compare_samples`` controller and uniform samples are scored (``compare_with_uniform``) and
+    logged as ``samples/controller_top1`` and ``samples/uniform_top1``, so they reach that epoch's genotype history
+    (the report's search signal) and its checkpoint.
     """
 
     def __init__(
@@ -239,6 +240,12 @@ class ENAS(pl.LightningModule):
                       on_step=False, on_epoch=True)
         self.print(f"\nepoch {self.current_epoch}: best architecture (held-out top-1 {derived_top1:.3f})\n"
                    f"{self._derived}")
+        if hp.compare_samples and self.current_epoch + 1 == self.trainer.max_epochs:
+            self.comparison = self.compare_with_uniform(hp.compare_samples)
+            self.log_dict({f"samples/{key}": value for key, value in self.comparison.items()}, on_step=False,
+                          on_epoch=True)
+            self.print(f"held-out top-1 on the shared weights: controller samples "
+                       f"{self.comparison['controller_top1']:.3f}, uniform samples {self.comparison['uniform_top1']:.3f}")
 
     # --- derivation and evaluation on the shared weights -------------------------------------------------------
 
@@ -328,15 +335,6 @@ class ENAS(pl.LightningModule):
         with self.scoring():
             accuracy = self.accuracy(self._derived, batch)
         self.log("val/top1", accuracy, on_epoch=True, prog_bar=True, sync_dist=True, batch_size=len(batch[1]))
-
-    def on_train_end(self) -> None:
-        if self.hparams.compare_samples:
-            self.comparison = self.compare_with_uniform(self.hparams.compare_samples)
-            for logger in self.loggers:
-                logger.log_metrics({f"samples/{key}": value for key, value in self.comparison.items()},
-                                   step=self.global_step)
-            self.print(f"held-out top-1 on the shared weights: controller samples {self.comparison['controller_top1']:.3f}"
-                       f", uniform samples {self.comparison['uniform_top1']:.3f}")
 
     def on_fit_end(self) -> None:
         if self.trainer.is_global_zero and self.history:

@@ -3,6 +3,7 @@ negated one fails); held-out scoring and derivation; bad arguments; resume conti
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import textwrap
@@ -40,6 +41,8 @@ def test_micro_search_writes_a_genotype_and_updates_the_baseline(tmp_path: Path)
     assert 0 < float(model.baseline) < 1  # 4 rewards moved it from 0 towards accuracies in (0, 1]
     assert set(model.comparison) == {"controller_top1", "uniform_top1"}
     assert all(0 <= value <= 1 for value in model.comparison.values())
+    last = json.loads((tmp_path / "ckpt" / "genotype_history.jsonl").read_text().splitlines()[-1])
+    assert last["metrics"]["samples/uniform_top1"] == pytest.approx(model.comparison["uniform_top1"])  # report signal
 
 
 def test_baseline_can_start_at_the_first_reward(tmp_path: Path) -> None:
