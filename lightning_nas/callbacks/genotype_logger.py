@@ -54,8 +54,9 @@ class GenotypeLogger(pl.Callback):
 
     Works with any LightningModule that has ``genotype()``. Every epoch appends a JSON line (epoch, run id,
     architecture, the scalar metrics the strategy logged, such as α entropy or controller reward) to
-    ``<checkpoint dir>/<filename>`` whatever the logger; a fit rewrites the file at its start to the epochs before
-    the one it starts from, so a resumed run never repeats an epoch and a fresh one starts it empty.
+    ``<checkpoint dir>/<filename>`` whatever the logger. The records also travel in the checkpoint: a fit rewrites
+    the file at its start to the epochs before the one it starts from, so a resumed run's history is whole (also in a
+    new run folder) and never repeats an epoch, and a fresh one starts it empty.
     With a WandbLogger it also logs a ``genotypes`` table (one row per epoch so far), the cell
     diagrams, and, for modules with ``alpha_weights()`` and ``op_names`` (DARTS), a heat map of softmax(α) minus
     uniform (``alpha_heatmap_png``), which is also saved as a PNG under ``<checkpoint dir>/plots``. At the end of fit
@@ -67,24 +68,24 @@ class GenotypeLogger(pl.Callback):
         self.heatmaps = heatmaps
         self._rows: list[list[Any]] = []
         self._columns: list[str] = []
+        self._records: list[dict[str, Any]] = []
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"records": self._records}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self._records = list(state_dict.get("records", []))
 
     @rank_zero_only
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        """Keep the records of the epochs a resumed fit restored (the checkpoint's), drop any later ones: a kill
-        between this file's write and the checkpoint's would otherwise repeat an epoch."""
+        """Write the records of the epochs the fit restored (the checkpoint's; the file's, for a checkpoint from
+        before records were kept), none after them: a kill between this file's write and the checkpoint's would
+        otherwise repeat an epoch."""
         path = join(run_directory(trainer), self.filename)
-        text = read_text(path)
-        if text is None:
-            return
-        kept = []
-        for line in text.splitlines():
-            try:
-                epoch = json.loads(line)["epoch"]
-            except (json.JSONDecodeError, KeyError, TypeError):  # a line a kill cut short
-                continue
-            if epoch < trainer.current_epoch:
-                kept.append(line + "\n")
-        write_atomic(path, "".join(kept))
+        if not self._records:
+            self._records = _read_records(read_text(path) or "")
+        self._records = [record for record in self._records if record["epoch"] < trainer.current_epoch]
+        write_atomic(path, "".join(json.dumps(record) + "\n" for record in self._records))
 
     @rank_zero_only
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
@@ -98,6 +99,7 @@ class GenotypeLogger(pl.Callback):
             if isinstance(value, (int, float)) or (torch.is_tensor(value) and value.numel() == 1)
         }
         record = {"epoch": epoch, "run": run_id(trainer), "genotype": _as_data(architecture), "metrics": metrics}
+        self._records.append(record)
         directory = run_directory(trainer)
         append_text(join(directory, self.filename), json.dumps(record) + "\n")
 
@@ -147,6 +149,18 @@ class GenotypeLogger(pl.Callback):
             with artifact.new_file("final_genotype.json") as file:  # the run folder may be remote
                 file.write(json.dumps(_as_data(architecture), indent=1) + "\n")
             logger.experiment.log_artifact(artifact)
+
+
+def _read_records(text: str) -> list[dict[str, Any]]:
+    records = []
+    for line in text.splitlines():
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:  # a line a kill cut short
+            continue
+        if isinstance(record, dict) and isinstance(record.get("epoch"), int):
+            records.append(record)
+    return records
 
 
 def _as_data(architecture: Any) -> Any:

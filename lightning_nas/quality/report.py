@@ -152,16 +152,18 @@ class QualityReport:
         self.predictor_eval = None if predictor_eval is None else PredictorEvaluation.from_recipe(
             search_config, self.search_args, self.output_dir / "predictor_eval", predictor_eval, random_seed)
 
-    def found(self, seed: int) -> tuple[Genotype, float]:
-        """The architecture the search with ``seed`` found (searching first unless a finished search left it) and the
-        search's wall time in seconds."""
+    def found(self, seed: int) -> tuple[Genotype, float, bool]:
+        """The architecture the search with ``seed`` found (searching first unless a finished search left it), the
+        search's wall time in seconds, and whether it resumed an interrupted search (its time is then the rest's)."""
         record = self.output_dir / "found" / f"seed{seed}.json"
         if not record.is_file():
+            resumed = self.search_folder(seed).is_dir()
             start = time.perf_counter()
             genotype = run_search(self.strategy, self.search_config, seed, self.search_folder(seed), self.search_args)
-            write_atomic(record, json.dumps({"genotype": genotype.to_dict(), "seconds": time.perf_counter() - start}))
+            write_atomic(record, json.dumps({"genotype": genotype.to_dict(), "seconds": time.perf_counter() - start,
+                                             "resumed": resumed}))
         data = json.loads(record.read_text())
-        return Genotype.from_dict(data["genotype"]), data["seconds"]
+        return Genotype.from_dict(data["genotype"]), data["seconds"], data.get("resumed", False)
 
     def search_folder(self, seed: int) -> Path:
         return self.output_dir / "searches" / f"seed{seed}"
@@ -198,8 +200,8 @@ class QualityReport:
         space = self.space
         random = sample_architectures(space.name, self.random, self.random_seed, space.nodes, space.ops)
         found = {seed: self.found(seed) for seed in self.seeds}
-        found_keys = {seed: architecture_key(genotype) for seed, (genotype, _) in found.items()}
-        accuracy = self.retrained({**random, **{found_keys[s]: g for s, (g, _) in found.items()}})
+        found_keys = {seed: architecture_key(genotype) for seed, (genotype, _, _) in found.items()}
+        accuracy = self.retrained({**random, **{found_keys[s]: g for s, (g, _, _) in found.items()}})
         found_accuracies = [accuracy[found_keys[seed]] for seed in self.seeds]
         random_accuracies = [accuracy[key] for key in random]
         report = {
@@ -207,7 +209,8 @@ class QualityReport:
             "space": asdict(self.space), "retrain": asdict(self.budget), "random_seed": self.random_seed,
             **summarize(found_accuracies, random_accuracies),
             "found": [{"seed": seed, "key": found_keys[seed], "accuracy": accuracy[found_keys[seed]],
-                       "search_seconds": found[seed][1], "genotype": found[seed][0].to_dict(),
+                       "search_seconds": found[seed][1], "search_resumed": found[seed][2],
+                       "genotype": found[seed][0].to_dict(),
                        "signal": search_signal(self.strategy, self.search_folder(seed))} for seed in self.seeds],
             "random": [{"key": key, "accuracy": accuracy[key]} for key in random],
             "retrain_seconds": sum(r["seconds"] for r in self.pool.finished().values()),
@@ -230,7 +233,8 @@ def format_table(report: dict[str, Any]) -> str:
     for found in r["found"]:
         rank = rank_among(found["accuracy"], [x["accuracy"] for x in r["random"]])
         lines.append(f"{'found, seed ' + str(found['seed']):<22}{found['accuracy']:>10.4f}"
-                     f"{rank:>5.1f}/{r['random_count'] + 1:<2}{found['search_seconds']:>10.0f}")
+                     f"{rank:>5.1f}/{r['random_count'] + 1:<2}{found['search_seconds']:>10.0f}"
+                     f"{' (resumed: the time after the restart)' if found.get('search_resumed') else ''}")
     lines += [
         f"found mean ± std      {r['found_mean']:.4f} ± {r['found_std']:.4f} (min {r['found_min']:.4f}, "
         f"max {r['found_max']:.4f})",

@@ -189,3 +189,19 @@ def test_heat_map_colours_show_small_differences_from_uniform() -> None:
     nudged = uniform + 1e-3 * torch.tensor([1.0, -1.0, 0.0]).repeat(14, 1)
     (red_uniform, blue_uniform), (red, blue) = saturated_pixels(uniform), saturated_pixels(nudged)
     assert red > red_uniform + 5000 and blue > blue_uniform + 5000  # the colour bar alone has some of each
+
+
+def test_a_run_resumed_into_a_new_folder_holds_the_whole_history(tmp_path: Path) -> None:
+    def fit(max_epochs: int, version: int, ckpt_path: str | None = None) -> pl.Trainer:
+        trainer = pl.Trainer(max_epochs=max_epochs, logger=CSVLogger(tmp_path, version=version),
+                             callbacks=[GenotypeLogger(heatmaps=False), ModelCheckpoint(save_last=True)],
+                             default_root_dir=tmp_path, enable_progress_bar=False, enable_model_summary=False)
+        trainer.fit(ToySearch(), _loader(), _loader(), ckpt_path=ckpt_path)
+        return trainer
+
+    first = fit(2, version=0)
+    resumed = fit(4, version=1, ckpt_path=first.checkpoint_callback.last_model_path)
+    history = _history(resumed)
+    assert [(row["epoch"], row["run"]) for row in history] == [
+        (0, "version_0"), (1, "version_0"), (2, "version_1"), (3, "version_1")]
+    assert history[:2] == _history(first)

@@ -70,6 +70,14 @@ def test_report_searches_retrains_found_and_random_alike_and_resumes(tmp_path: P
     (out / "searches" / "seed1" / "results.jsonl").unlink()  # a search that must not run again
     assert main(["--config", str(config)])["found_mean"] == report["found_mean"]
     assert {path: path.stat().st_mtime_ns for path in stamps} == stamps
+    assert not any(found["search_resumed"] for found in report["found"])
+
+    # a search killed before it recorded its result resumes, and the table says its time is only the rest's
+    (out / "found" / "seed2.json").unlink()
+    resumed = main(["--config", str(config)])
+    assert [found["search_resumed"] for found in resumed["found"]] == [False, True]
+    assert resumed["found"][1]["key"] == report["found"][1]["key"]
+    assert "(resumed: the time after the restart)" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize(
