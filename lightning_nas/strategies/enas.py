@@ -30,14 +30,16 @@ from __future__ import annotations
 import io
 import itertools
 import os
-from typing import Any, Iterator, Literal, Sequence
+from typing import Any, Iterator, Literal, Protocol, Sequence, cast
 
 import lightning.pytorch as pl
 import torch
 import torch.nn.functional as F
-from torch import nn
+from lightning.pytorch.core.optimizer import LightningOptimizer
 
 from lightning_nas.callbacks import EpochSeeding, GenotypeExport, GenotypeLogger, run_directory
+from lightning_nas.data import NASDataModule
+from lightning_nas.data.base import EpochSampler
 from lightning_nas.errors import check
 from lightning_nas.files import write_atomic
 from lightning_nas.genotypes import Genotype
@@ -63,6 +65,33 @@ MINIMUM = {"C": 1, "num_layers": 3, "num_nodes": 1, "controller_steps": 1, "cont
 """The smallest value of each count argument that makes a search (None, where allowed, is not checked)."""
 
 
+class ENASHyperparameters(Protocol):
+    """The types of the ``hparams`` ENAS reads, with the None defaults resolved from ``SPACE_DEFAULTS``."""
+
+    space: Space
+    C: int
+    num_layers: int
+    num_nodes: int
+    tanh_constant: float
+    lr: float
+    lr_min: float
+    momentum: float
+    weight_decay: float
+    T_0: int
+    T_mult: int
+    grad_clip: float | None
+    controller_lr: float
+    controller_steps: int
+    controller_aggregate: int
+    entropy_weight: float
+    baseline_decay: float
+    skip_weight: float
+    derive_samples: int
+    derive_batches: int | None
+    compare_samples: int
+    genotype_filename: str
+
+
 class ENAS(pl.LightningModule):
     """ENAS search over the ``micro`` (cells) or ``macro`` (whole network) space.
 
@@ -76,6 +105,8 @@ class ENAS(pl.LightningModule):
     ``compare_samples`` controller and uniform samples are scored (``compare_with_uniform``) and logged as
     ``samples/controller_top1`` and ``samples/uniform_top1``.
     """
+
+    baseline: torch.Tensor
 
     def __init__(
         self,
@@ -120,12 +151,14 @@ class ENAS(pl.LightningModule):
         self.save_hyperparameters()
         self.hparams.update(resolved)
         self.automatic_optimization = False
-        hp = self.hparams
         for name, minimum in MINIMUM.items():
-            check(hp[name] is None or hp[name] >= minimum,
-                  f"model.{name}={hp[name]} is too small for an ENAS search: set --model.{name} {minimum} or more")
+            value = self.hparams[name]
+            check(value is None or value >= minimum,
+                  f"model.{name}={value} is too small for an ENAS search: set --model.{name} {minimum} or more")
+        hp = self.hp
         if space == "micro":
-            self.child: nn.Module = MicroChild(hp.C, hp.num_layers, num_nodes, num_classes, in_chans, dropout=dropout)
+            self.child: MicroChild | MacroNetwork = MicroChild(hp.C, hp.num_layers, num_nodes, num_classes, in_chans,
+                                                               dropout=dropout)
             self.controller: MicroController | MacroController = MicroController(
                 num_nodes, lstm_size=lstm_size, tanh_constant=hp.tanh_constant, op_tanh_reduce=op_tanh_reduce,
                 temperature=temperature, op_bias=op_bias)
@@ -142,6 +175,17 @@ class ENAS(pl.LightningModule):
         self.comparison: dict[str, float] = {}
         """``compare_with_uniform(compare_samples)`` at the end of fit."""
 
+    @property
+    def hp(self) -> ENASHyperparameters:
+        """``hparams`` with their types (``save_hyperparameters`` keeps every argument, ``__init__`` the resolved
+        defaults)."""
+        return cast(ENASHyperparameters, self.hparams)
+
+    @property
+    def data(self) -> NASDataModule:
+        """The trainer's data module, whose held-out images score the architectures."""
+        return cast(NASDataModule, getattr(self.trainer, "datamodule"))
+
     def setup(self, stage: str) -> None:
         datamodule = getattr(self.trainer, "datamodule", None)
         val_split = getattr(datamodule, "val_split", 0)
@@ -157,7 +201,7 @@ class ENAS(pl.LightningModule):
         return sample if arch == sample.arch else self.controller.log_prob(arch)
 
     def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
-        child_optimizer, _ = self.optimizers()
+        child_optimizer, _ = cast(list[LightningOptimizer], self.optimizers())
         x, y = batch
         with torch.no_grad():
             arch = self.sample_shared().arch
@@ -166,14 +210,15 @@ class ENAS(pl.LightningModule):
         check_finite(self, "child training", {"train/loss": loss})
         child_optimizer.zero_grad()
         self.manual_backward(loss)
-        if self.hparams.grad_clip:
-            self.clip_gradients(child_optimizer, gradient_clip_val=self.hparams.grad_clip,
+        if self.hp.grad_clip:
+            # Lightning's annotation wants an Optimizer; a LightningOptimizer is an instance of its optimizer's class
+            self.clip_gradients(child_optimizer, gradient_clip_val=self.hp.grad_clip,  # type: ignore[arg-type]
                                 gradient_clip_algorithm="norm")
         child_optimizer.step()
         self.log("train/loss", loss, on_step=False, on_epoch=True, prog_bar=True)
         self.log("train/top1", (logits.argmax(1) == y).float().mean(), on_step=False, on_epoch=True, prog_bar=True)
         if batch_idx + 1 == self.trainer.num_training_batches:
-            self.lr_schedulers().step()
+            cast(torch.optim.lr_scheduler.LRScheduler, self.lr_schedulers()).step()
             self.controller_phase()
         return loss
 
@@ -182,8 +227,8 @@ class ENAS(pl.LightningModule):
     def heldout_batches(self) -> Iterator[Batch]:
         """Endless held-out minibatches for the rewards, in an order fixed by the epoch (under DDP the loader gives
         each rank its own share)."""
-        loader = self.trainer.datamodule.heldout_dataloader()
-        loader.sampler.set_epoch(self.current_epoch)
+        loader = self.data.heldout_dataloader()
+        cast(EpochSampler, loader.sampler).set_epoch(self.current_epoch)
         while True:
             for x, y in loader:
                 yield x.to(self.device), y.to(self.device)
@@ -196,8 +241,8 @@ class ENAS(pl.LightningModule):
 
     def controller_phase(self) -> None:
         """REINFORCE with a moving-average baseline: loss = −log p · (R − b) (+ skip-KL for macro), per sample."""
-        _, controller_optimizer = self.optimizers()
-        hp = self.hparams
+        _, controller_optimizer = cast(list[LightningOptimizer], self.optimizers())
+        hp = self.hp
         batches = self.heldout_batches()
         rewards, entropies = [], []
         for _ in range(hp.controller_steps):
@@ -232,13 +277,13 @@ class ENAS(pl.LightningModule):
         """Each architecture's accuracy on the same held-out images, the first ``derive_batches`` batches in their
         fixed order or all of them (under DDP each rank scores its share; counts are summed). BN normalises with the
         batch's statistics, as for the rewards; dropout is off, so a score is a function of the weights alone."""
-        loader = self.trainer.datamodule.heldout_dataloader(shuffle=False)
+        loader = self.data.heldout_dataloader(shuffle=False)
         correct = torch.zeros(len(archs), device=self.device)
         seen = torch.zeros((), device=self.device)
         training = self.child.training
         self.child.train()
         self.child.dropout.eval()
-        for x, y in itertools.islice(loader, self.hparams.derive_batches):
+        for x, y in itertools.islice(loader, self.hp.derive_batches):
             batch = x.to(self.device), y.to(self.device)
             correct += torch.stack([self.accuracy(arch, batch) for arch in archs]) * len(y)
             seen += len(y)
@@ -248,7 +293,7 @@ class ENAS(pl.LightningModule):
 
     def sample_archs(self, count: int, uniform: bool = False) -> list[Architecture]:
         """``count`` architectures from the controller (or drawn uniformly), rank 0's on every rank."""
-        hp = self.hparams
+        hp = self.hp
         if not uniform:
             archs = [self.controller.sample().arch for _ in range(count)]
         elif hp.space == "micro":
@@ -260,7 +305,7 @@ class ENAS(pl.LightningModule):
     @torch.no_grad()
     def derive(self) -> tuple[Architecture, float]:
         """The best of ``derive_samples`` controller samples by held-out accuracy, with that accuracy."""
-        archs = self.sample_archs(self.hparams.derive_samples)
+        archs = self.sample_archs(self.hp.derive_samples)
         scores = self.heldout_accuracy(archs)
         best = int(scores.argmax())
         return archs[best], float(scores[best])
@@ -281,7 +326,7 @@ class ENAS(pl.LightningModule):
     # --- optimisers and checkpoints ----------------------------------------------------------------------------
 
     def configure_optimizers(self) -> Any:
-        hp = self.hparams
+        hp = self.hp
         child = torch.optim.SGD(self.child.parameters(), lr=hp.lr, momentum=hp.momentum, nesterov=True,
                                 weight_decay=hp.weight_decay)
         # The authors' Adam: beta1 = 0, epsilon = 1e-3.
@@ -291,7 +336,7 @@ class ENAS(pl.LightningModule):
         return [child, controller], [schedule]
 
     def configure_callbacks(self) -> list[pl.Callback]:
-        return [GenotypeExport(self.hparams.genotype_filename), GenotypeLogger(), EpochSeeding()]
+        return [GenotypeExport(self.hp.genotype_filename), GenotypeLogger(), EpochSeeding()]
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["enas_history"] = self.history
@@ -300,8 +345,8 @@ class ENAS(pl.LightningModule):
         self.history = list(checkpoint.get("enas_history", []))
 
     def on_train_end(self) -> None:
-        if self.hparams.compare_samples:
-            self.comparison = self.compare_with_uniform(self.hparams.compare_samples)
+        if self.hp.compare_samples:
+            self.comparison = self.compare_with_uniform(self.hp.compare_samples)
             for logger in self.loggers:
                 logger.log_metrics({f"samples/{key}": value for key, value in self.comparison.items()},
                                    step=self.global_step)

@@ -33,7 +33,7 @@ import json
 import math
 import random
 from pathlib import Path
-from typing import Any, Literal, Sequence
+from typing import Any, Literal, Mapping, Sequence
 
 import lightning.pytorch as pl
 import torch
@@ -61,7 +61,7 @@ from lightning_nas.strategies.pnas_predictor import AccuracyPredictor
 from lightning_nas.strategies.ranks import Ranks
 
 
-def scatter_png(points: dict[str, tuple[Sequence[float], Sequence[float]]], title: str) -> bytes:
+def scatter_png(points: Mapping[str, tuple[Sequence[float], Sequence[float]]], title: str) -> bytes:
     """Predicted vs. true accuracy, one point per candidate and one colour per set (name → (predicted, true)), with
     the diagonal where a perfect predictor would lie."""
     figure = Figure(figsize=(4.5, 4.5))
