@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import socket
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, cast
 
 import lightning.pytorch as pl
 from lightning.pytorch.loggers import Logger
@@ -18,11 +18,26 @@ class Architecture(Protocol):
     def save(self, path: str | os.PathLike) -> Path: ...
 
 
+class SearchModule(Protocol):
+    """What the genotype callbacks need of the LightningModule Lightning hands them."""
+
+    def genotype(self) -> Architecture: ...
+
+
+class VersionedLogger(Protocol):
+    """The parts of Lightning's CSV and TensorBoard loggers that ``claim_version`` uses."""
+
+    root_dir: str
+    _version: int | str | None
+
+    def _get_next_version(self) -> int: ...
+
+
 def run_directory(trainer: pl.Trainer) -> Path:
     """The folder of this run's checkpoints (the logger's run folder when no checkpoint callback is set)."""
-    callback = trainer.checkpoint_callback
-    if callback is not None and getattr(callback, "dirpath", None):
-        return Path(callback.dirpath)
+    dirpath = getattr(trainer.checkpoint_callback, "dirpath", None)
+    if dirpath:
+        return Path(dirpath)
     # not trainer.log_dir: it broadcasts, and this is called on rank zero only
     if not trainer.loggers:
         return Path(trainer.default_root_dir)
@@ -37,16 +52,17 @@ def claim_version(logger: Logger) -> None:
     is its own. Call it on rank zero before the fit resolves its folders; the recipes do."""
     if getattr(logger, "_version", 0) is not None or not hasattr(logger, "_get_next_version"):
         return
-    root = Path(logger.root_dir)
+    versioned = cast(VersionedLogger, logger)
+    root = Path(versioned.root_dir)
     root.mkdir(parents=True, exist_ok=True)
-    version = logger._get_next_version()
+    version = versioned._get_next_version()
     while True:
         try:
             (root / f"version_{version}").mkdir()
         except FileExistsError:
             version += 1
             continue
-        logger._version = version
+        versioned._version = version
         return
 
 
@@ -74,10 +90,10 @@ class GenotypeExport(pl.Callback):
 
     @rank_zero_only
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        pl_module.genotype().save(self.path(trainer))
+        cast(SearchModule, pl_module).genotype().save(self.path(trainer))
 
     @rank_zero_only
     def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        architecture = pl_module.genotype()
+        architecture = cast(SearchModule, pl_module).genotype()
         path = architecture.save(self.path(trainer))
         print(f"\nFinal architecture:\n{architecture}\nwritten to {path}")

@@ -21,7 +21,7 @@ import statistics
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Sequence, cast
 
 from matplotlib.figure import Figure
 
@@ -32,6 +32,7 @@ from lightning_nas.genotypes import Genotype
 from lightning_nas.quality.searches import STRATEGY_SPACE, run_search, search_signal
 from lightning_nas.strategies.candidates import CandidatePool
 from lightning_nas.strategies.random_search import SPACE_DEFAULTS, architecture_key, sample_architectures
+from lightning_nas.strategies.random_search import Space as SpaceName
 
 STRATEGIES = ("darts", "enas", "pnas", "random")
 
@@ -168,7 +169,8 @@ class QualityReport:
 
     def run(self) -> dict[str, Any]:
         space = self.space
-        random = sample_architectures(space.name, self.random, self.random_seed, space.nodes, space.ops)
+        name = cast(SpaceName, space.name)  # __init__ checked it
+        random = sample_architectures(name, self.random, self.random_seed, space.nodes, space.ops)
         found = {seed: self.found(seed) for seed in self.seeds}
         found_keys = {seed: architecture_key(genotype) for seed, (genotype, _) in found.items()}
         accuracy = self.retrained({**random, **{found_keys[s]: g for s, (g, _) in found.items()}})

@@ -48,7 +48,7 @@ class SaveRunConfig(SaveConfigCallback):
     """Store the resolved config with its run: ``config.yaml`` next to the run's checkpoints (one per run, also
     when many runs share a save_dir, as W&B sweeps do), and in the W&B run's files and config."""
 
-    def __init__(self, *args, **kwargs) -> None:
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **{**kwargs, "save_to_log_dir": False})
 
     def save_config(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
