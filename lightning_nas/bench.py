@@ -95,7 +95,8 @@ class OptimizerStepTimer(pl.Callback):
     """Time between successive steps of one of the module's optimizers (ENAS: one controller step each)."""
 
     def __init__(self, device: torch.device, index: int) -> None:
-        self.device, self.index, self.stamps = device, index, []
+        self.device, self.index = device, index
+        self.stamps: list[tuple[float, float]] = []
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         trainer.optimizers[self.index].register_step_post_hook(lambda *args: self._stamp())
@@ -134,7 +135,7 @@ def enas_child(batch: int, repeats: int, device: torch.device, partial_channels:
     from lightning_nas.strategies.enas import ENAS
 
     module = ENAS(space="micro")
-    module.controller_phase = lambda: None  # this case times the child steps alone
+    module.controller_phase = lambda: None  # type: ignore[method-assign]  # this case times the child steps alone
     data = RandomImages(batch * (repeats + 2), batch_size=batch, val_split=batch)
     return module, data, StepTimer(device), {"limit_train_batches": repeats}, batch
 
@@ -144,7 +145,7 @@ def enas_controller(batch: int, repeats: int, device: torch.device, partial_chan
 
     module = ENAS(space="micro", controller_steps=repeats + 1)
     data = RandomImages(batch * 3, batch_size=batch, val_split=batch)
-    images = batch * module.hparams.controller_aggregate
+    images = batch * module.hp.controller_aggregate
     return module, data, OptimizerStepTimer(device, index=1), {"limit_train_batches": 1}, images
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import os
+from pathlib import Path
 from typing import Any
 
 import fsspec
@@ -23,7 +23,7 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     ``Trainer(plugins=[AtomicCheckpointIO()])``. Remote paths (``s3://``, ...) keep Lightning's save.
     """
 
-    def save_checkpoint(self, checkpoint: dict[str, Any], path: str | os.PathLike, storage_options: Any = None) -> None:
+    def save_checkpoint(self, checkpoint: dict[str, Any], path: str | Path, storage_options: Any = None) -> None:
         filesystem, local_path = fsspec.core.url_to_fs(str(path))
         if storage_options is not None or not isinstance(filesystem, LocalFileSystem):
             super().save_checkpoint(checkpoint, path, storage_options)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import fcntl
 import os
 import socket
-from typing import IO
+from typing import IO, Protocol, cast
 
 import fsspec
 import lightning.pytorch as pl
@@ -14,6 +14,15 @@ from lightning.pytorch.loggers import Logger
 
 from lightning_nas.errors import ConfigError
 from lightning_nas.files import is_local, join
+
+
+class VersionedLogger(Protocol):
+    """The parts of Lightning's CSV and TensorBoard loggers that ``claim_version`` uses."""
+
+    root_dir: str
+    _version: int | str | None
+
+    def _get_next_version(self) -> int: ...
 
 
 def run_directory(trainer: pl.Trainer) -> str:
@@ -37,9 +46,10 @@ def claim_version(logger: Logger) -> None:
     no folders to claim: there the first free version is only likely to stay free."""
     if getattr(logger, "_version", 0) is not None or not hasattr(logger, "_get_next_version"):
         return
-    filesystem, root = fsspec.core.url_to_fs(str(logger.root_dir))
+    versioned = cast(VersionedLogger, logger)
+    filesystem, root = fsspec.core.url_to_fs(str(versioned.root_dir))
     filesystem.makedirs(root, exist_ok=True)
-    version = logger._get_next_version()
+    version = versioned._get_next_version()
     while True:
         try:
             if isinstance(filesystem, LocalFileSystem):
@@ -49,7 +59,7 @@ def claim_version(logger: Logger) -> None:
         except FileExistsError:
             version += 1
             continue
-        setattr(logger, "_version", version)  # what Lightning's CSV and TensorBoard loggers read
+        versioned._version = version
         return
 
 

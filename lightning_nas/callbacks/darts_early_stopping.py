@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import lightning.pytorch as pl
 from lightning.pytorch.utilities import rank_zero_info
 
 from lightning_nas.errors import check
+
+if TYPE_CHECKING:
+    from lightning_nas.spaces.darts import SearchNetwork
 
 
 class DARTSEarlyStopping(pl.Callback):
@@ -34,7 +37,7 @@ class DARTSEarlyStopping(pl.Callback):
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if trainer.current_epoch < pl_module.hparams.get("arch_warmup_epochs", 0):
             return
-        genotype = pl_module.network.genotype()
+        genotype = cast("SearchNetwork", pl_module.network).genotype()
         skips = sum(op == "skip_connect" for op, _ in genotype.normal)
         self.unchanged_epochs = self.unchanged_epochs + 1 if genotype.to_dict() == self.last_genotype else 0
         self.last_genotype = genotype.to_dict()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from typing import Protocol
+from typing import Protocol, cast
 
 import lightning.pytorch as pl
 from lightning.pytorch.utilities import rank_zero_only
@@ -16,6 +16,12 @@ class Architecture(Protocol):
     """What a search strategy's ``genotype()`` returns: a Genotype, or e.g. an ENAS macro architecture."""
 
     def save(self, path: str | os.PathLike) -> str: ...
+
+
+class SearchModule(Protocol):
+    """What the genotype callbacks need of the LightningModule Lightning hands them."""
+
+    def genotype(self) -> Architecture: ...
 
 
 class GenotypeExport(pl.Callback):
@@ -33,10 +39,10 @@ class GenotypeExport(pl.Callback):
 
     @rank_zero_only
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        pl_module.genotype().save(self.path(trainer))
+        cast(SearchModule, pl_module).genotype().save(self.path(trainer))
 
     @rank_zero_only
     def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        architecture = pl_module.genotype()
+        architecture = cast(SearchModule, pl_module).genotype()
         path = architecture.save(self.path(trainer))
         print(f"\nFinal architecture:\n{architecture}\nwritten to {path}")

@@ -6,7 +6,7 @@ from __future__ import annotations
 import io
 import json
 import math
-from typing import Any
+from typing import Any, Protocol, Sequence, cast
 
 import lightning.pytorch as pl
 import matplotlib
@@ -14,8 +14,9 @@ import torch
 from lightning.pytorch.loggers import WandbLogger
 from lightning.pytorch.utilities import rank_zero_only
 
-from lightning_nas.run_folder import run_directory, run_id
+from lightning_nas.callbacks.genotype_export import SearchModule
 from lightning_nas.files import append_text, join, read_text, write_atomic
+from lightning_nas.run_folder import run_directory, run_id
 from lightning_nas.genotypes import Genotype, cell_diagram_png
 
 matplotlib.use("Agg")
@@ -43,6 +44,15 @@ def alpha_heatmap_png(weights: dict[str, torch.Tensor], op_names: list[str], tit
     figure.savefig(buffer, format="png", dpi=90)
     plt.close(figure)
     return buffer.getvalue()
+
+
+class AlphaModule(Protocol):
+    """A search with continuous architecture weights (DARTS), whose softmax(α) the heat maps show."""
+
+    @property
+    def op_names(self) -> Sequence[str]: ...
+
+    def alpha_weights(self) -> dict[str, torch.Tensor]: ...
 
 
 def _png_image(data: bytes) -> Image.Image:
@@ -91,7 +101,7 @@ class GenotypeLogger(pl.Callback):
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if trainer.sanity_checking:
             return
-        architecture = pl_module.genotype()
+        architecture = cast(SearchModule, pl_module).genotype()
         epoch = trainer.current_epoch
         metrics = {
             key: float(value)
@@ -106,7 +116,8 @@ class GenotypeLogger(pl.Callback):
         heatmap = None
         if self.heatmaps and hasattr(pl_module, "alpha_weights"):
             title = f"softmax(α) − 1/#ops, epoch {epoch}"
-            heatmap = alpha_heatmap_png(pl_module.alpha_weights(), list(pl_module.op_names), title)
+            darts = cast(AlphaModule, pl_module)
+            heatmap = alpha_heatmap_png(darts.alpha_weights(), list(darts.op_names), title)
             write_atomic(join(directory, "plots", f"alpha_epoch{epoch:03d}.png"), heatmap)
 
         for logger in trainer.loggers:
@@ -126,7 +137,7 @@ class GenotypeLogger(pl.Callback):
         if not self._columns:
             self._columns = ["epoch", "normal cell", "reduction cell", *sorted(metrics)]
         self._rows.append([epoch, *cells, *(metrics.get(key, math.nan) for key in self._columns[3:])])
-        payload: dict[str, Any] = {"genotypes": wandb.Table(columns=self._columns, data=list(self._rows))}
+        payload: dict[str, Any] = {"genotypes": wandb.Table(columns=list(self._columns), data=list(self._rows))}
         if isinstance(architecture, Genotype):
             for cell in ("normal", "reduce"):
                 payload[f"cell/{cell}"] = wandb.Image(_png_image(cell_diagram_png(architecture, cell)),
@@ -142,7 +153,7 @@ class GenotypeLogger(pl.Callback):
             return
         import wandb
 
-        architecture = pl_module.genotype()
+        architecture = cast(SearchModule, pl_module).genotype()
         architecture.save(join(run_directory(trainer), "final_genotype.json"))
         for logger in wandb_loggers:
             artifact = wandb.Artifact(f"genotype-{logger.experiment.id}", type="genotype")

@@ -23,7 +23,7 @@ then run one batch more or less, so eval steps must not call collectives (``self
 from __future__ import annotations
 
 import copy
-from typing import Any, Callable, Literal
+from typing import Any, Callable, Literal, Sized, cast
 
 import lightning.pytorch as pl
 import torch
@@ -119,7 +119,7 @@ class NASDataModule(pl.LightningDataModule):
         if self._splits:
             return
         train_set, plain_train_set = self.make_train_set(train=True), self.make_train_set(train=False)
-        order = torch.randperm(len(train_set), generator=torch.Generator().manual_seed(self.seed)).tolist()
+        order = torch.randperm(len(cast(Sized, train_set)), generator=torch.Generator().manual_seed(self.seed)).tolist()
         if not 0 <= self.val_split < len(order):
             raise ConfigError(f"val_split={self.val_split} must be between 0 and the {len(order)} training images")
         held_out, rest = order[: self.val_split], order[self.val_split :]
@@ -143,6 +143,7 @@ class NASDataModule(pl.LightningDataModule):
     def _loader(self, dataset: Dataset, shuffle: bool, salt: int = 0) -> DataLoader:
         """Shuffled: this rank's equal share of the (seed + salt, epoch) permutation; ordered: every image once."""
         num_replicas, rank = process_group()
+        sampler: DistributedSampler
         if shuffle:
             epoch = self.trainer.current_epoch if self.trainer is not None else 0
             sampler = EpochSampler(dataset, num_replicas, rank, self.seed + salt, epoch)

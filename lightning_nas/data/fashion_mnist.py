@@ -14,7 +14,7 @@ from __future__ import annotations
 import gzip
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Literal
+from typing import Callable, Literal, cast
 
 import torch
 from torch.utils.data import Dataset
@@ -146,7 +146,7 @@ class FashionMNISTDataModule(NASDataModule):
                 part = self.spec.reader(self.data_dir, train=train)
                 self._images[train] = part.data, part.targets
             elif self._in_package():
-                folder, part = self.spec.package_folder, "train" if train else "t10k"
+                folder, part = cast(Path, self.spec.package_folder), "train" if train else "t10k"  # _in_package checked
                 images = read_gzip_idx(folder / f"{part}-images-idx3-ubyte.gz")
                 labels = read_gzip_idx(folder / f"{part}-labels-idx1-ubyte.gz").long()
                 self._images[train] = images, labels

@@ -42,6 +42,8 @@ class SkippingImageFolder(ImageFolder):
     """An ImageFolder that skips images it cannot read: the sample is the next readable image in the folder, and
     each unreadable file is warned about once (per process) and recorded in ``unreadable``."""
 
+    samples: list[tuple[str, int]]
+
     def __init__(self, root: str | Path, **kwargs: Any) -> None:
         super().__init__(root, **kwargs)
         self.unreadable: set[str] = set()

@@ -17,11 +17,11 @@ import json
 import os
 import warnings
 from pathlib import Path
-from typing import Any, Callable, Collection, Sequence
+from typing import Any, Callable, Collection, Sequence, cast
 
 import lightning.pytorch as pl
 import torch
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Dataset
 
 from lightning_nas.errors import ConfigError
 from lightning_nas.files import write_atomic
@@ -139,7 +139,9 @@ class PredictorDataModule(pl.LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         generator = torch.Generator().manual_seed(self.seed)
-        return DataLoader(self.trained, self.batch_size, shuffle=True, collate_fn=collate, generator=generator)
+        # a list of samples is a map-style dataset, though torch annotates DataLoader's argument as Dataset
+        trained = cast(Dataset, self.trained)
+        return DataLoader(trained, self.batch_size, shuffle=True, collate_fn=collate, generator=generator)
 
     def val_dataloader(self) -> DataLoader:
-        return DataLoader(self.samples, self.batch_size, collate_fn=collate)
+        return DataLoader(cast(Dataset, self.samples), self.batch_size, collate_fn=collate)

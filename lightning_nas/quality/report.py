@@ -24,7 +24,7 @@ import statistics
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Sequence, cast
 
 from matplotlib.figure import Figure
 
@@ -36,6 +36,7 @@ from lightning_nas.quality.predictor_eval import PredictorEval, PredictorEvaluat
 from lightning_nas.quality.searches import STRATEGY_SPACE, run_search, search_signal
 from lightning_nas.strategies.candidates import CandidatePool
 from lightning_nas.strategies.random_search import SPACE_DEFAULTS, architecture_key, sample_architectures
+from lightning_nas.strategies.random_search import Space as SpaceName
 
 STRATEGIES = ("darts", "enas", "pnas", "random")
 
@@ -198,7 +199,8 @@ class QualityReport:
     def found_vs_random(self) -> dict[str, Any]:
         """Search, retrain the found and random architectures, write report.json and report.png, print the table."""
         space = self.space
-        random = sample_architectures(space.name, self.random, self.random_seed, space.nodes, space.ops)
+        name = cast(SpaceName, space.name)  # __init__ checked it
+        random = sample_architectures(name, self.random, self.random_seed, space.nodes, space.ops)
         found = {seed: self.found(seed) for seed in self.seeds}
         found_keys = {seed: architecture_key(genotype) for seed, (genotype, _, _) in found.items()}
         accuracy = self.retrained({**random, **{found_keys[s]: g for s, (g, _, _) in found.items()}})

@@ -54,7 +54,7 @@ class SaveRunConfig(SaveConfigCallback):
     when many runs share a save_dir, as W&B sweeps do; through fsspec like every run output), and in the W&B run: its
     config under ``cli`` and its files as ``WANDB_CONFIG_FILE`` (W&B keeps ``config.yaml`` for its own)."""
 
-    def __init__(self, *args, **kwargs) -> None:
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **{**kwargs, "save_to_log_dir": False})
 
     def save_config(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:

@@ -272,7 +272,7 @@ class SearchNetwork(nn.Module):
         PC-DARTS derives."""
         normal, reduce = self.op_weights()
         edge_normal, edge_reduce = self.edge_weights()
-        if edge_normal is not None:
+        if edge_normal is not None and edge_reduce is not None:  # both or neither (partial channels)
             normal, reduce = normal * edge_normal[:, None], reduce * edge_reduce[:, None]
         concat = tuple(range(2, 2 + self.nodes))
         return Genotype(

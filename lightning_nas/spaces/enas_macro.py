@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
@@ -146,12 +146,12 @@ class MacroNetwork(nn.Module):
         x = self.stem(x)
         reductions = iter(self.reductions)
         for layer, (branches, bn) in enumerate(zip(self.layers, self.layer_bns)):
-            out = branches[arch.ops[layer]](x)
+            out = cast(nn.ModuleDict, branches)[arch.ops[layer]](x)
             skips = [outputs[j] for j, s in enumerate(arch.skips[layer]) if s]
             x = bn(out + sum(skips)) if skips else bn(out)
             outputs.append(x)
             if layer in self.reduction_layers:
-                outputs = [reduce(h) for reduce, h in zip(next(reductions), outputs)]
+                outputs = [reduce(h) for reduce, h in zip(cast(nn.ModuleList, next(reductions)), outputs)]
                 x = outputs[-1]
         x = F.adaptive_avg_pool2d(F.relu(x), 1).flatten(1)
         return self.classifier(self.dropout(x))

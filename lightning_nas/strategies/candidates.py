@@ -53,6 +53,7 @@ class CandidateModule(pl.LightningModule):
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
+        self.epochs, self.lr, self.momentum, self.weight_decay = epochs, lr, momentum, weight_decay
         self.network = NetworkCIFAR(Genotype.from_dict(genotype), C=F, layers=3 * N, num_classes=num_classes,
                                     in_chans=in_chans, auxiliary=False)
         self.curve: list[float] = []
@@ -78,9 +79,8 @@ class CandidateModule(pl.LightningModule):
             self.curve.append(accuracy)
 
     def configure_optimizers(self) -> Any:
-        h = self.hparams
-        optimizer = torch.optim.SGD(self.parameters(), lr=h.lr, momentum=h.momentum, weight_decay=h.weight_decay)
-        return [optimizer], [torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=h.epochs)]
+        optimizer = torch.optim.SGD(self.parameters(), lr=self.lr, momentum=self.momentum, weight_decay=self.weight_decay)
+        return [optimizer], [torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=self.epochs)]
 
 
 def candidate_seed(seed: int, key: str) -> int:

@@ -10,21 +10,22 @@ through one virtual weight step (``darts_architect.unrolled_arch_gradient``). Ev
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from typing import Protocol, Sequence, cast
 
 import lightning.pytorch as pl
 import torch
 import torch.nn.functional as F
+from lightning.pytorch.core.optimizer import LightningOptimizer
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_only
 from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
 from lightning_nas.callbacks import EpochSeeding, GenotypeExport, GenotypeLogger
-from lightning_nas.run_folder import run_directory
 from lightning_nas.errors import ConfigError, check
 from lightning_nas.files import join
 from lightning_nas.genotypes import Genotype
 from lightning_nas.ops import DARTS_PRIMITIVES
+from lightning_nas.run_folder import run_directory
 from lightning_nas.spaces.darts import SearchNetwork
 from lightning_nas.strategies.darts_architect import Batch, VirtualStep, unrolled_arch_gradient
 
@@ -35,6 +36,26 @@ def alpha_entropy(alpha: torch.Tensor) -> torch.Tensor:
     """Mean entropy (nats) of softmax(α) over the edges: log(#ops) at the start, 0 once every edge is decided."""
     log_p = F.log_softmax(alpha.detach(), dim=-1)
     return -(log_p.exp() * log_p).sum(-1).mean()
+
+
+class DARTSHyperparameters(Protocol):
+    """The types of the ``hparams`` DARTS reads after ``__init__``."""
+
+    unrolled: bool
+    virtual_step: VirtualStep
+    w_lr: float
+    w_lr_min: float
+    w_momentum: float
+    w_weight_decay: float
+    w_grad_clip: float
+    arch_lr: float
+    arch_betas: tuple[float, float]
+    arch_weight_decay: float
+    arch_warmup_epochs: int
+    max_skip_connect: int | None
+    num_threads: int | None
+    genotype_filename: str
+    train_config: str
 
 
 class DARTS(pl.LightningModule):
@@ -103,11 +124,16 @@ class DARTS(pl.LightningModule):
         self.start_entropy: tuple[float, float] | None = None
         self.genotype()  # a max_skip_connect the primitives cannot meet fails here, not after the first epoch
 
+    @property
+    def hp(self) -> DARTSHyperparameters:
+        """``hparams`` with their types (``save_hyperparameters`` keeps every ``__init__`` argument)."""
+        return cast(DARTSHyperparameters, self.hparams)
+
     def forward(self, x: torch.Tensor, alpha_grad: bool = True) -> torch.Tensor:
         return self.network(x.contiguous(memory_format=self.memory_format), alpha_grad)
 
     def genotype(self) -> Genotype:
-        return self.network.genotype(self.hparams.max_skip_connect)
+        return self.network.genotype(self.hp.max_skip_connect)
 
     @property
     def op_names(self) -> tuple[str, ...]:
@@ -130,15 +156,15 @@ class DARTS(pl.LightningModule):
     def training_step(self, batch: dict[str, Batch], batch_idx: int) -> None:
         if not isinstance(batch, dict) or set(batch) != {"weights", "arch"}:
             raise ConfigError("DARTS takes search-mode batches {'weights': (x, y), 'arch': (x, y)}; set data.mode=search")
-        w_optimizer, arch_optimizer = self.optimizers()
+        w_optimizer, arch_optimizer = cast(list[LightningOptimizer], self.optimizers())
 
         # α step on the architecture batch, once the warm-up epochs have trained w
-        if self.current_epoch >= self.hparams.arch_warmup_epochs:
+        if self.current_epoch >= self.hp.arch_warmup_epochs:
             arch_optimizer.zero_grad()
             alphas = self.network.arch_parameters()
-            if self.hparams.unrolled:
+            if self.hp.unrolled:
                 xi = w_optimizer.param_groups[0]["lr"]
-                official = w_optimizer.optimizer if self.hparams.virtual_step == "official" else None
+                official = w_optimizer.optimizer if self.hp.virtual_step == "official" else None
                 unrolled_arch_gradient(
                     self.network, self.loss, batch["weights"], batch["arch"], xi, self.manual_backward,
                     self._mean_across_ranks, official,
@@ -155,21 +181,24 @@ class DARTS(pl.LightningModule):
         loss = self.loss(batch["weights"], alpha_grad=not self.skip_unused_gradients)
         self.manual_backward(loss)
         self._stop_if_not_finite("w step", batch_idx, loss)
-        self.clip_gradients(w_optimizer, gradient_clip_val=self.hparams.w_grad_clip, gradient_clip_algorithm="norm")
+        # Lightning's annotation wants an Optimizer; a LightningOptimizer is an instance of its optimizer's class
+        self.clip_gradients(w_optimizer, gradient_clip_val=self.hp.w_grad_clip,  # type: ignore[arg-type]
+                            gradient_clip_algorithm="norm")
         w_optimizer.step()
         self.log("train/loss", loss, prog_bar=True)
         # per step, so callbacks see this epoch's last value at its end (epoch-end logs of the module come after them)
         self.log("arch/entropy_normal", alpha_entropy(self.network.alpha_normal))
         self.log("arch/entropy_reduce", alpha_entropy(self.network.alpha_reduce))
 
-    def _stop_if_not_finite(self, step: str, batch_idx: int, *tensors: torch.Tensor) -> None:
+    def _stop_if_not_finite(self, step: str, batch_idx: int, *tensors: torch.Tensor | None) -> None:
         """Raise a FloatingPointError before the optimizer step if a loss or gradient is NaN or infinite on any rank,
-        so α and w stay finite and no checkpoint or genotype is written from a diverged search."""
+        so α and w stay finite and no checkpoint or genotype is written from a diverged search (None, a gradient
+        that was not computed, is skipped)."""
         finite = bool(torch.stack([t.detach().isfinite().all() for t in tensors if t is not None]).all())
         if not self.trainer.strategy.reduce_boolean_decision(finite, all=True):
             raise FloatingPointError(
                 f"DARTS search diverged: non-finite loss or gradient in the {step} of epoch {self.current_epoch}, step "
-                f"{batch_idx}; stopped before updating, so the last checkpoint and {self.hparams.genotype_filename} hold "
+                f"{batch_idx}; stopped before updating, so the last checkpoint and {self.hp.genotype_filename} hold "
                 "the last good state (lower arch_lr or w_lr?)"
             )
 
@@ -186,8 +215,8 @@ class DARTS(pl.LightningModule):
         self.log("val/top1", self.val_top1, prog_bar=True)
 
     def setup(self, stage: str) -> None:
-        if self.hparams.num_threads:
-            torch.set_num_threads(self.hparams.num_threads)
+        if self.hp.num_threads:
+            torch.set_num_threads(self.hp.num_threads)
 
     def on_train_start(self) -> None:
         self.start_entropy = self._entropies()
@@ -196,7 +225,7 @@ class DARTS(pl.LightningModule):
         return float(alpha_entropy(self.network.alpha_normal)), float(alpha_entropy(self.network.alpha_reduce))
 
     def on_train_epoch_end(self) -> None:
-        self.lr_schedulers().step()
+        cast(torch.optim.lr_scheduler.LRScheduler, self.lr_schedulers()).step()
         rank_zero_info(f"\nEpoch {self.current_epoch} genotype:\n{self.genotype()}")
 
     @rank_zero_only
@@ -210,11 +239,11 @@ class DARTS(pl.LightningModule):
             for cell, start, end in zip(("normal", "reduce"), self.start_entropy, self._entropies())
         ]
         top1 = self.trainer.callback_metrics.get("val/top1")
-        path = join(run_directory(self.trainer), self.hparams.genotype_filename)
+        path = join(run_directory(self.trainer), self.hp.genotype_filename)
         print(
             f"α entropy (nats): {', '.join(moved)}\n"
             f"supernet val/top1: {'n/a' if top1 is None else f'{float(top1):.4f}'}\n"
-            f"train the found cells: python -m lightning_nas.recipes.train fit --config {self.hparams.train_config} "
+            f"train the found cells: python -m lightning_nas.recipes.train fit --config {self.hp.train_config} "
             f"--model.genotype {path}"
         )
 
@@ -222,15 +251,16 @@ class DARTS(pl.LightningModule):
         max_epochs = self.trainer.max_epochs
         if max_epochs is None or max_epochs < 1:
             raise ConfigError(f"DARTS anneals the weight lr over trainer.max_epochs; set it (got {max_epochs})")
-        hp = self.hparams
+        hp = self.hp
         w_optimizer = torch.optim.SGD(
             self.network.weight_parameters(), hp.w_lr, momentum=hp.w_momentum, weight_decay=hp.w_weight_decay
         )
+        beta1, beta2 = hp.arch_betas  # a list when read from a config
         arch_optimizer = torch.optim.Adam(
-            self.network.arch_parameters(), hp.arch_lr, betas=tuple(hp.arch_betas), weight_decay=hp.arch_weight_decay
+            self.network.arch_parameters(), hp.arch_lr, betas=(beta1, beta2), weight_decay=hp.arch_weight_decay
         )
         w_schedule = torch.optim.lr_scheduler.CosineAnnealingLR(w_optimizer, max_epochs, eta_min=hp.w_lr_min)
         return [w_optimizer, arch_optimizer], [w_schedule]
 
     def configure_callbacks(self) -> list[pl.Callback]:
-        return [GenotypeExport(self.hparams.genotype_filename), GenotypeLogger(), EpochSeeding()]
+        return [GenotypeExport(self.hp.genotype_filename), GenotypeLogger(), EpochSeeding()]

@@ -8,7 +8,7 @@ and momentum buffer b (zero before its first step). The published DARTS results 
 
 from __future__ import annotations
 
-from typing import Callable, Literal
+from typing import Callable, Literal, cast
 
 import torch
 
@@ -73,7 +73,7 @@ def unrolled_arch_gradient(
             w.sub_(xi * d)
     zero_grad()
     backward(loss_fn(arch_batch))
-    direct = [a.grad.detach().clone() for a in alphas]
+    direct = [cast(torch.Tensor, a.grad).detach().clone() for a in alphas]  # every α is in the loss
     v = [torch.zeros_like(w) if w.grad is None else w.grad.detach().clone() for w in weights]
     epsilon = 0.01 / torch.cat([g.flatten() for g in v]).norm()
 

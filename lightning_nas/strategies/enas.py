@@ -32,18 +32,20 @@ import io
 import itertools
 import os
 from contextlib import contextmanager
-from typing import Any, Iterator, Literal, Sequence
+from typing import Any, Iterator, Literal, Protocol, Sequence, cast
 
 import lightning.pytorch as pl
 import torch
 import torch.nn.functional as F
-from torch import nn
+from lightning.pytorch.core.optimizer import LightningOptimizer
 
 from lightning_nas.callbacks import EpochSeeding, GenotypeExport, GenotypeLogger
-from lightning_nas.run_folder import run_directory
+from lightning_nas.data import NASDataModule
+from lightning_nas.data.base import EpochSampler
 from lightning_nas.errors import ConfigError, check
 from lightning_nas.files import join, write_atomic
 from lightning_nas.genotypes import Genotype
+from lightning_nas.run_folder import run_directory
 from lightning_nas.spaces.enas_macro import MacroArchitecture, MacroNetwork
 from lightning_nas.spaces.enas_micro import MicroArchitecture, MicroChild
 from lightning_nas.strategies.enas_controller import ControllerSample, MacroController, MicroController
@@ -66,6 +68,33 @@ MINIMUM = {"C": 1, "num_layers": 3, "num_nodes": 1, "controller_steps": 1, "cont
 """The smallest value of each count argument that makes a search (None, where allowed, is not checked)."""
 
 
+class ENASHyperparameters(Protocol):
+    """The types of the ``hparams`` ENAS reads, with the None defaults resolved from ``SPACE_DEFAULTS``."""
+
+    space: Space
+    C: int
+    num_layers: int
+    num_nodes: int
+    tanh_constant: float
+    lr: float
+    lr_min: float
+    momentum: float
+    weight_decay: float
+    T_0: int
+    T_mult: int
+    grad_clip: float | None
+    controller_lr: float
+    controller_steps: int
+    controller_aggregate: int
+    entropy_weight: float
+    baseline_decay: float
+    skip_weight: float
+    derive_samples: int
+    derive_batches: int | None
+    compare_samples: int
+    genotype_filename: str
+
+
 class ENAS(pl.LightningModule):
     """ENAS search over the ``micro`` (cells) or ``macro`` (whole network) space.
 
@@ -80,6 +109,8 @@ class ENAS(pl.LightningModule):
     logged as ``samples/controller_top1`` and ``samples/uniform_top1``, so they reach that epoch's genotype history
     (the report's search signal) and its checkpoint.
     """
+
+    baseline: torch.Tensor
 
     def __init__(
         self,
@@ -124,12 +155,14 @@ class ENAS(pl.LightningModule):
         self.save_hyperparameters()
         self.hparams.update(resolved)
         self.automatic_optimization = False
-        hp = self.hparams
         for name, minimum in MINIMUM.items():
-            check(hp[name] is None or hp[name] >= minimum,
-                  f"model.{name}={hp[name]} is too small for an ENAS search: set --model.{name} {minimum} or more")
+            value = self.hparams[name]
+            check(value is None or value >= minimum,
+                  f"model.{name}={value} is too small for an ENAS search: set --model.{name} {minimum} or more")
+        hp = self.hp
         if space == "micro":
-            self.child: nn.Module = MicroChild(hp.C, hp.num_layers, num_nodes, num_classes, in_chans, dropout=dropout)
+            self.child: MicroChild | MacroNetwork = MicroChild(hp.C, hp.num_layers, num_nodes, num_classes, in_chans,
+                                                               dropout=dropout)
             self.controller: MicroController | MacroController = MicroController(
                 num_nodes, lstm_size=lstm_size, tanh_constant=hp.tanh_constant, op_tanh_reduce=op_tanh_reduce,
                 temperature=temperature, op_bias=op_bias)
@@ -146,6 +179,17 @@ class ENAS(pl.LightningModule):
         self.comparison: dict[str, float] = {}
         """``compare_with_uniform(compare_samples)`` at the end of fit."""
 
+    @property
+    def hp(self) -> ENASHyperparameters:
+        """``hparams`` with their types (``save_hyperparameters`` keeps every argument, ``__init__`` the resolved
+        defaults)."""
+        return cast(ENASHyperparameters, self.hparams)
+
+    @property
+    def data(self) -> NASDataModule:
+        """The trainer's data module, whose held-out images score the architectures."""
+        return cast(NASDataModule, getattr(self.trainer, "datamodule"))
+
     def setup(self, stage: str) -> None:
         datamodule = getattr(self.trainer, "datamodule", None)
         val_split = getattr(datamodule, "val_split", 0)
@@ -161,7 +205,7 @@ class ENAS(pl.LightningModule):
         return sample if arch == sample.arch else self.controller.log_prob(arch)
 
     def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
-        child_optimizer, _ = self.optimizers()
+        child_optimizer, _ = cast(list[LightningOptimizer], self.optimizers())
         x, y = batch
         with torch.no_grad():
             arch = self.sample_shared().arch
@@ -170,14 +214,15 @@ class ENAS(pl.LightningModule):
         check_finite(self, "child training", {"train/loss": loss})
         child_optimizer.zero_grad()
         self.manual_backward(loss)
-        if self.hparams.grad_clip:
-            self.clip_gradients(child_optimizer, gradient_clip_val=self.hparams.grad_clip,
+        if self.hp.grad_clip:
+            # Lightning's annotation wants an Optimizer; a LightningOptimizer is an instance of its optimizer's class
+            self.clip_gradients(child_optimizer, gradient_clip_val=self.hp.grad_clip,  # type: ignore[arg-type]
                                 gradient_clip_algorithm="norm")
         child_optimizer.step()
         self.log("train/loss", loss, on_step=False, on_epoch=True, prog_bar=True)
         self.log("train/top1", (logits.argmax(1) == y).float().mean(), on_step=False, on_epoch=True, prog_bar=True)
         if batch_idx + 1 == self.trainer.num_training_batches:
-            self.lr_schedulers().step()
+            cast(torch.optim.lr_scheduler.LRScheduler, self.lr_schedulers()).step()
             self.controller_phase()
         return loss
 
@@ -186,8 +231,8 @@ class ENAS(pl.LightningModule):
     def heldout_batches(self) -> Iterator[Batch]:
         """Endless held-out minibatches for the rewards, in an order fixed by the epoch (under DDP the loader gives
         each rank its own share)."""
-        loader = self.trainer.datamodule.heldout_dataloader()
-        loader.sampler.set_epoch(self.current_epoch)
+        loader = self.data.heldout_dataloader()
+        cast(EpochSampler, loader.sampler).set_epoch(self.current_epoch)
         while True:
             for x, y in loader:
                 yield x.to(self.device), y.to(self.device)
@@ -212,8 +257,8 @@ class ENAS(pl.LightningModule):
 
     def controller_phase(self) -> None:
         """REINFORCE with a moving-average baseline: loss = −log p · (R − b) (+ skip-KL for macro), per sample."""
-        _, controller_optimizer = self.optimizers()
-        hp = self.hparams
+        _, controller_optimizer = cast(list[LightningOptimizer], self.optimizers())
+        hp = self.hp
         batches = self.heldout_batches()
         rewards, entropies = [], []
         for _ in range(hp.controller_steps):
@@ -254,11 +299,11 @@ class ENAS(pl.LightningModule):
         """Each architecture's accuracy on the same held-out images, the first ``derive_batches`` batches in their
         fixed order or all of them (under DDP each rank scores its share; counts are summed), the child in
         ``scoring`` mode."""
-        loader = self.trainer.datamodule.heldout_dataloader(shuffle=False)
+        loader = self.data.heldout_dataloader(shuffle=False)
         correct = torch.zeros(len(archs), device=self.device)
         seen = torch.zeros((), device=self.device)
         with self.scoring():
-            for x, y in itertools.islice(loader, self.hparams.derive_batches):
+            for x, y in itertools.islice(loader, self.hp.derive_batches):
                 batch = x.to(self.device), y.to(self.device)
                 correct += torch.stack([self.accuracy(arch, batch) for arch in archs]) * len(y)
                 seen += len(y)
@@ -267,7 +312,7 @@ class ENAS(pl.LightningModule):
 
     def sample_archs(self, count: int, uniform: bool = False) -> list[Architecture]:
         """``count`` architectures from the controller (or drawn uniformly), rank 0's on every rank."""
-        hp = self.hparams
+        hp = self.hp
         if not uniform:
             archs = [self.controller.sample().arch for _ in range(count)]
         elif hp.space == "micro":
@@ -279,7 +324,7 @@ class ENAS(pl.LightningModule):
     @torch.no_grad()
     def derive(self) -> tuple[Architecture, float]:
         """The best of ``derive_samples`` controller samples by held-out accuracy, with that accuracy."""
-        archs = self.sample_archs(self.hparams.derive_samples)
+        archs = self.sample_archs(self.hp.derive_samples)
         scores = self.heldout_accuracy(archs)
         best = int(scores.argmax())
         return archs[best], float(scores[best])
@@ -300,7 +345,7 @@ class ENAS(pl.LightningModule):
     # --- optimisers and checkpoints ----------------------------------------------------------------------------
 
     def configure_optimizers(self) -> Any:
-        hp = self.hparams
+        hp = self.hp
         child = torch.optim.SGD(self.child.parameters(), lr=hp.lr, momentum=hp.momentum, nesterov=True,
                                 weight_decay=hp.weight_decay)
         # The authors' Adam: beta1 = 0, epsilon = 1e-3.
@@ -310,7 +355,7 @@ class ENAS(pl.LightningModule):
         return [child, controller], [schedule]
 
     def configure_callbacks(self) -> list[pl.Callback]:
-        return [GenotypeExport(self.hparams.genotype_filename), GenotypeLogger(), EpochSeeding()]
+        return [GenotypeExport(self.hp.genotype_filename), GenotypeLogger(), EpochSeeding()]
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["enas_history"] = self.history
@@ -319,7 +364,7 @@ class ENAS(pl.LightningModule):
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         self.history = list(checkpoint.get("enas_history", []))
         derived = checkpoint.get("enas_derived")
-        architecture = MicroArchitecture if self.hparams.space == "micro" else MacroArchitecture
+        architecture = MicroArchitecture if self.hp.space == "micro" else MacroArchitecture
         self._derived = None if derived is None else architecture(**derived)
 
     # --- validate ----------------------------------------------------------------------------------------------

@@ -111,6 +111,8 @@ class MicroController(Controller):
     architecture stays above about 45 nats (58.5 for the uniform policy). ``tanh_constant=None`` removes the bound.
     """
 
+    normal_op_bias: torch.Tensor
+
     def __init__(self, num_nodes: int = 5, ops: Sequence[str] = ENAS_MICRO_OPS, lstm_size: int = 64,
                  tanh_constant: float | None = 1.1, op_tanh_reduce: float = 2.5, temperature: float | None = None,
                  op_bias: Sequence[float] = (10.0, 10.0, 0.0, 0.0, 0.0), normal_op_bias: bool = True) -> None:
@@ -147,7 +149,7 @@ class MicroController(Controller):
             anchors_w_1.append(self.attn_1(state[0]))
         op_bias = self.normal_op_bias if normal else torch.zeros_like(self.normal_op_bias)
         edges: list[Edge] = []
-        x = self.g_emb
+        x: torch.Tensor = self.g_emb
         for node in range(self.num_nodes):
             pair = None if given is None else given[EDGES_PER_NODE * node : EDGES_PER_NODE * (node + 1)]
             inputs = []
@@ -184,6 +186,8 @@ class MacroController(Controller):
     authors' code values (64 units, tanh constant 1.5, no temperature).
     """
 
+    skip_targets: torch.Tensor
+
     def __init__(self, num_layers: int = 12, ops: Sequence[str] = ENAS_MACRO_OPS, lstm_size: int = 64,
                  tanh_constant: float | None = 1.5, temperature: float | None = None, skip_target: float = 0.4) -> None:
         super().__init__(len(ops), lstm_size, tanh_constant, temperature)
@@ -201,7 +205,7 @@ class MacroController(Controller):
         anchors: list[torch.Tensor] = []
         anchors_w_1: list[torch.Tensor] = []
         ops, skips, penalties = [], [], []
-        x = self.g_emb
+        x: torch.Tensor = self.g_emb
         for layer in range(self.num_layers):
             state = self.lstm(x, state)
             target = None if arch is None else torch.tensor([self.ops.index(arch.ops[layer])])

@@ -33,7 +33,7 @@ import json
 import math
 import random
 from pathlib import Path
-from typing import Any, Literal, Sequence
+from typing import Any, Literal, Mapping, Sequence
 
 import lightning.pytorch as pl
 import torch
@@ -61,7 +61,7 @@ from lightning_nas.strategies.pnas_predictor import AccuracyPredictor
 from lightning_nas.strategies.ranks import Ranks
 
 
-def scatter_png(points: dict[str, tuple[Sequence[float], Sequence[float]]], title: str) -> bytes:
+def scatter_png(points: Mapping[str, tuple[Sequence[float], Sequence[float]]], title: str) -> bytes:
     """Predicted vs. true accuracy, one point per candidate and one colour per set (name → (predicted, true)), with
     the diagonal where a perfect predictor would lie."""
     figure = Figure(figsize=(4.5, 4.5))
@@ -386,7 +386,7 @@ class PNASSearch:
                 payload["predictor/scatter"] = wandb.Image(Image.open(io.BytesIO(scatter)), caption=f"b={b}")
             self.logger.experiment.log({**payload, "b": b})
 
-    def log_genotype(self, path: Path) -> None:
+    def log_genotype(self, path: str) -> None:
         """The final genotype file as a W&B artifact; any logger is then finalized."""
         if self.logger is None:
             return
@@ -394,7 +394,7 @@ class PNASSearch:
             import wandb
 
             artifact = wandb.Artifact(f"genotype-{self.logger.experiment.id}", type="genotype")
-            artifact.add_file(str(path))
+            artifact.add_file(path)
             self.logger.experiment.log_artifact(artifact)
         self.logger.finalize("success")
 

@@ -89,6 +89,7 @@ class AccuracyPredictor(pl.LightningModule):
         if kind not in PREDICTORS:
             raise ConfigError(f"unknown predictor kind {kind!r}; choose one of {', '.join(PREDICTORS)}")
         self.save_hyperparameters()
+        self.lr = lr
         self.members = nn.ModuleList(
             PREDICTORS[kind](num_inputs, num_ops, embed_dim, hidden_size) for _ in range(ensemble_size)
         )
@@ -116,4 +117,4 @@ class AccuracyPredictor(pl.LightningModule):
         self.log("val/spearman", self.val_spearman, on_epoch=True)
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
-        return torch.optim.Adam(self.parameters(), lr=self.hparams.lr)
+        return torch.optim.Adam(self.parameters(), lr=self.lr)

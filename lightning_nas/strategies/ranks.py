@@ -58,6 +58,7 @@ class Ranks:
         return cls(dist.PrefixStore(f"{prefix}/{store.get(attempt).decode()}", store), rank, world_size, timeout)
 
     def _heartbeat(self) -> None:
+        assert self.store is not None  # the heartbeat runs only with a store
         while not self._stop.is_set():
             try:
                 self.store.add(f"heartbeat/{self.rank}", 1)
@@ -78,6 +79,7 @@ class Ranks:
 
     def wait(self, keys: Sequence[str], what: str) -> None:
         """Poll until ``keys`` exist; raise RankDied when another rank's heartbeat stops for ``timeout`` seconds."""
+        assert self.store is not None  # only ranks of a multi-process run wait
         while not self._check(keys):
             now = time.monotonic()
             for rank in range(self.world_size):
@@ -94,6 +96,7 @@ class Ranks:
             time.sleep(POLL_SECONDS)
 
     def _check(self, keys: Sequence[str]) -> bool:
+        assert self.store is not None  # called by wait
         try:
             return self.store.check(list(keys))
         except RuntimeError as error:

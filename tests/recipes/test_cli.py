@@ -100,7 +100,8 @@ def test_every_file_of_a_run_goes_through_fsspec(tmp_path: Path, monkeypatch: py
         assert last_checkpoint("memory://runs/s") == f"memory://{folder}/last.ckpt"
         darts.main(["fit", *args, "--trainer.max_epochs", "2", "--ckpt_path", "last"])
         history = memory.cat("/runs/s/lightning_logs/version_1/checkpoints/genotype_history.jsonl").decode()
-        assert [yaml.safe_load(line)["epoch"] for line in history.splitlines()] == [1]  # resumed after epoch 0
+        records = [yaml.safe_load(line) for line in history.splitlines()]  # resumed after epoch 0, history whole
+        assert [(record["epoch"], record["run"]) for record in records] == [(0, "version_0"), (1, "version_1")]
     finally:
         memory.rm("/runs", recursive=True)
     assert list(tmp_path.iterdir()) == []  # no local folder named memory: or runs
