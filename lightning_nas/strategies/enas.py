@@ -246,14 +246,19 @@ class ENAS(pl.LightningModule):
     @contextmanager
     def scoring(self) -> Iterator[None]:
         """The child as it scores architectures outside training: BN on the batch's statistics, as for the rewards,
-        and dropout off, so a score is a function of the weights alone."""
+        and dropout off, so a score is a function of the weights alone; BN's running statistics are restored after,
+        so scoring (e.g. the comparison after a fit's last epoch) changes nothing a resumed run would not repeat."""
         training = self.child.training
+        buffers = {name: buffer.clone() for name, buffer in self.child.named_buffers()}
         self.child.train()
         self.child.dropout.eval()
         try:
             yield
         finally:
             self.child.train(training)
+            with torch.no_grad():
+                for name, buffer in self.child.named_buffers():
+                    buffer.copy_(buffers[name])
 
     def controller_phase(self) -> None:
         """REINFORCE with a moving-average baseline: loss = −log p · (R − b) (+ skip-KL for macro), per sample."""
