@@ -5,5 +5,6 @@
 
 from lightning_nas.quality.predictor_eval import PredictorEval
 from lightning_nas.quality.report import QualityReport, RetrainBudget, Space, rank_among, summarize
+from lightning_nas.quality.target_noise import TargetNoise
 
-__all__ = ["PredictorEval", "QualityReport", "RetrainBudget", "Space", "rank_among", "summarize"]
+__all__ = ["PredictorEval", "QualityReport", "RetrainBudget", "Space", "TargetNoise", "rank_among", "summarize"]

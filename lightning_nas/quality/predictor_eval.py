@@ -19,21 +19,15 @@ it saw).
 
 from __future__ import annotations
 
-import random
 import statistics
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
-import torch
-
 from lightning_nas.errors import check
-from lightning_nas.recipes.driver import build_driver
-from lightning_nas.spaces.pnas import PNASCell, random_cell
+from lightning_nas.quality.proxy import proxy_budget, random_cells, search_from_recipe, search_threads
+from lightning_nas.spaces.pnas import PNASCell
 from lightning_nas.strategies.pnas import PNASSearch, spearman
-
-DRAWS_PER_CELL = 1000
-"""How many random cells ``random_cells`` may draw per distinct cell it needs before giving up."""
 
 
 @dataclass
@@ -51,18 +45,8 @@ class PredictorEval:
     """Run this evaluation alone: no searches and no retraining (an earlier report.json keeps its other results)."""
 
 
-def random_cells(seed: str, blocks: int, count: int, ops: Sequence[str]) -> list[PNASCell]:
-    """The first ``count`` distinct cells of a stream of ``random_cell`` draws seeded by ``seed`` (so a longer list
-    starts with a shorter one)."""
-    rng = random.Random(seed)
-    cells: dict[PNASCell, None] = {}
-    for _ in range(DRAWS_PER_CELL * count):
-        if len(cells) == count:
-            break
-        cells.setdefault(random_cell(rng, blocks, ops))
-    check(len(cells) == count, f"predictor_eval asks for {count} distinct random {blocks}-block cells, but the space "
-                               f"of ops {list(ops)} gave only {len(cells)}: lower K or M")
-    return list(cells)
+TOO_FEW = ("predictor_eval", "lower K or M")
+"""Whom ``random_cells`` names when the space is too small, and the fix."""
 
 
 class PredictorEvaluation:
@@ -82,8 +66,8 @@ class PredictorEvaluation:
               f"predictor_eval.levels={levels}: each level b must be in 1..{B - 1} (B-1 for the search's B={B}), since "
               f"the predictor is tested on b+1 blocks; e.g. levels: {list(range(1, B))}")
         self.search, self.options, self.levels = search, o, sorted(set(levels))
-        self.cells = {(b, t): (random_cells(f"{random_seed}/{b}/{t}", b, o.K, search.ops),
-                               random_cells(f"{random_seed}/{b + 1}/{t}", b + 1, o.M, search.ops))
+        self.cells = {(b, t): (random_cells(f"{random_seed}/{b}/{t}", b, o.K, search.ops, *TOO_FEW),
+                               random_cells(f"{random_seed}/{b + 1}/{t}", b + 1, o.M, search.ops, *TOO_FEW))
                       for b in self.levels for t in range(o.T)}
         """Per (level, repeat): the cells the predictor learns from and the cells it is scored on, drawn up front."""
 
@@ -92,9 +76,7 @@ class PredictorEvaluation:
                     random_seed: int) -> PredictorEvaluation:
         """Build the search its recipe describes (with the report's search overrides), its candidates kept in
         ``output_dir``."""
-        search = build_driver(PNASSearch, "PNAS search", ["--config", search_config, *search_args,
-                                                          f"--output_dir={output_dir}"], subcommand=None)
-        return cls(search, options, random_seed)
+        return cls(search_from_recipe(search_config, search_args, output_dir), options, random_seed)
 
     def trained(self, name: str, cells: list[PNASCell]) -> list[dict[str, Any]]:
         """The cells' result records (proxy accuracy among them), training those the results file lacks."""
@@ -117,23 +99,14 @@ class PredictorEvaluation:
 
     def run(self) -> dict[str, Any]:
         search, o = self.search, self.options
-        threads = torch.get_num_threads()
-        if search.num_threads:
-            torch.set_num_threads(search.num_threads)
-        try:
-            with search.pool.running():
-                levels = []
-                for b in self.levels:
-                    repeats = [self.repeat(b, t) for t in range(o.T)]
-                    values = [r["spearman"] for r in repeats]
-                    levels.append({"b": b, "spearman": values, "mean": statistics.fmean(values),
-                                   "std": statistics.stdev(values) if len(values) > 1 else 0.0, "repeats": repeats})
-        finally:
-            torch.set_num_threads(threads)
-        pool = search.pool
-        return {"K": o.K, "M": o.M, "T": o.T,
-                "proxy": {"N": pool.N, "F": pool.F, "epochs": pool.epochs, "lr": pool.lr,
-                          "limit_train_batches": pool.limit_train_batches, "seed": pool.seed},
+        with search_threads(search), search.pool.running():
+            levels = []
+            for b in self.levels:
+                repeats = [self.repeat(b, t) for t in range(o.T)]
+                values = [r["spearman"] for r in repeats]
+                levels.append({"b": b, "spearman": values, "mean": statistics.fmean(values),
+                               "std": statistics.stdev(values) if len(values) > 1 else 0.0, "repeats": repeats})
+        return {"K": o.K, "M": o.M, "T": o.T, "proxy": proxy_budget(search),
                 "predictor": {"kind": search.predictor_kind, "epochs": search.predictor_epochs,
                               "lr": search.predictor_lr, "ensemble_size": search.ensemble_size},
                 "results_file": str(search.pool.results.path), "levels": levels}

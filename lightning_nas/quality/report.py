@@ -8,11 +8,14 @@ architecture's rank among the random ones, and the search's own signal over time
 evaluation is frustratingly hard": never one run per side).
 
 For PNAS, a ``predictor_eval`` section adds the paper's Algorithm 2 (see ``predictor_eval``): how well the search's
-predictor ranks random cells one block larger than those it learned from; ``predictor_eval.only`` runs it alone.
+predictor ranks random cells one block larger than those it learned from; a ``target_noise`` section (see
+``target_noise``) how well two training runs of the same cells agree, which bounds what any predictor can reach. A
+section with ``only: true`` runs alone (with the other sections that say so): no searches, no retraining.
 
 Everything lands in ``output_dir``: ``found/seed<S>.json`` per finished search, ``retrain.jsonl`` (a ``CandidatePool``
 results file, which reports of one space and budget may share), ``report.json`` and ``report.png``, and
-``predictor_eval/results.jsonl`` for Algorithm 2's candidates. A killed report restarts where it stopped.
+``predictor_eval/results.jsonl`` and ``target_noise/results.jsonl`` for their candidates. A killed report restarts
+where it stopped.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ import statistics
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Sequence, cast
+from typing import Any, Callable, Sequence, cast
 
 from matplotlib.figure import Figure
 
@@ -34,6 +37,7 @@ from lightning_nas.files import write_atomic
 from lightning_nas.genotypes import Genotype
 from lightning_nas.quality.predictor_eval import PredictorEval, PredictorEvaluation, format_predictor_table
 from lightning_nas.quality.searches import STRATEGY_SPACE, run_search, search_signal
+from lightning_nas.quality.target_noise import TargetNoise, TargetNoiseMeasurement, format_noise_table
 from lightning_nas.strategies.candidates import CandidatePool
 from lightning_nas.strategies.random_search import SPACE_DEFAULTS, architecture_key, sample_architectures
 from lightning_nas.strategies.random_search import Space as SpaceName
@@ -118,13 +122,15 @@ class QualityReport:
         output_dir: str = "runs/quality",
         retrain_file: str | None = None,
         predictor_eval: PredictorEval | None = None,
+        target_noise: TargetNoise | None = None,
     ) -> None:
         """``first_seed``: search seeds are first_seed..first_seed+seeds-1; keep them apart from the seed a config was
         tuned on (0 in the shipped recipes). ``random_seed`` draws the random architectures, the same for every
         strategy of one space. ``search_args`` are extra overrides for every search. ``retrain_file`` (default
         ``<output_dir>/retrain.jsonl``) may be shared by reports with the same data, space, random seed and budget,
         e.g. DARTS's and random search's: their random architectures are then trained once. ``predictor_eval``
-        (PNAS only) also evaluates the search's predictor with Algorithm 2, on the search recipe's data and budget."""
+        (PNAS only) also evaluates the search's predictor with Algorithm 2, on the search recipe's data and budget;
+        ``target_noise`` (PNAS only) measures how well repeated training runs under that budget agree."""
         space = space or Space()
         check(strategy in STRATEGIES, f"unknown strategy {strategy!r}; use one of {', '.join(STRATEGIES)}")
         check(seeds >= 1, f"seeds={seeds}: the report needs at least 1 search seed (3 or more to see a spread)")
@@ -146,12 +152,17 @@ class QualityReport:
         self.pool = CandidatePool(data, retrain_file or self.output_dir / "retrain.jsonl", self.budget.N, self.budget.F,
                                   self.budget.epochs, self.budget.lr, self.budget.limit_train_batches,
                                   accelerator="cpu", label="retrain", limit_val_batches=self.budget.limit_val_batches)
-        check(predictor_eval is None or strategy == "pnas",
-              f"predictor_eval evaluates the PNAS predictor, but the strategy is {strategy!r}: remove the "
-              f"predictor_eval section or use strategy pnas")
-        self.only_predictor_eval = predictor_eval is not None and predictor_eval.only
-        self.predictor_eval = None if predictor_eval is None else PredictorEvaluation.from_recipe(
-            search_config, self.search_args, self.output_dir / "predictor_eval", predictor_eval, random_seed)
+        self.sections: dict[str, tuple[Any, bool, Callable[[dict[str, Any]], str]]] = {}
+        """The PNAS sections asked for: name -> (measurement, runs alone, its table)."""
+        sections: list[tuple[str, Any, Any, Callable[[dict[str, Any]], str]]] = [
+            ("predictor_eval", predictor_eval, PredictorEvaluation, format_predictor_table),
+            ("target_noise", target_noise, TargetNoiseMeasurement, format_noise_table)]
+        for name, options, measurement, table in sections:
+            if options is not None:
+                check(strategy == "pnas", f"{name} measures the PNAS search, but the strategy is {strategy!r}: remove "
+                                          f"the {name} section or use strategy pnas")
+                self.sections[name] = (measurement.from_recipe(search_config, self.search_args, self.output_dir / name,
+                                                               options, random_seed), options.only, table)
 
     def found(self, seed: int) -> tuple[Genotype, float, bool]:
         """The architecture the search with ``seed`` found (searching first unless a finished search left it), the
@@ -182,18 +193,21 @@ class QualityReport:
         return {key: statistics.fmean(values) for key, values in accuracies.items()}
 
     def run(self) -> dict[str, Any]:
-        """Run (or resume) the report: found vs random unless ``predictor_eval.only``, then Algorithm 2 if asked."""
+        """Run (or resume) the report: found vs random, then the PNAS sections asked for; or only the sections with
+        ``only: true``."""
         path = self.output_dir / "report.json"
+        alone = [name for name, (_, only, _) in self.sections.items() if only]
         report: dict[str, Any]
-        if self.only_predictor_eval:
+        if alone:
             report = json.loads(path.read_text()) if path.is_file() else {
                 "strategy": self.strategy, "search_config": self.search_config}
         else:
             report = self.found_vs_random()
-        if self.predictor_eval is not None:
-            report["predictor_eval"] = self.predictor_eval.run()
+        for name in alone or self.sections:
+            measurement, _, table = self.sections[name]
+            report[name] = measurement.run()
             write_atomic(path, json.dumps(report, indent=1))
-            print(format_predictor_table(report["predictor_eval"]))
+            print(table(report[name]))
         return report
 
     def found_vs_random(self) -> dict[str, Any]:

@@ -5,36 +5,25 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Callable
 
 import pytest
-import yaml
 
 from lightning_nas.quality.__main__ import main
 from lightning_nas.quality.predictor_eval import format_predictor_table
 
 
-def write_configs(tmp_path: Path, **predictor_eval) -> Path:
-    search = {
-        "B": 2, "K": 2, "N": 1, "F": 4, "epochs": 1, "limit_train_batches": 2, "ops": ["identity", "max_pool_3x3"],
-        "predictor_epochs": 5, "accelerator": "cpu", "num_threads": 1,
-        "data": {"class_path": "lightning_nas.data.DigitsDataModule",
-                 "init_args": {"mode": "eval", "val_split": 100, "batch_size": 64}},
-    }
-    (tmp_path / "search.yaml").write_text(yaml.safe_dump(search))
-    report = {
-        "strategy": "pnas", "search_config": str(tmp_path / "search.yaml"),
-        "space": {"name": "pnas", "nodes": 2, "ops": ["identity", "max_pool_3x3"]},
-        "output_dir": str(tmp_path / "report"), "retrain": {"N": 1, "F": 4, "epochs": 1, "limit_train_batches": 2},
-        "predictor_eval": {"K": 5, "M": 3, "T": 2, "only": True, **predictor_eval},
-        "data": {"class_path": "lightning_nas.data.DigitsDataModule", "init_args": {"mode": "eval", "batch_size": 64}},
-    }
-    (tmp_path / "report.yaml").write_text(yaml.safe_dump(report))
-    return tmp_path / "report.yaml"
+@pytest.fixture
+def write_configs(tmp_path: Path, pnas_report: Callable[..., Path]) -> Callable[..., Path]:
+    """Writes the tiny report config with a ``predictor_eval`` section that runs alone: K=5, M=3, T=2 unless its
+    options say otherwise."""
+    return lambda **options: pnas_report(tmp_path, predictor_eval={"K": 5, "M": 3, "T": 2, "only": True, **options})
 
 
 @pytest.mark.slow
-def test_alone_it_trains_random_cells_once_under_the_search_budget_and_resumes(tmp_path: Path, capsys) -> None:
-    config = write_configs(tmp_path)
+def test_alone_it_trains_random_cells_once_under_the_search_budget_and_resumes(tmp_path: Path, capsys,
+                                                                                write_configs) -> None:
+    config = write_configs()
     report = main(["--config", str(config)])
     out = tmp_path / "report"
     assert not (out / "found").exists() and not (out / "retrain.jsonl").exists()  # alone: no search, no retraining
@@ -72,16 +61,16 @@ def test_alone_it_trains_random_cells_once_under_the_search_budget_and_resumes(t
                     "'max_pool_3x3'] gave only 10: lower K or M"),
     ],
 )
-def test_bad_options_end_in_one_line_before_any_work(tmp_path: Path, options, message) -> None:
-    config = write_configs(tmp_path, **options)
+def test_bad_options_end_in_one_line_before_any_work(tmp_path: Path, options, message, write_configs) -> None:
+    config = write_configs(**options)
     with pytest.raises(SystemExit) as exit:
         main(["--config", str(config)])
     assert str(exit.value.code).startswith(f"error: {message}") and "\n" not in str(exit.value.code)
     assert not (tmp_path / "report").exists()
 
 
-def test_only_pnas_has_a_predictor_to_evaluate(tmp_path: Path) -> None:
-    config = write_configs(tmp_path)
+def test_only_pnas_has_a_predictor_to_evaluate(tmp_path: Path, write_configs) -> None:
+    config = write_configs()
     with pytest.raises(SystemExit) as exit:
         main(["--config", str(config), "--strategy", "random", "--space.name", "darts"])
-    assert "predictor_eval evaluates the PNAS predictor, but the strategy is 'random'" in str(exit.value.code)
+    assert "predictor_eval measures the PNAS search, but the strategy is 'random'" in str(exit.value.code)

@@ -1,0 +1,64 @@
+"""The PNAS search's proxy as the report's PNAS sections use it (``predictor_eval``, ``target_noise``).
+
+Both measure something about a search as its recipe runs it, so they build the search from that recipe (its proxy
+budget, held-out data and predictor), train uniformly drawn random cells with its ``CandidatePool`` and threads, and
+report the budget they measured.
+"""
+
+from __future__ import annotations
+
+import random
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+import torch
+
+from lightning_nas.errors import check
+from lightning_nas.recipes.driver import build_driver
+from lightning_nas.spaces.pnas import PNASCell, random_cell
+from lightning_nas.strategies.pnas import PNASSearch
+
+DRAWS_PER_CELL = 1000
+"""How many random cells ``random_cells`` may draw per distinct cell it needs before giving up."""
+
+
+def random_cells(seed: str, blocks: int, count: int, ops: Sequence[str], section: str, fix: str) -> list[PNASCell]:
+    """The first ``count`` distinct cells of a stream of ``random_cell`` draws seeded by ``seed`` (so a longer list
+    starts with a shorter one). Too few distinct cells in the space: a ConfigError naming the report ``section`` that
+    asked and its ``fix``."""
+    rng = random.Random(seed)
+    cells: dict[PNASCell, None] = {}
+    for _ in range(DRAWS_PER_CELL * count):
+        if len(cells) == count:
+            break
+        cells.setdefault(random_cell(rng, blocks, ops))
+    check(len(cells) == count, f"{section} asks for {count} distinct random {blocks}-block cells, but the space "
+                               f"of ops {list(ops)} gave only {len(cells)}: {fix}")
+    return list(cells)
+
+
+def search_from_recipe(search_config: str, search_args: Sequence[str], output_dir: Path) -> PNASSearch:
+    """The search its recipe describes (with the report's search overrides), built but not run, its candidates kept
+    in ``output_dir``."""
+    return build_driver(PNASSearch, "PNAS search", ["--config", search_config, *search_args,
+                                                    f"--output_dir={output_dir}"], subcommand=None)
+
+
+@contextmanager
+def search_threads(search: PNASSearch) -> Iterator[None]:
+    """Train with the search's ``num_threads`` (as its own run would), restoring torch's setting after."""
+    threads = torch.get_num_threads()
+    if search.num_threads:
+        torch.set_num_threads(search.num_threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
+def proxy_budget(search: PNASSearch) -> dict[str, Any]:
+    """The proxy budget every candidate of ``search`` trains under, for the report."""
+    pool = search.pool
+    return {"N": pool.N, "F": pool.F, "epochs": pool.epochs, "lr": pool.lr,
+            "limit_train_batches": pool.limit_train_batches, "seed": pool.seed}
