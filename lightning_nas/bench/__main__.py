@@ -1,0 +1,3 @@
+from lightning_nas.bench.cli import main
+
+main()

@@ -1,0 +1,190 @@
+"""The benchmark's cases: the strategies' own LightningModules driven by an ordinary Trainer on random images.
+
+A callback times what the module does: a training step (``training_step``: for DARTS the α step and the w step), a
+candidate epoch (PNAS) or a controller step (ENAS, the gap between two controller optimizer steps). No algorithm is
+re-implemented here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+from typing import Any, Callable
+
+import lightning.pytorch as pl
+import torch
+from torch import nn
+from torch.utils.data import Dataset, TensorDataset
+
+from lightning_nas.bench.measure import clocks, random_images, result
+from lightning_nas.data.base import NASDataModule
+
+
+class RandomImages(NASDataModule):
+    """Random CIFAR-sized images (3x32x32, 10 classes): enough of them for the steps a case runs, nothing read."""
+
+    num_classes = 10
+    input_size = (3, 32, 32)
+    mean = (0.0, 0.0, 0.0)
+    std = (1.0, 1.0, 1.0)
+
+    def __init__(self, images: int, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.images = images
+
+    def make_train_set(self, train: bool) -> Dataset:
+        return TensorDataset(*random_images(self.images))
+
+    def make_test_set(self) -> Dataset:
+        return self.make_train_set(train=False)
+
+
+class StepTimer(pl.Callback):
+    """Wall and CPU time of every training batch, or of every training epoch (``per_epoch``)."""
+
+    def __init__(self, device: str, per_epoch: bool = False) -> None:
+        self.device, self.per_epoch = torch.device(device), per_epoch
+        self.times: list[tuple[float, float]] = []
+        self._start = (0.0, 0.0)
+
+    def _elapsed(self) -> tuple[float, float]:
+        wall, cpu = clocks(self.device)
+        return wall - self._start[0], cpu - self._start[1]
+
+    def on_train_batch_start(self, *args: Any) -> None:
+        if not self.per_epoch:
+            self._start = clocks(self.device)
+
+    def on_train_batch_end(self, *args: Any) -> None:
+        if not self.per_epoch:
+            self.times.append(self._elapsed())
+
+    def on_train_epoch_start(self, *args: Any) -> None:
+        if self.per_epoch:
+            self._start = clocks(self.device)
+
+    def on_train_epoch_end(self, *args: Any) -> None:
+        if self.per_epoch:
+            self.times.append(self._elapsed())
+
+
+class OptimizerStepTimer(pl.Callback):
+    """Time between successive steps of one of the module's optimizers (ENAS: one controller step each)."""
+
+    def __init__(self, device: str, index: int) -> None:
+        self.device, self.index = torch.device(device), index
+        self.stamps: list[tuple[float, float]] = []
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        trainer.optimizers[self.index].register_step_post_hook(lambda *args: self._stamp())
+
+    def _stamp(self) -> None:
+        self.stamps.append(clocks(self.device))
+
+    @property
+    def times(self) -> list[tuple[float, float]]:
+        return [(b[0] - a[0], b[1] - a[1]) for a, b in zip(self.stamps, self.stamps[1:])]
+
+
+class ChannelsLast(pl.Callback):
+    """Weights and the network input in channels_last memory format."""
+
+    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        pl_module.to(memory_format=torch.channels_last)
+        first_conv = next(m for m in pl_module.modules() if isinstance(m, nn.Conv2d))
+        first_conv.register_forward_pre_hook(lambda m, args: (args[0].contiguous(memory_format=torch.channels_last),))
+
+
+# --- cases: (module, data module, timer, trainer arguments, images per timed unit) from the worker's arguments -------
+
+def darts_case(unrolled: bool) -> Callable[..., tuple]:
+    def build(args: argparse.Namespace, repeats: int) -> tuple:
+        from lightning_nas.strategies.darts import DARTS
+
+        batch = args.batch[0]
+        module = DARTS(C=args.C[0], layers=args.layers[0], unrolled=unrolled, partial_channels=args.partial_channels)
+        data = RandomImages(2 * batch * repeats, mode="search", batch_size=batch)
+        return module, data, StepTimer(args.device), {"limit_train_batches": repeats}, batch
+
+    return build
+
+
+def enas_child(args: argparse.Namespace, repeats: int) -> tuple:
+    from lightning_nas.strategies.enas import ENAS
+
+    module = ENAS(space="micro")
+    module.controller_phase = lambda: None  # type: ignore[method-assign]  # this case times the child steps alone
+    batch = args.batch[0]
+    data = RandomImages(batch * (repeats + 2), batch_size=batch, val_split=batch)
+    return module, data, StepTimer(args.device), {"limit_train_batches": repeats}, batch
+
+
+def enas_controller(args: argparse.Namespace, repeats: int) -> tuple:
+    from lightning_nas.strategies.enas import ENAS
+
+    batch = args.batch[0]
+    module = ENAS(space="micro", controller_steps=repeats + 1)
+    data = RandomImages(batch * 3, batch_size=batch, val_split=batch)
+    images = batch * module.hp.controller_aggregate
+    return module, data, OptimizerStepTimer(args.device, index=1), {"limit_train_batches": 1}, images
+
+
+PNAS_BATCHES = 8
+"""Training batches in one benchmarked PNAS candidate epoch (plus 2 validation batches)."""
+
+
+def pnas_epoch(args: argparse.Namespace, repeats: int) -> tuple:
+    from lightning_nas.genotypes import resolve_genotype
+    from lightning_nas.strategies.candidates import CandidateModule
+
+    batch = args.batch[0]
+    module = CandidateModule(resolve_genotype("PNASNet").to_dict(), num_classes=10, in_chans=3, N=2, F=24, epochs=repeats)
+    data = RandomImages(batch * (PNAS_BATCHES + 2), batch_size=batch, val_split=2 * batch)
+    trainer_args = {"limit_train_batches": PNAS_BATCHES, "limit_val_batches": 2, "max_epochs": repeats}
+    return module, data, StepTimer(args.device, per_epoch=True), trainer_args, batch * PNAS_BATCHES
+
+
+def final_step(args: argparse.Namespace, repeats: int) -> tuple:
+    from lightning_nas.strategies.final_training import FinalTraining
+
+    batch = args.batch[0]
+    module = FinalTraining("DARTS_V2", C=36, layers=20)
+    data = RandomImages(batch * repeats, batch_size=batch)
+    return module, data, StepTimer(args.device), {"limit_train_batches": repeats, "gradient_clip_val": 5.0}, batch
+
+
+CASES: dict[str, tuple[Callable[..., tuple], str]] = {
+    "darts_first": (darts_case(unrolled=False), "DARTS search step, first order"),
+    "darts_second": (darts_case(unrolled=True), "DARTS search step, second order"),
+    "enas_child": (enas_child, "ENAS micro child step (F=20, 6+2 cells)"),
+    "enas_controller": (enas_controller, "ENAS micro controller step (10 architectures scored)"),
+    "pnas_epoch": (pnas_epoch, f"PNAS proxy candidate epoch (N=2, F=24, {PNAS_BATCHES} batches + 2 val)"),
+    "final_step": (final_step, "DARTS_V2 training step (C=36, 20 cells, auxiliary head)"),
+}
+"""name -> (builder, description); the command line (``cli.DEFAULT_BATCHES``) gives each its batch sizes."""
+
+
+
+
+def run_case(args: argparse.Namespace) -> dict[str, Any]:
+    """Run the case ``args.case`` at one point (``args.batch[0]`` etc.) in this process and return its record."""
+    torch.manual_seed(0)
+    build, description = CASES[args.case]
+    module, data, timer, trainer_args, images = build(args, args.warmup + args.steps)
+    callbacks = [timer] + ([ChannelsLast()] if args.channels_last else [])
+    with tempfile.TemporaryDirectory() as root:
+        trainer = pl.Trainer(
+            **{"max_epochs": 1, "limit_val_batches": 0, **trainer_args},
+            accelerator=torch.device(args.device).type,
+            devices=1,
+            precision="bf16-mixed" if args.bf16 else "32-true",
+            callbacks=callbacks,
+            logger=False,
+            enable_checkpointing=False,
+            enable_progress_bar=False,
+            enable_model_summary=False,
+            num_sanity_val_steps=0,
+            default_root_dir=root,
+        )
+        trainer.fit(module, datamodule=data)
+    return result(args, description, timer.times, images)

@@ -1,0 +1,158 @@
+"""The benchmark's command line: every (case, point) in a fresh worker process, a table, and JSON."""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import os
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from lightning_nas.errors import ConfigError
+from lightning_nas.files import write_atomic
+
+DEFAULT_BATCHES = {"darts_first": (32, 64), "darts_second": (32, 64), "enas_child": (160,), "enas_controller": (160,),
+                   "pnas_epoch": (64,), "final_step": (96,)}
+"""Our cases (``cases.CASES``) and the batch sizes each runs at by default."""
+
+OFFICIAL = {"darts_first": "official_first", "darts_second": "official_second"}
+"""Our DARTS cases and the official code's same step (``official.OFFICIAL_CASES``), for ``--against-official``."""
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m lightning_nas.bench",
+        description="Speed and memory of the search and training steps, each case in its own process.",
+    )
+    cases = ", ".join(DEFAULT_BATCHES)
+    parser.add_argument("--cases", default=",".join(DEFAULT_BATCHES), help=f"comma-separated, of: {cases}")
+    parser.add_argument("--batch", type=int, nargs="+", help="batch sizes for every case (default: each case's own)")
+    parser.add_argument("--C", type=int, nargs="+", default=[16], help="DARTS cases: initial channels (default 16)")
+    parser.add_argument("--layers", type=int, nargs="+", default=[8], help="DARTS cases: cells (default 8)")
+    parser.add_argument("--steps", type=int, default=5, help="timed repetitions per case")
+    parser.add_argument("--warmup", type=int, default=1, help="untimed repetitions before them")
+    parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
+    parser.add_argument("--bf16", action="store_true", help="bf16 autocast (Lightning precision bf16-mixed)")
+    parser.add_argument("--channels-last", action="store_true", help="weights and inputs in channels_last")
+    parser.add_argument("--partial-channels", type=int, default=1, help="PC-DARTS K for the DARTS cases (1: off)")
+    parser.add_argument("--against-official", action="store_true",
+                        help="DARTS cases only: alternate each with the official code's same step, print the ratios")
+    parser.add_argument("--official", default=os.environ.get("DARTS_OFFICIAL"),
+                        help="a checkout of quark0/darts (default: $DARTS_OFFICIAL)")
+    parser.add_argument("--rounds", type=int, default=2, help="--against-official: alternations per point")
+    parser.add_argument("--json", type=Path, help="write the results here")
+    parser.add_argument("--case", help=argparse.SUPPRESS)  # worker mode: run this one case, print its JSON
+    args = parser.parse_args(argv)
+    selected = args.cases.split(",")
+    unknown = set(selected) - set(DEFAULT_BATCHES) - ({args.case} if args.case else set())
+    if unknown:
+        parser.error(f"unknown case(s) {', '.join(sorted(unknown))}; choose from {cases}")
+    if args.steps < 1 or args.warmup < 0 or args.rounds < 1:
+        parser.error("--steps and --rounds must be at least 1 and --warmup at least 0")
+    if args.against_official:
+        if set(selected) - set(OFFICIAL):
+            parser.error(f"--against-official compares DARTS cases only: use --cases {','.join(OFFICIAL)}")
+        if args.bf16 or args.channels_last or args.partial_channels != 1:
+            parser.error("--against-official runs the official code as published: drop --bf16, --channels-last and "
+                         "--partial-channels")
+    if args.device == "cuda" and not torch.cuda.is_available():
+        parser.error("--device cuda but torch sees no CUDA device")
+    return args
+
+
+def run_worker(args: argparse.Namespace, case: str, batch: int, C: int, layers: int) -> dict[str, Any]:
+    """One case at one point in a fresh process (so its peak memory is its own); its record."""
+    command = [sys.executable, "-m", "lightning_nas.bench", "--case", case, "--cases", case,
+               "--batch", str(batch), "--C", str(C), "--layers", str(layers), "--steps", str(args.steps),
+               "--warmup", str(args.warmup), "--device", args.device, "--partial-channels", str(args.partial_channels)]
+    command += ["--bf16"] * args.bf16 + ["--channels-last"] * args.channels_last
+    command += ["--official", args.official] if args.official else []
+    done = subprocess.run(command, capture_output=True, text=True)
+    if done.returncode:
+        raise SystemExit(f"{case} (batch {batch}, C={C}, {layers} cells) failed:\n{done.stderr[-4000:]}")
+    record: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return record
+
+
+def format_table(results: list[dict[str, Any]]) -> str:
+    header = (f"{'case':<16} {'batch':>5} {'C':>3} {'cells':>5} {'median s':>9} {'CPU s':>8} {'images/s':>9} "
+              f"{'peak GB':>8}  memory")
+    rows = [
+        f"{r['case']:<16} {r['batch']:>5} {r['C']:>3} {r['layers']:>5} {r['median_s']:>9.3f} {r['median_cpu_s']:>8.2f} "
+        f"{r['images_per_s']:>9.1f} {r['peak_memory_bytes'] / 1e9:>8.2f}  {r['memory']}"
+        for r in results
+    ]
+    return "\n".join([header, *rows])
+
+
+def compare(ours: list[dict[str, Any]], official: list[dict[str, Any]]) -> dict[str, Any]:
+    """Ours against the official code at one point, over all rounds: median step seconds over every timed step of
+    each side, the largest peak memory of each, and the ratios (speed-up = official / ours, memory = ours / official)."""
+    ours_s = statistics.median(t for r in ours for t in r["times_s"])
+    official_s = statistics.median(t for r in official for t in r["times_s"])
+    ours_peak = max(r["peak_memory_bytes"] for r in ours)
+    official_peak = max(r["peak_memory_bytes"] for r in official)
+    first = ours[0]
+    return {"case": first["case"], "batch": first["batch"], "C": first["C"], "layers": first["layers"],
+            "rounds": len(ours), "ours_s": ours_s, "official_s": official_s, "speedup": official_s / ours_s,
+            "ours_peak_bytes": ours_peak, "official_peak_bytes": official_peak, "memory_ratio": ours_peak / official_peak}
+
+
+def format_comparison(rows: list[dict[str, Any]]) -> str:
+    header = (f"{'case':<13} {'batch':>5} {'C':>3} {'cells':>5} {'ours s':>7} {'official s':>10} {'speed-up':>8} "
+              f"{'ours GB':>7} {'official GB':>11} {'memory':>6}")
+    lines = [
+        f"{r['case']:<13} {r['batch']:>5} {r['C']:>3} {r['layers']:>5} {r['ours_s']:>7.2f} {r['official_s']:>10.2f} "
+        f"{r['speedup']:>7.2f}x {r['ours_peak_bytes'] / 1e9:>7.2f} {r['official_peak_bytes'] / 1e9:>11.2f} "
+        f"{r['memory_ratio']:>6.2f}"
+        for r in rows
+    ]
+    return "\n".join([header, *lines])
+
+
+def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
+    args = parse_args(argv)
+    if args.case:  # worker
+        from lightning_nas.bench.official import OFFICIAL_CASES, run_official
+
+        if args.case in OFFICIAL_CASES:
+            print(json.dumps(run_official(args)))
+        else:
+            from lightning_nas.bench.cases import run_case
+
+            print(json.dumps(run_case(args)))
+        return []
+    if args.against_official:
+        from lightning_nas.bench.official import official_source
+
+        try:
+            official_source(args.official)
+        except ConfigError as error:
+            raise SystemExit(f"error: {error}") from None
+    results, comparisons = [], []
+    for case in args.cases.split(","):
+        for batch, C, layers in itertools.product(args.batch or DEFAULT_BATCHES[case], args.C, args.layers):
+            if not args.against_official:
+                results.append(run_worker(args, case, batch, C, layers))
+                print(format_table(results[-1:]).splitlines()[-1], flush=True)
+                continue
+            sides: dict[str, list[dict[str, Any]]] = {case: [], OFFICIAL[case]: []}
+            for round_ in range(args.rounds):  # alternate which side goes first, so drifting load hits both alike
+                for side in (case, OFFICIAL[case])[:: 1 if round_ % 2 == 0 else -1]:
+                    sides[side].append(run_worker(args, side, batch, C, layers))
+                    print(format_table(sides[side][-1:]).splitlines()[-1], flush=True)
+            results += sides[case] + sides[OFFICIAL[case]]
+            comparisons.append(compare(sides[case], sides[OFFICIAL[case]]))
+    print(format_table(results))
+    if comparisons:
+        print(format_comparison(comparisons))
+    if args.json:
+        write_atomic(args.json, json.dumps({"uptime_load": os.getloadavg(), "results": results,
+                                            "against_official": comparisons}, indent=2))
+    return results
