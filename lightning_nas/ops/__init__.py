@@ -13,6 +13,7 @@ from lightning_nas.ops.primitives import (
     ReLUConvBN,
     SepConv,
     Zero,
+    after_leading_relu,
     check_op_name,
     create_op,
 )
@@ -30,6 +31,7 @@ __all__ = [
     "ReLUConvBN",
     "SepConv",
     "Zero",
+    "after_leading_relu",
     "check_op_name",
     "create_op",
 ]

@@ -72,6 +72,22 @@ class Conv7x1x1x7(nn.Sequential):
         )
 
 
+def after_leading_relu(op: nn.Module) -> list[nn.Module] | None:
+    """The modules ``op`` runs after the ``nn.ReLU`` it starts with, in order; None if it starts otherwise.
+
+    Every conv op of a mixed op starts by applying ReLU to the same edge input: the mixed op computes it once and
+    runs these tails on it, which saves the duplicate ReLUs' time and the memory of their saved outputs. Read from
+    the op as it is now, so an op whose modules were replaced (another activation) is run whole.
+    """
+    if not isinstance(op, nn.Sequential) or len(op) == 0:
+        return None
+    first, *rest = op.children()
+    if isinstance(first, nn.ReLU):
+        return rest
+    head = after_leading_relu(first)
+    return None if head is None else [*head, *rest]
+
+
 class Zero(nn.Module):
     """The 'none' op: no connection. Returns zeros of the strided shape without touching the input's values."""
 

@@ -13,16 +13,26 @@ from __future__ import annotations
 
 import math
 import random
-from typing import Sequence
+from contextlib import contextmanager, nullcontext
+from typing import Iterator, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 from lightning_nas.errors import ConfigError
 from lightning_nas.genotypes import Genotype
 from lightning_nas.genotypes.genotype import EDGES_PER_NODE, Edge
-from lightning_nas.ops import DARTS_PRIMITIVES, POOLING_OPS, FactorizedReduce, ReLUConvBN, check_op_name, create_op
+from lightning_nas.ops import (
+    DARTS_PRIMITIVES,
+    POOLING_OPS,
+    FactorizedReduce,
+    ReLUConvBN,
+    after_leading_relu,
+    check_op_name,
+    create_op,
+)
 
 
 def check_primitives(primitives: Sequence[str]) -> tuple[str, ...]:
@@ -77,8 +87,20 @@ class MixedOp(nn.Module):
         """``weights``: one weight per candidate op (softmax(α) of this edge)."""
         k = self.partial_channels
         x_op = x if k == 1 else x[:, : x.shape[1] // k]
+        relu_x: torch.Tensor | None = None  # computed once, for every op that starts with a ReLU
+
+        def run(op: nn.Module) -> torch.Tensor:
+            nonlocal relu_x
+            tail = after_leading_relu(op)
+            if tail is None:
+                return op(x_op)
+            out = relu_x = F.relu(x_op) if relu_x is None else relu_x
+            for module in tail:
+                out = module(out)
+            return out
+
         # 'none' adds weight x 0: skip building it. Its α still gets its gradient through the softmax.
-        out = sum(w * op(x_op) for w, op, name in zip(weights, self.ops, self.primitives) if name != "none")
+        out = sum(w * run(op) for w, op, name in zip(weights, self.ops, self.primitives) if name != "none")
         if k == 1:
             return out
         return channel_shuffle(torch.cat([out, self.bypass(x[:, x.shape[1] // k :])], dim=1), k)
@@ -178,6 +200,32 @@ def derive_cell(
     return [(names[op], i) for _, i, op in kept]
 
 
+@contextmanager
+def frozen(parameters: Sequence[nn.Parameter]) -> Iterator[None]:
+    """``parameters`` without gradients meanwhile, as autograd sees them when it records a forward pass."""
+    wanted = [p.requires_grad for p in parameters]
+    for p in parameters:
+        p.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for p, flag in zip(parameters, wanted):
+            p.requires_grad_(flag)
+
+
+@contextmanager
+def buffers_kept(module: nn.Module) -> Iterator[None]:
+    """``module``'s buffers (BN running statistics) as they were before, whatever runs meanwhile: a checkpointed
+    cell's recomputation must not count its batch twice."""
+    saved = [buffer.clone() for buffer in module.buffers()]
+    try:
+        yield
+    finally:
+        with torch.no_grad():
+            for buffer, value in zip(module.buffers(), saved):
+                buffer.copy_(value)
+
+
 class SearchNetwork(nn.Module):
     """The DARTS supernet: a 3x3 conv stem with ``stem_multiplier`` x C channels, ``layers`` search cells (reductions
     at 1/3 and 2/3 depth, channels doubled there), global pooling and a linear classifier.
@@ -186,6 +234,8 @@ class SearchNetwork(nn.Module):
     gradients like any other; ``arch_parameters()`` and ``weight_parameters()`` keep them apart for the two optimizers.
     ``partial_channels`` K > 1 makes it PC-DARTS (Xu et al., 2020): 1/K of the channels through each mixed op, and
     edge normalisation by learned ``beta_normal``, ``beta_reduce`` (one per edge, softmax over a node's inputs).
+    ``checkpoint_cells`` k > 0 trades time for memory: the first k cells (the widest activations) keep only their
+    inputs and recompute the rest in the backward pass (their BN running statistics are updated once, not twice).
     """
 
     def __init__(
@@ -198,13 +248,17 @@ class SearchNetwork(nn.Module):
         stem_multiplier: int = 3,
         primitives: Sequence[str] = DARTS_PRIMITIVES,
         partial_channels: int = 1,
+        checkpoint_cells: int = 0,
     ) -> None:
         super().__init__()
         if nodes < 1 or layers < 1:
             raise ConfigError(f"a search network needs at least 1 node and 1 cell, got nodes={nodes}, layers={layers}")
+        if not 0 <= checkpoint_cells <= layers:
+            raise ConfigError(f"checkpoint_cells must be between 0 and the {layers} cells, got {checkpoint_cells}")
         self.primitives = check_primitives(primitives)
         self.nodes = nodes
         self.partial_channels = partial_channels
+        self.checkpoint_cells = checkpoint_cells
         C_stem = stem_multiplier * C
         self.stem = nn.Sequential(nn.Conv2d(in_chans, C_stem, 3, padding=1, bias=False), nn.BatchNorm2d(C_stem))
         C_prev_prev, C_prev, C_curr, reduction_prev = C_stem, C_stem, C, False
@@ -253,17 +307,25 @@ class SearchNetwork(nn.Module):
         )
         return normal, reduce
 
-    def forward(self, x: torch.Tensor, alpha_grad: bool = True) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, alpha_grad: bool = True, weight_grad: bool = True) -> torch.Tensor:
         """``alpha_grad=False`` treats softmax(α) (and β) as constants: a weight step needs no α gradient, and
-        without one no mixed op has to keep its ops' outputs for the backward pass."""
+        without one no mixed op has to keep its ops' outputs for the backward pass. ``weight_grad=False`` treats the
+        weights as constants: an α step needs no weight gradient, and without one no conv keeps its input."""
+        if not weight_grad:
+            with frozen(self.weight_parameters()):
+                return self(x, alpha_grad)
         weights = [*self.op_weights(), *self.edge_weights()]
         if not alpha_grad:
             weights = [None if w is None else w.detach() for w in weights]
         normal, reduce, edge_normal, edge_reduce = weights
         s0 = s1 = self.stem(x)
-        for cell in self.cells:
+        for i, cell in enumerate(self.cells):
             cell_weights = (reduce, edge_reduce) if cell.reduction else (normal, edge_normal)
-            s0, s1 = s1, cell(s0, s1, *cell_weights)
+            if i < self.checkpoint_cells and torch.is_grad_enabled():
+                s0, s1 = s1, checkpoint(cell, s0, s1, *cell_weights, use_reentrant=False,
+                                        context_fn=lambda cell=cell: (nullcontext(), buffers_kept(cell)))
+            else:
+                s0, s1 = s1, cell(s0, s1, *cell_weights)
         return self.classifier(self.global_pool(s1).flatten(1))
 
     def genotype(self, max_skip_connect: int | None = None) -> Genotype:

@@ -81,6 +81,7 @@ class DARTS(pl.LightningModule):
         unrolled: bool = False,
         virtual_step: VirtualStep = "official",
         partial_channels: int = 1,
+        checkpoint_cells: int = 0,
         w_lr: float = 0.025,
         w_lr_min: float = 0.001,
         w_momentum: float = 0.9,
@@ -102,6 +103,8 @@ class DARTS(pl.LightningModule):
         channels through each mixed op, edge normalisation; 1 is DARTS). ``arch_warmup_epochs``: epochs of w steps
         only before α starts to learn, so α is not judged on untrained ops (PC-DARTS: 15 of 50). ``max_skip_connect``:
         P-DARTS's cap on skip_connects in the derived normal cell (None: DARTS's plain derivation).
+        ``checkpoint_cells``: recompute the first k cells in the backward pass instead of keeping their activations
+        (the same results with less memory, for one more forward pass of those cells; see ``SearchNetwork``).
         ``channels_last``: the supernet's weights and inputs in channels_last memory format, about 1.5x faster on CPU
         (depthwise convs and pooling) with the same results up to float rounding. ``num_threads``: torch's CPU threads
         for this process; a tiny supernet runs faster on one, far faster on a shared machine (None: torch's default).
@@ -115,7 +118,7 @@ class DARTS(pl.LightningModule):
         self.save_hyperparameters()
         self.automatic_optimization = False
         self.network = SearchNetwork(
-            C, layers, num_classes, in_chans, nodes, stem_multiplier, primitives, partial_channels
+            C, layers, num_classes, in_chans, nodes, stem_multiplier, primitives, partial_channels, checkpoint_cells
         )
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         self.network.to(memory_format=self.memory_format)
@@ -129,8 +132,8 @@ class DARTS(pl.LightningModule):
         """``hparams`` with their types (``save_hyperparameters`` keeps every ``__init__`` argument)."""
         return cast(DARTSHyperparameters, self.hparams)
 
-    def forward(self, x: torch.Tensor, alpha_grad: bool = True) -> torch.Tensor:
-        return self.network(x.contiguous(memory_format=self.memory_format), alpha_grad)
+    def forward(self, x: torch.Tensor, alpha_grad: bool = True, weight_grad: bool = True) -> torch.Tensor:
+        return self.network(x.contiguous(memory_format=self.memory_format), alpha_grad, weight_grad)
 
     def genotype(self) -> Genotype:
         return self.network.genotype(self.hp.max_skip_connect)
@@ -143,14 +146,15 @@ class DARTS(pl.LightningModule):
         """softmax(α) per cell type, for the GenotypeLogger's heat maps."""
         return dict(zip(("normal", "reduce"), self.network.op_weights()))
 
-    def loss(self, batch: Batch, alpha_grad: bool = True) -> torch.Tensor:
+    def loss(self, batch: Batch, alpha_grad: bool = True, weight_grad: bool = True) -> torch.Tensor:
         x, y = batch
-        return F.cross_entropy(self(x, alpha_grad), y)
+        return F.cross_entropy(self(x, alpha_grad, weight_grad), y)
 
     @property
     def skip_unused_gradients(self) -> bool:
         """Whether the α step may skip the weight gradients and the w step the α gradients (about a third of each
-        backward pass). Not under DDP: its reducer expects every parameter's gradient in every backward pass."""
+        backward pass, and the activations only those gradients need). Not under DDP: its reducer expects every
+        parameter's gradient in every backward pass."""
         return self.trainer.world_size == 1
 
     def training_step(self, batch: dict[str, Batch], batch_idx: int) -> None:
@@ -171,8 +175,8 @@ class DARTS(pl.LightningModule):
                 )
                 self._stop_if_not_finite("α step", batch_idx, *(a.grad for a in alphas))
             else:
-                arch_loss = self.loss(batch["arch"])
-                self.manual_backward(arch_loss, inputs=alphas if self.skip_unused_gradients else None)
+                arch_loss = self.loss(batch["arch"], weight_grad=not self.skip_unused_gradients)
+                self.manual_backward(arch_loss)
                 self._stop_if_not_finite("α step", batch_idx, arch_loss, *(a.grad for a in alphas))
             arch_optimizer.step()
 

@@ -1,3 +1,5 @@
+import copy
+
 import pytest
 import torch
 
@@ -165,3 +167,75 @@ def test_network_caps_skip_connect_in_the_normal_cell_only():
     assert [op for op, _ in capped.normal].count("skip_connect") == 2
     assert set(op for op, _ in capped.normal) == {"skip_connect", "sep_conv_3x3"}
     assert capped.reduce == network.genotype().reduce
+
+
+def saved_activation_bytes(forward) -> tuple[torch.Tensor, int]:
+    """``forward()``'s result and the bytes of the distinct storages autograd saved for its backward pass."""
+    storages: dict[int, int] = {}
+
+    def pack(tensor):
+        storages[tensor.untyped_storage().data_ptr()] = tensor.untyped_storage().nbytes()
+        return tensor
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
+        out = forward()
+    return out, sum(storages.values())
+
+
+def test_mixed_op_applies_one_shared_relu_for_its_conv_ops_with_the_same_outputs_gradients_and_keys():
+    torch.manual_seed(0)
+    op = MixedOp(4, stride=1)
+    reference = copy.deepcopy(op)
+    calls = []
+    for module in op.modules():
+        if isinstance(module, torch.nn.ReLU):
+            module.register_forward_hook(lambda *args: calls.append(1))
+    x = torch.randn(2, 4, 6, 6, requires_grad=True)
+    alpha = torch.randn(len(DARTS_PRIMITIVES), requires_grad=True)
+    out = op(x, torch.softmax(alpha, 0))
+    # only the second ReLU inside each of the 2 sep convs runs as a module; the 6 leading ones are one F.relu
+    assert len(calls) == 2
+    expected = sum(w * candidate(x) for w, candidate in zip(torch.softmax(alpha, 0), reference.ops))
+    torch.testing.assert_close(out, expected)
+    grads = torch.autograd.grad(out.square().sum(), (x, alpha))
+    torch.testing.assert_close(grads, torch.autograd.grad(expected.square().sum(), (x, alpha)))
+    assert op.state_dict().keys() == reference.state_dict().keys()
+    for bn, reference_bn in zip(op.modules(), reference.modules()):
+        if isinstance(bn, torch.nn.BatchNorm2d):
+            torch.testing.assert_close(bn.running_mean, reference_bn.running_mean)
+
+
+def gradients(network, *args, **kwargs):
+    torch.manual_seed(1)
+    x, y = torch.randn(4, 3, 16, 16), torch.randint(0, 10, (4,))
+    loss, saved = saved_activation_bytes(lambda: torch.nn.functional.cross_entropy(network(x, *args, **kwargs), y))
+    loss.backward()
+    return [p.grad for p in network.parameters()], saved
+
+
+def test_weights_as_constants_give_the_same_alpha_gradient_without_weight_gradients_or_conv_inputs():
+    torch.manual_seed(0)
+    network = SearchNetwork(C=4, layers=3)
+    frozen = copy.deepcopy(network)
+    full, full_bytes = gradients(network)
+    alpha_only, alpha_only_bytes = gradients(frozen, weight_grad=False)
+    for a, b in zip(network.arch_parameters(), frozen.arch_parameters()):
+        torch.testing.assert_close(b.grad, a.grad)
+    assert all(p.grad is None and p.requires_grad for p in frozen.weight_parameters())
+    assert sum(g is not None for g in full) == len(full)
+    assert alpha_only_bytes < 0.9 * full_bytes  # the convs' inputs are not kept
+
+
+def test_checkpointed_cells_give_the_same_gradients_and_statistics_with_fewer_saved_activations():
+    torch.manual_seed(0)
+    network = SearchNetwork(C=4, layers=3)
+    checkpointed = copy.deepcopy(network)
+    checkpointed.checkpoint_cells = 3
+    plain_grads, plain_bytes = gradients(network)
+    checkpointed_grads, checkpointed_bytes = gradients(checkpointed)
+    torch.testing.assert_close(checkpointed_grads, plain_grads)
+    for a, b in zip(network.buffers(), checkpointed.buffers()):  # BN statistics updated once, not twice
+        torch.testing.assert_close(b, a)
+    assert checkpointed_bytes < 0.5 * plain_bytes
+    with pytest.raises(ValueError, match="checkpoint_cells must be between 0 and the 3 cells, got 4"):
+        SearchNetwork(C=4, layers=3, checkpoint_cells=4)
