@@ -102,7 +102,8 @@ def darts_case(unrolled: bool) -> Callable[..., tuple]:
         from lightning_nas.strategies.darts import DARTS
 
         batch = args.batch[0]
-        module = DARTS(C=args.C[0], layers=args.layers[0], unrolled=unrolled, partial_channels=args.partial_channels)
+        module = DARTS(C=args.C[0], layers=args.layers[0], unrolled=unrolled, partial_channels=args.partial_channels,
+                       checkpoint_cells=args.checkpoint_cells)
         data = RandomImages(2 * batch * repeats, mode="search", batch_size=batch)
         return module, data, StepTimer(args.device), {"limit_train_batches": repeats}, batch
 

@@ -41,6 +41,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--bf16", action="store_true", help="bf16 autocast (Lightning precision bf16-mixed)")
     parser.add_argument("--channels-last", action="store_true", help="weights and inputs in channels_last")
     parser.add_argument("--partial-channels", type=int, default=1, help="PC-DARTS K for the DARTS cases (1: off)")
+    parser.add_argument("--checkpoint-cells", type=int, default=0,
+                        help="DARTS cases: recompute the first k cells in the backward pass (0: off)")
     parser.add_argument("--against-official", action="store_true",
                         help="DARTS cases only: alternate each with the official code's same step, print the ratios")
     parser.add_argument("--official", default=os.environ.get("DARTS_OFFICIAL"),
@@ -70,7 +72,8 @@ def run_worker(args: argparse.Namespace, case: str, batch: int, C: int, layers: 
     """One case at one point in a fresh process (so its peak memory is its own); its record."""
     command = [sys.executable, "-m", "lightning_nas.bench", "--case", case, "--cases", case,
                "--batch", str(batch), "--C", str(C), "--layers", str(layers), "--steps", str(args.steps),
-               "--warmup", str(args.warmup), "--device", args.device, "--partial-channels", str(args.partial_channels)]
+               "--warmup", str(args.warmup), "--device", args.device, "--partial-channels", str(args.partial_channels),
+               "--checkpoint-cells", str(args.checkpoint_cells)]
     command += ["--bf16"] * args.bf16 + ["--channels-last"] * args.channels_last
     command += ["--official", args.official] if args.official else []
     done = subprocess.run(command, capture_output=True, text=True)
