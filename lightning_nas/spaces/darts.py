@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 import random
 from contextlib import contextmanager, nullcontext
-from typing import Iterator, Sequence
+from typing import ContextManager, Iterator, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -226,6 +226,19 @@ def buffers_kept(module: nn.Module) -> Iterator[None]:
                 buffer.copy_(value)
 
 
+def checkpoint_contexts(cell: nn.Module) -> tuple[ContextManager[None], ContextManager[None]]:
+    """``checkpoint``'s (forward, recomputation) contexts for ``cell``, made when its forward pass runs: the
+    recomputation in the backward pass sees the parameters as the forward pass did (an α step's are frozen then,
+    not any more) and leaves the BN statistics as the forward pass updated them."""
+
+    @contextmanager
+    def recomputation(frozen_in_forward: list[nn.Parameter]) -> Iterator[None]:
+        with buffers_kept(cell), frozen(frozen_in_forward):
+            yield
+
+    return nullcontext(), recomputation([p for p in cell.parameters() if not p.requires_grad])
+
+
 class SearchNetwork(nn.Module):
     """The DARTS supernet: a 3x3 conv stem with ``stem_multiplier`` x C channels, ``layers`` search cells (reductions
     at 1/3 and 2/3 depth, channels doubled there), global pooling and a linear classifier.
@@ -323,7 +336,7 @@ class SearchNetwork(nn.Module):
             cell_weights = (reduce, edge_reduce) if cell.reduction else (normal, edge_normal)
             if i < self.checkpoint_cells and torch.is_grad_enabled():
                 s0, s1 = s1, checkpoint(cell, s0, s1, *cell_weights, use_reentrant=False,
-                                        context_fn=lambda cell=cell: (nullcontext(), buffers_kept(cell)))
+                                        context_fn=lambda cell=cell: checkpoint_contexts(cell))
             else:
                 s0, s1 = s1, cell(s0, s1, *cell_weights)
         return self.classifier(self.global_pool(s1).flatten(1))

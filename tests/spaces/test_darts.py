@@ -237,5 +237,10 @@ def test_checkpointed_cells_give_the_same_gradients_and_statistics_with_fewer_sa
     for a, b in zip(network.buffers(), checkpointed.buffers()):  # BN statistics updated once, not twice
         torch.testing.assert_close(b, a)
     assert checkpointed_bytes < 0.5 * plain_bytes
+    for p in checkpointed.parameters():
+        p.grad = None
+    gradients(checkpointed, weight_grad=False)  # the α step: recomputed with the weights frozen, as recorded
+    for a, b in zip(network.arch_parameters(), checkpointed.arch_parameters()):
+        torch.testing.assert_close(b.grad, a.grad)
     with pytest.raises(ValueError, match="checkpoint_cells must be between 0 and the 3 cells, got 4"):
         SearchNetwork(C=4, layers=3, checkpoint_cells=4)
