@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 import random
 from contextlib import contextmanager, nullcontext
+from functools import partial
 from typing import ContextManager, Iterator, Sequence
 
 import torch
@@ -336,7 +337,7 @@ class SearchNetwork(nn.Module):
             cell_weights = (reduce, edge_reduce) if cell.reduction else (normal, edge_normal)
             if i < self.checkpoint_cells and torch.is_grad_enabled():
                 s0, s1 = s1, checkpoint(cell, s0, s1, *cell_weights, use_reentrant=False,
-                                        context_fn=lambda cell=cell: checkpoint_contexts(cell))
+                                        context_fn=partial(checkpoint_contexts, cell))
             else:
                 s0, s1 = s1, cell(s0, s1, *cell_weights)
         return self.classifier(self.global_pool(s1).flatten(1))
