@@ -188,4 +188,7 @@ def run_case(args: argparse.Namespace) -> dict[str, Any]:
             default_root_dir=root,
         )
         trainer.fit(module, datamodule=data)
-    return result(args, description, timer.times, images)
+    record = result(args, description, timer.times, images)
+    if not args.case.startswith("darts_"):  # only the DARTS cases are built at --C and --layers
+        record.update(C=None, layers=None)
+    return record

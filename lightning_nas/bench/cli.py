@@ -87,7 +87,8 @@ def format_table(results: list[dict[str, Any]]) -> str:
     header = (f"{'case':<16} {'batch':>5} {'C':>3} {'cells':>5} {'median s':>9} {'CPU s':>8} {'images/s':>9} "
               f"{'peak GB':>8}  memory")
     rows = [
-        f"{r['case']:<16} {r['batch']:>5} {r['C']:>3} {r['layers']:>5} {r['median_s']:>9.3f} {r['median_cpu_s']:>8.2f} "
+        f"{r['case']:<16} {r['batch']:>5} {r['C'] or '-':>3} {r['layers'] or '-':>5} {r['median_s']:>9.3f} "
+        f"{r['median_cpu_s']:>8.2f} "
         f"{r['images_per_s']:>9.1f} {r['peak_memory_bytes'] / 1e9:>8.2f}  {r['memory']}"
         for r in results
     ]
