@@ -24,6 +24,7 @@ from torch.utils.checkpoint import checkpoint
 
 from lightning_nas.errors import ConfigError
 from lightning_nas.genotypes import Genotype
+from lightning_nas.module_state import buffers_kept
 from lightning_nas.genotypes.genotype import EDGES_PER_NODE, Edge
 from lightning_nas.ops import (
     DARTS_PRIMITIVES,
@@ -212,19 +213,6 @@ def frozen(parameters: Sequence[nn.Parameter]) -> Iterator[None]:
     finally:
         for p, flag in zip(parameters, wanted):
             p.requires_grad_(flag)
-
-
-@contextmanager
-def buffers_kept(module: nn.Module) -> Iterator[None]:
-    """``module``'s buffers (BN running statistics) as they were before, whatever runs meanwhile: a checkpointed
-    cell's recomputation must not count its batch twice."""
-    saved = [buffer.clone() for buffer in module.buffers()]
-    try:
-        yield
-    finally:
-        with torch.no_grad():
-            for buffer, value in zip(module.buffers(), saved):
-                buffer.copy_(value)
 
 
 def checkpoint_contexts(cell: nn.Module) -> tuple[ContextManager[None], ContextManager[None]]:

@@ -45,6 +45,7 @@ from lightning_nas.data.base import EpochSampler
 from lightning_nas.errors import ConfigError, check
 from lightning_nas.files import join, write_atomic
 from lightning_nas.genotypes import Genotype
+from lightning_nas.module_state import buffers_kept
 from lightning_nas.run_folder import run_directory
 from lightning_nas.spaces.enas_macro import MacroArchitecture, MacroNetwork
 from lightning_nas.spaces.enas_micro import MicroArchitecture, MicroChild
@@ -249,16 +250,13 @@ class ENAS(pl.LightningModule):
         and dropout off, so a score is a function of the weights alone; BN's running statistics are restored after,
         so scoring (e.g. the comparison after a fit's last epoch) changes nothing a resumed run would not repeat."""
         training = self.child.training
-        buffers = {name: buffer.clone() for name, buffer in self.child.named_buffers()}
         self.child.train()
         self.child.dropout.eval()
         try:
-            yield
+            with buffers_kept(self.child):
+                yield
         finally:
             self.child.train(training)
-            with torch.no_grad():
-                for name, buffer in self.child.named_buffers():
-                    buffer.copy_(buffers[name])
 
     def controller_phase(self) -> None:
         """REINFORCE with a moving-average baseline: loss = −log p · (R − b) (+ skip-KL for macro), per sample."""
