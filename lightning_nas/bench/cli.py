@@ -83,13 +83,18 @@ def run_worker(args: argparse.Namespace, case: str, batch: int, C: int, layers: 
     return record
 
 
+def point(r: dict[str, Any] | None, case_width: int) -> str:
+    """The columns naming a measured point (case, batch, C, cells; '-' where a case has none), or their header."""
+    if r is None:
+        return f"{'case':<{case_width}} {'batch':>5} {'C':>3} {'cells':>5}"
+    return f"{r['case']:<{case_width}} {r['batch']:>5} {r['C'] or '-':>3} {r['layers'] or '-':>5}"
+
+
 def format_table(results: list[dict[str, Any]]) -> str:
-    header = (f"{'case':<16} {'batch':>5} {'C':>3} {'cells':>5} {'median s':>9} {'CPU s':>8} {'images/s':>9} "
-              f"{'peak GB':>8}  memory")
+    header = f"{point(None, 16)} {'median s':>9} {'CPU s':>8} {'images/s':>9} {'peak GB':>8}  memory"
     rows = [
-        f"{r['case']:<16} {r['batch']:>5} {r['C'] or '-':>3} {r['layers'] or '-':>5} {r['median_s']:>9.3f} "
-        f"{r['median_cpu_s']:>8.2f} "
-        f"{r['images_per_s']:>9.1f} {r['peak_memory_bytes'] / 1e9:>8.2f}  {r['memory']}"
+        f"{point(r, 16)} {r['median_s']:>9.3f} {r['median_cpu_s']:>8.2f} {r['images_per_s']:>9.1f} "
+        f"{r['peak_memory_bytes'] / 1e9:>8.2f}  {r['memory']}"
         for r in results
     ]
     return "\n".join([header, *rows])
@@ -109,12 +114,11 @@ def compare(ours: list[dict[str, Any]], official: list[dict[str, Any]]) -> dict[
 
 
 def format_comparison(rows: list[dict[str, Any]]) -> str:
-    header = (f"{'case':<13} {'batch':>5} {'C':>3} {'cells':>5} {'ours s':>7} {'official s':>10} {'speed-up':>8} "
-              f"{'ours GB':>7} {'official GB':>11} {'memory':>6}")
+    header = (f"{point(None, 13)} {'ours s':>7} {'official s':>10} {'speed-up':>8} {'ours GB':>7} {'official GB':>11} "
+              f"{'memory':>6}")
     lines = [
-        f"{r['case']:<13} {r['batch']:>5} {r['C']:>3} {r['layers']:>5} {r['ours_s']:>7.2f} {r['official_s']:>10.2f} "
-        f"{r['speedup']:>7.2f}x {r['ours_peak_bytes'] / 1e9:>7.2f} {r['official_peak_bytes'] / 1e9:>11.2f} "
-        f"{r['memory_ratio']:>6.2f}"
+        f"{point(r, 13)} {r['ours_s']:>7.2f} {r['official_s']:>10.2f} {r['speedup']:>7.2f}x "
+        f"{r['ours_peak_bytes'] / 1e9:>7.2f} {r['official_peak_bytes'] / 1e9:>11.2f} {r['memory_ratio']:>6.2f}"
         for r in rows
     ]
     return "\n".join([header, *lines])
