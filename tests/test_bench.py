@@ -4,6 +4,7 @@ import textwrap
 
 import pytest
 import torch
+from torch.utils.flop_counter import FlopCounterMode
 
 from lightning_nas import bench
 from lightning_nas.bench.cases import CASES
@@ -128,3 +129,30 @@ def test_bench_rejects_unknown_cases(capsys):
     with pytest.raises(SystemExit):
         bench.main(["--cases", "darts_third"])
     assert "unknown case(s) darts_third" in capsys.readouterr().err
+
+
+def test_flop_count_is_three_forward_passes_of_a_depthwise_conv():
+    """2·k²·C·H·W per depthwise forward; torch's own backward count (its groups ignored) would be far more."""
+    from lightning_nas.bench.cases import FlopCount
+
+    C, H, k, batch = 16, 8, 3, 2
+    conv = torch.nn.Conv2d(C, C, k, padding=1, groups=C, bias=False)
+    counter = FlopCount()
+    counter.on_train_batch_start()
+    conv(torch.randn(batch, C, H, H, requires_grad=True)).sum().backward()
+    counter.on_train_batch_end()
+    assert counter.flops == 3 * 2 * k * k * C * H * H * batch
+    counter.on_train_batch_start()  # only the first batch is counted
+    assert counter._mode is None
+    with FlopCounterMode(display=False) as torch_count:  # what the count would be with torch's backward formula
+        conv(torch.randn(batch, C, H, H, requires_grad=True)).sum().backward()
+    assert torch_count.get_total_flops() > 2 * counter.flops
+
+
+def test_compile_takes_a_torch_compile_mode(capsys):
+    assert bench.cli.parse_args(["--compile"]).compile == "default"
+    assert bench.cli.parse_args(["--compile", "reduce-overhead"]).compile == "reduce-overhead"
+    assert bench.cli.parse_args([]).compile is None
+    with pytest.raises(SystemExit):
+        bench.main(["--cases", "darts_first", "--against-official", "--official", ".", "--compile"])
+    assert "drop --bf16, --channels-last, --compile" in capsys.readouterr().err

@@ -15,6 +15,7 @@ import lightning.pytorch as pl
 import torch
 from torch import nn
 from torch.utils.data import Dataset, TensorDataset
+from torch.utils.flop_counter import FlopCounterMode
 
 from lightning_nas.bench.measure import clocks, random_images, result
 from lightning_nas.data.base import NASDataModule
@@ -84,6 +85,39 @@ class OptimizerStepTimer(pl.Callback):
     @property
     def times(self) -> list[tuple[float, float]]:
         return [(b[0] - a[0], b[1] - a[1]) for a, b in zip(self.stamps, self.stamps[1:])]
+
+
+class FlopCount(pl.Callback):
+    """Model FLOPs of the first training batch (a warm-up one): three times the forward passes' FLOPs as torch's
+    ``FlopCounterMode`` counts them (the usual convention of model-FLOP utilization). Its own count of the backward
+    pass is not used: it ignores the groups of a depthwise convolution's weight gradient, several times too many."""
+
+    def __init__(self) -> None:
+        self.flops: int | None = None
+        self._mode: FlopCounterMode | None = None
+
+    def on_train_batch_start(self, *args: Any) -> None:
+        if self.flops is None and self._mode is None:
+            self._mode = FlopCounterMode(display=False)
+            self._mode.__enter__()
+
+    def on_train_batch_end(self, *args: Any) -> None:
+        if self._mode is not None:
+            self._mode.__exit__(None, None, None)
+            counts = self._mode.get_flop_counts()["Global"]
+            self.flops = 3 * sum(n for op, n in counts.items() if not str(op).endswith("_backward"))
+            self._mode = None
+
+
+class Compiled(pl.Callback):
+    """``torch.compile`` the module's network (its largest child module) in place, as ``nn.Module.compile`` does."""
+
+    def __init__(self, mode: str) -> None:
+        self.mode = mode
+
+    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        network = max(pl_module.children(), key=lambda m: sum(p.numel() for p in m.parameters()))
+        network.compile(mode=self.mode)
 
 
 class ChannelsLast(pl.Callback):
@@ -172,7 +206,10 @@ def run_case(args: argparse.Namespace) -> dict[str, Any]:
     torch.manual_seed(0)
     build, description = CASES[args.case]
     module, data, timer, trainer_args, images = build(args, args.warmup + args.steps)
-    callbacks = [timer] + ([ChannelsLast()] if args.channels_last else [])
+    flops = FlopCount()
+    per_batch = isinstance(timer, StepTimer) and not timer.per_epoch
+    callbacks = [timer] + [flops] * (per_batch and args.warmup > 0 and args.compile is None)
+    callbacks += [ChannelsLast()] * args.channels_last + ([Compiled(args.compile)] if args.compile else [])
     with tempfile.TemporaryDirectory() as root:
         trainer = pl.Trainer(
             **{"max_epochs": 1, "limit_val_batches": 0, **trainer_args},
@@ -188,7 +225,7 @@ def run_case(args: argparse.Namespace) -> dict[str, Any]:
             default_root_dir=root,
         )
         trainer.fit(module, datamodule=data)
-    record = result(args, description, timer.times, images)
+    record = result(args, description, timer.times, images, flops.flops)
     if not args.case.startswith("darts_"):  # only the DARTS cases are built at --C and --layers
         record.update(C=None, layers=None)
     return record

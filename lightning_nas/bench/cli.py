@@ -40,6 +40,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
     parser.add_argument("--bf16", action="store_true", help="bf16 autocast (Lightning precision bf16-mixed)")
     parser.add_argument("--channels-last", action="store_true", help="weights and inputs in channels_last")
+    parser.add_argument("--compile", nargs="?", const="default", choices=("default", "reduce-overhead", "max-autotune"),
+                        help="torch.compile the network in this mode (default: 'default'; 'reduce-overhead' replays "
+                             "CUDA graphs)")
     parser.add_argument("--partial-channels", type=int, default=1, help="PC-DARTS K for the DARTS cases (1: off)")
     parser.add_argument("--checkpoint-cells", type=int, default=0,
                         help="DARTS cases: recompute the first k cells in the backward pass (0: off)")
@@ -60,9 +63,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if args.against_official:
         if set(selected) - set(OFFICIAL):
             parser.error(f"--against-official compares DARTS cases only: use --cases {','.join(OFFICIAL)}")
-        if args.bf16 or args.channels_last or args.partial_channels != 1:
-            parser.error("--against-official runs the official code as published: drop --bf16, --channels-last and "
-                         "--partial-channels")
+        if args.bf16 or args.channels_last or args.compile or args.partial_channels != 1:
+            parser.error("--against-official runs the official code as published: drop --bf16, --channels-last, "
+                         "--compile and --partial-channels")
     if args.device == "cuda" and not torch.cuda.is_available():
         parser.error("--device cuda but torch sees no CUDA device")
     return args
@@ -74,7 +77,7 @@ def run_worker(args: argparse.Namespace, case: str, batch: int, C: int, layers: 
                "--batch", str(batch), "--C", str(C), "--layers", str(layers), "--steps", str(args.steps),
                "--warmup", str(args.warmup), "--device", args.device, "--partial-channels", str(args.partial_channels),
                "--checkpoint-cells", str(args.checkpoint_cells)]
-    command += ["--bf16"] * args.bf16 + ["--channels-last"] * args.channels_last
+    command += ["--bf16"] * args.bf16 + ["--channels-last"] * args.channels_last + (["--compile", args.compile] if args.compile else [])
     command += ["--official", args.official] if args.official else []
     done = subprocess.run(command, capture_output=True, text=True)
     if done.returncode:
@@ -91,9 +94,10 @@ def point(r: dict[str, Any] | None, case_width: int) -> str:
 
 
 def format_table(results: list[dict[str, Any]]) -> str:
-    header = f"{point(None, 16)} {'median s':>9} {'CPU s':>8} {'images/s':>9} {'peak GB':>8}  memory"
+    header = f"{point(None, 16)} {'median s':>9} {'CPU s':>8} {'images/s':>9} {'TFLOP/s':>8} {'peak GB':>8}  memory"
     rows = [
         f"{point(r, 16)} {r['median_s']:>9.3f} {r['median_cpu_s']:>8.2f} {r['images_per_s']:>9.1f} "
+        f"{'-' if r['tflops_per_s'] is None else format(r['tflops_per_s'], '.2f'):>8} "
         f"{r['peak_memory_bytes'] / 1e9:>8.2f}  {r['memory']}"
         for r in results
     ]

@@ -32,9 +32,11 @@ def peak_memory(device: torch.device) -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
-def result(args: argparse.Namespace, description: str, times: list[tuple[float, float]], images: int) -> dict[str, Any]:
+def result(args: argparse.Namespace, description: str, times: list[tuple[float, float]], images: int,
+           flops: int | None = None) -> dict[str, Any]:
     """One worker's record: the median wall and CPU seconds of the timed units after the warm-up, images/s, peak
-    memory, and the point (case, batch, C, layers, options) it was measured at."""
+    memory, the FLOPs of one unit and their rate where counted, and the point (case, batch, C, layers, options) it was
+    measured at."""
     times = times[args.warmup :]
     if len(times) < args.steps:
         raise RuntimeError(f"{args.case}: timed {len(times)} of {args.steps} steps")
@@ -49,12 +51,15 @@ def result(args: argparse.Namespace, description: str, times: list[tuple[float, 
         "device": args.device,
         "bf16": args.bf16,
         "channels_last": args.channels_last,
+        "compile": args.compile,
         "partial_channels": args.partial_channels,
         "checkpoint_cells": args.checkpoint_cells,
         "threads": torch.get_num_threads(),
         "median_s": median,
         "median_cpu_s": statistics.median(cpu for _, cpu in times),
         "images_per_s": images / median,
+        "flops_per_step": flops,
+        "tflops_per_s": None if flops is None else flops / median / 1e12,
         "peak_memory_bytes": peak_memory(device),
         "memory": "max_allocated" if device.type == "cuda" else "max_rss",
         "times_s": [wall for wall, _ in times],
