@@ -94,7 +94,7 @@ def test_fmnist_recipe_searches_a_reduced_network_on_fashion_mnist_with_alpha_wa
     hp = cli.model.hparams
     assert (hp.C, hp.layers, hp.in_chans, hp.arch_warmup_epochs, hp.train_config) == (
         8, 5, 1, 2, "recipes/train_fmnist.yaml")
-    assert cli.datamodule.mode == "search" and cli.trainer.limit_train_batches == 20
+    assert cli.datamodule.mode == "search" and cli.trainer.limit_train_batches == 40
 
 
 def test_reuse_example_runs(tmp_path, monkeypatch, capsys):
