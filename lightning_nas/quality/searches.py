@@ -68,9 +68,11 @@ def search_signal(strategy: str, folder: Path) -> dict[str, list[float]]:
     genotype history), per level for PNAS (predictor Spearman), per candidate for random search (best so far)."""
     series: dict[str, list[float]] = {}
     if strategy in LIGHTNING_STRATEGIES:
-        history = genotype_file(strategy, folder).with_name("genotype_history.jsonl")
-        rows: list[dict[str, Any]] = [json.loads(line)["metrics"] for line in history.read_text().splitlines()
-                                      if line.strip()] if history.is_file() else []
+        # the newest history, not the one beside the newest genotype.json: resuming a finished search re-exports its
+        # genotype into a new run folder without training an epoch, so no history is written there
+        histories = sorted(folder.rglob("genotype_history.jsonl"), key=lambda path: path.stat().st_mtime)
+        rows: list[dict[str, Any]] = [json.loads(line)["metrics"] for line in histories[-1].read_text().splitlines()
+                                      if line.strip()] if histories else []
     elif strategy == "pnas":
         rows = json.loads((folder / "progress.json").read_text())
     else:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -95,3 +96,17 @@ def test_bad_input_ends_in_one_line_before_any_work(tmp_path: Path, capsys, over
         main(["--config", str(config), *override])
     assert message in str(exit.value.code) and str(exit.value.code).startswith("error: ")
     assert not (tmp_path / "report").exists()
+
+
+def test_signal_of_a_finished_search_that_was_resumed_comes_from_its_trained_run(tmp_path: Path) -> None:
+    """Resuming a finished search re-exports its genotype into a newer run folder that holds no history."""
+    from lightning_nas.quality.searches import search_signal
+
+    trained, resumed = (tmp_path / "lightning_logs" / version / "checkpoints" for version in ("version_0", "version_1"))
+    for folder in (trained, resumed):
+        folder.mkdir(parents=True)
+        (folder / "genotype.json").write_text("{}")
+    records = [{"epoch": e, "metrics": {"arch/entropy_normal": 2.0 - e / 10, "train/loss": 1.0}} for e in range(3)]
+    (trained / "genotype_history.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    os.utime(resumed / "genotype.json", (1e10, 1e10))  # the re-export is the newest file
+    assert search_signal("darts", tmp_path) == {"arch/entropy_normal": [2.0, 1.9, 1.8]}
