@@ -93,7 +93,7 @@ def test_fmnist_recipe_searches_a_reduced_network_on_fashion_mnist_with_alpha_wa
     cli = run_recipe(DARTS, ["--config", str(ROOT / "recipes" / "darts_fmnist.yaml")], run=False)
     hp = cli.model.hparams
     assert (hp.C, hp.layers, hp.in_chans, hp.arch_warmup_epochs, hp.train_config) == (
-        8, 5, 1, 2, "recipes/train_fmnist.yaml")
+        8, 5, 1, 4, "recipes/train_fmnist.yaml")
     assert cli.datamodule.mode == "search" and cli.trainer.limit_train_batches == 40
 
 
