@@ -268,7 +268,9 @@ def test_wandb_gets_one_run_with_the_candidates_best_cell_scatters_and_genotype(
     search.run()
     import wandb
 
-    wandb.finish()
+    run_id = logger.experiment.id
+    logger.experiment.finish()  # this run: returns once its exit record is handled
+    wandb.teardown()  # closes the service's streams, so the run log is on disk (under load it was not, at finish)
     (run_dir,) = (tmp_path / "wandb").glob("offline-run-*")  # one run for the whole search
     media = run_dir / "files" / "media"
     tables = sorted((media / "table").glob("candidates_*.table.json"), key=lambda p: p.stat().st_mtime)
@@ -282,7 +284,7 @@ def test_wandb_gets_one_run_with_the_candidates_best_cell_scatters_and_genotype(
     assert sum(name.startswith("best_cell") for name in images) == 3
     assert sum(name.startswith("predictor/scatter") for name in images) == 2  # levels 2 and 3
     (run_log,) = run_dir.glob("*.wandb")  # the offline run log that `wandb sync` uploads
-    assert f"genotype-{logger.experiment.id}".encode() in run_log.read_bytes()
+    assert f"genotype-{run_id}".encode() in run_log.read_bytes()
 
 
 def test_any_lightning_logger_gets_the_per_level_numbers(synthetic, tmp_path, monkeypatch):
