@@ -77,7 +77,8 @@ def run_worker(args: argparse.Namespace, case: str, batch: int, C: int, layers: 
                "--batch", str(batch), "--C", str(C), "--layers", str(layers), "--steps", str(args.steps),
                "--warmup", str(args.warmup), "--device", args.device, "--partial-channels", str(args.partial_channels),
                "--checkpoint-cells", str(args.checkpoint_cells)]
-    command += ["--bf16"] * args.bf16 + ["--channels-last"] * args.channels_last + (["--compile", args.compile] if args.compile else [])
+    command += ["--bf16"] * args.bf16 + ["--channels-last"] * args.channels_last
+    command += ["--compile", args.compile] if args.compile else []
     command += ["--official", args.official] if args.official else []
     done = subprocess.run(command, capture_output=True, text=True)
     if done.returncode:

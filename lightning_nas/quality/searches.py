@@ -39,9 +39,9 @@ def run_search(strategy: str, config: str, seed: int, folder: Path, extra: list[
     results files by themselves."""
     command = search_command(strategy, config, seed, folder, extra)
     if strategy in LIGHTNING_STRATEGIES:
-        checkpoints = sorted(folder.rglob("last.ckpt"), key=lambda path: path.stat().st_mtime)
-        if checkpoints:
-            command.append(f"--ckpt_path={checkpoints[-1]}")
+        checkpoint = newest(folder, "last.ckpt")
+        if checkpoint is not None:
+            command.append(f"--ckpt_path={checkpoint}")
     folder.mkdir(parents=True, exist_ok=True)
     with open(folder / "search.log", "a") as log:
         log.write(" ".join(command) + "\n")
@@ -57,10 +57,16 @@ def run_search(strategy: str, config: str, seed: int, folder: Path, extra: list[
 def genotype_file(strategy: str, folder: Path) -> Path:
     if strategy not in LIGHTNING_STRATEGIES:
         return folder / "genotype.json"
-    files = sorted(folder.rglob("genotype.json"), key=lambda path: path.stat().st_mtime)
-    if not files:
+    file = newest(folder, "genotype.json")
+    if file is None:
         raise RuntimeError(f"the {strategy} search in {folder} wrote no genotype.json")
-    return files[-1]
+    return file
+
+
+def newest(folder: Path, name: str) -> Path | None:
+    """The most recently written file called ``name`` anywhere under ``folder`` (a search's run folders), if any."""
+    files = sorted(folder.rglob(name), key=lambda path: path.stat().st_mtime)
+    return files[-1] if files else None
 
 
 def search_signal(strategy: str, folder: Path) -> dict[str, list[float]]:
@@ -70,9 +76,9 @@ def search_signal(strategy: str, folder: Path) -> dict[str, list[float]]:
     if strategy in LIGHTNING_STRATEGIES:
         # the newest history, not the one beside the newest genotype.json: resuming a finished search re-exports its
         # genotype into a new run folder without training an epoch, so no history is written there
-        histories = sorted(folder.rglob("genotype_history.jsonl"), key=lambda path: path.stat().st_mtime)
-        rows: list[dict[str, Any]] = [json.loads(line)["metrics"] for line in histories[-1].read_text().splitlines()
-                                      if line.strip()] if histories else []
+        history = newest(folder, "genotype_history.jsonl")
+        rows: list[dict[str, Any]] = [json.loads(line)["metrics"] for line in history.read_text().splitlines()
+                                      if line.strip()] if history is not None else []
     elif strategy == "pnas":
         rows = json.loads((folder / "progress.json").read_text())
     else:
