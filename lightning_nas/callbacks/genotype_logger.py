@@ -66,7 +66,8 @@ class GenotypeLogger(pl.Callback):
     architecture, the scalar metrics the strategy logged, such as α entropy or controller reward) to
     ``<checkpoint dir>/<filename>`` whatever the logger. The records also travel in the checkpoint: a fit rewrites
     the file at its start to the epochs before the one it starts from, so a resumed run's history is whole (also in a
-    new run folder) and never repeats an epoch, and a fresh one starts it empty.
+    new run folder) and never repeats an epoch, and a fresh one starts it empty; it writes the whole file again at its
+    end, so a finished search resumed into a new folder (which trains no epoch) holds its history there too.
     With a WandbLogger it also logs a ``genotypes`` table (one row per epoch so far), the cell
     diagrams, and, for modules with ``alpha_weights()`` and ``op_names`` (DARTS), a heat map of softmax(α) minus
     uniform (``alpha_heatmap_png``), which is also saved as a PNG under ``<checkpoint dir>/plots``. At the end of fit
@@ -148,6 +149,8 @@ class GenotypeLogger(pl.Callback):
 
     @rank_zero_only
     def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        path = join(run_directory(trainer), self.filename)
+        write_atomic(path, "".join(json.dumps(record) + "\n" for record in self._records))
         wandb_loggers = [logger for logger in trainer.loggers if isinstance(logger, WandbLogger)]
         if not wandb_loggers:
             return

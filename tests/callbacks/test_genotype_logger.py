@@ -205,3 +205,13 @@ def test_a_run_resumed_into_a_new_folder_holds_the_whole_history(tmp_path: Path)
     assert [(row["epoch"], row["run"]) for row in history] == [
         (0, "version_0"), (1, "version_0"), (2, "version_1"), (3, "version_1")]
     assert history[:2] == _history(first)
+
+
+def test_a_finished_run_resumed_into_a_new_folder_writes_its_history_there(tmp_path: Path) -> None:
+    first = _fit_with_checkpoints(tmp_path, 2, [])
+    again = pl.Trainer(max_epochs=2, logger=CSVLogger(tmp_path, version=1), default_root_dir=tmp_path,
+                       callbacks=[GenotypeLogger(heatmaps=False), ModelCheckpoint(save_last=True)],
+                       enable_progress_bar=False, enable_model_summary=False)
+    again.fit(ToySearch(), _loader(), _loader(), ckpt_path=first.checkpoint_callback.last_model_path)
+    assert again.global_step == first.global_step  # it trained nothing
+    assert _history(again) == _history(first) and len(_history(first)) == 2
