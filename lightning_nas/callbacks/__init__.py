@@ -5,7 +5,7 @@ from lightning_nas.callbacks.darts_early_stopping import DARTSEarlyStopping
 from lightning_nas.callbacks.early_termination import MedianStopping
 from lightning_nas.callbacks.epoch_seeding import EpochSeeding
 from lightning_nas.callbacks.genotype_export import GenotypeExport
-from lightning_nas.callbacks.genotype_logger import GenotypeLogger, alpha_heatmap_png
+from lightning_nas.callbacks.genotype_logger import GenotypeLogger
 from lightning_nas.callbacks.weight_inheritance import WeightInheritance
 
 __all__ = [
@@ -15,5 +15,4 @@ __all__ = [
     "GenotypeLogger",
     "MedianStopping",
     "WeightInheritance",
-    "alpha_heatmap_png",
 ]

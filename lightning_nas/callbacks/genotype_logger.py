@@ -3,13 +3,11 @@ a WandbLogger is attached."""
 
 from __future__ import annotations
 
-import io
 import json
 import math
 from typing import Any, Protocol, Sequence, cast
 
 import lightning.pytorch as pl
-import matplotlib
 import torch
 from lightning.pytorch.loggers import WandbLogger
 from lightning.pytorch.utilities import rank_zero_only
@@ -18,32 +16,7 @@ from lightning_nas.callbacks.genotype_export import SearchModule
 from lightning_nas.files import append_text, join, read_text, write_atomic
 from lightning_nas.run_folder import run_directory, run_id
 from lightning_nas.genotypes import Genotype, cell_diagram_png
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-from PIL import Image  # noqa: E402
-
-
-def alpha_heatmap_png(weights: dict[str, torch.Tensor], op_names: list[str], title: str = "") -> bytes:
-    """Heat map of softmax(α) minus the uniform 1/#ops: one panel per cell type, edges as rows, candidate ops as
-    columns. Each panel has its own colour scale, symmetric about 0 (white: undecided), so the ops α favours (red)
-    and disfavours (blue) show at any stage of a search, however small the differences still are."""
-    figure, axes = plt.subplots(1, len(weights), figsize=(4.5 * len(weights), 5), squeeze=False)
-    for axis, (cell, values) in zip(axes[0], weights.items()):
-        excess = values.detach().float().cpu() - 1.0 / values.shape[-1]
-        limit = max(float(excess.abs().max()), 1e-4)  # float rounding of a uniform α stays white
-        image = axis.imshow(excess.numpy(), cmap="RdBu_r", vmin=-limit, vmax=limit, aspect="auto")
-        axis.set_title(f"{cell} cell")
-        axis.set_xticks(range(len(op_names)), op_names, rotation=60, ha="right", fontsize=7)
-        axis.set_yticks(range(values.shape[0]))
-        axis.set_ylabel("edge")
-        figure.colorbar(image, ax=axis, fraction=0.046)
-    figure.suptitle(title)
-    figure.tight_layout()
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=90)
-    plt.close(figure)
-    return buffer.getvalue()
+from lightning_nas.plots import alpha_heatmap_png, png_image
 
 
 class AlphaModule(Protocol):
@@ -53,10 +26,6 @@ class AlphaModule(Protocol):
     def op_names(self) -> Sequence[str]: ...
 
     def alpha_weights(self) -> dict[str, torch.Tensor]: ...
-
-
-def _png_image(data: bytes) -> Image.Image:
-    return Image.open(io.BytesIO(data))
 
 
 class GenotypeLogger(pl.Callback):
@@ -141,10 +110,10 @@ class GenotypeLogger(pl.Callback):
         payload: dict[str, Any] = {"genotypes": wandb.Table(columns=list(self._columns), data=list(self._rows))}
         if isinstance(architecture, Genotype):
             for cell in ("normal", "reduce"):
-                payload[f"cell/{cell}"] = wandb.Image(_png_image(cell_diagram_png(architecture, cell)),
+                payload[f"cell/{cell}"] = wandb.Image(png_image(cell_diagram_png(architecture, cell)),
                                                       caption=f"{cell} cell, epoch {epoch}")
         if heatmap is not None:
-            payload["alpha/heatmap"] = wandb.Image(_png_image(heatmap), caption=f"softmax(α) − 1/#ops, epoch {epoch}")
+            payload["alpha/heatmap"] = wandb.Image(png_image(heatmap), caption=f"softmax(α) − 1/#ops, epoch {epoch}")
         logger.experiment.log({**payload, "epoch": epoch}, step=step)
 
     @rank_zero_only

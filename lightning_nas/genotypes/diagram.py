@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import os
 
 import matplotlib
@@ -13,6 +12,7 @@ from matplotlib.figure import Figure  # noqa: E402
 
 from lightning_nas.files import write_atomic  # noqa: E402
 from lightning_nas.genotypes.genotype import EDGES_PER_NODE, Genotype  # noqa: E402
+from lightning_nas.plots import figure_png  # noqa: E402
 
 _BOX = dict(boxstyle="round,pad=0.4", linewidth=1.0)
 
@@ -58,10 +58,9 @@ def draw_cell(genotype: Genotype, cell: str = "normal") -> Figure:
 def cell_diagram_png(genotype: Genotype, cell: str = "normal") -> bytes:
     """The cell diagram as PNG bytes."""
     figure = draw_cell(genotype, cell)
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=100)
+    png = figure_png(figure)
     plt.close(figure)
-    return buffer.getvalue()
+    return png
 
 
 def save_cell_diagram(genotype: Genotype, path: str | os.PathLike, cell: str = "normal") -> str:

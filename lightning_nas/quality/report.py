@@ -20,21 +20,18 @@ where it stopped.
 
 from __future__ import annotations
 
-import io
 import json
-import random as random_module
 import statistics
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence, cast
 
-from matplotlib.figure import Figure
-
 from lightning_nas.data import NASDataModule
 from lightning_nas.errors import ConfigError, check
 from lightning_nas.files import write_atomic
 from lightning_nas.genotypes import Genotype
+from lightning_nas.plots import found_vs_random_png
 from lightning_nas.quality.predictor_eval import PredictorEval, PredictorEvaluation, format_predictor_table
 from lightning_nas.quality.searches import STRATEGY_SPACE, run_search, search_signal
 from lightning_nas.quality.target_noise import TargetNoise, TargetNoiseMeasurement, format_noise_table
@@ -87,21 +84,6 @@ def summarize(found: Sequence[float], random: Sequence[float]) -> dict[str, Any]
         "found_ranks": ranks, "mean_rank": statistics.fmean(ranks), "random_count": len(random),
         "found_above_random_median": sum(value > median for value in found),
     }
-
-
-def plot_png(found: Sequence[float], random: Sequence[float], title: str) -> bytes:
-    """One point per retrained architecture: the random distribution beside the found architectures."""
-    figure = Figure(figsize=(4.5, 4.5))
-    axis = figure.subplots()
-    jitter = random_module.Random(0)
-    for x, values, colour in ((0, random, "grey"), (1, found, "tab:red")):
-        axis.scatter([x + jitter.uniform(-0.08, 0.08) for _ in values], values, color=colour, s=20)
-        axis.hlines(statistics.median(values), x - 0.25, x + 0.25, color=colour)
-    axis.set(xticks=[0, 1], xticklabels=[f"random ({len(random)})", f"found ({len(found)})"], xlim=(-0.6, 1.6),
-             ylabel="retrained accuracy", title=title)
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
-    return buffer.getvalue()
 
 
 class QualityReport:
@@ -233,7 +215,7 @@ class QualityReport:
         }
         write_atomic(self.output_dir / "report.json", json.dumps(report, indent=1))
         title = f"{self.strategy} on {report['data']}"
-        write_atomic(self.output_dir / "report.png", plot_png(found_accuracies, random_accuracies, title))
+        write_atomic(self.output_dir / "report.png", found_vs_random_png(found_accuracies, random_accuracies, title))
         print(format_table(report))
         return report
 

@@ -28,9 +28,7 @@ recipe picks it when asked for ``ddp``).
 from __future__ import annotations
 
 import dataclasses
-import io
 import itertools
-import os
 from contextlib import contextmanager
 from typing import Any, Iterator, Literal, Protocol, Sequence, cast
 
@@ -46,6 +44,7 @@ from lightning_nas.errors import ConfigError, check
 from lightning_nas.files import join, write_atomic
 from lightning_nas.genotypes import Genotype
 from lightning_nas.module_state import buffers_kept
+from lightning_nas.plots import controller_curves_png
 from lightning_nas.run_folder import run_directory
 from lightning_nas.spaces.enas_macro import MacroArchitecture, MacroNetwork
 from lightning_nas.spaces.enas_micro import MicroArchitecture, MicroChild
@@ -386,25 +385,4 @@ class ENAS(pl.LightningModule):
 
     def on_fit_end(self) -> None:
         if self.trainer.is_global_zero and self.history:
-            plot_controller_curves(self.history, join(run_directory(self.trainer), "plots", "enas_curves.png"))
-
-
-def plot_controller_curves(history: list[dict[str, float]], path: str | os.PathLike) -> None:
-    """Mean reward (with the baseline) and controller entropy per epoch, side by side, written atomically as PNG."""
-    from matplotlib.figure import Figure
-
-    epochs = [row["epoch"] for row in history]
-    figure = Figure(figsize=(9, 3.5))
-    reward_axis, entropy_axis = figure.subplots(1, 2)
-    reward_axis.plot(epochs, [row["reward"] for row in history], marker="o", label="mean reward")
-    reward_axis.plot(epochs, [row["baseline"] for row in history], linestyle="--", label="baseline")
-    reward_axis.plot(epochs, [row.get("derived_top1", float("nan")) for row in history], marker=".",
-                     label="derived, held-out top-1")
-    reward_axis.set(xlabel="epoch", ylabel="reward", title="controller reward")
-    reward_axis.legend()
-    entropy_axis.plot(epochs, [row["entropy"] for row in history], marker="o", color="tab:red")
-    entropy_axis.set(xlabel="epoch", ylabel="entropy (nats)", title="controller entropy")
-    figure.tight_layout()
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=90)
-    write_atomic(path, buffer.getvalue())
+            write_atomic(join(run_directory(self.trainer), "plots", "enas_curves.png"), controller_curves_png(self.history))

@@ -33,12 +33,11 @@ import json
 import math
 import random
 from pathlib import Path
-from typing import Any, Literal, Mapping, Sequence
+from typing import Any, Literal, Sequence
 
 import lightning.pytorch as pl
 import torch
 from lightning.pytorch.loggers import Logger, WandbLogger
-from matplotlib.figure import Figure
 from torchmetrics.functional import spearman_corrcoef
 
 from lightning_nas.callbacks import MedianStopping, WeightInheritance
@@ -48,6 +47,7 @@ from lightning_nas.errors import check
 from lightning_nas.files import write_atomic
 from lightning_nas.genotypes import Genotype, cell_diagram_png
 from lightning_nas.ops import OPS, PNAS_OPS
+from lightning_nas.plots import png_image, predictor_scatter_png
 from lightning_nas.spaces.pnas import (
     NUM_CELL_INPUTS,
     PNASCell,
@@ -59,23 +59,6 @@ from lightning_nas.spaces.pnas import (
 from lightning_nas.strategies.candidates import CandidatePool
 from lightning_nas.strategies.pnas_predictor import AccuracyPredictor
 from lightning_nas.strategies.ranks import Ranks
-
-
-def scatter_png(points: Mapping[str, tuple[Sequence[float], Sequence[float]]], title: str) -> bytes:
-    """Predicted vs. true accuracy, one point per candidate and one colour per set (name → (predicted, true)), with
-    the diagonal where a perfect predictor would lie."""
-    figure = Figure(figsize=(4.5, 4.5))
-    axis = figure.subplots()
-    values = []
-    for name, (predicted, actual) in points.items():
-        axis.scatter(actual, predicted, s=12, label=name)
-        values += [*predicted, *actual]
-    axis.plot([min(values), max(values)], [min(values), max(values)], color="grey", linewidth=0.8)
-    axis.set(xlabel="true held-out accuracy", ylabel="predicted accuracy", title=title)
-    axis.legend(fontsize=7)
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
-    return buffer.getvalue()
 
 
 def spearman(predicted: Sequence[float], actual: Sequence[float]) -> float:
@@ -357,7 +340,7 @@ class PNASSearch:
             if points:
                 title = f"b={b}: Spearman {level['spearman']:.3f} on the beam" + (
                     f", {level['sample_spearman']:.3f} on the sample" if sample else "")
-                png = scatter_png(points, title)
+                png = predictor_scatter_png(points, title)
                 write_atomic(self.output_dir / "plots" / f"predicted_vs_true_b{b}.png", png)
             self.log_level(level, png)
 
@@ -372,18 +355,17 @@ class PNASSearch:
                                  if isinstance(value, (int, float)) and key != "b"}, step=b)
         if isinstance(self.logger, WandbLogger):
             import wandb
-            from PIL import Image
 
             rows = [[r["key"], r["b"], r["accuracy"], r["epochs"], bool(r.get("stopped_early"))]
                     for r in sorted(self.results.read(), key=lambda r: (r["b"], r["key"]))]
             best = PNASCell.from_list(level["best_cell"]).to_genotype()
             payload: dict[str, Any] = {
                 "candidates": wandb.Table(columns=["cell", "b", "accuracy", "epochs", "stopped early"], data=rows),
-                "best_cell": wandb.Image(Image.open(io.BytesIO(cell_diagram_png(best))),
+                "best_cell": wandb.Image(png_image(cell_diagram_png(best)),
                                          caption=f"b={b}, held-out accuracy {level['best_accuracy']:.4f}"),
             }
             if scatter is not None:
-                payload["predictor/scatter"] = wandb.Image(Image.open(io.BytesIO(scatter)), caption=f"b={b}")
+                payload["predictor/scatter"] = wandb.Image(png_image(scatter), caption=f"b={b}")
             self.logger.experiment.log({**payload, "b": b})
 
     def log_genotype(self, path: str) -> None:

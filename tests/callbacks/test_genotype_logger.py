@@ -11,7 +11,8 @@ from lightning.pytorch.loggers import CSVLogger, WandbLogger
 from PIL import Image
 from torch.utils.data import DataLoader, TensorDataset
 
-from lightning_nas.callbacks.genotype_logger import GenotypeLogger, alpha_heatmap_png
+from lightning_nas.callbacks.genotype_logger import GenotypeLogger
+from lightning_nas.plots import alpha_heatmap_png
 from lightning_nas.genotypes import resolve_genotype
 
 OPS = ["none", "max_pool_3x3", "sep_conv_3x3"]
