@@ -305,11 +305,6 @@ class PNASSearch:
         return self.pool.ranks.from_rank_zero(f"level{b}", payload)
 
     # --------------------------------------------------------------------------------------------------- search
-    @property
-    def correlations(self) -> dict[int, float]:
-        """The predictor's Spearman correlation on each new level b >= 2 (predicted before training vs. true)."""
-        return {level["b"]: level["spearman"] for level in self.progress if "spearman" in level}
-
     def record_level(
         self, b: int, results: dict[PNASCell, dict], sample: list[PNASCell], predicted: dict[str, float],
         out_of_fold: float | None,

@@ -218,7 +218,7 @@ def test_weights_as_constants_give_the_same_alpha_gradient_without_weight_gradie
     network = SearchNetwork(C=4, layers=3)
     frozen = copy.deepcopy(network)
     full, full_bytes = gradients(network)
-    alpha_only, alpha_only_bytes = gradients(frozen, weight_grad=False)
+    _, alpha_only_bytes = gradients(frozen, weight_grad=False)
     for a, b in zip(network.arch_parameters(), frozen.arch_parameters()):
         torch.testing.assert_close(b.grad, a.grad)
     assert all(p.grad is None and p.requires_grad for p in frozen.weight_parameters())
