@@ -61,11 +61,17 @@ class GenotypeLogger(pl.Callback):
         """Write the records of the epochs the fit restored (the checkpoint's; the file's, for a checkpoint from
         before records were kept), none after them: a kill between this file's write and the checkpoint's would
         otherwise repeat an epoch."""
-        path = join(run_directory(trainer), self.filename)
         if not self._records:
-            self._records = _read_records(read_text(path) or "")
+            self._records = _read_records(read_text(self._path(trainer)) or "")
         self._records = [record for record in self._records if record["epoch"] < trainer.current_epoch]
-        write_atomic(path, "".join(json.dumps(record) + "\n" for record in self._records))
+        self._write_records(trainer)
+
+    def _path(self, trainer: pl.Trainer) -> str:
+        return join(run_directory(trainer), self.filename)
+
+    def _write_records(self, trainer: pl.Trainer) -> None:
+        """The history file holds exactly the records kept, one JSON line each."""
+        write_atomic(self._path(trainer), "".join(json.dumps(record) + "\n" for record in self._records))
 
     @rank_zero_only
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
@@ -118,8 +124,7 @@ class GenotypeLogger(pl.Callback):
 
     @rank_zero_only
     def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        path = join(run_directory(trainer), self.filename)
-        write_atomic(path, "".join(json.dumps(record) + "\n" for record in self._records))
+        self._write_records(trainer)
         wandb_loggers = [logger for logger in trainer.loggers if isinstance(logger, WandbLogger)]
         if not wandb_loggers:
             return

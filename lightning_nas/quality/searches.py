@@ -74,8 +74,8 @@ def search_signal(strategy: str, folder: Path) -> dict[str, list[float]]:
     genotype history), per level for PNAS (predictor Spearman), per candidate for random search (best so far)."""
     series: dict[str, list[float]] = {}
     if strategy in LIGHTNING_STRATEGIES:
-        # the newest history, not the one beside the newest genotype.json: resuming a finished search re-exports its
-        # genotype into a new run folder without training an epoch, so no history is written there
+        # the newest history, not the one beside the newest genotype.json: a finished search resumed before
+        # GenotypeLogger rewrote its history at the end of fit left none in the new run folder
         history = newest(folder, "genotype_history.jsonl")
         rows: list[dict[str, Any]] = [json.loads(line)["metrics"] for line in history.read_text().splitlines()
                                       if line.strip()] if history is not None else []

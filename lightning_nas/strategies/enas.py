@@ -385,4 +385,5 @@ class ENAS(pl.LightningModule):
 
     def on_fit_end(self) -> None:
         if self.trainer.is_global_zero and self.history:
-            write_atomic(join(run_directory(self.trainer), "plots", "enas_curves.png"), controller_curves_png(self.history))
+            path = join(run_directory(self.trainer), "plots", "enas_curves.png")
+            write_atomic(path, controller_curves_png(self.history))
