@@ -10,7 +10,8 @@ evaluation is frustratingly hard": never one run per side).
 For PNAS, a ``predictor_eval`` section adds the paper's Algorithm 2 (see ``predictor_eval``): how well the search's
 predictor ranks random cells one block larger than those it learned from; a ``target_noise`` section (see
 ``target_noise``) how well two training runs of the same cells agree, which bounds what any predictor can reach. A
-section with ``only: true`` runs alone (with the other sections that say so): no searches, no retraining.
+section with ``only: true`` runs alone (with the other sections that say so): no searches, and no retraining but of
+the target-noise cells that ``target_noise.retrain`` asks for.
 
 Everything lands in ``output_dir``: ``found/seed<S>.json`` per finished search, ``retrain.jsonl`` (a ``CandidatePool``
 results file, which reports of one space and budget may share), ``report.json`` and ``report.png``, and
@@ -112,7 +113,8 @@ class QualityReport:
         ``<output_dir>/retrain.jsonl``) may be shared by reports with the same data, space, random seed and budget,
         e.g. DARTS's and random search's: their random architectures are then trained once. ``predictor_eval``
         (PNAS only) also evaluates the search's predictor with Algorithm 2, on the search recipe's data and budget;
-        ``target_noise`` (PNAS only) measures how well repeated training runs under that budget agree."""
+        ``target_noise`` (PNAS only) measures how well repeated training runs under that budget agree (and, with its
+        ``retrain``, how well that budget ranks as this report's retraining does)."""
         space = space or Space()
         check(strategy in STRATEGIES, f"unknown strategy {strategy!r}; use one of {', '.join(STRATEGIES)}")
         check(seeds >= 1, f"seeds={seeds}: the report needs at least 1 search seed (3 or more to see a spread)")
@@ -136,15 +138,17 @@ class QualityReport:
                                   accelerator="cpu", label="retrain", limit_val_batches=self.budget.limit_val_batches)
         self.sections: dict[str, tuple[Any, bool, Callable[[dict[str, Any]], str]]] = {}
         """The PNAS sections asked for: name -> (measurement, runs alone, its table)."""
-        sections: list[tuple[str, Any, Any, Callable[[dict[str, Any]], str]]] = [
-            ("predictor_eval", predictor_eval, PredictorEvaluation, format_predictor_table),
-            ("target_noise", target_noise, TargetNoiseMeasurement, format_noise_table)]
+        recipe = (search_config, self.search_args)
+        sections: list[tuple[str, Any, Callable[[Any], Any], Callable[[dict[str, Any]], str]]] = [
+            ("predictor_eval", predictor_eval, lambda options: PredictorEvaluation.from_recipe(
+                *recipe, self.output_dir / "predictor_eval", options, random_seed), format_predictor_table),
+            ("target_noise", target_noise, lambda options: TargetNoiseMeasurement.from_recipe(
+                *recipe, self.output_dir / "target_noise", options, random_seed, self.retrained), format_noise_table)]
         for name, options, measurement, table in sections:
             if options is not None:
                 check(strategy == "pnas", f"{name} measures the PNAS search, but the strategy is {strategy!r}: remove "
                                           f"the {name} section or use strategy pnas")
-                self.sections[name] = (measurement.from_recipe(search_config, self.search_args, self.output_dir / name,
-                                                               options, random_seed), options.only, table)
+                self.sections[name] = (measurement(options), options.only, table)
 
     def found(self, seed: int) -> tuple[Genotype, float, bool]:
         """The architecture the search with ``seed`` found (searching first unless a finished search left it), the

@@ -6,7 +6,10 @@ Spearman the search and ``predictor_eval`` report. So: draw random cells spread 
 times under the search recipe's own proxy budget and held-out images, with training seeds 0..runs-1 (the same for
 every cell), and report the Spearman rank correlation between runs (the mean over pairs of runs), within each block
 count too (a level of the search ranks cells of one size), and the accuracy spread between runs against the spread
-between cells.
+between cells. With ``retrain: true`` each cell is also retrained under the report's retraining budget: the Spearman
+between the proxy's mean accuracy and the retrained one says whether the proxy ranks cells as the retraining that
+judges the search does, which between-run agreement alone cannot tell (a proxy can agree with itself and still favour
+cells that learn fast over cells that end best).
 
 The trainings go to ``<report output_dir>/target_noise/results.jsonl`` through the search's ``CandidatePool``: a
 killed report resumes without retraining them.
@@ -18,9 +21,10 @@ import itertools
 import statistics
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 from lightning_nas.errors import check
+from lightning_nas.genotypes import Genotype
 from lightning_nas.quality.proxy import proxy_budget, random_cells, search_from_recipe, search_threads
 from lightning_nas.spaces.pnas import PNASCell
 from lightning_nas.strategies.pnas import PNASSearch, spearman
@@ -35,7 +39,10 @@ class TargetNoise:
     runs: int = 2
     """Training runs per cell, with seeds 0..runs-1."""
     only: bool = False
-    """Run this measurement alone: no searches and no retraining (an earlier report.json keeps its other results)."""
+    """Run this measurement alone: no searches and no retraining of the report's architectures (an earlier
+    report.json keeps its other results)."""
+    retrain: bool = False
+    """Also retrain the cells under the report's retraining budget and compare that ranking with the proxy's."""
 
 
 def mean_spearman(runs: Sequence[Sequence[float]]) -> float:
@@ -43,16 +50,24 @@ def mean_spearman(runs: Sequence[Sequence[float]]) -> float:
     return statistics.fmean(spearman(a, b) for a, b in itertools.combinations(runs, 2))
 
 
-class TargetNoiseMeasurement:
-    """Train random cells several times each with the proxy budget and candidate pool of ``search``; compare runs."""
+Retrain = Callable[[dict[str, Genotype]], dict[str, float]]
+"""The report's retraining: architectures by key -> their retrained accuracy."""
 
-    def __init__(self, search: PNASSearch, options: TargetNoise, random_seed: int) -> None:
+
+class TargetNoiseMeasurement:
+    """Train random cells several times each with the proxy budget and candidate pool of ``search``; compare runs
+    (and, with ``options.retrain``, the proxy's ranking with that of ``retrained``)."""
+
+    def __init__(self, search: PNASSearch, options: TargetNoise, random_seed: int,
+                 retrained: Retrain | None = None) -> None:
         o, B = options, search.B
         check(o.cells >= 2, f"target_noise.cells={o.cells}: a Spearman correlation needs at least 2 cells; set cells to "
                             f"2 or more (16 or more for a figure that means something)")
         check(o.runs >= 2, f"target_noise.runs={o.runs}: runs are compared with each other, so give at least 2; set "
                            f"runs to 2 or more")
-        self.search, self.options = search, o
+        check(retrained is not None or not o.retrain, "target_noise.retrain needs the report's retraining budget: run "
+                                                      "it from the report (python -m lightning_nas.quality)")
+        self.search, self.options, self.retrained = search, o, retrained
         self.cells = [cell for b in range(1, B + 1)
                       for cell in random_cells(f"{random_seed}/target_noise/{b}", b, len(range(b - 1, o.cells, B)),
                                                search.ops, "target_noise", "lower cells")]
@@ -60,8 +75,8 @@ class TargetNoiseMeasurement:
 
     @classmethod
     def from_recipe(cls, search_config: str, search_args: Sequence[str], output_dir: Path, options: TargetNoise,
-                    random_seed: int) -> TargetNoiseMeasurement:
-        return cls(search_from_recipe(search_config, search_args, output_dir), options, random_seed)
+                    random_seed: int, retrained: Retrain | None = None) -> TargetNoiseMeasurement:
+        return cls(search_from_recipe(search_config, search_args, output_dir), options, random_seed, retrained)
 
     def trained(self) -> dict[tuple[PNASCell, int], dict[str, Any]]:
         """Every (cell, training seed)'s result record, training those the results file lacks."""
@@ -74,37 +89,62 @@ class TargetNoiseMeasurement:
 
         return {jobs[job]: record for job, record in pool.train_all("target_noise", list(jobs), train).items()}
 
+    def by_blocks(self, spearman_of: Callable[[list[int]], float]) -> list[dict[str, Any]]:
+        """``spearman_of(indices)`` for the cells of each block count that has at least 3 (two always correlate at
+        ±1)."""
+        levels = []
+        for b in range(1, self.search.B + 1):
+            index = [i for i, cell in enumerate(self.cells) if len(cell) == b]
+            if len(index) >= 3:
+                levels.append({"b": b, "cells": len(index), "spearman": spearman_of(index)})
+        return levels
+
     def run(self) -> dict[str, Any]:
         search, o = self.search, self.options
         with search_threads(search), search.pool.running():
             records = self.trained()
         runs = [[records[cell, seed]["accuracy"] for cell in self.cells] for seed in range(o.runs)]
         per_cell = list(zip(*runs))
-        by_blocks = []
-        for b in range(1, search.B + 1):
-            index = [i for i, cell in enumerate(self.cells) if len(cell) == b]
-            if len(index) >= 3:  # two cells always correlate at ±1
-                by_blocks.append({"b": b, "cells": len(index),
-                                  "spearman": mean_spearman([[run[i] for i in index] for run in runs])})
-        return {"cells": len(self.cells), "runs": o.runs, "proxy": proxy_budget(search),
-                "results_file": str(search.pool.results.path), "spearman": mean_spearman(runs),
-                "by_blocks": by_blocks,
-                "run_spread": statistics.fmean(statistics.stdev(accuracy) for accuracy in per_cell),
-                "cell_spread": statistics.stdev(statistics.fmean(accuracy) for accuracy in per_cell),
-                "seconds_per_candidate": statistics.fmean(record["seconds"] for record in records.values()),
-                "accuracy": [{"key": cell.key(), "b": len(cell), "runs": list(accuracy)}
-                             for cell, accuracy in zip(self.cells, per_cell)]}
+        result = {"cells": len(self.cells), "runs": o.runs, "proxy": proxy_budget(search),
+                  "results_file": str(search.pool.results.path), "spearman": mean_spearman(runs),
+                  "by_blocks": self.by_blocks(lambda index: mean_spearman([[run[i] for i in index] for run in runs])),
+                  "run_spread": statistics.fmean(statistics.stdev(accuracy) for accuracy in per_cell),
+                  "cell_spread": statistics.stdev(statistics.fmean(accuracy) for accuracy in per_cell),
+                  "seconds_per_candidate": statistics.fmean(record["seconds"] for record in records.values()),
+                  "accuracy": [{"key": cell.key(), "b": len(cell), "runs": list(accuracy)}
+                               for cell, accuracy in zip(self.cells, per_cell)]}
+        if o.retrain:
+            result["retrain"] = self.against_retraining([statistics.fmean(accuracy) for accuracy in per_cell])
+        return result
+
+    def against_retraining(self, proxy: list[float]) -> dict[str, Any]:
+        """The Spearman between the cells' mean proxy accuracies and their retrained accuracies, overall and per
+        block count."""
+        assert self.retrained is not None  # __init__ checked it
+        accuracy = self.retrained({cell.key(): cell.to_genotype() for cell in self.cells})
+        retrained = [accuracy[cell.key()] for cell in self.cells]
+        return {"spearman": spearman(proxy, retrained), "accuracy": retrained,
+                "by_blocks": self.by_blocks(lambda index: spearman([proxy[i] for i in index],
+                                                                   [retrained[i] for i in index]))}
 
 
 def format_noise_table(noise: dict[str, Any]) -> str:
     """The between-run Spearman, overall and per block count, and the accuracy spread between runs and cells."""
     n, p = noise, noise["proxy"]
-    blocks = ", ".join(f"b={level['b']} {level['spearman']:.3f} ({level['cells']} cells)" for level in n["by_blocks"])
-    return "\n".join([
+    lines = [
         f"Target noise: {n['cells']} random cells trained {n['runs']} times each (seeds 0..{n['runs'] - 1}) under the "
         f"search's proxy budget N={p['N']} F={p['F']} epochs={p['epochs']} lr={p['lr']} "
         f"limit_train_batches={p['limit_train_batches']}, {n['seconds_per_candidate']:.1f} s per training",
-        f"Spearman between runs   {n['spearman']:.3f} (mean over pairs of runs){'; by blocks: ' + blocks if blocks else ''}",
+        f"Spearman between runs   {n['spearman']:.3f} (mean over pairs of runs){blocks_text(n['by_blocks'])}",
         f"accuracy spread         {n['run_spread']:.4f} between runs (mean std per cell), {n['cell_spread']:.4f} "
         f"between cells (std of the cell means)",
-    ])
+    ]
+    if "retrain" in n:
+        lines.append(f"proxy vs retraining     {n['retrain']['spearman']:.3f} (Spearman of the mean proxy accuracy and "
+                     f"the report's retrained accuracy){blocks_text(n['retrain']['by_blocks'])}")
+    return "\n".join(lines)
+
+
+def blocks_text(levels: list[dict[str, Any]]) -> str:
+    return "; by blocks: " + ", ".join(f"b={level['b']} {level['spearman']:.3f} ({level['cells']} cells)"
+                                       for level in levels) if levels else ""

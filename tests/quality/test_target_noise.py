@@ -11,6 +11,7 @@ from typing import Callable
 import pytest
 
 from lightning_nas.data import DigitsDataModule
+from lightning_nas.errors import ConfigError
 from lightning_nas.genotypes import Genotype
 from lightning_nas.quality.__main__ import main
 from lightning_nas.quality.target_noise import TargetNoise, TargetNoiseMeasurement, format_noise_table
@@ -21,8 +22,9 @@ OPS = ["sep_conv_3x3", "identity", "avg_pool_3x3", "max_pool_3x3"]
 
 
 def measure(tmp_path: Path, monkeypatch, accuracy: Callable[[Genotype, int], float], cells: int,
-            runs: int) -> tuple[TargetNoiseMeasurement, dict]:
-    """Target noise of a B=3 search whose candidates "train" instantly to ``accuracy(genotype, seed)``."""
+            runs: int, retrained: Callable[[Genotype], float] | None = None) -> tuple[TargetNoiseMeasurement, dict]:
+    """Target noise of a B=3 search whose candidates "train" instantly to ``accuracy(genotype, seed)`` (and, given
+    ``retrained``, "retrain" to ``retrained(genotype)``)."""
     seen = []
 
     def train(self, key, genotype, callbacks=(), seed=None):
@@ -31,7 +33,10 @@ def measure(tmp_path: Path, monkeypatch, accuracy: Callable[[Genotype, int], flo
 
     monkeypatch.setattr(CandidatePool, "train", train)
     search = PNASSearch(DigitsDataModule(val_split=100), str(tmp_path), B=3, K=8, ops=OPS, accelerator="cpu")
-    measurement = TargetNoiseMeasurement(search, TargetNoise(cells=cells, runs=runs), random_seed=0)
+    retrain = None if retrained is None else lambda architectures: {
+        key: retrained(genotype) for key, genotype in architectures.items()}
+    measurement = TargetNoiseMeasurement(search, TargetNoise(cells=cells, runs=runs, retrain=retrain is not None),
+                                         random_seed=0, retrained=retrain)
     result = measurement.run()
     assert sorted(seen) == sorted(list(range(runs)) * cells)  # each cell once per training seed 0..runs-1
     return measurement, result
@@ -58,6 +63,20 @@ def test_negative_control_accuracy_of_pure_noise_gives_spearman_near_zero(tmp_pa
     assert result["run_spread"] > 0.2  # uniform noise: std ≈ 0.29 between runs (measured 0.25)
 
 
+def test_a_proxy_that_ranks_as_retraining_correlates_with_it_and_one_that_ranks_backwards_does_not(
+        tmp_path: Path, monkeypatch) -> None:
+    _, agrees = measure(tmp_path / "a", monkeypatch, lambda genotype, seed: in_cell(genotype), cells=16, runs=2,
+                        retrained=lambda genotype: 0.5 + in_cell(genotype) / 2)
+    assert agrees["retrain"]["spearman"] == pytest.approx(1.0)
+    assert all(level["spearman"] == pytest.approx(1.0) for level in agrees["retrain"]["by_blocks"])
+    assert agrees["retrain"]["accuracy"] == [0.5 + a["runs"][0] / 2 for a in agrees["accuracy"]]
+    # negative control: a proxy that agrees with itself perfectly but favours what retraining ranks last
+    _, backwards = measure(tmp_path / "b", monkeypatch, lambda genotype, seed: in_cell(genotype), cells=16, runs=2,
+                           retrained=lambda genotype: 1 - in_cell(genotype))
+    assert backwards["spearman"] == pytest.approx(1.0) and backwards["retrain"]["spearman"] == pytest.approx(-1.0)
+    assert "proxy vs retraining     -1.000" in format_noise_table(backwards)
+
+
 def test_alone_it_trains_each_cell_once_per_seed_under_the_search_budget_and_resumes(tmp_path: Path, capsys,
                                                                                       pnas_report) -> None:
     config = pnas_report(tmp_path, target_noise={"cells": 4, "runs": 2, "only": True})
@@ -80,6 +99,25 @@ def test_alone_it_trains_each_cell_once_per_seed_under_the_search_budget_and_res
     stamp = (out / "target_noise" / "results.jsonl").stat().st_mtime_ns
     assert main(["--config", str(config)])["target_noise"] == noise
     assert (out / "target_noise" / "results.jsonl").stat().st_mtime_ns == stamp
+
+
+def test_with_retrain_alone_it_retrains_only_its_cells_under_the_report_budget(tmp_path: Path, pnas_report) -> None:
+    report = main(["--config", str(pnas_report(tmp_path, target_noise={"cells": 4, "runs": 2, "only": True,
+                                                                        "retrain": True}))])
+    out = tmp_path / "report"
+    assert not (out / "found").exists()
+    noise = report["target_noise"]
+    records = [json.loads(line) for line in (out / "retrain.jsonl").read_text().splitlines()]
+    assert sorted(r["key"] for r in records) == sorted(f"{a['key']}/seed0" for a in noise["accuracy"])
+    by_key = {r["key"]: r["accuracy"] for r in records}
+    assert noise["retrain"]["accuracy"] == [by_key[f"{a['key']}/seed0"] for a in noise["accuracy"]]
+    assert -1 <= noise["retrain"]["spearman"] <= 1
+
+
+def test_retrain_without_a_report_is_refused(tmp_path: Path) -> None:
+    search = PNASSearch(DigitsDataModule(val_split=100), str(tmp_path), B=2, K=8, ops=OPS, accelerator="cpu")
+    with pytest.raises(ConfigError, match="target_noise.retrain needs the report's retraining budget"):
+        TargetNoiseMeasurement(search, TargetNoise(retrain=True), random_seed=0)
 
 
 @pytest.mark.parametrize(
