@@ -61,4 +61,4 @@ def proxy_budget(search: PNASSearch) -> dict[str, Any]:
     """The proxy budget every candidate of ``search`` trains under, for the report."""
     pool = search.pool
     return {"N": pool.N, "F": pool.F, "epochs": pool.epochs, "lr": pool.lr,
-            "limit_train_batches": pool.limit_train_batches, "seed": pool.seed}
+            "limit_train_batches": pool.limit_train_batches, "lr_interval": pool.lr_interval, "seed": pool.seed}

@@ -133,7 +133,7 @@ def format_noise_table(noise: dict[str, Any]) -> str:
     n, p = noise, noise["proxy"]
     lines = [
         f"Target noise: {n['cells']} random cells trained {n['runs']} times each (seeds 0..{n['runs'] - 1}) under the "
-        f"search's proxy budget N={p['N']} F={p['F']} epochs={p['epochs']} lr={p['lr']} "
+        f"search's proxy budget N={p['N']} F={p['F']} epochs={p['epochs']} lr={p['lr']} (per {p['lr_interval']}) "
         f"limit_train_batches={p['limit_train_batches']}, {n['seconds_per_candidate']:.1f} s per training",
         f"Spearman between runs   {n['spearman']:.3f} (mean over pairs of runs){blocks_text(n['by_blocks'])}",
         f"accuracy spread         {n['run_spread']:.4f} between runs (mean std per cell), {n['cell_spread']:.4f} "

@@ -19,7 +19,7 @@ import os
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Callable, Iterator, Literal, Sequence
 
 import lightning.pytorch as pl
 import torch
@@ -35,9 +35,16 @@ from lightning_nas.strategies.finite import check_finite
 from lightning_nas.strategies.ranks import Ranks
 
 
+LRInterval = Literal["epoch", "step"]
+"""How often the proxy's cosine schedule steps: once per epoch (the papers' code), or every batch down to 0 at the
+last one, so that a budget of a few epochs still ends annealed, a finished short training rather than a snapshot
+taken mid-descent."""
+
+
 class CandidateModule(pl.LightningModule):
     """A candidate genotype stacked into the proxy network: 3N cells of F channels (two of them stride-2
-    reductions), trained with SGD and cosine decay; ``curve`` holds the validation accuracy after each epoch."""
+    reductions), trained with SGD and cosine decay (per ``lr_interval``); ``curve`` holds the validation accuracy
+    after each epoch."""
 
     def __init__(
         self,
@@ -50,10 +57,12 @@ class CandidateModule(pl.LightningModule):
         lr: float = 0.025,
         momentum: float = 0.9,
         weight_decay: float = 3e-4,
+        lr_interval: LRInterval = "epoch",
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
         self.epochs, self.lr, self.momentum, self.weight_decay = epochs, lr, momentum, weight_decay
+        self.lr_interval = lr_interval
         self.network = NetworkCIFAR(Genotype.from_dict(genotype), C=F, layers=3 * N, num_classes=num_classes,
                                     in_chans=in_chans, auxiliary=False)
         self.curve: list[float] = []
@@ -80,7 +89,9 @@ class CandidateModule(pl.LightningModule):
 
     def configure_optimizers(self) -> Any:
         optimizer = torch.optim.SGD(self.parameters(), lr=self.lr, momentum=self.momentum, weight_decay=self.weight_decay)
-        return [optimizer], [torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=self.epochs)]
+        steps = self.epochs if self.lr_interval == "epoch" else int(self.trainer.estimated_stepping_batches)
+        scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=steps)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": self.lr_interval}}
 
 
 def candidate_seed(seed: int, key: str) -> int:
@@ -101,7 +112,8 @@ def data_fingerprint(data: NASDataModule) -> dict[str, Any]:
 
 
 class CandidatePool:
-    """Train candidates once each with one proxy budget (N, F, epochs, lr, batches per epoch) and keep the results.
+    """Train candidates once each with one proxy budget (N, F, epochs, lr and its schedule, batches per epoch) and keep
+    the results.
 
     ``data`` is an eval-mode data module: candidates train on its train split and are scored on its validation
     images (the held-out split when ``val_split`` > 0, which a search needs; the test set otherwise, which a final
@@ -124,13 +136,15 @@ class CandidatePool:
         limit_val_batches: int | float = 1.0,
         label: str = "candidates",
         settings: dict[str, Any] | None = None,
+        lr_interval: LRInterval = "epoch",
     ) -> None:
+        check(lr_interval in ("epoch", "step"), f"lr_interval must be 'epoch' or 'step', got {lr_interval!r}")
         check(is_local(results_path), f"{results_path} is not a local path: a search locks its results file, which "
                                       f"remote filesystems cannot; write it to a local folder and copy it after")
         self.data, self.results = data, ResultsFile(results_path)
         self.N, self.F, self.epochs, self.lr = N, F, epochs, lr
         self.limit_train_batches, self.accelerator, self.seed = limit_train_batches, accelerator, seed
-        self.limit_val_batches = limit_val_batches
+        self.limit_val_batches, self.lr_interval = limit_val_batches, lr_interval
         self.ranks = ranks or Ranks()
         self.label = label
         self.settings = dict(settings or {})
@@ -141,7 +155,7 @@ class CandidatePool:
         """Everything that changes a candidate's accuracy: data, proxy network, training budget, seed, settings."""
         return {"data": data_fingerprint(self.data), "N": self.N, "F": self.F, "epochs": self.epochs, "lr": self.lr,
                 "limit_train_batches": self.limit_train_batches, "limit_val_batches": self.limit_val_batches,
-                "seed": self.seed, **self.settings}
+                "lr_interval": self.lr_interval, "seed": self.seed, **self.settings}
 
     @contextmanager
     def running(self) -> Iterator[None]:
@@ -195,7 +209,7 @@ class CandidatePool:
         seed (the same for every architecture in a fair comparison); by default each candidate has its own."""
         pl.seed_everything(candidate_seed(self.seed, key) if seed is None else seed, verbose=False)
         module = CandidateModule(genotype.to_dict(), self.data.num_classes, self.data.in_chans, self.N, self.F,
-                                 self.epochs, self.lr)
+                                 self.epochs, self.lr, lr_interval=self.lr_interval)
         start = time.perf_counter()
         trainer = self.trainer(self.epochs, callbacks, limit_train_batches=self.limit_train_batches,
                                limit_val_batches=self.limit_val_batches)

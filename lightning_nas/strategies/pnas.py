@@ -56,7 +56,7 @@ from lightning_nas.spaces.pnas import (
     one_block_cells,
     shared_edges,
 )
-from lightning_nas.strategies.candidates import CandidatePool
+from lightning_nas.strategies.candidates import CandidatePool, LRInterval
 from lightning_nas.strategies.pnas_predictor import AccuracyPredictor
 from lightning_nas.strategies.ranks import Ranks
 
@@ -73,7 +73,8 @@ class PNASSearch:
     """Progressive Neural Architecture Search (Liu et al., 2018) with a results file that makes it resumable.
 
     ``data`` must be an eval-mode data module with ``val_split`` > 0: candidates train on the train split (at most
-    ``limit_train_batches`` batches an epoch, as Lightning reads it) and are scored on the held-out images.
+    ``limit_train_batches`` batches an epoch, as Lightning reads it, with ``lr`` cosine-decayed per ``lr_interval``)
+    and are scored on the held-out images.
     ``early_termination`` stops candidates of level b >= 2 whose held-out accuracy falls below the median of the
     finished level-(b-1) curves at the same epoch (a fixed reference, so the beam does not depend on which rank finished
     first). ``inherit_weights`` starts each child from its parent's trained weights. Both are off by default, as in the
@@ -99,6 +100,7 @@ class PNASSearch:
         F: int = 24,
         epochs: int = 20,
         lr: float = 0.025,
+        lr_interval: LRInterval = "epoch",
         limit_train_batches: int | float = 1.0,
         ops: Sequence[str] = PNAS_OPS,
         predictor: Literal["lstm", "mlp"] = "lstm",
@@ -156,7 +158,7 @@ class PNASSearch:
         settings = {"ops": list(self.ops), "early_termination": early_termination,
                     "termination_grace_epochs": termination_grace_epochs, "inherit_weights": inherit_weights}
         self.pool = CandidatePool(data, self.output_dir / "results.jsonl", N, F, epochs, lr, limit_train_batches,
-                                  accelerator, seed, label="PNAS", settings=settings)
+                                  accelerator, seed, label="PNAS", lr_interval=lr_interval, settings=settings)
         self.results = self.pool.results
         self.beams: dict[int, list[PNASCell]] = {}
         self.predictors: dict[int, tuple[AccuracyPredictor, float]] = {}

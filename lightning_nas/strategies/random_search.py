@@ -21,7 +21,7 @@ from lightning_nas.ops import DARTS_PRIMITIVES, ENAS_MICRO_OPS, PNAS_OPS, check_
 from lightning_nas.spaces.darts import random_genotype
 from lightning_nas.spaces.enas_micro import random_architecture
 from lightning_nas.spaces.pnas import random_cell
-from lightning_nas.strategies.candidates import CandidatePool
+from lightning_nas.strategies.candidates import CandidatePool, LRInterval
 from lightning_nas.strategies.ranks import Ranks
 
 Space = Literal["darts", "enas", "pnas"]
@@ -83,6 +83,7 @@ class RandomSearch:
         F: int = 24,
         epochs: int = 20,
         lr: float = 0.025,
+        lr_interval: LRInterval = "epoch",
         limit_train_batches: int | float = 1.0,
         accelerator: str = "auto",
         num_threads: int | None = None,
@@ -101,7 +102,7 @@ class RandomSearch:
         self.space, self.num_samples, self.nodes, self.ops, self.seed = space, num_samples, nodes, ops, seed
         self.output_dir, self.num_threads = Path(output_dir), num_threads
         self.pool = CandidatePool(data, self.output_dir / "results.jsonl", N, F, epochs, lr, limit_train_batches,
-                                  accelerator, seed, label="random search")
+                                  accelerator, seed, label="random search", lr_interval=lr_interval)
 
     def architectures(self) -> dict[str, Genotype]:
         return sample_architectures(self.space, self.num_samples, self.seed, self.nodes, self.ops)

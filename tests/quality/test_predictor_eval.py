@@ -29,7 +29,8 @@ def test_alone_it_trains_random_cells_once_under_the_search_budget_and_resumes(t
     assert not (out / "found").exists() and not (out / "retrain.jsonl").exists()  # alone: no search, no retraining
     evaluation = report["predictor_eval"]
     assert (evaluation["K"], evaluation["M"], evaluation["T"]) == (5, 3, 2)
-    assert evaluation["proxy"] == {"N": 1, "F": 4, "epochs": 1, "lr": 0.025, "limit_train_batches": 2, "seed": 0}
+    assert evaluation["proxy"] == {"N": 1, "F": 4, "epochs": 1, "lr": 0.025, "limit_train_batches": 2,
+                                   "lr_interval": "epoch", "seed": 0}
     [level] = evaluation["levels"]  # B=2: only b=1 -> 2
     assert level["b"] == 1 and len(level["spearman"]) == 2
     results = (out / "predictor_eval" / "results.jsonl").read_text().splitlines()

@@ -84,7 +84,8 @@ def test_alone_it_trains_each_cell_once_per_seed_under_the_search_budget_and_res
     out = tmp_path / "report"
     assert not (out / "found").exists() and not (out / "retrain.jsonl").exists()  # alone: no search, no retraining
     noise = report["target_noise"]
-    assert noise["proxy"] == {"N": 1, "F": 4, "epochs": 1, "lr": 0.025, "limit_train_batches": 2, "seed": 0}
+    assert noise["proxy"] == {"N": 1, "F": 4, "epochs": 1, "lr": 0.025, "limit_train_batches": 2,
+                              "lr_interval": "epoch", "seed": 0}
     assert (noise["cells"], noise["runs"]) == (4, 2) and [a["b"] for a in noise["accuracy"]] == [1, 1, 2, 2]
     results = (out / "target_noise" / "results.jsonl").read_text().splitlines()
     records = {r["key"]: r for r in map(json.loads, results)}

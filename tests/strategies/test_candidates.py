@@ -1,5 +1,8 @@
 import json
+import math
 import random
+
+import lightning.pytorch as pl
 
 import pytest
 
@@ -62,3 +65,28 @@ def test_a_diverging_candidate_stops_the_search_naming_it_and_writes_no_result(t
 def test_a_remote_results_file_is_refused_in_one_line(tmp_path):
     with pytest.raises(ConfigError, match=r"^memory://r/results.jsonl is not a local path: a search locks its results"):
         CandidatePool(DigitsDataModule(val_split=100), "memory://r/results.jsonl")
+
+
+class LRs(pl.Callback):
+    def __init__(self) -> None:
+        self.seen: list[float] = []
+
+    def on_train_batch_start(self, trainer, module, batch, batch_idx) -> None:
+        self.seen.append(trainer.optimizers[0].param_groups[0]["lr"])
+
+
+@pytest.mark.parametrize("interval, expected", [
+    ("epoch", [0.1] * 3 + [0.05] * 3),  # the papers' code: cos(pi * epoch / epochs), epoch 1 of 2 at half
+    ("step", [0.05 * (1 + math.cos(math.pi * t / 6)) for t in range(6)]),  # down to 0.0067 by the last batch
+])
+def test_the_cosine_schedule_steps_per_epoch_or_per_batch_to_its_end(tmp_path, interval, expected):
+    candidates = pool(tmp_path, N=1, F=4, epochs=2, lr=0.1, limit_train_batches=3, lr_interval=interval)
+    lrs = LRs()
+    candidates.train("c0", random_genotype(random.Random(0)), callbacks=[lrs])
+    assert lrs.seen == pytest.approx(expected)
+    assert candidates.fingerprint["lr_interval"] == interval  # a results file of the other schedule is refused
+
+
+def test_an_unknown_lr_interval_is_refused_before_any_training(tmp_path):
+    with pytest.raises(ConfigError, match="^lr_interval must be 'epoch' or 'step', got 'batch'$"):
+        pool(tmp_path, lr_interval="batch")
