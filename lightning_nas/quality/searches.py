@@ -7,7 +7,9 @@ state (threads, seeds, Lightning globals) into the next.
 
 from __future__ import annotations
 
+import ctypes
 import json
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -43,15 +45,35 @@ def run_search(strategy: str, config: str, seed: int, folder: Path, extra: list[
         if checkpoint is not None:
             command.append(f"--ckpt_path={checkpoint}")
     folder.mkdir(parents=True, exist_ok=True)
-    with open(folder / "search.log", "a") as log:
-        log.write(" ".join(command) + "\n")
-        log.flush()
-        status = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT).returncode
+    status = run_logged(command, folder / "search.log")
     if status != 0:
         tail = (folder / "search.log").read_text().strip().splitlines()[-1:]
         raise RuntimeError(f"the {strategy} search with seed {seed} failed (exit {status}): {' '.join(tail)}; "
                            f"its log is {folder / 'search.log'}")
     return Genotype.load(genotype_file(strategy, folder))
+
+
+def run_logged(command: list[str], log_file: Path) -> int:
+    """Run ``command`` with its output appended to ``log_file`` and return its exit status. The child never outlives
+    the report: it is stopped if the report stops waiting (an exception, Ctrl-C), and on Linux the kernel sends it
+    SIGTERM when the report dies, even by SIGKILL (a search has no other way to learn that nobody reads its result)."""
+    with open(log_file, "a") as log:
+        log.write(" ".join(command) + "\n")
+        log.flush()
+        child = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT,
+                                 preexec_fn=terminate_with_parent if sys.platform == "linux" else None)
+        try:
+            return child.wait()
+        finally:
+            if child.poll() is None:
+                child.terminate()
+                child.wait()
+
+
+def terminate_with_parent() -> None:
+    """In the forked child, before exec: ask Linux for SIGTERM when the parent dies (``prctl(PR_SET_PDEATHSIG)``)."""
+    PR_SET_PDEATHSIG = 1
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def genotype_file(strategy: str, folder: Path) -> Path:
