@@ -104,6 +104,11 @@ DATA_ENGINEERING = frozenset({"num_workers", "pin_memory", "persistent_workers"}
 """Data module arguments that change how fast images arrive, not which: left out of the fingerprint."""
 
 
+FINGERPRINT_ADDED = {"lr_interval": "epoch"}
+"""Keys that joined the pool's fingerprint after results files existed, with the value those files were trained under
+(before ``lr_interval`` every proxy's cosine stepped per epoch)."""
+
+
 def data_fingerprint(data: NASDataModule) -> dict[str, Any]:
     """The data module's class and the init arguments it keeps as attributes of the same name."""
     names = [name for name in inspect.signature(type(data).__init__).parameters
@@ -177,7 +182,7 @@ class CandidatePool:
             lock = open(path, "w")
             try:
                 fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                self.results.bind(self.fingerprint)
+                self.results.bind(self.fingerprint, added=FINGERPRINT_ADDED)
             except BlockingIOError:
                 error = (f"another search is running on {self.results.path} (it holds {path}): wait for it to end "
                          f"or give another output folder")

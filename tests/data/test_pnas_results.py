@@ -47,6 +47,16 @@ def test_the_file_is_bound_to_one_configuration(tmp_path):
     assert "lr" not in message.split("(")[1] and "F " not in message
 
 
+def test_a_key_added_to_the_fingerprint_later_reads_as_the_value_older_files_were_made_under(tmp_path):
+    results = ResultsFile(tmp_path / "results.jsonl")
+    results.bind({"epochs": 3})  # written before "schedule" joined the fingerprint
+    results.bind({"epochs": 3, "schedule": "epoch"}, added={"schedule": "epoch"})
+    with pytest.raises(ConfigError, match=r"\(schedule 'epoch' -> 'step'\)"):
+        results.bind({"epochs": 3, "schedule": "step"}, added={"schedule": "epoch"})
+    with pytest.raises(ConfigError, match=r"\(schedule None -> 'epoch'\)"):  # unannounced, it is a change
+        results.bind({"epochs": 3, "schedule": "epoch"})
+
+
 def test_folds_are_drawn_within_each_level_and_training_may_skip_levels():
     records = [{"cell": [b, i], "accuracy": i / 10, "b": b} for b, count in ((1, 10), (2, 4)) for i in range(count)]
     data = PredictorDataModule(records, lambda cell: [1, 2, 3, 4][: 2 * cell[0]], num_folds=5)
