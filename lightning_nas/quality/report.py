@@ -24,6 +24,7 @@ from __future__ import annotations
 import json
 import statistics
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence, cast
@@ -106,6 +107,7 @@ class QualityReport:
         retrain_file: str | None = None,
         predictor_eval: PredictorEval | None = None,
         target_noise: TargetNoise | None = None,
+        parallel: int = 1,
     ) -> None:
         """``first_seed``: search seeds are first_seed..first_seed+seeds-1; keep them apart from the seed a config was
         tuned on (0 in the shipped recipes). ``random_seed`` draws the random architectures, the same for every
@@ -114,10 +116,13 @@ class QualityReport:
         e.g. DARTS's and random search's: their random architectures are then trained once. ``predictor_eval``
         (PNAS only) also evaluates the search's predictor with Algorithm 2, on the search recipe's data and budget;
         ``target_noise`` (PNAS only) measures how well repeated training runs under that budget agree (and, with its
-        ``retrain``, how well that budget ranks as this report's retraining does)."""
+        ``retrain``, how well that budget ranks as this report's retraining does). ``parallel`` searches run at once,
+        each in its own process: a machine with more cores than one search uses finishes the seeds sooner (keep
+        parallel x the recipe's threads within the cores)."""
         space = space or Space()
         check(strategy in STRATEGIES, f"unknown strategy {strategy!r}; use one of {', '.join(STRATEGIES)}")
         check(seeds >= 1, f"seeds={seeds}: the report needs at least 1 search seed (3 or more to see a spread)")
+        check(parallel >= 1, f"parallel={parallel}: at least 1 search runs at a time")
         check(random >= 1, f"random={random}: the report needs at least 1 random architecture (8 or more)")
         check(space.name in SPACE_DEFAULTS, f"space.name={space.name!r} is not a space; use one of "
                                             f"{', '.join(SPACE_DEFAULTS)}")
@@ -132,6 +137,7 @@ class QualityReport:
         check(self.budget.seeds >= 1, f"retrain.seeds={self.budget.seeds} must be at least 1")
         self.seeds = list(range(first_seed, first_seed + seeds))
         self.random, self.random_seed, self.search_args = random, random_seed, list(search_args)
+        self.parallel = parallel
         self.output_dir = Path(output_dir)
         self.pool = CandidatePool(data, retrain_file or self.output_dir / "retrain.jsonl", self.budget.N, self.budget.F,
                                   self.budget.epochs, self.budget.lr, self.budget.limit_train_batches,
@@ -201,7 +207,8 @@ class QualityReport:
         space = self.space
         name = cast(SpaceName, space.name)  # __init__ checked it
         random = sample_architectures(name, self.random, self.random_seed, space.nodes, space.ops)
-        found = {seed: self.found(seed) for seed in self.seeds}
+        with ThreadPoolExecutor(self.parallel) as searches:  # each waits on its own search process
+            found = dict(zip(self.seeds, searches.map(self.found, self.seeds)))
         found_keys = {seed: architecture_key(genotype) for seed, (genotype, _, _) in found.items()}
         accuracy = self.retrained({**random, **{found_keys[s]: g for s, (g, _, _) in found.items()}})
         found_accuracies = [accuracy[found_keys[seed]] for seed in self.seeds]

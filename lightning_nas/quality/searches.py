@@ -12,6 +12,7 @@ import json
 import signal
 import subprocess
 import sys
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -54,11 +55,12 @@ def run_search(strategy: str, config: str, seed: int, folder: Path, extra: list[
 
 
 def run_logged(command: list[str], log_file: Path) -> int:
-    """Run ``command`` with its output appended to ``log_file`` and return its exit status. The child never outlives
-    the report: it is stopped if the report stops waiting (an exception, Ctrl-C), and on Linux the kernel sends it
-    SIGTERM when the report dies, even by SIGKILL (a search has no other way to learn that nobody reads its result)."""
+    """Run ``command`` with its output appended to ``log_file`` after a line with its start time (UTC) and itself (a
+    resumed search's log holds every attempt); return its exit status. The child never outlives the report: it is
+    stopped if the report stops waiting (an exception, Ctrl-C), and on Linux the kernel sends it SIGTERM when the
+    report dies, even by SIGKILL (a search has no other way to learn that nobody reads its result)."""
     with open(log_file, "a") as log:
-        log.write(" ".join(command) + "\n")
+        log.write(f"started {datetime.now(timezone.utc).isoformat()}: {' '.join(command)}\n")
         log.flush()
         child = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT,
                                  preexec_fn=terminate_with_parent if sys.platform == "linux" else None)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -80,6 +81,13 @@ def test_report_searches_retrains_found_and_random_alike_and_resumes(tmp_path: P
     assert resumed["found"][1]["key"] == report["found"][1]["key"]
     assert "(resumed: the time after the restart)" in capsys.readouterr().out
 
+    # searches in parallel: the second starts before the first ends, and they find what they found one by one
+    together = main(["--config", str(config), "--parallel", "2", "--output_dir", str(tmp_path / "together")])
+    assert [found["key"] for found in together["found"]] == [found["key"] for found in report["found"]]
+    log = (tmp_path / "together" / "searches" / "seed2" / "search.log").read_text()
+    second_start = datetime.fromisoformat(log.split(": ")[0].removeprefix("started ")).timestamp()
+    assert second_start < (tmp_path / "together" / "found" / "seed1.json").stat().st_mtime
+
 
 @pytest.mark.parametrize(
     "override, message",
@@ -87,6 +95,7 @@ def test_report_searches_retrains_found_and_random_alike_and_resumes(tmp_path: P
         (["--strategy", "bogus"], "unknown strategy 'bogus'; use one of darts, enas, pnas, random"),
         (["--strategy", "darts", "--space.name", "pnas"], "the darts strategy searches the darts space"),
         (["--seeds", "0"], "seeds=0: the report needs at least 1 search seed"),
+        (["--parallel", "0"], "parallel=0: at least 1 search runs at a time"),
         (["--search_config", "missing.yaml"], "search_config 'missing.yaml' does not exist"),
     ],
 )
