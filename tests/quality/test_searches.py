@@ -43,6 +43,7 @@ def test_a_search_child_dies_with_its_report_even_when_the_report_is_killed(tmp_
     parent = subprocess.Popen([sys.executable, "-c",
                                f"import pathlib, sys; {start}; run_logged([sys.executable, '-c', {CHILD!r}], "
                                f"pathlib.Path({str(log)!r}))"])
+    pid = None
     try:
         pid = child_pid(log)
         parent.send_signal(signal.SIGKILL)
@@ -51,6 +52,7 @@ def test_a_search_child_dies_with_its_report_even_when_the_report_is_killed(tmp_
         while alive(pid) and time.monotonic() < deadline:
             time.sleep(0.1)
         assert alive(pid) is not guarded
-    finally:
-        if "pid" in locals() and alive(pid):
+    finally:  # nothing outlives the test, whatever failed
+        parent.kill()
+        if pid is not None and alive(pid):
             os.kill(pid, signal.SIGKILL)
