@@ -100,7 +100,9 @@ class NASCLI(LightningCLI):
                 if getattr(self._model_class, STEPS[name]) is not getattr(pl.LightningModule, STEPS[name])}
 
     def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
-        super().parse_arguments(parser, args)
+        """``args`` are always the command line, with shipped config names resolved (``run_recipe``), so Lightning's
+        warning against passing both ``args`` and a command line would fire on every run: parse them directly."""
+        self.config = parser.parse_args(args)
         config = self.config.get(self.config.get("subcommand") or "", None)
         if isinstance(config, Namespace) and config.get("ckpt_path") == "last":
             last = last_checkpoint(config.trainer.default_root_dir or os.getcwd())

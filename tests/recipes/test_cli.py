@@ -1,6 +1,8 @@
 """The shared recipe CLI: each run keeps its own resolved config next to its checkpoints; shipped recipe configs are
 found by name; ``--ckpt_path last`` resumes the last run of the root dir."""
 
+import sys
+import warnings
 from pathlib import Path
 
 import lightning.pytorch as pl
@@ -56,6 +58,16 @@ def test_config_option_takes_a_shipped_recipe_name(tmp_path: Path) -> None:
                                                                                 str(tmp_path)]
     cli = run_recipe(FinalTraining, ["--config", "train_digits", "--model.C", "4", "--model.layers", "3"], run=False)
     assert cli.config["model"]["genotype"] == "DARTS_V2" and cli.trainer.max_epochs == 6
+
+
+def test_a_command_line_run_parses_sys_argv_without_lightnings_args_warning(monkeypatch: pytest.MonkeyPatch) -> None:
+    args = ["--config", "train_digits", "--model.C", "4", "--model.layers", "3"]
+    monkeypatch.setattr(sys, "argv", ["lightning_nas.recipes.train", *args])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        cli = run_recipe(FinalTraining, run=False)
+    assert cli.config["model"]["C"] == 4 and cli.config["model"]["layers"] == 3
+    assert not [w for w in caught if "args parameter" in str(w.message)]
 
 
 def test_unknown_config_name_is_a_one_line_error(capsys: pytest.CaptureFixture[str]) -> None:
