@@ -210,7 +210,8 @@ class QualityReport:
         with ThreadPoolExecutor(self.parallel) as searches:  # each waits on its own search process
             found = dict(zip(self.seeds, searches.map(self.found, self.seeds)))
         found_keys = {seed: architecture_key(genotype) for seed, (genotype, _, _) in found.items()}
-        accuracy = self.retrained({**random, **{found_keys[s]: g for s, (g, _, _) in found.items()}})
+        # the found cells first: a report stopped during its retraining has what only its searches could give
+        accuracy = self.retrained({**{found_keys[s]: g for s, (g, _, _) in found.items()}, **random})
         found_accuracies = [accuracy[found_keys[seed]] for seed in self.seeds]
         random_accuracies = [accuracy[key] for key in random]
         report = {

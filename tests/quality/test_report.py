@@ -55,9 +55,11 @@ def test_report_searches_retrains_found_and_random_alike_and_resumes(tmp_path: P
     assert [f["seed"] for f in report["found"]] == [1, 2]
     assert len(report["random"]) == 3 and report["random_count"] == 3
     records = [json.loads(line) for line in (out / "retrain.jsonl").read_text().splitlines()]
-    assert len(records) == 5  # 3 random + 2 found, one training seed each
+    assert len(records) == 5  # 2 found + 3 random, one training seed each
     assert {r["epochs"] for r in records} == {1}  # the same budget for every architecture
     accuracy = {r["key"].split("/")[0]: r["accuracy"] for r in records}
+    # the found architectures are retrained first: a report stopped while retraining keeps what only searches give
+    assert list(accuracy)[:2] == [f["key"] for f in report["found"]]
     assert [f["accuracy"] for f in report["found"]] == [accuracy[f["key"]] for f in report["found"]]
     assert report["found_ranks"] == [rank_among(f["accuracy"], [r["accuracy"] for r in report["random"]])
                                      for f in report["found"]]
