@@ -13,6 +13,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from lightning_nas.errors import ConfigError
+from lightning_nas.ops.depthwise import DepthwiseConv2d
+
 OpFactory = Callable[[int, int, bool], nn.Module]
 
 
@@ -44,7 +46,7 @@ class DilConv(nn.Sequential):
     ) -> None:
         super().__init__(
             nn.ReLU(inplace=False),
-            nn.Conv2d(C_in, C_in, kernel_size, stride, padding, dilation=dilation, groups=C_in, bias=False),
+            DepthwiseConv2d(C_in, C_in, kernel_size, stride, padding, dilation=dilation, groups=C_in, bias=False),
             nn.Conv2d(C_in, C_out, 1, bias=False),
             nn.BatchNorm2d(C_out, affine=affine),
         )
