@@ -17,7 +17,7 @@ from torch import nn
 from torch.utils.data import Dataset, TensorDataset
 from torch.utils.flop_counter import FlopCounterMode
 
-from lightning_nas.bench.measure import clocks, random_images, result
+from lightning_nas.bench.measure import clocks, random_images, reset_peak_memory, result
 from lightning_nas.data.base import NASDataModule
 
 
@@ -41,12 +41,19 @@ class RandomImages(NASDataModule):
 
 
 class StepTimer(pl.Callback):
-    """Wall and CPU time of every training batch, or of every training epoch (``per_epoch``)."""
+    """Wall and CPU time of every training batch, or of every training epoch (``per_epoch``); the peak memory is reset
+    when the first timed one (after ``warmup``) starts."""
 
     def __init__(self, device: str, per_epoch: bool = False) -> None:
         self.device, self.per_epoch = torch.device(device), per_epoch
+        self.warmup = 0
         self.times: list[tuple[float, float]] = []
         self._start = (0.0, 0.0)
+
+    def _begin(self) -> None:
+        if len(self.times) == self.warmup:
+            reset_peak_memory(self.device)
+        self._start = clocks(self.device)
 
     def _elapsed(self) -> tuple[float, float]:
         wall, cpu = clocks(self.device)
@@ -54,7 +61,7 @@ class StepTimer(pl.Callback):
 
     def on_train_batch_start(self, *args: Any) -> None:
         if not self.per_epoch:
-            self._start = clocks(self.device)
+            self._begin()
 
     def on_train_batch_end(self, *args: Any) -> None:
         if not self.per_epoch:
@@ -62,7 +69,7 @@ class StepTimer(pl.Callback):
 
     def on_train_epoch_start(self, *args: Any) -> None:
         if self.per_epoch:
-            self._start = clocks(self.device)
+            self._begin()
 
     def on_train_epoch_end(self, *args: Any) -> None:
         if self.per_epoch:
@@ -70,16 +77,20 @@ class StepTimer(pl.Callback):
 
 
 class OptimizerStepTimer(pl.Callback):
-    """Time between successive steps of one of the module's optimizers (ENAS: one controller step each)."""
+    """Time between successive steps of one of the module's optimizers (ENAS: one controller step each); the peak
+    memory is reset when the first timed one (after ``warmup``) starts."""
 
     def __init__(self, device: str, index: int) -> None:
         self.device, self.index = torch.device(device), index
+        self.warmup = 0
         self.stamps: list[tuple[float, float]] = []
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         trainer.optimizers[self.index].register_step_post_hook(lambda *args: self._stamp())
 
     def _stamp(self) -> None:
+        if len(self.stamps) == self.warmup:
+            reset_peak_memory(self.device)
         self.stamps.append(clocks(self.device))
 
     @property
@@ -206,9 +217,13 @@ def run_case(args: argparse.Namespace) -> dict[str, Any]:
     torch.manual_seed(0)
     build, description = CASES[args.case]
     module, data, timer, trainer_args, images = build(args, args.warmup + args.steps)
+    timer.warmup = args.warmup
     flops = FlopCount()
     per_batch = isinstance(timer, StepTimer) and not timer.per_epoch
-    callbacks = [timer] + [flops] * (per_batch and args.warmup > 0 and args.compile is None)
+    # FLOPs on a GPU only: counting under FlopCounterMode keeps a checkpointed network's activations alive, and a CPU
+    # process's peak RSS, unlike a GPU's peak, cannot be reset after the warm-up step that counts them
+    count_flops = per_batch and args.warmup > 0 and args.compile is None and torch.device(args.device).type == "cuda"
+    callbacks = [timer] + [flops] * count_flops
     callbacks += [ChannelsLast()] * args.channels_last + ([Compiled(args.compile)] if args.compile else [])
     with tempfile.TemporaryDirectory() as root:
         trainer = pl.Trainer(

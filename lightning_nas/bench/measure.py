@@ -25,8 +25,16 @@ def clocks(device: torch.device) -> tuple[float, float]:
     return time.perf_counter(), time.process_time()
 
 
+def reset_peak_memory(device: torch.device) -> None:
+    """On a GPU, start the peak afresh when the timed steps begin, so the warm-up's one-time work (the FLOP count,
+    compilation) is not in it. A CPU process's peak RSS cannot be reset: a CPU worker's warm-up does nothing extra."""
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+
+
 def peak_memory(device: torch.device) -> int:
-    """Peak bytes: max allocated on a GPU, this process's max RSS on CPU (Linux reports kilobytes)."""
+    """Peak bytes: max allocated on a GPU since ``reset_peak_memory``, this process's max RSS on CPU (Linux reports
+    kilobytes)."""
     if device.type == "cuda":
         return torch.cuda.max_memory_allocated(device)
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024

@@ -20,7 +20,7 @@ from typing import Any, Iterator
 import torch
 from torch import nn
 
-from lightning_nas.bench.measure import clocks, random_images, result
+from lightning_nas.bench.measure import clocks, random_images, reset_peak_memory, result
 from lightning_nas.errors import ConfigError
 
 OFFICIAL_CASES = {"official_first": False, "official_second": True}
@@ -82,6 +82,8 @@ def official_steps(args: argparse.Namespace, device: torch.device, Network: Any,
     for step in range(repeats):
         w_batch = slice(step * batch, (step + 1) * batch)
         arch_batch = slice(half + step * batch, half + (step + 1) * batch)
+        if step == args.warmup:
+            reset_peak_memory(device)
         start = clocks(device)
         architect.step(x[w_batch], y[w_batch], x[arch_batch], y[arch_batch], lr, optimizer,
                        unrolled=OFFICIAL_CASES[args.case])
