@@ -1,7 +1,7 @@
 """The dilated depthwise convolution of DARTS's dil_conv ops, computed through dense depthwise convolutions on CPU.
 
 oneDNN's dense 3x3 depthwise kernels are fast both ways, but its dilated depthwise backward pass is 8-30x slower than
-the forward pass (PERFORMANCE.md), and the dil_conv ops took a third of a DARTS search step. A convolution with
+the forward pass, and it took about a quarter of a DARTS search step (PERFORMANCE.md). A convolution with
 dilation d reads every d-th pixel, so it splits exactly into dense convolutions on the d x d pixel phases of its input
 ("space to batch", as atrous convolution is done in DeepLab):
 
