@@ -11,9 +11,11 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.modules.utils import _pair
 
 from lightning_nas.errors import ConfigError
 from lightning_nas.ops.depthwise import DepthwiseConv2d
+from lightning_nas.ops.pointwise import PointwiseConv2d
 
 OpFactory = Callable[[int, int, bool], nn.Module]
 
@@ -31,11 +33,13 @@ class ReLUConvBN(nn.Sequential):
         dilation: int = 1,
         affine: bool = True,
     ) -> None:
-        super().__init__(
-            nn.ReLU(inplace=False),
-            nn.Conv2d(C_in, C_out, kernel_size, stride, padding, dilation=dilation, bias=False),
-            nn.BatchNorm2d(C_out, affine=affine),
+        pointwise = _pair(kernel_size) == (1, 1) and _pair(padding) == (0, 0)
+        conv = (
+            PointwiseConv2d(C_in, C_out, stride)
+            if pointwise
+            else nn.Conv2d(C_in, C_out, kernel_size, stride, padding, dilation=dilation, bias=False)
         )
+        super().__init__(nn.ReLU(inplace=False), conv, nn.BatchNorm2d(C_out, affine=affine))
 
 
 class DilConv(nn.Sequential):
@@ -102,27 +106,23 @@ class Zero(nn.Module):
 
 
 class FactorizedReduce(nn.Module):
-    """Halves the spatial size with two offset stride-2 1x1 convs, concatenated, so no pixel is skipped.
-
-    A stride-2 1x1 conv is a 1x1 conv of the even pixels, and the offset one of the odd pixels: computed so, because
-    torch 2.14's CPU stride-2 1x1 conv of a channels_last input with 4 or fewer channels corrupts the heap (a
-    crash or hang some steps later, as in tiny PC-DARTS supernets).
-    """
+    """Halves the spatial size with two offset stride-2 1x1 convs, concatenated, so no pixel is skipped."""
 
     def __init__(self, C_in: int, C_out: int, affine: bool = True) -> None:
         super().__init__()
         if C_out % 2:
             raise ConfigError(f"FactorizedReduce needs an even number of output channels, got {C_out}")
         self.relu = nn.ReLU(inplace=False)
-        self.conv_1 = nn.Conv2d(C_in, C_out // 2, 1, bias=False)
-        self.conv_2 = nn.Conv2d(C_in, C_out // 2, 1, bias=False)
+        self.conv_1 = PointwiseConv2d(C_in, C_out // 2, stride=2)
+        self.conv_2 = PointwiseConv2d(C_in, C_out // 2, stride=2)
         self.bn = nn.BatchNorm2d(C_out, affine=affine)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.relu(x)
-        # The offset path reads from pixel (1, 1); pad odd sizes so both paths give ceil(H/2) x ceil(W/2).
-        odd = F.pad(x[:, :, 1::2, 1::2], (0, x.shape[-1] % 2, 0, x.shape[-2] % 2))
-        return self.bn(torch.cat([self.conv_1(x[:, :, ::2, ::2]), self.conv_2(odd)], dim=1))
+        # The offset path starts at pixel (1, 1), so on odd sizes it lacks the last row or column that the other has:
+        # padding its input with zeros would give zero outputs there (no bias), so its output is padded instead.
+        shifted = F.pad(self.conv_2(x[:, :, 1:, 1:]), (0, x.shape[-1] % 2, 0, x.shape[-2] % 2))
+        return self.bn(torch.cat([self.conv_1(x), shifted], dim=1))
 
 
 def _skip(C: int, stride: int, affine: bool) -> nn.Module:

@@ -1,7 +1,3 @@
-import os
-import subprocess
-import sys
-
 import pytest
 import torch
 from torch import nn
@@ -54,18 +50,3 @@ def test_factorized_reduce_is_two_offset_stride_2_convs(size: int, channels_last
     paths = [torch.nn.functional.conv2d(r, op.conv_1.weight, stride=2),
              torch.nn.functional.conv2d(shifted, op.conv_2.weight, stride=2)]
     torch.testing.assert_close(op(x), op.bn(torch.cat(paths, dim=1)))
-
-
-def test_factorized_reduce_with_few_channels_last_channels_keeps_the_heap_intact(tmp_path) -> None:
-    """torch 2.14's stride-2 1x1 conv of a 4-channel channels_last input corrupted the heap (glibc aborts under
-    MALLOC_CHECK_=3); FactorizedReduce must not run it."""
-    script = tmp_path / "probe.py"
-    script.write_text(
-        "import torch\nfrom lightning_nas.ops import FactorizedReduce\n"
-        "op = FactorizedReduce(4, 4).to(memory_format=torch.channels_last)\n"
-        "x = torch.randn(2, 4, 32, 32).contiguous(memory_format=torch.channels_last).requires_grad_()\n"
-        "for _ in range(5):\n    op(x).sum().backward()\n"
-    )
-    env = {**os.environ, "MALLOC_CHECK_": "3", "OMP_NUM_THREADS": "1"}
-    done = subprocess.run([sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stderr[-500:]
