@@ -101,8 +101,13 @@ class MixedOp(nn.Module):
                 out = module(out)
             return out
 
-        # 'none' adds weight x 0: skip building it. Its α still gets its gradient through the softmax.
-        out = sum(w * run(op) for w, op, name in zip(weights, self.ops, self.primitives) if name != "none")
+        out: torch.Tensor | None = None
+        for w, op, name in zip(weights, self.ops, self.primitives):
+            if name == "none":  # adds weight x 0: not built; its α still gets its gradient through the softmax
+                continue
+            y = run(op)
+            out = w * y if out is None else torch.addcmul(out, w, y)  # out + w·y in one pass over the memory
+        assert out is not None, "check_primitives keeps an op besides 'none'"
         if k == 1:
             return out
         return channel_shuffle(torch.cat([out, self.bypass(x[:, x.shape[1] // k :])], dim=1), k)
