@@ -171,7 +171,7 @@ class DARTS(pl.LightningModule):
                 official = w_optimizer.optimizer if self.hp.virtual_step == "official" else None
                 unrolled_arch_gradient(
                     self.network, self.loss, batch["weights"], batch["arch"], xi, self.manual_backward,
-                    self._mean_across_ranks, official,
+                    self._mean_across_ranks, official, self.skip_unused_gradients,
                 )
                 self._stop_if_not_finite("α step", batch_idx, *(a.grad for a in alphas))
             else:

@@ -8,15 +8,20 @@ and momentum buffer b (zero before its first step). The published DARTS results 
 
 from __future__ import annotations
 
-from typing import Callable, Literal, cast
+from typing import Callable, Literal, Protocol, cast
 
 import torch
 
 from lightning_nas.spaces.darts import SearchNetwork
 
 Batch = tuple[torch.Tensor, torch.Tensor]
-LossFn = Callable[[Batch], torch.Tensor]
 VirtualStep = Literal["official", "paper"]
+
+
+class LossFn(Protocol):
+    """The supernet's loss on a batch; ``alpha_grad`` / ``weight_grad`` False record α / the weights as constants."""
+
+    def __call__(self, batch: Batch, alpha_grad: bool = True, weight_grad: bool = True) -> torch.Tensor: ...
 
 
 def virtual_step_direction(
@@ -47,6 +52,7 @@ def unrolled_arch_gradient(
     backward: Callable[[torch.Tensor], None] = torch.Tensor.backward,
     mean_across_ranks: Callable[[torch.Tensor], torch.Tensor] = lambda t: t,
     w_optimizer: torch.optim.Optimizer | None = None,
+    skip_unused_gradients: bool = True,
 ) -> None:
     """Set ``α.grad`` to the second-order DARTS gradient of L_val(w', α) with w' = w − ξ d (``virtual_step_direction``:
     the official form with ``w_optimizer``, the paper's without):
@@ -58,6 +64,10 @@ def unrolled_arch_gradient(
     gradients of L_train(w) and L_val(w') (DDP averages them under Lightning); the finite-difference term is computed
     locally and averaged by ``mean_across_ranks``. The weights are restored exactly; ``w.grad`` is left holding
     ∇w' L_val and must be cleared before the weight step.
+
+    The two finite-difference passes record the weights as constants (only α's gradient is taken), and with
+    ``skip_unused_gradients`` (not under DDP, whose reducer expects every gradient) the virtual step's pass records
+    α as one: the same numbers for less backward work and fewer saved activations.
     """
     weights, alphas = network.weight_parameters(), network.arch_parameters()
     original = [w.detach().clone() for w in weights]
@@ -67,7 +77,7 @@ def unrolled_arch_gradient(
             p.grad = None
 
     zero_grad()
-    backward(loss_fn(weights_batch))
+    backward(loss_fn(weights_batch, alpha_grad=not skip_unused_gradients))
     with torch.no_grad():
         for w, d in zip(weights, virtual_step_direction(weights, w_optimizer)):
             w.sub_(xi * d)
@@ -81,7 +91,7 @@ def unrolled_arch_gradient(
         with torch.no_grad():
             for w, w0, g in zip(weights, original, v):
                 w.copy_(w0 + sign * epsilon * g)
-        return list(torch.autograd.grad(loss_fn(weights_batch), alphas))
+        return list(torch.autograd.grad(loss_fn(weights_batch, weight_grad=False), alphas))
 
     plus, minus = arch_gradient_at(1.0), arch_gradient_at(-1.0)
     with torch.no_grad():

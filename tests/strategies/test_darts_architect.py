@@ -44,11 +44,12 @@ def batches() -> tuple[tuple[torch.Tensor, torch.Tensor], tuple[torch.Tensor, to
     return tuple((torch.randn(6, 1, 6, 6, dtype=torch.float64), torch.randint(0, 3, (6,))) for _ in range(2))
 
 
-def estimate(network, weights_batch, arch_batch, xi, optimizer=None) -> torch.Tensor:
-    def loss_fn(batch):
-        return F.cross_entropy(network(batch[0]), batch[1])
+def estimate(network, weights_batch, arch_batch, xi, optimizer=None, skip_unused_gradients=True) -> torch.Tensor:
+    def loss_fn(batch, alpha_grad=True, weight_grad=True):
+        return F.cross_entropy(network(batch[0], alpha_grad, weight_grad), batch[1])
 
-    unrolled_arch_gradient(network, loss_fn, weights_batch, arch_batch, xi, w_optimizer=optimizer)
+    unrolled_arch_gradient(network, loss_fn, weights_batch, arch_batch, xi, w_optimizer=optimizer,
+                           skip_unused_gradients=skip_unused_gradients)
     return torch.cat([a.grad.flatten() for a in network.arch_parameters()])
 
 
@@ -101,3 +102,16 @@ def test_official_virtual_step_uses_the_weight_optimizers_momentum_buffers_and_w
     assert relative(paper, exact) > 10 * error
     torch.testing.assert_close(paper, exact_unrolled_gradient(network, weights_batch, arch_batch, xi), rtol=2e-2,
                                atol=1e-6)
+
+
+def test_skipping_the_unused_gradients_gives_the_same_alpha_gradient():
+    """The passes that record α or the weights as constants (as DARTS runs them outside DDP) change no number: a
+    constant that wrongly stopped a gradient path would show here."""
+    torch.manual_seed(0)
+    network = smooth_search_network()
+    weights_batch, arch_batch = batches()
+    optimizer = torch.optim.SGD(network.weight_parameters(), lr=0.1, momentum=0.9, weight_decay=0.05)
+    lean = estimate(network, weights_batch, arch_batch, 0.5, optimizer)
+    full = estimate(network, weights_batch, arch_batch, 0.5, optimizer, skip_unused_gradients=False)
+    torch.testing.assert_close(lean, full, rtol=1e-10, atol=0)
+    assert lean.abs().max() > 1e-3
