@@ -44,9 +44,8 @@ class StepTimer(pl.Callback):
     """Wall and CPU time of every training batch, or of every training epoch (``per_epoch``); the peak memory is reset
     when the first timed one (after ``warmup``) starts."""
 
-    def __init__(self, device: str, per_epoch: bool = False) -> None:
-        self.device, self.per_epoch = torch.device(device), per_epoch
-        self.warmup = 0
+    def __init__(self, device: str, warmup: int, per_epoch: bool = False) -> None:
+        self.device, self.warmup, self.per_epoch = torch.device(device), warmup, per_epoch
         self.times: list[tuple[float, float]] = []
         self._start = (0.0, 0.0)
 
@@ -80,9 +79,8 @@ class OptimizerStepTimer(pl.Callback):
     """Time between successive steps of one of the module's optimizers (ENAS: one controller step each); the peak
     memory is reset when the first timed one (after ``warmup``) starts."""
 
-    def __init__(self, device: str, index: int) -> None:
-        self.device, self.index = torch.device(device), index
-        self.warmup = 0
+    def __init__(self, device: str, index: int, warmup: int) -> None:
+        self.device, self.index, self.warmup = torch.device(device), index, warmup
         self.stamps: list[tuple[float, float]] = []
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
@@ -150,7 +148,7 @@ def darts_case(unrolled: bool) -> Callable[..., tuple]:
         module = DARTS(C=args.C[0], layers=args.layers[0], unrolled=unrolled, partial_channels=args.partial_channels,
                        checkpoint_cells=args.checkpoint_cells)
         data = RandomImages(2 * batch * repeats, mode="search", batch_size=batch)
-        return module, data, StepTimer(args.device), {"limit_train_batches": repeats}, batch
+        return module, data, StepTimer(args.device, args.warmup), {"limit_train_batches": repeats}, batch
 
     return build
 
@@ -162,7 +160,7 @@ def enas_child(args: argparse.Namespace, repeats: int) -> tuple:
     module.controller_phase = lambda: None  # type: ignore[method-assign]  # this case times the child steps alone
     batch = args.batch[0]
     data = RandomImages(batch * (repeats + 2), batch_size=batch, val_split=batch)
-    return module, data, StepTimer(args.device), {"limit_train_batches": repeats}, batch
+    return module, data, StepTimer(args.device, args.warmup), {"limit_train_batches": repeats}, batch
 
 
 def enas_controller(args: argparse.Namespace, repeats: int) -> tuple:
@@ -172,7 +170,8 @@ def enas_controller(args: argparse.Namespace, repeats: int) -> tuple:
     module = ENAS(space="micro", controller_steps=repeats + 1)
     data = RandomImages(batch * 3, batch_size=batch, val_split=batch)
     images = batch * module.hp.controller_aggregate
-    return module, data, OptimizerStepTimer(args.device, index=1), {"limit_train_batches": 1}, images
+    timer = OptimizerStepTimer(args.device, index=1, warmup=args.warmup)
+    return module, data, timer, {"limit_train_batches": 1}, images
 
 
 PNAS_BATCHES = 8
@@ -187,7 +186,7 @@ def pnas_epoch(args: argparse.Namespace, repeats: int) -> tuple:
     module = CandidateModule(resolve_genotype("PNASNet").to_dict(), num_classes=10, in_chans=3, N=2, F=24, epochs=repeats)
     data = RandomImages(batch * (PNAS_BATCHES + 2), batch_size=batch, val_split=2 * batch)
     trainer_args = {"limit_train_batches": PNAS_BATCHES, "limit_val_batches": 2, "max_epochs": repeats}
-    return module, data, StepTimer(args.device, per_epoch=True), trainer_args, batch * PNAS_BATCHES
+    return module, data, StepTimer(args.device, args.warmup, per_epoch=True), trainer_args, batch * PNAS_BATCHES
 
 
 def final_step(args: argparse.Namespace, repeats: int) -> tuple:
@@ -196,7 +195,8 @@ def final_step(args: argparse.Namespace, repeats: int) -> tuple:
     batch = args.batch[0]
     module = FinalTraining("DARTS_V2", C=36, layers=20)
     data = RandomImages(batch * repeats, batch_size=batch)
-    return module, data, StepTimer(args.device), {"limit_train_batches": repeats, "gradient_clip_val": 5.0}, batch
+    trainer_args = {"limit_train_batches": repeats, "gradient_clip_val": 5.0}
+    return module, data, StepTimer(args.device, args.warmup), trainer_args, batch
 
 
 CASES: dict[str, tuple[Callable[..., tuple], str]] = {
@@ -217,7 +217,6 @@ def run_case(args: argparse.Namespace) -> dict[str, Any]:
     torch.manual_seed(0)
     build, description = CASES[args.case]
     module, data, timer, trainer_args, images = build(args, args.warmup + args.steps)
-    timer.warmup = args.warmup
     flops = FlopCount()
     per_batch = isinstance(timer, StepTimer) and not timer.per_epoch
     # FLOPs on a GPU only: counting under FlopCounterMode keeps a checkpointed network's activations alive, and a CPU

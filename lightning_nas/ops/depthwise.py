@@ -37,15 +37,14 @@ class _AtrousDepthwise(torch.autograd.Function):
     """A stride-1 dilated depthwise convolution (padding d(k-1)/2) whose backward pass runs as dense convolutions."""
 
     @staticmethod
-    def forward(ctx: Any, x: torch.Tensor, weight: torch.Tensor, dilation: int) -> torch.Tensor:
-        padding = dilation * (weight.shape[-1] - 1) // 2
+    def forward(ctx: Any, x: torch.Tensor, weight: torch.Tensor, dilation: int, padding: int) -> torch.Tensor:
         ctx.dilation, ctx.padding = dilation, padding
         # the input is kept only for a weight gradient; an α step (weights constant) keeps nothing
         ctx.save_for_backward(x if ctx.needs_input_grad[1] else None, weight)
         return F.conv2d(x, weight, None, 1, padding, dilation, x.shape[1])
 
     @staticmethod
-    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor | None, None]:
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor | None, None, None]:
         x, weight = ctx.saved_tensors
         d, C = ctx.dilation, weight.shape[0]
         grad_x = grad_w = None
@@ -59,7 +58,7 @@ class _AtrousDepthwise(torch.autograd.Function):
             else:  # phases smaller than the kernel: oneDNN's dense kernel loses there (5x5 on 4x4 phases)
                 args = (grad, x, weight, None, [1, 1], [ctx.padding] * 2, [d, d])
             grad_w = torch.ops.aten.convolution_backward(*args, False, [0, 0], C, [False, True, False])[1]
-        return grad_x, grad_w, None
+        return grad_x, grad_w, None, None
 
 
 def depthwise_conv2d(x: torch.Tensor, weight: torch.Tensor, stride: int, padding: int, dilation: int) -> torch.Tensor:
@@ -70,7 +69,7 @@ def depthwise_conv2d(x: torch.Tensor, weight: torch.Tensor, stride: int, padding
         if stride == d:
             return F.conv2d(x[:, :, ::d, ::d], weight, None, 1, (k - 1) // 2, 1, C)
         if stride == 1 and x.shape[2] % d == 0 and x.shape[3] % d == 0:
-            return _AtrousDepthwise.apply(x, weight, d)
+            return _AtrousDepthwise.apply(x, weight, d, padding)
     return F.conv2d(x, weight, None, stride, padding, dilation, C)
 
 

@@ -33,7 +33,7 @@ class ReLUConvBN(nn.Sequential):
         dilation: int = 1,
         affine: bool = True,
     ) -> None:
-        pointwise = _pair(kernel_size) == (1, 1) and _pair(padding) == (0, 0)
+        pointwise = _pair(kernel_size) == (1, 1) and _pair(padding) == (0, 0) and isinstance(stride, int)
         conv = (
             PointwiseConv2d(C_in, C_out, stride)
             if pointwise
@@ -51,7 +51,7 @@ class DilConv(nn.Sequential):
         super().__init__(
             nn.ReLU(inplace=False),
             DepthwiseConv2d(C_in, C_in, kernel_size, stride, padding, dilation=dilation, groups=C_in, bias=False),
-            nn.Conv2d(C_in, C_out, 1, bias=False),
+            PointwiseConv2d(C_in, C_out),
             nn.BatchNorm2d(C_out, affine=affine),
         )
 
