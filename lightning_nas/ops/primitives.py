@@ -33,12 +33,11 @@ class ReLUConvBN(nn.Sequential):
         dilation: int = 1,
         affine: bool = True,
     ) -> None:
-        pointwise = _pair(kernel_size) == (1, 1) and _pair(padding) == (0, 0) and isinstance(stride, int)
-        conv = (
-            PointwiseConv2d(C_in, C_out, stride)
-            if pointwise
-            else nn.Conv2d(C_in, C_out, kernel_size, stride, padding, dilation=dilation, bias=False)
-        )
+        conv: nn.Conv2d
+        if isinstance(stride, int) and _pair(kernel_size) == (1, 1) and _pair(padding) == (0, 0):
+            conv = PointwiseConv2d(C_in, C_out, stride)
+        else:
+            conv = nn.Conv2d(C_in, C_out, kernel_size, stride, padding, dilation=dilation, bias=False)
         super().__init__(nn.ReLU(inplace=False), conv, nn.BatchNorm2d(C_out, affine=affine))
 
 
