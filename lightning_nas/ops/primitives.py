@@ -34,7 +34,7 @@ class ReLUConvBN(nn.Sequential):
         affine: bool = True,
     ) -> None:
         conv: nn.Conv2d
-        if isinstance(stride, int) and _pair(kernel_size) == (1, 1) and _pair(padding) == (0, 0):
+        if _pair(kernel_size) == (1, 1) and _pair(padding) == (0, 0):
             conv = PointwiseConv2d(C_in, C_out, stride)
         else:
             conv = nn.Conv2d(C_in, C_out, kernel_size, stride, padding, dilation=dilation, bias=False)
@@ -50,7 +50,7 @@ class DilConv(nn.Sequential):
         super().__init__(
             nn.ReLU(inplace=False),
             DepthwiseConv2d(C_in, C_in, kernel_size, stride, padding, dilation=dilation, groups=C_in, bias=False),
-            PointwiseConv2d(C_in, C_out),
+            nn.Conv2d(C_in, C_out, 1, bias=False),
             nn.BatchNorm2d(C_out, affine=affine),
         )
 
