@@ -1,4 +1,5 @@
-"""The dilated depthwise convolution of DARTS's dil_conv ops, computed through dense depthwise convolutions on CPU.
+"""The depthwise convolutions of DARTS's sep_conv and dil_conv ops, computed on CPU so that an α step (weights held
+constant) keeps nothing for them, and the dilated ones through dense depthwise convolutions.
 
 oneDNN's dense 3x3 depthwise kernels are fast both ways, but its dilated depthwise backward pass is 8-30x slower than
 the forward pass, and it took about a quarter of a DARTS search step (PERFORMANCE.md). A convolution with
@@ -11,7 +12,10 @@ dilation d reads every d-th pixel, so it splits exactly into dense convolutions 
   weight gradient over the d² phases of input and output gradient, which are built only then, so the phases cost
   no memory between the passes.
 
-Both give the same numbers as the plain convolution up to float rounding, and stay twice differentiable.
+Stride-1 dense depthwise convolutions run the same backward pass (their input gradient is the convolution of the
+output gradient with the flipped kernel, as fast as oneDNN's own here), so that, like the dilated ones, they keep
+their input only for a weight gradient: oneDNN's convolution keeps it whatever is asked. All give the same numbers
+as the plain convolution up to float rounding, and stay twice differentiable.
 """
 
 from __future__ import annotations
@@ -33,8 +37,9 @@ def space_to_batch(x: torch.Tensor, d: int) -> torch.Tensor:
     return phases.permute(0, 3, 1, 2)
 
 
-class _AtrousDepthwise(torch.autograd.Function):
-    """A stride-1 dilated depthwise convolution (padding d(k-1)/2) whose backward pass runs as dense convolutions."""
+class _SameDepthwise(torch.autograd.Function):
+    """A stride-1 depthwise convolution with dilation d and padding d(k-1)/2, whose backward pass runs as forward
+    convolutions and, dilated, as dense ones over the pixel phases."""
 
     @staticmethod
     def forward(ctx: Any, x: torch.Tensor, weight: torch.Tensor, dilation: int, padding: int) -> torch.Tensor:
@@ -52,10 +57,11 @@ class _AtrousDepthwise(torch.autograd.Function):
             grad_x = F.conv2d(grad, weight.flip(2, 3), None, 1, ctx.padding, d, C)
         if ctx.needs_input_grad[1]:
             k = weight.shape[-1]
-            if min(x.shape[2:]) // d >= k:  # dense over the phases
+            H, W = x.shape[2:]
+            if d > 1 and H % d == 0 and W % d == 0 and min(H, W) // d >= k:  # dense over the phases
                 args = (space_to_batch(grad, d), space_to_batch(x, d), weight, None, [1, 1], [ctx.padding // d] * 2,
                         [1, 1])
-            else:  # phases smaller than the kernel: oneDNN's dense kernel loses there (5x5 on 4x4 phases)
+            else:  # not dilated, or phases smaller than the kernel (oneDNN's dense kernel loses on 5x5 on 4x4 phases)
                 args = (grad, x, weight, None, [1, 1], [ctx.padding] * 2, [d, d])
             grad_w = torch.ops.aten.convolution_backward(*args, False, [0, 0], C, [False, True, False])[1]
         return grad_x, grad_w, None, None
@@ -63,13 +69,14 @@ class _AtrousDepthwise(torch.autograd.Function):
 
 def depthwise_conv2d(x: torch.Tensor, weight: torch.Tensor, stride: int, padding: int, dilation: int) -> torch.Tensor:
     """``F.conv2d(x, weight, None, stride, padding, dilation, groups=C)`` for square depthwise weights (C, 1, k, k);
-    on CPU, with dilation d > 1 and padding d(k-1)/2, computed through dense convolutions of the pixel phases."""
+    on CPU with padding d(k-1)/2, at stride 1 through ``_SameDepthwise``, at stride d > 1 as the dense convolution
+    of the only pixel phase it reads."""
     C, k, d = x.shape[1], weight.shape[-1], dilation
-    if x.device.type == "cpu" and d > 1 and padding == d * (k - 1) // 2:
+    if x.device.type == "cpu" and padding == d * (k - 1) // 2:
+        if stride == 1:
+            return _SameDepthwise.apply(x, weight, d, padding)
         if stride == d:
             return F.conv2d(x[:, :, ::d, ::d], weight, None, 1, (k - 1) // 2, 1, C)
-        if stride == 1 and x.shape[2] % d == 0 and x.shape[3] % d == 0:
-            return _AtrousDepthwise.apply(x, weight, d, padding)
     return F.conv2d(x, weight, None, stride, padding, dilation, C)
 
 
@@ -83,10 +90,15 @@ class DepthwiseConv2d(nn.Conv2d):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if torch.jit.is_scripting():
-            return self._conv_forward(x, self.weight, self.bias)
+            return F.conv2d(x, self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups)
+        return self._conv_forward(x, self.weight, self.bias)
+
+    @torch.jit.unused
+    def _conv_forward(self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+        """The convolution with ``weight`` (nn.Conv2d's hook, which the search ops' recomputation calls too)."""
         (k, _), (stride, _), padding, (dilation, _) = self.kernel_size, self.stride, self.padding, self.dilation
         square = self.kernel_size == (k, k) and self.stride == (stride, stride) and self.dilation == (dilation,) * 2
-        plain = self.bias is not None or self.padding_mode != "zeros" or self.groups != self.in_channels
+        plain = bias is not None or self.padding_mode != "zeros" or self.groups != self.in_channels
         if plain or not square or padding != (padding[0],) * 2:
-            return self._conv_forward(x, self.weight, self.bias)
-        return depthwise_conv2d(x, self.weight, stride, int(padding[0]), dilation)
+            return super()._conv_forward(x, weight, bias)
+        return depthwise_conv2d(x, weight, stride, int(padding[0]), dilation)

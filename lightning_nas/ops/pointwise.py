@@ -19,6 +19,6 @@ class PointwiseConv2d(nn.Conv2d):
     def __init__(self, C_in: int, C_out: int, stride: int | tuple[int, int] = 1, bias: bool = False) -> None:
         super().__init__(C_in, C_out, 1, stride, bias=bias)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def _conv_forward(self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
         sh, sw = self.stride
-        return F.conv2d(x[:, :, ::sh, ::sw], self.weight, self.bias)
+        return F.conv2d(x[:, :, ::sh, ::sw], weight, bias)
