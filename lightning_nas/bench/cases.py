@@ -146,7 +146,7 @@ def darts_case(unrolled: bool) -> Callable[..., tuple]:
 
         batch = args.batch[0]
         module = DARTS(C=args.C[0], layers=args.layers[0], unrolled=unrolled, partial_channels=args.partial_channels,
-                       checkpoint_cells=args.checkpoint_cells)
+                       checkpoint_cells=args.checkpoint_cells, recompute_ops=args.recompute_ops)
         data = RandomImages(2 * batch * repeats, mode="search", batch_size=batch)
         return module, data, StepTimer(args.device, args.warmup), {"limit_train_batches": repeats}, batch
 

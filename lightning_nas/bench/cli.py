@@ -46,6 +46,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--partial-channels", type=int, default=1, help="PC-DARTS K for the DARTS cases (1: off)")
     parser.add_argument("--checkpoint-cells", type=int, default=0,
                         help="DARTS cases: recompute the first k cells in the backward pass (0: off)")
+    parser.add_argument("--recompute-ops", action="store_true",
+                        help="DARTS cases: candidate ops keep their BN outputs only and recompute the rest")
     parser.add_argument("--against-official", action="store_true",
                         help="DARTS cases only: alternate each with the official code's same step, print the ratios")
     parser.add_argument("--official", default=os.environ.get("DARTS_OFFICIAL"),
@@ -77,7 +79,7 @@ def run_worker(args: argparse.Namespace, case: str, batch: int, C: int, layers: 
                "--batch", str(batch), "--C", str(C), "--layers", str(layers), "--steps", str(args.steps),
                "--warmup", str(args.warmup), "--device", args.device, "--partial-channels", str(args.partial_channels),
                "--checkpoint-cells", str(args.checkpoint_cells)]
-    command += ["--bf16"] * args.bf16 + ["--channels-last"] * args.channels_last
+    command += ["--recompute-ops"] * args.recompute_ops + ["--bf16"] * args.bf16 + ["--channels-last"] * args.channels_last
     command += ["--compile", args.compile] if args.compile else []
     command += ["--official", args.official] if args.official else []
     done = subprocess.run(command, capture_output=True, text=True)

@@ -81,7 +81,7 @@ def after_leading_relu(op: nn.Module) -> list[nn.Module] | None:
     """The modules ``op`` runs after the ``nn.ReLU`` it starts with, in order; None if it starts otherwise.
 
     Every conv op of a mixed op starts by applying ReLU to the same edge input: the mixed op computes it once and
-    runs these tails on it, which saves the duplicate ReLUs' time and the memory of their saved outputs. Read from
+    runs these tails on it (``ops.recompute.run_op``), which saves the duplicate ReLUs' time and memory. Read from
     the op as it is now, so an op whose modules were replaced (another activation) is run whole.
     """
     if not isinstance(op, nn.Sequential) or len(op) == 0:

@@ -25,13 +25,13 @@ from torch.utils.checkpoint import checkpoint
 from lightning_nas.errors import ConfigError
 from lightning_nas.genotypes import Genotype
 from lightning_nas.module_state import buffers_kept
+from lightning_nas.ops.recompute import SharedReLU, run_op
 from lightning_nas.genotypes.genotype import EDGES_PER_NODE, Edge
 from lightning_nas.ops import (
     DARTS_PRIMITIVES,
     POOLING_OPS,
     FactorizedReduce,
     ReLUConvBN,
-    after_leading_relu,
     check_op_name,
     create_op,
 )
@@ -66,10 +66,17 @@ class MixedOp(nn.Module):
     The search net has no affine BN anywhere, and follows pooling with a non-affine BN so that its scale matches the
     conv ops' (whose last layer is a BN). With ``partial_channels`` K > 1 (PC-DARTS) only the first C/K channels go
     through the ops; the rest bypass them (max-pooled when the edge reduces) and the channels are shuffled after.
+    With ``recompute`` the ops keep about half the memory for the backward pass and recompute the rest
+    (``ops.recompute``).
     """
 
     def __init__(
-        self, C: int, stride: int, primitives: Sequence[str] = DARTS_PRIMITIVES, partial_channels: int = 1
+        self,
+        C: int,
+        stride: int,
+        primitives: Sequence[str] = DARTS_PRIMITIVES,
+        partial_channels: int = 1,
+        recompute: bool = False,
     ) -> None:
         super().__init__()
         if partial_channels < 1 or C % partial_channels:
@@ -78,6 +85,7 @@ class MixedOp(nn.Module):
             )
         self.primitives = check_primitives(primitives)
         self.partial_channels = partial_channels
+        self.recompute = recompute
         C_op = C // partial_channels
         self.ops = nn.ModuleList()
         for name in self.primitives:
@@ -89,23 +97,12 @@ class MixedOp(nn.Module):
         """``weights``: one weight per candidate op (softmax(α) of this edge)."""
         k = self.partial_channels
         x_op = x if k == 1 else x[:, : x.shape[1] // k]
-        relu_x: torch.Tensor | None = None  # computed once, for every op that starts with a ReLU
-
-        def run(op: nn.Module) -> torch.Tensor:
-            nonlocal relu_x
-            tail = after_leading_relu(op)
-            if tail is None:
-                return op(x_op)
-            out = relu_x = F.relu(x_op) if relu_x is None else relu_x
-            for module in tail:
-                out = module(out)
-            return out
-
+        relu = SharedReLU(x_op)
         out: torch.Tensor | None = None
         for w, op, name in zip(weights, self.ops, self.primitives):
             if name == "none":  # adds weight x 0: not built; its α still gets its gradient through the softmax
                 continue
-            y = run(op)
+            y = run_op(op, x_op, relu, self.recompute)
             out = w * y if out is None else torch.addcmul(out, w, y)  # out + w·y in one pass over the memory
         assert out is not None, "check_primitives keeps an op besides 'none'"
         if k == 1:
@@ -131,6 +128,7 @@ class SearchCell(nn.Module):
         nodes: int = 4,
         primitives: Sequence[str] = DARTS_PRIMITIVES,
         partial_channels: int = 1,
+        recompute_ops: bool = False,
     ) -> None:
         super().__init__()
         self.reduction = reduction
@@ -142,7 +140,7 @@ class SearchCell(nn.Module):
             self.preprocess0 = ReLUConvBN(C_prev_prev, C, 1, affine=False)
         self.preprocess1 = ReLUConvBN(C_prev, C, 1, affine=False)
         self.edges = nn.ModuleList(
-            MixedOp(C, 2 if reduction and i < 2 else 1, primitives, partial_channels)
+            MixedOp(C, 2 if reduction and i < 2 else 1, primitives, partial_channels, recompute_ops)
             for node in range(nodes)
             for i in range(2 + node)
         )
@@ -243,6 +241,8 @@ class SearchNetwork(nn.Module):
     edge normalisation by learned ``beta_normal``, ``beta_reduce`` (one per edge, softmax over a node's inputs).
     ``checkpoint_cells`` k > 0 trades time for memory: the first k cells (the widest activations) keep only their
     inputs and recompute the rest in the backward pass (their BN running statistics are updated once, not twice).
+    ``recompute_ops`` trades less time for less memory in every cell: each candidate op keeps its BN outputs only and
+    recomputes its ReLUs, depthwise convs and pooling in the backward pass (first derivatives only; ``ops.recompute``).
     """
 
     def __init__(
@@ -256,6 +256,7 @@ class SearchNetwork(nn.Module):
         primitives: Sequence[str] = DARTS_PRIMITIVES,
         partial_channels: int = 1,
         checkpoint_cells: int = 0,
+        recompute_ops: bool = False,
     ) -> None:
         super().__init__()
         if nodes < 1 or layers < 1:
@@ -275,7 +276,8 @@ class SearchNetwork(nn.Module):
             if reduction:
                 C_curr *= 2
             cell = SearchCell(
-                C_prev_prev, C_prev, C_curr, reduction, reduction_prev, nodes, self.primitives, partial_channels
+                C_prev_prev, C_prev, C_curr, reduction, reduction_prev, nodes, self.primitives, partial_channels,
+                recompute_ops,
             )
             self.cells.append(cell)
             reduction_prev = reduction

@@ -82,6 +82,7 @@ class DARTS(pl.LightningModule):
         virtual_step: VirtualStep = "official",
         partial_channels: int = 1,
         checkpoint_cells: int = 0,
+        recompute_ops: bool = False,
         w_lr: float = 0.025,
         w_lr_min: float = 0.001,
         w_momentum: float = 0.9,
@@ -105,6 +106,8 @@ class DARTS(pl.LightningModule):
         P-DARTS's cap on skip_connects in the derived normal cell (None: DARTS's plain derivation).
         ``checkpoint_cells``: recompute the first k cells in the backward pass instead of keeping their activations
         (the same results with less memory, for one more forward pass of those cells; see ``SearchNetwork``).
+        ``recompute_ops``: every candidate op keeps only its BN outputs for the backward pass and recomputes its
+        cheap layers (the same results with about 30% less peak memory for about 20% more time; PERFORMANCE.md).
         ``channels_last``: the supernet's weights and inputs in channels_last memory format, about 1.5x faster on CPU
         (depthwise convs and pooling) with the same results up to float rounding. ``num_threads``: torch's CPU threads
         for this process; a tiny supernet runs faster on one, far faster on a shared machine (None: torch's default).
@@ -118,7 +121,8 @@ class DARTS(pl.LightningModule):
         self.save_hyperparameters()
         self.automatic_optimization = False
         self.network = SearchNetwork(
-            C, layers, num_classes, in_chans, nodes, stem_multiplier, primitives, partial_channels, checkpoint_cells
+            C, layers, num_classes, in_chans, nodes, stem_multiplier, primitives, partial_channels, checkpoint_cells,
+            recompute_ops,
         )
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         self.network.to(memory_format=self.memory_format)

@@ -244,3 +244,19 @@ def test_checkpointed_cells_give_the_same_gradients_and_statistics_with_fewer_sa
         torch.testing.assert_close(b.grad, a.grad)
     with pytest.raises(ValueError, match="checkpoint_cells must be between 0 and the 3 cells, got 4"):
         SearchNetwork(C=4, layers=3, checkpoint_cells=4)
+
+
+@pytest.mark.parametrize("step", [{}, {"weight_grad": False}, {"alpha_grad": False}], ids=["full", "alpha", "w"])
+@pytest.mark.parametrize("checkpoint_cells", [0, 3])
+def test_recomputed_ops_give_the_same_gradients_and_statistics_with_fewer_saved_activations(step, checkpoint_cells):
+    torch.manual_seed(0)
+    network = SearchNetwork(C=4, layers=3)
+    lean = SearchNetwork(C=4, layers=3, checkpoint_cells=checkpoint_cells, recompute_ops=True)
+    lean.load_state_dict(network.state_dict())
+    plain_grads, plain_bytes = gradients(network, **step)
+    lean_grads, lean_bytes = gradients(lean, **step)
+    assert [g is None for g in lean_grads] == [g is None for g in plain_grads]
+    torch.testing.assert_close([g for g in lean_grads if g is not None], [g for g in plain_grads if g is not None])
+    for a, b in zip(network.buffers(), lean.buffers()):  # BN statistics updated once, as without recomputation
+        torch.testing.assert_close(b, a)
+    assert lean_bytes < (0.1 if checkpoint_cells else 0.6) * plain_bytes
