@@ -106,7 +106,7 @@ class _NormalizedChainFunction(torch.autograd.Function):
         norm.num_batches_tracked.add_(1)  # type: ignore[union-attr]
         ctx.chain = chain
         # the input only to recompute the prefix, or for the last conv's weight gradient
-        keep_x = bool(chain.prefix) or chain.last is None or ctx.needs_input_grad[-1]
+        keep_x = bool(chain.prefix) or chain.last is not None and ctx.needs_input_grad[-1]
         ctx.save_for_backward(x if keep_x else None, y, invstd, *weights)
         return y
 
@@ -191,6 +191,8 @@ def run_op(op: nn.Module, x: torch.Tensor, relu: SharedReLU, recompute: bool = F
     for chain in chains:
         if x is relu.x and isinstance(chain.prefix[0], nn.ReLU):
             x, chain = relu(), replace(chain, prefix=chain.prefix[1:])
+        elif x is relu.x and isinstance(chain.prefix[0], nn.AvgPool2d):  # keeps its input, the mixed op's: run it
+            x, chain = chain.prefix[0](x), replace(chain, prefix=chain.prefix[1:])
         constant = not any(w.requires_grad for w in chain.weights())
         if constant and all(isinstance(m, (nn.ReLU, DepthwiseConv2d)) for m in chain.prefix):
             # with constant weights a depthwise conv keeps nothing (at stride 1; its input at stride 2), and a ReLU
