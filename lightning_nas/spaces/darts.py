@@ -25,7 +25,6 @@ from torch.utils.checkpoint import checkpoint
 from lightning_nas.errors import ConfigError
 from lightning_nas.genotypes import Genotype
 from lightning_nas.module_state import buffers_kept
-from lightning_nas.ops.recompute import SharedReLU, run_op
 from lightning_nas.genotypes.genotype import EDGES_PER_NODE, Edge
 from lightning_nas.ops import (
     DARTS_PRIMITIVES,
@@ -35,6 +34,7 @@ from lightning_nas.ops import (
     check_op_name,
     create_op,
 )
+from lightning_nas.ops.recompute import SharedReLU, run_op
 
 
 def check_primitives(primitives: Sequence[str]) -> tuple[str, ...]:

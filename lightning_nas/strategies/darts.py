@@ -107,7 +107,7 @@ class DARTS(pl.LightningModule):
         ``checkpoint_cells``: recompute the first k cells in the backward pass instead of keeping their activations
         (the same results with less memory, for one more forward pass of those cells; see ``SearchNetwork``).
         ``recompute_ops``: every candidate op keeps only its BN outputs for the backward pass and recomputes its
-        cheap layers (the same results with about 30% less peak memory for about 20% more time; PERFORMANCE.md).
+        cheap layers (the same results with about 30% less peak memory for about 10% more time; PERFORMANCE.md).
         ``channels_last``: the supernet's weights and inputs in channels_last memory format, about 1.5x faster on CPU
         (depthwise convs and pooling) with the same results up to float rounding. ``num_threads``: torch's CPU threads
         for this process; a tiny supernet runs faster on one, far faster on a shared machine (None: torch's default).
