@@ -79,7 +79,8 @@ def run_worker(args: argparse.Namespace, case: str, batch: int, C: int, layers: 
                "--batch", str(batch), "--C", str(C), "--layers", str(layers), "--steps", str(args.steps),
                "--warmup", str(args.warmup), "--device", args.device, "--partial-channels", str(args.partial_channels),
                "--checkpoint-cells", str(args.checkpoint_cells)]
-    command += ["--recompute-ops"] * args.recompute_ops + ["--bf16"] * args.bf16 + ["--channels-last"] * args.channels_last
+    command += ["--recompute-ops"] * args.recompute_ops
+    command += ["--bf16"] * args.bf16 + ["--channels-last"] * args.channels_last
     command += ["--compile", args.compile] if args.compile else []
     command += ["--official", args.official] if args.official else []
     done = subprocess.run(command, capture_output=True, text=True)

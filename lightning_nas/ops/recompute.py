@@ -174,14 +174,15 @@ class SharedReLU:
         return self.out
 
 
-def run_op(op: nn.Module, x: torch.Tensor, relu: SharedReLU, recompute: bool = False) -> torch.Tensor:
-    """``op(x)`` inside a mixed op whose input is ``relu.x``: an op that starts with a ReLU takes the shared one; with
-    ``recompute``, an op that ``normalized_chains`` reads as chains runs them through ``_NormalizedChainFunction``
-    (when autograd records). Not for a second derivative through the supernet: the chains' backward pass is not
-    differentiable (and says so)."""
+def run_op(op: nn.Module, relu: SharedReLU, recompute: bool = False) -> torch.Tensor:
+    """``op(relu.x)`` inside a mixed op whose input is ``relu.x``: an op that starts with a ReLU takes the shared one;
+    with ``recompute``, an op that ``normalized_chains`` reads as chains runs them through
+    ``_NormalizedChainFunction`` (when autograd records). Not for a second derivative through the supernet: the
+    chains' backward pass is not differentiable (and says so)."""
+    x = relu.x
     chains = normalized_chains(op) if recompute and torch.is_grad_enabled() else None
     if chains is None:
-        tail = after_leading_relu(op) if x is relu.x else None
+        tail = after_leading_relu(op)
         if tail is None:
             return op(x)
         x = relu()

@@ -102,7 +102,7 @@ class MixedOp(nn.Module):
         for w, op, name in zip(weights, self.ops, self.primitives):
             if name == "none":  # adds weight x 0: not built; its α still gets its gradient through the softmax
                 continue
-            y = run_op(op, x_op, relu, self.recompute)
+            y = run_op(op, relu, self.recompute)
             out = w * y if out is None else torch.addcmul(out, w, y)  # out + w·y in one pass over the memory
         assert out is not None, "check_primitives keeps an op besides 'none'"
         if k == 1:

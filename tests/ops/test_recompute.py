@@ -26,7 +26,7 @@ def test_recomputed_ops_give_the_same_outputs_gradients_and_statistics(name, str
         p.requires_grad_(not constant_weights)
     x = torch.randn(3, 6, 8, 8, dtype=torch.float64).contiguous(memory_format=torch.channels_last)
     x.requires_grad_()
-    out, expected = run_op(op, x, SharedReLU(x), recompute=True), reference(x)
+    out, expected = run_op(op, SharedReLU(x), recompute=True), reference(x)
     torch.testing.assert_close(out, expected)
     grad = torch.randn_like(expected)
     ours = torch.autograd.grad(out, [x, *(p for p in op.parameters() if p.requires_grad)], grad)
@@ -56,10 +56,10 @@ def test_a_sep_conv_keeps_its_input_and_two_bn_outputs_only() -> None:
         return len(storages)
 
     assert activations(lambda: op(x)) == 6
-    assert activations(lambda: run_op(op, x, SharedReLU(x), recompute=True)) == 4
+    assert activations(lambda: run_op(op, SharedReLU(x), recompute=True)) == 4
     for p in op.parameters():  # an α step: the ReLU and the convs need nothing recomputed and keep nothing
         p.requires_grad_(False)
-    assert activations(lambda: run_op(op, x, SharedReLU(x), recompute=True)) == 3
+    assert activations(lambda: run_op(op, SharedReLU(x), recompute=True)) == 3
 
 
 def test_ops_that_are_not_chains_ending_in_a_training_bn_run_as_they_are() -> None:
@@ -75,6 +75,6 @@ def test_ops_that_are_not_chains_ending_in_a_training_bn_run_as_they_are() -> No
 def test_a_second_derivative_through_a_recomputed_op_is_refused_with_the_way_out() -> None:
     op = search_op("sep_conv_3x3", 1)
     x = torch.randn(2, 6, 8, 8, dtype=torch.float64, requires_grad=True)
-    out = run_op(op, x, SharedReLU(x), recompute=True)
+    out = run_op(op, SharedReLU(x), recompute=True)
     with pytest.raises(RuntimeError, match="recompute_ops=False to differentiate through its gradients"):
         torch.autograd.grad(out.square().sum(), x, create_graph=True)
