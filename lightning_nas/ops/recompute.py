@@ -78,9 +78,9 @@ def normalized_chains(op: nn.Module) -> list[NormalizedChain] | None:
     for module in layers:
         if type(module) is nn.BatchNorm2d:
             lean = module.training and not module.affine and module.track_running_stats and module.momentum is not None
-            if not lean or not prefix:
+            if not lean:
                 return None
-            last = prefix.pop() if _plain_conv(prefix[-1]) else None
+            last = prefix.pop() if prefix and _plain_conv(prefix[-1]) else None
             chains.append(NormalizedChain(tuple(prefix), last, module))  # type: ignore[arg-type]
             prefix = []
         elif _recomputable(module):
@@ -190,10 +190,8 @@ def run_op(op: nn.Module, relu: SharedReLU, recompute: bool = False) -> torch.Te
             x = module(x)
         return x
     for chain in chains:
-        if x is relu.x and isinstance(chain.prefix[0], nn.ReLU):
+        if x is relu.x and chain.prefix and isinstance(chain.prefix[0], nn.ReLU):
             x, chain = relu(), replace(chain, prefix=chain.prefix[1:])
-        elif x is relu.x and isinstance(chain.prefix[0], nn.AvgPool2d):  # keeps its input, the mixed op's: run it
-            x, chain = chain.prefix[0](x), replace(chain, prefix=chain.prefix[1:])
         constant = not any(w.requires_grad for w in chain.weights())
         if constant and all(isinstance(m, (nn.ReLU, DepthwiseConv2d)) for m in chain.prefix):
             # with constant weights a depthwise conv keeps nothing (at stride 1; its input at stride 2), and a ReLU

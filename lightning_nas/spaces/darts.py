@@ -15,7 +15,7 @@ import math
 import random
 from contextlib import contextmanager, nullcontext
 from functools import partial
-from typing import ContextManager, Iterator, Sequence
+from typing import ContextManager, Iterator, Sequence, cast
 
 import torch
 import torch.nn.functional as F
@@ -55,6 +55,20 @@ def channel_shuffle(x: torch.Tensor, groups: int) -> torch.Tensor:
     return x.view(B, groups, C // groups, H, W).transpose(1, 2).reshape(B, C, H, W)
 
 
+# per pooling op of one input: its pooling output, and its BN output if that BN normalised with batch statistics
+SharedPooling = dict[str, tuple[torch.Tensor, torch.Tensor | None]]
+
+
+def track_batch(norm: nn.BatchNorm2d, u: torch.Tensor) -> None:
+    """What ``norm(u)`` does to ``norm``'s running statistics in training mode, without normalising ``u``."""
+    tracked = norm.num_batches_tracked
+    if not norm.training or tracked is None:  # eval mode, or no running statistics
+        return
+    tracked.add_(1)
+    momentum = 1.0 / float(tracked) if norm.momentum is None else norm.momentum
+    torch.batch_norm_update_stats(u.detach(), norm.running_mean, norm.running_var, momentum)
+
+
 def num_edges(nodes: int) -> int:
     """Edges of a search cell: intermediate node j (0-based) reads the 2 cell inputs and the j earlier nodes."""
     return sum(2 + node for node in range(nodes))
@@ -68,6 +82,11 @@ class MixedOp(nn.Module):
     through the ops; the rest bypass them (max-pooled when the edge reduces) and the channels are shuffled after.
     With ``recompute`` the ops keep about half the memory for the backward pass and recompute the rest
     (``ops.recompute``).
+
+    Pooling has no parameters, and its training-mode BN normalises with the batch's own statistics, so every mixed op
+    reading the same input gets the same pooling output: ``forward`` takes it from ``shared`` when another edge
+    computed it (each edge's BN still updates its own running statistics), which saves its time and memory in all but
+    one of a cell input's edges.
     """
 
     def __init__(
@@ -93,21 +112,35 @@ class MixedOp(nn.Module):
             self.ops.append(nn.Sequential(op, nn.BatchNorm2d(C_op, affine=False)) if name in POOLING_OPS else op)
         self.bypass = nn.MaxPool2d(2, 2) if stride == 2 else nn.Identity()
 
-    def forward(self, x: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-        """``weights``: one weight per candidate op (softmax(α) of this edge)."""
+    def forward(self, x: torch.Tensor, weights: torch.Tensor, shared: SharedPooling | None = None) -> torch.Tensor:
+        """``weights``: one weight per candidate op (softmax(α) of this edge); ``shared``: the pooling outputs of the
+        mixed ops with the same input and stride so far (this one's are added to it), or None."""
         k = self.partial_channels
         x_op = x if k == 1 else x[:, : x.shape[1] // k]
         relu = SharedReLU(x_op)
+        shared = {} if shared is None else shared
         out: torch.Tensor | None = None
         for w, op, name in zip(weights, self.ops, self.primitives):
             if name == "none":  # adds weight x 0: not built; its α still gets its gradient through the softmax
                 continue
-            y = run_op(op, relu, self.recompute)
+            y = self._pooling(name, op, x_op, shared) if name in POOLING_OPS else run_op(op, relu, self.recompute)
             out = w * y if out is None else torch.addcmul(out, w, y)  # out + w·y in one pass over the memory
         assert out is not None, "check_primitives keeps an op besides 'none'"
         if k == 1:
             return out
         return channel_shuffle(torch.cat([out, self.bypass(x[:, x.shape[1] // k :])], dim=1), k)
+
+    def _pooling(self, name: str, op: nn.Module, x: torch.Tensor, shared: SharedPooling) -> torch.Tensor:
+        """The pooling op ``name`` (pooling, then a non-affine BN) on ``x``, its pooling (and, with batch statistics,
+        its output) taken from ``shared`` if there."""
+        pool, norm = cast(tuple[nn.Module, nn.BatchNorm2d], tuple(op.children()))  # as __init__ builds it
+        u, y = shared.get(name) or (pool(x), None)
+        if y is not None and norm.training:  # another edge normalised u with its batch statistics too
+            track_batch(norm, u)
+            return y
+        y = run_op(norm, SharedReLU(u), self.recompute)
+        shared[name] = (u, y if norm.training else None)
+        return y
 
 
 class SearchCell(nn.Module):
@@ -151,14 +184,16 @@ class SearchCell(nn.Module):
         """``weights``: (edges, ops) op weights, edges ordered node by node, each node's inputs in order;
         ``edge_weights``: one weight per edge scaling its whole output (PC-DARTS edge normalisation), or None."""
         states = [self.preprocess0(s0), self.preprocess1(s1)]
+        shared: list[SharedPooling] = [{}, {}]  # per state: the edges reading it have the same stride
         offset = 0
         for _ in range(self.nodes):
             inputs = len(states)
-            edges = zip(self.edges[offset : offset + inputs], states, weights[offset : offset + inputs])
-            outputs = [edge(h, w) for edge, h, w in edges]
+            edges = zip(self.edges[offset : offset + inputs], states, weights[offset : offset + inputs], shared)
+            outputs = [edge(h, w, pooled) for edge, h, w, pooled in edges]
             if edge_weights is not None:
                 outputs = [b * out for b, out in zip(edge_weights[offset : offset + inputs], outputs)]
             states.append(sum(outputs))
+            shared.append({})
             offset += inputs
         return torch.cat(states[2:], dim=1)
 
