@@ -15,7 +15,7 @@ def search_op(name: str, stride: int) -> nn.Module:
     return op.double().to(memory_format=torch.channels_last)
 
 
-@pytest.mark.parametrize("name", [name for name in DARTS_PRIMITIVES if name != "none"])
+@pytest.mark.parametrize("name", [*(name for name in DARTS_PRIMITIVES if name != "none"), "conv_3x3", "conv_7x1_1x7"])
 @pytest.mark.parametrize("stride", [1, 2])
 @pytest.mark.parametrize("constant_weights", [False, True])
 def test_recomputed_ops_give_the_same_outputs_gradients_and_statistics(name, stride, constant_weights) -> None:
@@ -34,7 +34,8 @@ def test_recomputed_ops_give_the_same_outputs_gradients_and_statistics(name, str
     torch.testing.assert_close(ours, theirs)
     for a, b in zip(op.buffers(), reference.buffers()):  # BN running statistics, updated once
         torch.testing.assert_close(a, b)
-    assert (normalized_chains(op) is None) == (name == "skip_connect")  # an identity, or a FactorizedReduce
+    # run as they are: an identity or a FactorizedReduce, and pooling (which the mixed op shares between edges)
+    assert (normalized_chains(op) is None) == (name == "skip_connect" or name in POOLING_OPS)
 
 
 def test_a_sep_conv_keeps_its_input_and_two_bn_outputs_only() -> None:
