@@ -20,7 +20,7 @@ as the plain convolution up to float rounding, and stay twice differentiable.
 
 from __future__ import annotations
 
-from typing import Any, Sequence, cast
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -37,48 +37,9 @@ def space_to_batch(x: torch.Tensor, d: int) -> torch.Tensor:
     return phases.permute(0, 3, 1, 2)
 
 
-Needs = tuple[bool, bool]  # which of the input and the weight gradient a backward pass computes
-
-
-def conv2d_backward(
-    grad: torch.Tensor, x: torch.Tensor, weight: torch.Tensor, stride: Sequence[int] | int,
-    padding: Sequence[int] | int, dilation: Sequence[int] | int, groups: int, needs: Needs,
-) -> tuple[torch.Tensor | None, torch.Tensor | None]:
-    """The input and weight gradients of ``F.conv2d(x, weight, None, stride, padding, dilation, groups)``, those
-    ``needs`` asks for, from the convolution's backward kernel. ``x`` only needs its shape unless a weight gradient
-    is asked for."""
-    pair = (lambda v: [v, v] if isinstance(v, int) else list(v))
-    grad_x, grad_w, _ = torch.ops.aten.convolution_backward(
-        grad, x, weight, None, pair(stride), pair(padding), pair(dilation), False, [0, 0], groups, [*needs, False]
-    )
-    return grad_x, grad_w
-
-
-def same_depthwise_backward(
-    grad: torch.Tensor, x: torch.Tensor | None, weight: torch.Tensor, dilation: int, padding: int, needs: Needs
-) -> tuple[torch.Tensor | None, torch.Tensor | None]:
-    """The input and weight gradients of a stride-1 depthwise convolution with dilation d and padding d(k-1)/2, as
-    forward convolutions and, dilated, as dense ones over the pixel phases; ``x`` is needed for the weight gradient
-    only."""
-    d, C = dilation, weight.shape[0]
-    grad_x = grad_w = None
-    if needs[0]:
-        grad_x = F.conv2d(grad, weight.flip(2, 3), None, 1, padding, d, C)
-    if needs[1]:
-        assert x is not None, "the weight gradient needs the input"
-        k = weight.shape[-1]
-        H, W = x.shape[2:]
-        if d > 1 and H % d == 0 and W % d == 0 and min(H, W) // d >= k:  # dense over the phases
-            grad_w = conv2d_backward(space_to_batch(grad, d), space_to_batch(x, d), weight, 1, padding // d, 1, C,
-                                     (False, True))[1]
-        else:  # not dilated, or phases smaller than the kernel (oneDNN's dense kernel loses on 5x5 on 4x4 phases)
-            grad_w = conv2d_backward(grad, x, weight, 1, padding, d, C, (False, True))[1]
-    return grad_x, grad_w
-
-
 class _SameDepthwise(torch.autograd.Function):
-    """A stride-1 depthwise convolution with dilation d and padding d(k-1)/2, whose backward pass is
-    ``same_depthwise_backward``."""
+    """A stride-1 depthwise convolution with dilation d and padding d(k-1)/2, whose backward pass runs as forward
+    convolutions and, dilated, as dense ones over the pixel phases."""
 
     @staticmethod
     def forward(ctx: Any, x: torch.Tensor, weight: torch.Tensor, dilation: int, padding: int) -> torch.Tensor:
@@ -90,8 +51,20 @@ class _SameDepthwise(torch.autograd.Function):
     @staticmethod
     def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor | None, None, None]:
         x, weight = ctx.saved_tensors
-        needs = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
-        return (*same_depthwise_backward(grad, x, weight, ctx.dilation, ctx.padding, needs), None, None)
+        d, C = ctx.dilation, weight.shape[0]
+        grad_x = grad_w = None
+        if ctx.needs_input_grad[0]:
+            grad_x = F.conv2d(grad, weight.flip(2, 3), None, 1, ctx.padding, d, C)
+        if ctx.needs_input_grad[1]:
+            k = weight.shape[-1]
+            H, W = x.shape[2:]
+            if d > 1 and H % d == 0 and W % d == 0 and min(H, W) // d >= k:  # dense over the phases
+                args = (space_to_batch(grad, d), space_to_batch(x, d), weight, None, [1, 1], [ctx.padding // d] * 2,
+                        [1, 1])
+            else:  # not dilated, or phases smaller than the kernel (oneDNN's dense kernel loses on 5x5 on 4x4 phases)
+                args = (grad, x, weight, None, [1, 1], [ctx.padding] * 2, [d, d])
+            grad_w = torch.ops.aten.convolution_backward(*args, False, [0, 0], C, [False, True, False])[1]
+        return grad_x, grad_w, None, None
 
 
 def depthwise_conv2d(x: torch.Tensor, weight: torch.Tensor, stride: int, padding: int, dilation: int) -> torch.Tensor:
@@ -105,25 +78,6 @@ def depthwise_conv2d(x: torch.Tensor, weight: torch.Tensor, stride: int, padding
         if stride == d:
             return F.conv2d(x[:, :, ::d, ::d], weight, None, 1, (k - 1) // 2, 1, C)
     return F.conv2d(x, weight, None, stride, padding, dilation, C)
-
-
-def depthwise_conv2d_backward(
-    grad: torch.Tensor, x: torch.Tensor, weight: torch.Tensor, stride: int, padding: int, dilation: int, needs: Needs
-) -> tuple[torch.Tensor | None, torch.Tensor | None]:
-    """The input and weight gradients of ``depthwise_conv2d``, computed the way its own backward pass computes them,
-    for code that recomputes the convolution instead of recording it."""
-    C, k, d = x.shape[1], weight.shape[-1], dilation
-    if x.device.type == "cpu" and padding == d * (k - 1) // 2:
-        if stride == 1:
-            return same_depthwise_backward(grad, x, weight, d, padding, needs)
-        if stride == d:  # the dense convolution of x[:, :, ::d, ::d]
-            grad_phase, grad_w = conv2d_backward(grad, x[:, :, ::d, ::d], weight, 1, (k - 1) // 2, 1, C, needs)
-            grad_x = None
-            if grad_phase is not None:
-                grad_x = grad_phase.new_zeros(x.shape)
-                grad_x[:, :, ::d, ::d] = grad_phase
-            return grad_x, grad_w
-    return conv2d_backward(grad, x, weight, stride, padding, dilation, C, needs)
 
 
 torch.fx.wrap("depthwise_conv2d")  # a single node in FX graphs: its branches read the input's shape
@@ -140,31 +94,11 @@ class DepthwiseConv2d(nn.Conv2d):
         return self._conv_forward(x, self.weight, self.bias)
 
     @torch.jit.unused
-    def _square(self) -> tuple[int, int, int] | None:
-        """(stride, padding, dilation) if ``depthwise_conv2d`` can compute this convolution (square, zero padding, one
-        filter per channel), else None."""
-        (k, _), (stride, _), padding, (dilation, _) = self.kernel_size, self.stride, self.padding, self.dilation
-        square = self.kernel_size == (k, k) and self.stride == (stride, stride) and self.dilation == (dilation,) * 2
-        depthwise = self.padding_mode == "zeros" and self.groups == self.in_channels
-        if not depthwise or not square or padding != (padding[0],) * 2:
-            return None
-        return stride, int(padding[0]), dilation
-
-    @torch.jit.unused
     def _conv_forward(self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
         """The convolution with ``weight`` (nn.Conv2d's hook, which the search ops' recomputation calls too)."""
-        square = self._square()
-        if bias is not None or square is None:
+        (k, _), (stride, _), padding, (dilation, _) = self.kernel_size, self.stride, self.padding, self.dilation
+        square = self.kernel_size == (k, k) and self.stride == (stride, stride) and self.dilation == (dilation,) * 2
+        plain = bias is not None or self.padding_mode != "zeros" or self.groups != self.in_channels
+        if plain or not square or padding != (padding[0],) * 2:
             return super()._conv_forward(x, weight, bias)
-        return depthwise_conv2d(x, weight, *square)
-
-    @torch.jit.unused
-    def _conv_backward(
-        self, grad: torch.Tensor, x: torch.Tensor, weight: torch.Tensor, needs: Needs
-    ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
-        """The input and weight gradients of ``_conv_forward(x, weight, None)`` with zero padding, computed its way."""
-        square = self._square()
-        if square is None:
-            padding = cast(tuple[int, int], self.padding)  # the recomputation runs integer paddings only
-            return conv2d_backward(grad, x, weight, self.stride, padding, self.dilation, self.groups, needs)
-        return depthwise_conv2d_backward(grad, x, weight, *square, needs)
+        return depthwise_conv2d(x, weight, stride, int(padding[0]), dilation)

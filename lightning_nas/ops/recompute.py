@@ -3,15 +3,16 @@
 Every conv op of a mixed op starts with a ReLU of the edge input: it is computed once (``SharedReLU``), keeping its
 input, which the mixed op keeps anyway, rather than its output.
 
-With ``recompute`` (``SearchNetwork(recompute_ops=True)``): every conv op of the DARTS supernet is one or more chains
-of cheap layers (ReLU, depthwise and plain convolutions) ending in a non-affine BN, and plain autograd keeps the input
-of every conv and BN in them, most of a search step's memory. A non-affine BN's backward pass needs only its output
+With ``recompute`` (``SearchNetwork(recompute_ops=True)``): every candidate op of the DARTS supernet is one or more
+chains of cheap layers (ReLU, convolutions, pooling) ending in a non-affine BN, and plain autograd keeps the input of
+every conv and BN in them, most of a search step's memory (the mixed op pools once per input, and runs the pooling
+op's BN alone as a chain). A non-affine BN's backward pass needs only its output
 y = (u − mean)·invstd, which the mixed op keeps anyway for α's gradient. So each chain runs as one autograd function
-that keeps its input and y; its backward pass reruns what comes before the chain's last conv (a ReLU and a depthwise
-conv) and takes every layer's gradients from their kernels directly, the depthwise convs' the way their own backward
-pass does. When no weight in the chain wants a gradient (an α step), its ReLUs and stride-1 depthwise convs keep
-nothing extra anyway and run recorded, so nothing is recomputed. The numbers are plain autograd's up to float
-rounding; the modules, parameters and BN statistics are the ops' own.
+that keeps its input and y; its backward pass recomputes what comes before the chain's last conv (a ReLU and a
+depthwise conv, or a pooling) and takes the last conv's and the BN's gradients from their kernels directly. When no
+weight in the chain wants a gradient (an α step), its ReLUs and stride-1 depthwise convs keep nothing extra anyway
+and run recorded, so nothing is recomputed. The numbers are plain autograd's up to float rounding; the modules,
+parameters and BN statistics are the ops' own.
 """
 
 from __future__ import annotations
@@ -22,7 +23,8 @@ from typing import Any, Iterator, cast
 import torch
 from torch import nn
 
-from lightning_nas.ops.depthwise import DepthwiseConv2d, Needs, conv2d_backward
+from lightning_nas.ops.depthwise import DepthwiseConv2d
+from lightning_nas.ops.pointwise import PointwiseConv2d
 from lightning_nas.ops.primitives import after_leading_relu
 
 
@@ -40,41 +42,24 @@ class NormalizedChain:
         convs = [*(m for m in self.prefix if isinstance(m, nn.Conv2d)), *([] if self.last is None else [self.last])]
         return [conv.weight for conv in convs]
 
-    def run_prefix(self, x: torch.Tensor, weights: Iterator[torch.Tensor]) -> list[torch.Tensor]:
-        """``x``, then the output of each prefix layer on it, its convs with the next of ``weights`` (theirs, or
-        stand-ins for them)."""
-        outputs = [x]
+    def run_prefix(self, x: torch.Tensor, weights: Iterator[torch.Tensor]) -> torch.Tensor:
+        """The prefix on ``x``, its convs with the next of ``weights`` (theirs, or stand-ins for them)."""
         for module in self.prefix:
             x = module._conv_forward(x, next(weights), None) if isinstance(module, nn.Conv2d) else module(x)
-            outputs.append(x)
-        return outputs
+        return x
+
+
+def _recomputable(module: nn.Module) -> bool:
+    """A layer that gives the same output when run again, and that ``run_prefix`` can run with stand-in weights."""
+    if isinstance(module, nn.Conv2d):  # these three compute their forward pass as ``_conv_forward``
+        plain = type(module) in (nn.Conv2d, DepthwiseConv2d, PointwiseConv2d)
+        return plain and module.bias is None and module.padding_mode == "zeros"
+    return isinstance(module, (nn.MaxPool2d, nn.AvgPool2d)) or isinstance(module, nn.ReLU) and not module.inplace
 
 
 def _plain_conv(module: nn.Module) -> bool:
     """A conv that is ``F.conv2d`` with its attributes (not a subclass that computes it another way)."""
     return type(module) is nn.Conv2d and isinstance(module.padding, tuple)
-
-
-def _recomputable(module: nn.Module) -> bool:
-    """A layer that gives the same output when run again, that ``run_prefix`` can run with stand-in weights and whose
-    gradients ``_layer_backward`` computes."""
-    if isinstance(module, nn.Conv2d):
-        lean = module.bias is None and module.padding_mode == "zeros" and isinstance(module.padding, tuple)
-        return lean and (type(module) is DepthwiseConv2d or _plain_conv(module))
-    return isinstance(module, nn.ReLU) and not module.inplace
-
-
-def _layer_backward(
-    module: nn.Module, grad: torch.Tensor, x: torch.Tensor, weight: torch.Tensor | None, needs: Needs
-) -> tuple[torch.Tensor | None, torch.Tensor | None]:
-    """The input and weight gradients (those ``needs`` asks for) of a ``_recomputable`` layer that ran on ``x``."""
-    if isinstance(module, nn.ReLU):
-        return torch.ops.aten.threshold_backward(grad, x, 0) if needs[0] else None, None
-    assert isinstance(module, nn.Conv2d) and weight is not None, "a ReLU or a conv"
-    if isinstance(module, DepthwiseConv2d):
-        return module._conv_backward(grad, x, weight, needs)
-    return conv2d_backward(grad, x, weight, module.stride, cast(tuple[int, int], module.padding), module.dilation,
-                           module.groups, needs)
 
 
 def normalized_chains(op: nn.Module) -> list[NormalizedChain] | None:
@@ -111,7 +96,7 @@ class _NormalizedChainFunction(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx: Any, x: torch.Tensor, chain: NormalizedChain, *weights: torch.Tensor) -> torch.Tensor:
-        u = chain.run_prefix(x, iter(weights))[-1]
+        u = chain.run_prefix(x, iter(weights))
         if chain.last is not None:
             u = chain.last(u)
         norm = chain.norm
@@ -133,26 +118,34 @@ class _NormalizedChainFunction(torch.autograd.Function):
                                "recompute_ops=False to differentiate through its gradients (create_graph=True)")
         x, y, invstd, *weights = ctx.saved_tensors
         chain: NormalizedChain = ctx.chain
+        needs_x, needs_w = ctx.needs_input_grad[0], ctx.needs_input_grad[2:]
         # the BN backward pass on its normalised output (mean 0, invstd 1), scaled by its real invstd
-        grad = torch.ops.aten.native_batch_norm_backward(
+        grad_z = torch.ops.aten.native_batch_norm_backward(
             grad, y, invstd, None, None, torch.zeros_like(invstd), torch.ones_like(invstd), True, 0.0,
             [True, False, False],
         )[0]
-        layers = [*chain.prefix, *([] if chain.last is None else [chain.last])]
-        if x is None:  # not kept: a lone last conv wants its input's shape only
-            x = grad.new_empty(()).expand(ctx.input_shape)
-        inputs = chain.run_prefix(x, iter(weights))  # each layer's input (the prefix recomputed), then the output
-        conv_weights = iter(zip(reversed(weights), reversed(ctx.needs_input_grad[2:])))
-        grad_input: torch.Tensor | None = grad
-        grad_weights: list[torch.Tensor | None] = []
-        for i in reversed(range(len(layers))):  # from the last conv back to the chain's input
-            weight, needs_weight = next(conv_weights) if isinstance(layers[i], nn.Conv2d) else (None, False)
-            needs = i > 0 or ctx.needs_input_grad[0], needs_weight
-            assert grad_input is not None, "only the chain's input may go without a gradient"
-            grad_input, grad_weight = _layer_backward(layers[i], grad_input, inputs[i], weight, needs)
-            if weight is not None:
-                grad_weights.append(grad_weight)
-        return (grad_input, None, *reversed(grad_weights))
+        z, prefix_weights = x, weights[: len(weights) - (chain.last is not None)]
+        if chain.prefix:  # recompute it, recorded, with stand-ins for its weights that collect their gradients
+            with torch.enable_grad():
+                x = x.detach().requires_grad_(needs_x)
+                prefix_weights = [w.detach().requires_grad_(needed) for w, needed in zip(prefix_weights, needs_w)]
+                z = chain.run_prefix(x, iter(prefix_weights))
+        grad_last = None
+        if chain.last is not None:
+            last = chain.last
+            if z is None:  # the input was not kept: only its shape is needed
+                z = grad_z.new_empty(()).expand(ctx.input_shape)
+            grad_z, grad_last, _ = torch.ops.aten.convolution_backward(
+                grad_z, z.detach(), weights[-1], None, last.stride, last.padding, last.dilation, False, [0, 0],
+                last.groups, [z.requires_grad or needs_x, needs_w[-1], False],
+            )
+        if not chain.prefix:
+            return (grad_z, None, *([] if chain.last is None else [grad_last]))
+        inputs = [t for t in (x, *prefix_weights) if t.requires_grad]
+        grads = iter(torch.autograd.grad(z, inputs, grad_z))
+        grad_x = next(grads) if needs_x else None
+        grad_prefix = [next(grads) if w.requires_grad else None for w in prefix_weights]
+        return (grad_x, None, *grad_prefix, *([] if chain.last is None else [grad_last]))
 
 
 class _ReLUKeepingInput(torch.autograd.Function):
