@@ -55,8 +55,14 @@ def channel_shuffle(x: torch.Tensor, groups: int) -> torch.Tensor:
     return x.view(B, groups, C // groups, H, W).transpose(1, 2).reshape(B, C, H, W)
 
 
-# per pooling op of one input: its pooling output, and its BN output if that BN normalised with batch statistics
-SharedPooling = dict[str, tuple[torch.Tensor, torch.Tensor | None]]
+class SharedInput:
+    """What the mixed ops reading one cell state compute alike, computed by the first of them for all: the ReLU that
+    every conv op starts with, and, per pooling op, its pooling output and, if its BN normalised with batch
+    statistics, its output. The edges of one state have the same stride."""
+
+    def __init__(self) -> None:
+        self.relu: SharedReLU | None = None
+        self.pooled: dict[str, tuple[torch.Tensor, torch.Tensor | None]] = {}
 
 
 def track_batch(norm: nn.BatchNorm2d, u: torch.Tensor) -> None:
@@ -83,10 +89,10 @@ class MixedOp(nn.Module):
     With ``recompute`` the ops keep about half the memory for the backward pass and recompute the rest
     (``ops.recompute``).
 
-    Pooling has no parameters, and its training-mode BN normalises with the batch's own statistics, so every mixed op
-    reading the same input gets the same pooling output: ``forward`` takes it from ``shared`` when another edge
-    computed it (each edge's BN still updates its own running statistics), which saves its time and memory in all but
-    one of a cell input's edges.
+    The mixed ops reading one input compute some things alike (``SharedInput``): the ReLU their conv ops start with,
+    and their pooling ops, which have no parameters and whose training-mode BN normalises with the batch's own
+    statistics (each edge's BN still updates its own running statistics). The first edge computes them for all, which
+    saves their time and memory in the others.
     """
 
     def __init__(
@@ -112,34 +118,40 @@ class MixedOp(nn.Module):
             self.ops.append(nn.Sequential(op, nn.BatchNorm2d(C_op, affine=False)) if name in POOLING_OPS else op)
         self.bypass = nn.MaxPool2d(2, 2) if stride == 2 else nn.Identity()
 
-    def forward(self, x: torch.Tensor, weights: torch.Tensor, shared: SharedPooling | None = None) -> torch.Tensor:
-        """``weights``: one weight per candidate op (softmax(α) of this edge); ``shared``: the pooling outputs of the
-        mixed ops with the same input and stride so far (this one's are added to it), or None."""
+    def forward(self, x: torch.Tensor, weights: torch.Tensor, shared: SharedInput | None = None) -> torch.Tensor:
+        """``weights``: one weight per candidate op (softmax(α) of this edge); ``shared``: what the mixed ops reading
+        ``x`` so far computed for the others (this one adds to it), or None."""
         k = self.partial_channels
-        x_op = x if k == 1 else x[:, : x.shape[1] // k]
-        relu = SharedReLU(x_op)
-        shared = {} if shared is None else shared
+        shared = SharedInput() if shared is None else shared
+        if shared.relu is None:  # the first edge of this input
+            shared.relu = SharedReLU(x if k == 1 else x[:, : x.shape[1] // k])
+        relu = shared.relu
         out: torch.Tensor | None = None
         for w, op, name in zip(weights, self.ops, self.primitives):
             if name == "none":  # adds weight x 0: not built; its α still gets its gradient through the softmax
                 continue
-            y = self._pooling(name, op, x_op, shared) if name in POOLING_OPS else run_op(op, relu, self.recompute)
+            if name in POOLING_OPS:
+                y = self._pooling(name, op, relu.x, shared.pooled)
+            else:
+                y = run_op(op, relu, self.recompute)
             out = w * y if out is None else torch.addcmul(out, w, y)  # out + w·y in one pass over the memory
         assert out is not None, "check_primitives keeps an op besides 'none'"
         if k == 1:
             return out
         return channel_shuffle(torch.cat([out, self.bypass(x[:, x.shape[1] // k :])], dim=1), k)
 
-    def _pooling(self, name: str, op: nn.Module, x: torch.Tensor, shared: SharedPooling) -> torch.Tensor:
+    def _pooling(
+        self, name: str, op: nn.Module, x: torch.Tensor, pooled: dict[str, tuple[torch.Tensor, torch.Tensor | None]]
+    ) -> torch.Tensor:
         """The pooling op ``name`` (pooling, then a non-affine BN) on ``x``, its pooling (and, with batch statistics,
-        its output) taken from ``shared`` if there."""
+        its output) taken from ``pooled`` if another edge of ``x`` put it there."""
         pool, norm = cast(tuple[nn.Module, nn.BatchNorm2d], tuple(op.children()))  # as __init__ builds it
-        u, y = shared.get(name) or (pool(x), None)
+        u, y = pooled.get(name) or (pool(x), None)
         if y is not None and norm.training:  # another edge normalised u with its batch statistics too
             track_batch(norm, u)
             return y
         y = run_op(norm, SharedReLU(u), self.recompute)
-        shared[name] = (u, y if norm.training else None)
+        pooled[name] = (u, y if norm.training else None)
         return y
 
 
@@ -184,7 +196,7 @@ class SearchCell(nn.Module):
         """``weights``: (edges, ops) op weights, edges ordered node by node, each node's inputs in order;
         ``edge_weights``: one weight per edge scaling its whole output (PC-DARTS edge normalisation), or None."""
         states = [self.preprocess0(s0), self.preprocess1(s1)]
-        shared: list[SharedPooling] = [{}, {}]  # per state: the edges reading it have the same stride
+        shared = [SharedInput(), SharedInput()]
         offset = 0
         for _ in range(self.nodes):
             inputs = len(states)
@@ -193,7 +205,7 @@ class SearchCell(nn.Module):
             if edge_weights is not None:
                 outputs = [b * out for b, out in zip(edge_weights[offset : offset + inputs], outputs)]
             states.append(sum(outputs))
-            shared.append({})
+            shared.append(SharedInput())
             offset += inputs
         return torch.cat(states[2:], dim=1)
 

@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from lightning_nas.ops import DARTS_PRIMITIVES
+from lightning_nas.ops.recompute import _ReLUKeepingInput
 from lightning_nas.spaces.darts import MixedOp, SearchCell, SearchNetwork, derive_cell, num_edges
 
 
@@ -216,18 +217,25 @@ def edge_by_edge(cell: SearchCell, s0, s1, weights):
 
 @pytest.mark.parametrize("reduction", [False, True])
 @pytest.mark.parametrize("recompute_ops", [False, True])
-def test_edges_reading_one_input_pool_it_once_with_the_same_outputs_gradients_and_statistics(reduction, recompute_ops):
+def test_edges_reading_one_input_share_its_relu_and_pooling_with_the_same_outputs_gradients_and_statistics(
+    reduction, recompute_ops, monkeypatch
+):
     torch.manual_seed(0)
     cell = SearchCell(6, 6, 4, reduction, reduction_prev=False, recompute_ops=recompute_ops).double()
     reference = copy.deepcopy(cell)
-    pools = []
+    pools, relus = [], []
     for module in cell.modules():
         if isinstance(module, (torch.nn.MaxPool2d, torch.nn.AvgPool2d)):
             module.register_forward_hook(lambda *args: pools.append(1))
+    shared_relu = _ReLUKeepingInput.apply
+    monkeypatch.setattr(_ReLUKeepingInput, "apply", lambda x: relus.append(1) or shared_relu(x))
     s0, s1 = (torch.randn(3, 6, 8, 8, dtype=torch.float64, requires_grad=True) for _ in range(2))
     alpha = torch.randn(num_edges(4), len(DARTS_PRIMITIVES), dtype=torch.float64, requires_grad=True)
-    out, expected = cell(s0, s1, alpha.softmax(-1)), edge_by_edge(reference, s0, s1, alpha.softmax(-1))
-    assert len(pools) == 2 * 5  # each of the 2 pooling ops once per state read: 2 cell inputs, 3 nodes
+    out = cell(s0, s1, alpha.softmax(-1))
+    # once per state read (2 cell inputs, 3 nodes): each pooling op, and the ReLU the conv ops start with
+    assert (len(pools), len(relus)) == (2 * 5, 5)
+    expected = edge_by_edge(reference, s0, s1, alpha.softmax(-1))
+    assert len(relus) == 5 + num_edges(4)  # the control: one per edge
     torch.testing.assert_close(out, expected)
     grad = torch.randn_like(out)
     torch.testing.assert_close(torch.autograd.grad(out, [s0, s1, alpha, *cell.parameters()], grad),
