@@ -196,12 +196,12 @@ class SearchCell(nn.Module):
         """``weights``: (edges, ops) op weights, edges ordered node by node, each node's inputs in order;
         ``edge_weights``: one weight per edge scaling its whole output (PC-DARTS edge normalisation), or None."""
         states = [self.preprocess0(s0), self.preprocess1(s1)]
-        shared = [SharedInput(), SharedInput()]
+        shared = [SharedInput(), SharedInput()]  # per state: what its edges computed for the others
         offset = 0
         for _ in range(self.nodes):
             inputs = len(states)
             edges = zip(self.edges[offset : offset + inputs], states, weights[offset : offset + inputs], shared)
-            outputs = [edge(h, w, pooled) for edge, h, w, pooled in edges]
+            outputs = [edge(h, w, seen) for edge, h, w, seen in edges]
             if edge_weights is not None:
                 outputs = [b * out for b, out in zip(edge_weights[offset : offset + inputs], outputs)]
             states.append(sum(outputs))
