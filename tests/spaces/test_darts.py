@@ -304,4 +304,4 @@ def test_recomputed_ops_give_the_same_gradients_and_statistics_with_fewer_saved_
     torch.testing.assert_close([g for g in lean_grads if g is not None], [g for g in plain_grads if g is not None])
     for a, b in zip(network.buffers(), lean.buffers()):  # BN statistics updated once, as without recomputation
         torch.testing.assert_close(b, a)
-    assert lean_bytes < (0.1 if checkpoint_cells else 0.65) * plain_bytes
+    assert lean_bytes < (0.1 if checkpoint_cells else 0.6) * plain_bytes
