@@ -1,7 +1,13 @@
-"""How a mixed op runs its candidate ops: one shared ReLU, and optionally ops that keep little but their BN outputs.
+"""How a mixed op runs its candidate ops: one shared ReLU, the op's weight as the scale of its last BN, and optionally
+ops that keep little but their BN outputs.
 
 Every conv op of a mixed op starts with a ReLU of the edge input: it is computed once (``SharedReLU``), keeping its
 input, which the mixed op keeps anyway, rather than its output.
+
+Every op but the identity ends in a non-affine BN, and the mixed op weighs its output: w·BN(u) is the BN kernel with
+w as its scale (``weighted_norm``), whose backward kernel gives u's gradient, already scaled, and w's, Σ grad·BN(u),
+in its one pass over grad and u. ``addcmul`` instead keeps BN(u) beside u and takes four more passes over the memory
+in the backward pass of an α step.
 
 With ``recompute`` (``SearchNetwork(recompute_ops=True)``): every candidate op of the DARTS supernet is one or more
 chains of cheap layers (ReLU, convolutions, pooling) ending in a non-affine BN, and plain autograd keeps the input of
@@ -21,6 +27,7 @@ from dataclasses import dataclass, replace
 from typing import Any, Iterator, cast
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from lightning_nas.ops.depthwise import DepthwiseConv2d
@@ -62,24 +69,54 @@ def _plain_conv(module: nn.Module) -> bool:
     return type(module) is nn.Conv2d and isinstance(module.padding, tuple)
 
 
-def normalized_chains(op: nn.Module) -> list[NormalizedChain] | None:
-    """``op`` as the chains it runs in order, if it is nothing but (nested) ``nn.Sequential``\\ s of recomputable
-    layers each run of which ends in a training-mode non-affine BN; None otherwise (run it as it is). Read from the
-    op as it is now, so an op whose modules were replaced or that is in eval mode is run whole."""
+def sequential_layers(modules: list[nn.Module]) -> list[nn.Module]:
+    """The layers that ``modules`` run in order, with (nested) plain ``nn.Sequential``\\ s opened."""
     layers: list[nn.Module] = []
-    pending = [op]
+    pending = list(modules)
     while pending:
         module = pending.pop(0)
         if isinstance(module, nn.Sequential) and type(module).forward is nn.Sequential.forward:
             pending = [*module.children(), *pending]
         else:
             layers.append(module)
+    return layers
+
+
+def _lean_norm(module: nn.Module) -> bool:
+    """A training-mode non-affine BN with running statistics and a momentum: what ``weighted_norm`` and the chains
+    compute with its kernels directly."""
+    return (
+        type(module) is nn.BatchNorm2d
+        and module.training
+        and not module.affine
+        and module.track_running_stats
+        and module.momentum is not None
+    )
+
+
+def weighted_norm(norm: nn.BatchNorm2d, u: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """``weight · norm(u)`` for a ``_lean_norm``, with ``weight`` (a 0-d tensor) as the BN kernel's scale."""
+    cast(torch.Tensor, norm.num_batches_tracked).add_(1)
+    # a dense scale: torch 2.14's CPU BN backward pass returns a wrong input gradient for a stride-0 one (expand)
+    scale = weight.expand(u.shape[1]).contiguous()
+    momentum = cast(float, norm.momentum)  # a _lean_norm has one
+    return F.batch_norm(u, norm.running_mean, norm.running_var, scale, None, True, momentum, norm.eps)
+
+
+def add_weighted(out: torch.Tensor | None, weight: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """``out + weight·y`` in one pass over the memory (``weight·y`` when ``out`` is None)."""
+    return weight * y if out is None else torch.addcmul(out, weight, y)
+
+
+def normalized_chains(op: nn.Module) -> list[NormalizedChain] | None:
+    """``op`` as the chains it runs in order, if it is nothing but (nested) ``nn.Sequential``\\ s of recomputable
+    layers each run of which ends in a training-mode non-affine BN; None otherwise (run it as it is). Read from the
+    op as it is now, so an op whose modules were replaced or that is in eval mode is run whole."""
     chains: list[NormalizedChain] = []
     prefix: list[nn.Module] = []
-    for module in layers:
+    for module in sequential_layers([op]):
         if type(module) is nn.BatchNorm2d:
-            lean = module.training and not module.affine and module.track_running_stats and module.momentum is not None
-            if not lean:
+            if not _lean_norm(module):
                 return None
             last = prefix.pop() if prefix and _plain_conv(prefix[-1]) else None
             chains.append(NormalizedChain(tuple(prefix), last, module))  # type: ignore[arg-type]
@@ -175,21 +212,31 @@ class SharedReLU:
         return self.out
 
 
-def run_op(op: nn.Module, relu: SharedReLU, recompute: bool = False) -> torch.Tensor:
-    """``op(relu.x)`` inside a mixed op whose input is ``relu.x``: an op that starts with a ReLU takes the shared one;
-    with ``recompute``, an op that ``normalized_chains`` reads as chains runs them through
-    ``_NormalizedChainFunction`` (when autograd records). Not for a second derivative through the supernet: the
+def run_op(
+    op: nn.Module,
+    relu: SharedReLU,
+    recompute: bool = False,
+    weight: torch.Tensor | None = None,
+    out: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """``op(relu.x)`` inside a mixed op whose input is ``relu.x``, or with ``weight`` ``out + weight·op(relu.x)`` (an
+    op ending in a lean BN through ``weighted_norm``). An op that starts with a ReLU takes the shared one; with
+    ``recompute``, an op that ``normalized_chains`` reads as chains runs them through ``_NormalizedChainFunction``
+    (when autograd records), which keep their BN output. Not for a second derivative through the supernet: the
     chains' backward pass is not differentiable (and says so)."""
     x = relu.x
     chains = normalized_chains(op) if recompute and torch.is_grad_enabled() else None
     if chains is None:
         tail = after_leading_relu(op)
-        if tail is None:
-            return op(x)
-        x = relu()
-        for module in tail:
+        layers = sequential_layers([op] if tail is None else tail)
+        x = x if tail is None else relu()
+        fused = weight is not None and bool(layers) and _lean_norm(layers[-1])
+        for module in layers[:-1] if fused else layers:
             x = module(x)
-        return x
+        if fused:
+            y = weighted_norm(cast(nn.BatchNorm2d, layers[-1]), x, cast(torch.Tensor, weight))
+            return y if out is None else out + y
+        return x if weight is None else add_weighted(out, weight, x)
     for chain in chains:
         if x is relu.x and chain.prefix and isinstance(chain.prefix[0], nn.ReLU):
             x, chain = relu(), replace(chain, prefix=chain.prefix[1:])
@@ -201,4 +248,4 @@ def run_op(op: nn.Module, relu: SharedReLU, recompute: bool = False) -> torch.Te
                 x = _ReLUKeepingInput.apply(x) if isinstance(module, nn.ReLU) else module(x)
             chain = replace(chain, prefix=())
         x = _NormalizedChainFunction.apply(x, chain, *chain.weights())
-    return x
+    return x if weight is None else add_weighted(out, weight, x)

@@ -5,7 +5,7 @@ import torch
 from torch import nn
 
 from lightning_nas.ops import DARTS_PRIMITIVES, POOLING_OPS, create_op
-from lightning_nas.ops.recompute import SharedReLU, normalized_chains, run_op
+from lightning_nas.ops.recompute import SharedReLU, add_weighted, normalized_chains, run_op
 
 
 def search_op(name: str, stride: int) -> nn.Module:
@@ -35,6 +35,45 @@ def test_recomputed_ops_give_the_same_outputs_gradients_and_statistics(name, str
     for a, b in zip(op.buffers(), reference.buffers()):  # BN running statistics, updated once
         torch.testing.assert_close(a, b)
     assert (normalized_chains(op) is None) == (name == "skip_connect")  # an identity, or a FactorizedReduce
+
+
+@pytest.mark.parametrize("name", [name for name in DARTS_PRIMITIVES if name != "none"])
+@pytest.mark.parametrize("stride", [1, 2])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_an_op_weighed_in_its_last_bn_gives_the_same_sum_and_gradients_keeping_less(name, stride, dtype) -> None:
+    """``out + w·op(x)`` with w as the scale of the op's last BN: the values, gradients (x, w, the op's weights) and
+    statistics of ``addcmul``, which also keeps the BN output (float32 too: a stride-0 scale broke its gradient)."""
+    torch.manual_seed(0)
+    op = search_op(name, stride).to(dtype)
+    reference = copy.deepcopy(op)
+    x = torch.randn(3, 6, 8, 8, dtype=dtype).contiguous(memory_format=torch.channels_last).requires_grad_()
+    w = torch.tensor(0.3, dtype=dtype, requires_grad=True)
+    out = torch.randn(3, 6, 8 // stride, 8 // stride, dtype=dtype).contiguous(memory_format=torch.channels_last)
+    ours, ours_bytes = saved_bytes(lambda: run_op(op, SharedReLU(x), weight=w, out=out))
+    theirs, theirs_bytes = saved_bytes(lambda: add_weighted(out, w, run_op(reference, SharedReLU(x))))
+    torch.testing.assert_close(ours, theirs)
+    grad = torch.randn_like(theirs)
+    inputs = [x, w, *op.parameters()]
+    torch.testing.assert_close(
+        torch.autograd.grad(ours, inputs, grad), torch.autograd.grad(theirs, [x, w, *reference.parameters()], grad)
+    )
+    for a, b in zip(op.buffers(), reference.buffers()):
+        torch.testing.assert_close(a, b)
+    if name != "skip_connect":  # an identity, or a FactorizedReduce (not a Sequential): weighed by addcmul
+        assert ours_bytes < theirs_bytes
+
+
+def saved_bytes(forward) -> tuple[torch.Tensor, int]:
+    """``forward()`` and the bytes of the storages autograd kept for its backward pass."""
+    storages: dict[int, int] = {}
+
+    def pack(tensor: torch.Tensor) -> torch.Tensor:
+        storages[tensor.untyped_storage().data_ptr()] = tensor.untyped_storage().nbytes()
+        return tensor
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
+        result = forward()
+    return result, sum(storages.values())
 
 
 def test_a_sep_conv_keeps_its_input_and_two_bn_outputs_only() -> None:
