@@ -129,10 +129,19 @@ def normalized_chains(op: nn.Module) -> list[NormalizedChain] | None:
 
 
 class _NormalizedChainFunction(torch.autograd.Function):
-    """One ``NormalizedChain`` on ``x``, saving only ``x`` and the BN output."""
+    """One ``NormalizedChain`` on ``x``, saving only ``x`` and the BN output y; with ``scale`` (the mixed op's weight
+    of a chain that ends an op), ``out + scale·y``, whose backward pass takes the scale's gradient from the BN's
+    backward kernel, as ``weighted_norm`` does."""
 
     @staticmethod
-    def forward(ctx: Any, x: torch.Tensor, chain: NormalizedChain, *weights: torch.Tensor) -> torch.Tensor:
+    def forward(
+        ctx: Any,
+        x: torch.Tensor,
+        chain: NormalizedChain,
+        out: torch.Tensor | None,
+        scale: torch.Tensor | None,
+        *weights: torch.Tensor,
+    ) -> torch.Tensor:
         u = chain.run_prefix(x, iter(weights))
         if chain.last is not None:
             u = chain.last(u)
@@ -145,22 +154,25 @@ class _NormalizedChainFunction(torch.autograd.Function):
         ctx.chain, ctx.input_shape = chain, x.shape
         # the input only to recompute the prefix, or for the last conv's weight gradient
         keep_x = bool(chain.prefix) or chain.last is not None and ctx.needs_input_grad[-1]
-        ctx.save_for_backward(x if keep_x else None, y, invstd, *weights)
-        return y
+        ctx.save_for_backward(x if keep_x else None, y, invstd, scale, *weights)
+        return y if scale is None else add_weighted(out, scale, y)
 
     @staticmethod
     def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
         if torch.is_grad_enabled():  # create_graph: the kernels below would drop the terms through y silently
             raise RuntimeError("recompute_ops=True supports first derivatives only; build the supernet with "
                                "recompute_ops=False to differentiate through its gradients (create_graph=True)")
-        x, y, invstd, *weights = ctx.saved_tensors
+        x, y, invstd, scale, *weights = ctx.saved_tensors
         chain: NormalizedChain = ctx.chain
-        needs_x, needs_w = ctx.needs_input_grad[0], ctx.needs_input_grad[2:]
-        # the BN backward pass on its normalised output (mean 0, invstd 1), scaled by its real invstd
-        grad_z = torch.ops.aten.native_batch_norm_backward(
-            grad, y, invstd, None, None, torch.zeros_like(invstd), torch.ones_like(invstd), True, 0.0,
-            [True, False, False],
-        )[0]
+        needs = ctx.needs_input_grad
+        needs_x, needs_out, needs_scale, needs_w = needs[0], needs[2], needs[3], needs[4:]
+        # the BN backward pass on its normalised output (mean 0, invstd 1), scaled by its real invstd (and the scale);
+        # its weight gradient Σ grad·y is the scale's
+        grad_z, grad_scale, _ = torch.ops.aten.native_batch_norm_backward(
+            grad, y, invstd if scale is None else invstd * scale, None, None, torch.zeros_like(invstd),
+            torch.ones_like(invstd), True, 0.0, [True, needs_scale, False],
+        )
+        head = (grad if needs_out else None, None if grad_scale is None else grad_scale.sum())
         z, prefix_weights = x, weights[: len(weights) - (chain.last is not None)]
         if chain.prefix:  # recompute it, recorded, with stand-ins for its weights that collect their gradients
             with torch.enable_grad():
@@ -177,12 +189,12 @@ class _NormalizedChainFunction(torch.autograd.Function):
                 last.groups, [z.requires_grad or needs_x, needs_w[-1], False],
             )
         if not chain.prefix:
-            return (grad_z, None, *([] if chain.last is None else [grad_last]))
+            return (grad_z, None, *head, *([] if chain.last is None else [grad_last]))
         inputs = [t for t in (x, *prefix_weights) if t.requires_grad]
         grads = iter(torch.autograd.grad(z, inputs, grad_z))
         grad_x = next(grads) if needs_x else None
         grad_prefix = [next(grads) if w.requires_grad else None for w in prefix_weights]
-        return (grad_x, None, *grad_prefix, *([] if chain.last is None else [grad_last]))
+        return (grad_x, None, *head, *grad_prefix, *([] if chain.last is None else [grad_last]))
 
 
 class _ReLUKeepingInput(torch.autograd.Function):
@@ -237,7 +249,7 @@ def run_op(
             y = weighted_norm(cast(nn.BatchNorm2d, layers[-1]), x, cast(torch.Tensor, weight))
             return y if out is None else out + y
         return x if weight is None else add_weighted(out, weight, x)
-    for chain in chains:
+    for i, chain in enumerate(chains):
         if x is relu.x and chain.prefix and isinstance(chain.prefix[0], nn.ReLU):
             x, chain = relu(), replace(chain, prefix=chain.prefix[1:])
         constant = not any(w.requires_grad for w in chain.weights())
@@ -247,5 +259,8 @@ def run_op(
             for module in chain.prefix:
                 x = _ReLUKeepingInput.apply(x) if isinstance(module, nn.ReLU) else module(x)
             chain = replace(chain, prefix=())
-        x = _NormalizedChainFunction.apply(x, chain, *chain.weights())
-    return x if weight is None else add_weighted(out, weight, x)
+        if i < len(chains) - 1 or weight is None:
+            x = _NormalizedChainFunction.apply(x, chain, None, None, *chain.weights())
+        else:  # the op's last chain weighs its output and adds it
+            x = _NormalizedChainFunction.apply(x, chain, out, weight, *chain.weights())
+    return x
