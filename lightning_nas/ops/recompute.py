@@ -13,9 +13,9 @@ With ``recompute`` (``SearchNetwork(recompute_ops=True)``): every candidate op o
 chains of cheap layers (ReLU, convolutions, pooling) ending in a non-affine BN, and plain autograd keeps the input of
 every conv and BN in them, most of a search step's memory (the mixed op pools once per input, and runs the pooling
 op's BN alone as a chain). A non-affine BN's backward pass needs only its output
-y = (u − mean)·invstd, which the mixed op keeps anyway for α's gradient. So each chain runs as one autograd function
-that keeps its input and y; its backward pass recomputes what comes before the chain's last conv (a ReLU and a
-depthwise conv, or a pooling) and takes the last conv's and the BN's gradients from their kernels directly. When no
+y = (u − mean)·invstd, which α's gradient needs too. So each chain runs as one autograd function that keeps its
+input and y; its backward pass recomputes what comes before the chain's last conv (a ReLU and a depthwise conv, or a
+pooling) and takes the last conv's and the BN's gradients (and the op weight's) from their kernels directly. When no
 weight in the chain wants a gradient (an α step), its ReLUs and stride-1 depthwise convs keep nothing extra anyway
 and run recorded, so nothing is recomputed. The numbers are plain autograd's up to float rounding; the modules,
 parameters and BN statistics are the ops' own.
