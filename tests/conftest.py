@@ -1,15 +1,17 @@
-"""Shared by the tests: tiny CIFAR-10 and CIFAR-100 in their real on-disk format, an ImageFolder tree of JPEGs, and
-an interrupter for resume tests."""
+"""Shared by the tests: tiny CIFAR-10 and CIFAR-100 in their real on-disk format, an ImageFolder tree of JPEGs, an
+interrupter for resume tests, and a count of the activations autograd keeps."""
 
 from __future__ import annotations
 
 import hashlib
 import pickle
 from pathlib import Path
+from typing import Any, Callable
 
 import lightning.pytorch as pl
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 from torchvision.datasets import CIFAR10, CIFAR100
 
@@ -123,3 +125,22 @@ class StopAfterEpoch(pl.Callback):
 def stop_after_epoch() -> type[StopAfterEpoch]:
     """The interrupter class: ``stop_after_epoch(k)`` stops a fit after epoch k."""
     return StopAfterEpoch
+
+
+def _saved_activation_bytes(forward: Callable[[], Any]) -> tuple[Any, int]:
+    """``forward()``'s result and the bytes of the distinct storages autograd saved for its backward pass."""
+    storages: dict[int, int] = {}
+
+    def pack(tensor: torch.Tensor) -> torch.Tensor:
+        storages[tensor.untyped_storage().data_ptr()] = tensor.untyped_storage().nbytes()
+        return tensor
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
+        out = forward()
+    return out, sum(storages.values())
+
+
+@pytest.fixture
+def saved_activation_bytes() -> Callable[[Callable[[], Any]], tuple[Any, int]]:
+    """``saved_activation_bytes(forward)``: ``forward()``'s result and the bytes autograd saved for its backward."""
+    return _saved_activation_bytes

@@ -42,7 +42,7 @@ def test_recomputed_ops_give_the_same_outputs_gradients_and_statistics(name, str
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 @pytest.mark.parametrize("recompute", [False, True])
 def test_an_op_weighed_in_its_last_bn_gives_the_same_sum_and_gradients_keeping_less(
-    name, stride, dtype, recompute
+    name, stride, dtype, recompute, saved_activation_bytes
 ) -> None:
     """``out + w·op(x)`` with w as the scale of the op's last BN: the values, gradients (x, w, the op's weights) and
     statistics of ``addcmul``, which also keeps the BN output (float32 too: a stride-0 scale broke its gradient).
@@ -53,8 +53,10 @@ def test_an_op_weighed_in_its_last_bn_gives_the_same_sum_and_gradients_keeping_l
     x = torch.randn(3, 6, 8, 8, dtype=dtype).contiguous(memory_format=torch.channels_last).requires_grad_()
     w = torch.tensor(0.3, dtype=dtype, requires_grad=True)
     out = torch.randn(3, 6, 8 // stride, 8 // stride, dtype=dtype).contiguous(memory_format=torch.channels_last)
-    ours, ours_bytes = saved_bytes(lambda: run_op(op, SharedReLU(x), recompute, weight=w, out=out))
-    theirs, theirs_bytes = saved_bytes(lambda: add_weighted(out, w, run_op(reference, SharedReLU(x), recompute)))
+    ours, ours_bytes = saved_activation_bytes(lambda: run_op(op, SharedReLU(x), recompute, weight=w, out=out))
+    theirs, theirs_bytes = saved_activation_bytes(
+        lambda: add_weighted(out, w, run_op(reference, SharedReLU(x), recompute))
+    )
     torch.testing.assert_close(ours, theirs)
     grad = torch.randn_like(theirs)
     inputs = [x, w, *op.parameters()]
@@ -63,23 +65,11 @@ def test_an_op_weighed_in_its_last_bn_gives_the_same_sum_and_gradients_keeping_l
     )
     for a, b in zip(op.buffers(), reference.buffers()):
         torch.testing.assert_close(a, b)
-    if name == "skip_connect" or recompute:  # an identity, or a FactorizedReduce: weighed by addcmul
+    # weighed by addcmul: an identity or a FactorizedReduce; recomputed chains keep their BN output anyway
+    if name == "skip_connect" or recompute:
         assert ours_bytes <= theirs_bytes
     else:
         assert ours_bytes < theirs_bytes
-
-
-def saved_bytes(forward) -> tuple[torch.Tensor, int]:
-    """``forward()`` and the bytes of the storages autograd kept for its backward pass."""
-    storages: dict[int, int] = {}
-
-    def pack(tensor: torch.Tensor) -> torch.Tensor:
-        storages[tensor.untyped_storage().data_ptr()] = tensor.untyped_storage().nbytes()
-        return tensor
-
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
-        result = forward()
-    return result, sum(storages.values())
 
 
 def test_a_sep_conv_keeps_its_input_and_two_bn_outputs_only() -> None:

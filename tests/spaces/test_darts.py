@@ -170,19 +170,6 @@ def test_network_caps_skip_connect_in_the_normal_cell_only():
     assert capped.reduce == network.genotype().reduce
 
 
-def saved_activation_bytes(forward) -> tuple[torch.Tensor, int]:
-    """``forward()``'s result and the bytes of the distinct storages autograd saved for its backward pass."""
-    storages: dict[int, int] = {}
-
-    def pack(tensor):
-        storages[tensor.untyped_storage().data_ptr()] = tensor.untyped_storage().nbytes()
-        return tensor
-
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
-        out = forward()
-    return out, sum(storages.values())
-
-
 def test_mixed_op_applies_one_shared_relu_for_its_conv_ops_with_the_same_outputs_gradients_and_keys():
     torch.manual_seed(0)
     op = MixedOp(4, stride=1)
@@ -209,7 +196,8 @@ def test_mixed_op_applies_one_shared_relu_for_its_conv_ops_with_the_same_outputs
 def test_the_cell_output_hands_each_node_a_dense_gradient_in_its_memory_format():
     """A channel slice of the output gradient is strided (and the classifier's pooling may hand back NCHW): each node
     gets the same values, dense, in its own layout, and a second derivative goes through."""
-    nodes = [torch.randn(2, 3, 4, 4, dtype=torch.float64).contiguous(memory_format=torch.channels_last) for _ in range(3)]
+    channels_last = torch.channels_last
+    nodes = [torch.randn(2, 3, 4, 4, dtype=torch.float64).contiguous(memory_format=channels_last) for _ in range(3)]
     nodes.append(torch.randn(2, 3, 4, 4, dtype=torch.float64))  # NCHW
     nodes = [node.requires_grad_() for node in nodes]
     grad = torch.randn(2, 12, 4, 4, dtype=torch.float64).contiguous(memory_format=torch.channels_last)
@@ -266,7 +254,7 @@ def test_edges_reading_one_input_share_its_relu_and_pooling_with_the_same_output
     torch.testing.assert_close(cell(s0, s1, alpha.softmax(-1)), edge_by_edge(reference, s0, s1, alpha.softmax(-1)))
 
 
-def gradients(network, *args, **kwargs):
+def gradients(network, saved_activation_bytes, *args, **kwargs):
     torch.manual_seed(1)
     x, y = torch.randn(4, 3, 16, 16), torch.randint(0, 10, (4,))
     loss, saved = saved_activation_bytes(lambda: torch.nn.functional.cross_entropy(network(x, *args, **kwargs), y))
@@ -274,12 +262,14 @@ def gradients(network, *args, **kwargs):
     return [p.grad for p in network.parameters()], saved
 
 
-def test_weights_as_constants_give_the_same_alpha_gradient_without_weight_gradients_or_conv_inputs():
+def test_weights_as_constants_give_the_same_alpha_gradient_without_weight_gradients_or_conv_inputs(
+    saved_activation_bytes,
+):
     torch.manual_seed(0)
     network = SearchNetwork(C=4, layers=3)
     frozen = copy.deepcopy(network)
-    full, full_bytes = gradients(network)
-    _, alpha_only_bytes = gradients(frozen, weight_grad=False)
+    full, full_bytes = gradients(network, saved_activation_bytes)
+    _, alpha_only_bytes = gradients(frozen, saved_activation_bytes, weight_grad=False)
     for a, b in zip(network.arch_parameters(), frozen.arch_parameters()):
         torch.testing.assert_close(b.grad, a.grad)
     assert all(p.grad is None and p.requires_grad for p in frozen.weight_parameters())
@@ -287,20 +277,21 @@ def test_weights_as_constants_give_the_same_alpha_gradient_without_weight_gradie
     assert alpha_only_bytes < 0.9 * full_bytes  # the convs' inputs are not kept
 
 
-def test_checkpointed_cells_give_the_same_gradients_and_statistics_with_fewer_saved_activations():
+def test_checkpointed_cells_give_the_same_gradients_and_statistics_with_fewer_saved_activations(saved_activation_bytes):
     torch.manual_seed(0)
     network = SearchNetwork(C=4, layers=3)
     checkpointed = copy.deepcopy(network)
     checkpointed.checkpoint_cells = 3
-    plain_grads, plain_bytes = gradients(network)
-    checkpointed_grads, checkpointed_bytes = gradients(checkpointed)
+    plain_grads, plain_bytes = gradients(network, saved_activation_bytes)
+    checkpointed_grads, checkpointed_bytes = gradients(checkpointed, saved_activation_bytes)
     torch.testing.assert_close(checkpointed_grads, plain_grads)
     for a, b in zip(network.buffers(), checkpointed.buffers()):  # BN statistics updated once, not twice
         torch.testing.assert_close(b, a)
     assert checkpointed_bytes < 0.5 * plain_bytes
     for p in checkpointed.parameters():
         p.grad = None
-    gradients(checkpointed, weight_grad=False)  # the α step: recomputed with the weights frozen, as recorded
+    # the α step: recomputed with the weights frozen, as recorded
+    gradients(checkpointed, saved_activation_bytes, weight_grad=False)
     for a, b in zip(network.arch_parameters(), checkpointed.arch_parameters()):
         torch.testing.assert_close(b.grad, a.grad)
     with pytest.raises(ValueError, match="checkpoint_cells must be between 0 and the 3 cells, got 4"):
@@ -309,16 +300,18 @@ def test_checkpointed_cells_give_the_same_gradients_and_statistics_with_fewer_sa
 
 @pytest.mark.parametrize("step", [{}, {"weight_grad": False}, {"alpha_grad": False}], ids=["full", "alpha", "w"])
 @pytest.mark.parametrize("checkpoint_cells", [0, 3])
-def test_recomputed_ops_give_the_same_gradients_and_statistics_with_fewer_saved_activations(step, checkpoint_cells):
+def test_recomputed_ops_give_the_same_gradients_and_statistics_with_fewer_saved_activations(
+    step, checkpoint_cells, saved_activation_bytes
+):
     torch.manual_seed(0)
     network = SearchNetwork(C=4, layers=3)
     lean = SearchNetwork(C=4, layers=3, checkpoint_cells=checkpoint_cells, recompute_ops=True)
     lean.load_state_dict(network.state_dict())
-    plain_grads, plain_bytes = gradients(network, **step)
-    lean_grads, lean_bytes = gradients(lean, **step)
+    plain_grads, plain_bytes = gradients(network, saved_activation_bytes, **step)
+    lean_grads, lean_bytes = gradients(lean, saved_activation_bytes, **step)
     assert [g is None for g in lean_grads] == [g is None for g in plain_grads]
     torch.testing.assert_close([g for g in lean_grads if g is not None], [g for g in plain_grads if g is not None])
     for a, b in zip(network.buffers(), lean.buffers()):  # BN statistics updated once, as without recomputation
         torch.testing.assert_close(b, a)
-    # the plain α step keeps about 0.64 of the recomputed ops' activations (each op's BN input, not its output too)
+    # recomputed, the α step keeps about 0.64 of the plain one's activations (which keep each op's BN input only)
     assert lean_bytes < (0.1 if checkpoint_cells else 0.7 if step == {"weight_grad": False} else 0.6) * plain_bytes
