@@ -56,13 +56,12 @@ class _SameDepthwise(torch.autograd.Function):
         if ctx.needs_input_grad[0]:
             grad_x = F.conv2d(grad, weight.flip(2, 3), None, 1, ctx.padding, d, C)
         if ctx.needs_input_grad[1]:
-            k = weight.shape[-1]
-            H, W = x.shape[2:]
-            if d > 1 and H % d == 0 and W % d == 0 and min(H, W) // d >= k:  # dense over the phases
-                args = (space_to_batch(grad, d), space_to_batch(x, d), weight, None, [1, 1], [ctx.padding // d] * 2,
-                        [1, 1])
-            else:  # not dilated, or phases smaller than the kernel (oneDNN's dense kernel loses on 5x5 on 4x4 phases)
-                args = (grad, x, weight, None, [1, 1], [ctx.padding] * 2, [d, d])
+            k, padding = weight.shape[-1], ctx.padding
+            if d > 1 and x.shape[2] % d == 0 and x.shape[3] % d == 0:  # dense over the phases
+                grad, x, d, padding = space_to_batch(grad, d), space_to_batch(x, d), 1, padding // d
+            if min(x.shape[2:]) < k:  # oneDNN's kernel for a kernel larger than the image is 3-5x slower than padding
+                x, padding = F.pad(x, [padding] * 4), 0
+            args = (grad, x, weight, None, [1, 1], [padding] * 2, [d, d])
             grad_w = torch.ops.aten.convolution_backward(*args, False, [0, 0], C, [False, True, False])[1]
         return grad_x, grad_w, None, None
 

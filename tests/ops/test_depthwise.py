@@ -7,8 +7,10 @@ from lightning_nas.ops import create_op
 from lightning_nas.ops.depthwise import DepthwiseConv2d, depthwise_conv2d, space_to_batch
 
 # (kernel, dilation, stride, size): dense phases at stride 1 (3x3, and 5x5 on phases as large as the kernel and
-# smaller), phase (0, 0) at stride d, and the sizes that fall back to the plain convolution (odd at stride 1, d = 1)
-CASES = [(3, 2, 1, 8), (5, 2, 1, 10), (5, 2, 1, 8), (3, 2, 2, 8), (5, 2, 2, 7), (3, 2, 1, 7), (5, 1, 1, 8), (3, 1, 2, 8)]
+# smaller, which the weight gradient pads), phase (0, 0) at stride d, an image smaller than the kernel (padded too),
+# and the sizes that fall back to the plain convolution (odd at stride 1, d = 1)
+CASES = [(3, 2, 1, 8), (5, 2, 1, 10), (5, 2, 1, 8), (3, 2, 2, 8), (5, 1, 1, 4), (5, 2, 2, 7), (3, 2, 1, 7),
+         (5, 1, 1, 8), (3, 1, 2, 8)]
 
 
 def _plain(x: torch.Tensor, weight: torch.Tensor, stride: int, dilation: int) -> torch.Tensor:
@@ -31,7 +33,7 @@ def test_output_and_gradients_equal_the_plain_convolution(k, d, stride, size, ch
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
 
 
-@pytest.mark.parametrize("k, d, stride, size", CASES[:5])
+@pytest.mark.parametrize("k, d, stride, size", CASES[:6])
 def test_gradients_and_second_derivatives_match_finite_differences(k, d, stride, size) -> None:
     torch.manual_seed(0)
     x = torch.randn(2, 2, size, size, dtype=torch.float64, requires_grad=True)
