@@ -27,6 +27,8 @@ import torch.nn.functional as F
 from timm.layers import register_notrace_module
 from torch import nn
 
+from lightning_nas.ops.pointwise import subsample
+
 
 def space_to_batch(x: torch.Tensor, d: int) -> torch.Tensor:
     """(B, C, H, W) -> (d² B, C, H/d, W/d) in channels_last: the d x d pixel phases of ``x`` as separate images,
@@ -75,7 +77,7 @@ def depthwise_conv2d(x: torch.Tensor, weight: torch.Tensor, stride: int, padding
         if stride == 1:
             return _SameDepthwise.apply(x, weight, d, padding)
         if stride == d:
-            return F.conv2d(x[:, :, ::d, ::d], weight, None, 1, (k - 1) // 2, 1, C)
+            return F.conv2d(subsample(x, (d, d)), weight, None, 1, (k - 1) // 2, 1, C)
     return F.conv2d(x, weight, None, stride, padding, dilation, C)
 
 

@@ -113,14 +113,14 @@ class FactorizedReduce(nn.Module):
             raise ConfigError(f"FactorizedReduce needs an even number of output channels, got {C_out}")
         self.relu = nn.ReLU(inplace=False)
         self.conv_1 = PointwiseConv2d(C_in, C_out // 2, stride=2)
-        self.conv_2 = PointwiseConv2d(C_in, C_out // 2, stride=2)
+        self.conv_2 = PointwiseConv2d(C_in, C_out // 2, stride=2, offset=1)
         self.bn = nn.BatchNorm2d(C_out, affine=affine)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.relu(x)
         # The offset path starts at pixel (1, 1), so on odd sizes it lacks the last row or column that the other has:
         # padding its input with zeros would give zero outputs there (no bias), so its output is padded instead.
-        shifted = F.pad(self.conv_2(x[:, :, 1:, 1:]), (0, x.shape[-1] % 2, 0, x.shape[-2] % 2))
+        shifted = F.pad(self.conv_2(x), (0, x.shape[-1] % 2, 0, x.shape[-2] % 2))
         return self.bn(torch.cat([self.conv_1(x), shifted], dim=1))
 
 
