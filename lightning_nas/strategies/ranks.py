@@ -71,11 +71,21 @@ class Ranks:
         ``timeout`` seconds, until every rank is done with it."""
         if self.store is None:
             return
-        self._stop.set()
-        self._thread.join()
+        self._stop_heartbeat()
         self.store.set(f"closed/{self.rank}", "closed")
         if self.rank == 0:
             self.store.wait([f"closed/{rank}" for rank in range(self.world_size)], timedelta(seconds=self.timeout))
+
+    def _stop_heartbeat(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10.0)  # bounded: a store call to a host that died may block until its timeout
+
+    def _died(self, message: str) -> RankDied:
+        """The error to raise, after stopping the heartbeat: a heartbeat still inside a store call while the
+        interpreter exits aborts the process (``terminate called without an active exception``), instead of the
+        error ending it with status 1."""
+        self._stop_heartbeat()
+        return RankDied(message)
 
     def wait(self, keys: Sequence[str], what: str) -> None:
         """Poll until ``keys`` exist; raise RankDied when another rank's heartbeat stops for ``timeout`` seconds."""
@@ -90,9 +100,9 @@ class Ranks:
                 if count != last:
                     self._beats[rank] = (count, now)
                 elif now - since > self.timeout:
-                    raise RankDied(f"rank {self.rank} waited for {what}, but rank {rank} sent no heartbeat for "
-                                   f"{self.timeout:.0f} s: it died or hangs; restart the search (finished candidates "
-                                   f"are kept)")
+                    raise self._died(f"rank {self.rank} waited for {what}, but rank {rank} sent no heartbeat for "
+                                     f"{self.timeout:.0f} s: it died or hangs; restart the search (finished "
+                                     f"candidates are kept)")
             time.sleep(POLL_SECONDS)
 
     def _check(self, keys: Sequence[str]) -> bool:
@@ -100,9 +110,9 @@ class Ranks:
         try:
             return self.store.check(list(keys))
         except RuntimeError as error:
-            raise RankDied(f"rank {self.rank} lost the launcher's store while waiting: the process that hosts it "
-                           f"(rank 0 without torchrun) died; restart the search (finished candidates are kept)"
-                           ) from error
+            raise self._died(f"rank {self.rank} lost the launcher's store while waiting: the process that hosts it "
+                             f"(rank 0 without torchrun) died; restart the search (finished candidates are kept)"
+                             ) from error
 
     def claim(self, name: str, count: int) -> Iterator[int]:
         """Indices 0..count-1, each handed to whichever rank asks first (an atomic counter in the store), so a fast
