@@ -38,6 +38,8 @@ class _Subsample(torch.autograd.Function):
 
 def subsample(x: torch.Tensor, stride: tuple[int, int], offset: int = 0) -> torch.Tensor:
     """``x[:, :, o::sh, o::sw]``, with a gradient in ``x``'s memory format (TorchScript: the plain slice)."""
+    if stride == (1, 1) and offset == 0:  # nothing to subsample: its backward pass would copy the gradient
+        return x
     if torch.jit.is_scripting():
         return x[:, :, offset :: stride[0], offset :: stride[1]]
     return _subsample(x, stride, offset)

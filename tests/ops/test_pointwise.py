@@ -36,6 +36,14 @@ def test_subsample_equals_the_slice_and_keeps_the_memory_format_in_its_gradient(
     assert torch.autograd.gradgradcheck(lambda t: subsample(t, (2, 3), offset), (x,))
 
 
+def test_subsampling_by_one_returns_the_input_itself() -> None:
+    """A stride-1 1x1 conv (the cells' preprocessing) must not pay a zero-filled copy of its gradient."""
+    x = torch.randn(2, 3, 4, 4)
+    assert subsample(x, (1, 1)) is x
+    assert subsample(x, (1, 1), offset=1) is not x  # control: an offset drops the first row and column
+    assert subsample(x, (1, 1), offset=1).shape == (2, 3, 3, 3)
+
+
 @pytest.mark.parametrize(
     "conv",
     [
