@@ -113,6 +113,7 @@ def test_against_official_alternates_fresh_processes_and_reports_the_ratios(fake
     assert row["ours_s"] == pytest.approx(sum(r["median_s"] for r in ours) / 2)  # median of two steps: their mean
     assert row["official_peak_bytes"] == max(r["peak_memory_bytes"] for r in official)
     assert row["memory_ratio"] == pytest.approx(row["ours_peak_bytes"] / row["official_peak_bytes"])
+    assert row["round_speedups"] == pytest.approx([o["median_s"] / u["median_s"] for u, o in zip(ours, official)])
 
 
 def test_against_official_without_a_checkout_says_how_to_get_one(monkeypatch, capsys):
