@@ -12,9 +12,10 @@ forward argument, so any LightningModule can own and optimise its own α.
 from __future__ import annotations
 
 import math
+import operator
 import random
 from contextlib import contextmanager, nullcontext
-from functools import partial
+from functools import partial, reduce
 from typing import Any, ContextManager, Iterator, Sequence, cast
 
 import torch
@@ -227,7 +228,7 @@ class SearchCell(nn.Module):
             outputs = [edge(h, w, seen) for edge, h, w, seen in edges]
             if edge_weights is not None:
                 outputs = [b * out for b, out in zip(edge_weights[offset : offset + inputs], outputs)]
-            states.append(sum(outputs))
+            states.append(reduce(operator.add, outputs))  # not sum(): its 0 + tensor would copy the first
             shared.append(SharedInput())
             offset += inputs
         return _ConcatChannels.apply(*states[2:])
