@@ -10,8 +10,10 @@ chosen op per layer, channels doubled at each reduction as in the authors' final
 from __future__ import annotations
 
 import json
+import operator
 import os
 from dataclasses import dataclass
+from functools import reduce
 from typing import Any, cast
 
 import torch
@@ -148,7 +150,7 @@ class MacroNetwork(nn.Module):
         for layer, (branches, bn) in enumerate(zip(self.layers, self.layer_bns)):
             out = cast(nn.ModuleDict, branches)[arch.ops[layer]](x)
             skips = [outputs[j] for j, s in enumerate(arch.skips[layer]) if s]
-            x = bn(out + sum(skips)) if skips else bn(out)
+            x = bn(out + reduce(operator.add, skips)) if skips else bn(out)  # sum() would add a 0 + tensor copy
             outputs.append(x)
             if layer in self.reduction_layers:
                 outputs = [reduce(h) for reduce, h in zip(cast(nn.ModuleList, next(reductions)), outputs)]

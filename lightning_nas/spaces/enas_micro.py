@@ -14,8 +14,10 @@ channels, and a cell with the reduction architecture (all ops stride 1) reads th
 
 from __future__ import annotations
 
+import operator
 import random
 from dataclasses import dataclass
+from functools import reduce
 from typing import Sequence
 
 import torch
@@ -128,8 +130,8 @@ class MicroCell(nn.Module):
         states = self.calibrate(s0, s1)
         for node in range(2, 2 + self.num_nodes):
             pair = edges[EDGES_PER_NODE * (node - 2) : EDGES_PER_NODE * (node - 1)]
-            states.append(sum(self.edges[self.edge_key(node, slot, index, op)](states[index])
-                              for slot, (index, op) in enumerate(pair)))
+            states.append(reduce(operator.add, (self.edges[self.edge_key(node, slot, index, op)](states[index])
+                                                for slot, (index, op) in enumerate(pair))))  # sum() would copy one
         out = F.relu(torch.cat([states[node] for node in loose_ends], dim=1))
         weight = torch.cat([self.output_weight[node - 2] for node in loose_ends], dim=1)
         return self.output_bn(F.conv2d(out, weight[..., None, None]))
