@@ -117,8 +117,9 @@ def test_checkpoint_rebuilds_the_genotype_with_weights_only(tmp_path: Path) -> N
 
     loaded = FinalTraining.load_from_checkpoint(tmp_path / "model.ckpt", weights_only=True)
     assert loaded.genotype == genotype
+    loaded_state = loaded.state_dict()
     for key, value in model.state_dict().items():
-        assert torch.equal(value, loaded.state_dict()[key]), key
+        assert torch.equal(value, loaded_state[key]), key
 
 
 @pytest.mark.slow
@@ -158,8 +159,9 @@ def test_resumed_run_ends_with_the_weights_of_an_uninterrupted_run(tmp_path: Pat
         key for key, value in uninterrupted.state_dict().items() if not torch.equal(value, interrupted_state[key])
     ]
     assert differs, "the interrupted run must differ, or the comparison below proves nothing"
+    resumed_state = resumed.state_dict()
     for key, value in uninterrupted.state_dict().items():
-        assert torch.equal(value, resumed.state_dict()[key]), key
+        assert torch.equal(value, resumed_state[key]), key
 
 
 def test_ema_weights_are_validated_and_kept(tmp_path: Path) -> None:

@@ -181,8 +181,9 @@ def test_the_predictor_is_fine_tuned_level_by_level_or_refit(synthetic, tmp_path
     # fine-tuning continues from the level-1 ensemble: its weights stay near them; a refit starts from scratch
     refit = synthetic_search(tmp_path, predictor_update="refit")
     refit.run()
-    distance = {name: sum(float((p.state_dict()[k] - first.state_dict()[k]).norm()) for k in first.state_dict())
-                for name, p in (("finetune", second), ("refit", refit.predictor_after(2)[0]))}
+    start = first.state_dict()
+    states = {"finetune": second.state_dict(), "refit": refit.predictor_after(2)[0].state_dict()}
+    distance = {name: sum(float((state[k] - v).norm()) for k, v in start.items()) for name, state in states.items()}
     assert distance["finetune"] < 0.5 * distance["refit"]
 
 
