@@ -153,7 +153,7 @@ class MacroNetwork(nn.Module):
             x = bn(out + reduce(operator.add, skips)) if skips else bn(out)  # sum() would add a 0 + tensor copy
             outputs.append(x)
             if layer in self.reduction_layers:
-                outputs = [reduce(h) for reduce, h in zip(cast(nn.ModuleList, next(reductions)), outputs)]
+                outputs = [reduction(h) for reduction, h in zip(cast(nn.ModuleList, next(reductions)), outputs)]
                 x = outputs[-1]
         x = F.adaptive_avg_pool2d(F.relu(x), 1).flatten(1)
         return self.classifier(self.dropout(x))
