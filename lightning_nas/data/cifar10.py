@@ -18,8 +18,9 @@ from torchvision.transforms import v2
 
 from lightning_nas.data.base import Mode, NASDataModule, with_transform
 from lightning_nas.errors import ConfigError, check
-from lightning_nas.networks.stacked import CIFAR_MEAN, CIFAR_STD
 
+CIFAR_MEAN = (0.49139968, 0.48215827, 0.44653124)
+CIFAR_STD = (0.24703233, 0.24348505, 0.26158768)
 CIFAR100_MEAN = (0.50707516, 0.48654887, 0.44091784)
 CIFAR100_STD = (0.26733429, 0.25643846, 0.27615047)
 

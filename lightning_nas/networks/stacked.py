@@ -18,11 +18,10 @@ from timm.models import build_model_with_cfg, generate_default_cfgs, register_mo
 from torch import nn
 
 from lightning_nas.cells import Cell
+from lightning_nas.data.cifar10 import CIFAR_MEAN, CIFAR_STD
 from lightning_nas.errors import ConfigError
 from lightning_nas.genotypes import GenotypeLike, resolve_genotype
 
-CIFAR_MEAN = (0.49139968, 0.48215827, 0.44653124)
-CIFAR_STD = (0.24703233, 0.24348505, 0.26158768)
 
 
 class AuxiliaryHead(nn.Module):

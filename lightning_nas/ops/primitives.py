@@ -144,6 +144,8 @@ OPS: dict[str, OpFactory] = {
     "conv_3x3": lambda C, stride, affine: ReLUConvBN(C, C, 3, stride, 1, affine=affine),
     "conv_5x5": lambda C, stride, affine: ReLUConvBN(C, C, 5, stride, 2, affine=affine),
     "dilated_conv_3x3": lambda C, stride, affine: ReLUConvBN(C, C, 3, stride, 2, dilation=2, affine=affine),
+    "nor_conv_1x1": lambda C, stride, affine: ReLUConvBN(C, C, 1, stride, 0, affine=affine),
+    "nor_conv_3x3": lambda C, stride, affine: ReLUConvBN(C, C, 3, stride, 1, affine=affine),
 }
 
 POOLING_OPS = frozenset({"avg_pool_3x3", "max_pool_3x3"})
@@ -174,6 +176,9 @@ PNAS_OPS: tuple[str, ...] = (
     "max_pool_3x3",
     "dilated_conv_3x3",
 )
+NB201_OPS: tuple[str, ...] = ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3")
+"""NAS-Bench-201's ops, in the benchmark's order; its "nor_conv" is ReLU → conv → BN (``conv_1x1``/``conv_3x3``
+under the benchmark's names)."""
 
 
 def check_op_name(name: str) -> None:

@@ -1,1 +1,8 @@
-"""Search spaces: the DARTS supernet, the ENAS micro and macro child networks, the PNAS cell space."""
+"""Search spaces, registered by name: DARTS cells, ENAS micro cells and macro networks, PNAS cells and NAS-Bench-201
+cells. ``create_space("nb201")`` builds one; ``SPACES`` lists them; ``SearchSpace`` is the interface strategies use.
+Importing this package registers them all (a new space module is imported here too: docs/extending.md)."""
+
+from lightning_nas.spaces.base import SPACES, Architecture, GenotypeSpace, SearchSpace, create_space, register_space
+from lightning_nas.spaces import darts, enas_macro, enas_micro, nb201, pnas  # noqa: F401  (registers the spaces)
+
+__all__ = ["SPACES", "Architecture", "GenotypeSpace", "SearchSpace", "create_space", "register_space"]

@@ -11,6 +11,7 @@ forward argument, so any LightningModule can own and optimise its own α.
 
 from __future__ import annotations
 
+import itertools
 import math
 import operator
 import random
@@ -26,7 +27,7 @@ from torch.utils.checkpoint import checkpoint
 from lightning_nas.errors import ConfigError
 from lightning_nas.genotypes import Genotype
 from lightning_nas.module_state import buffers_kept
-from lightning_nas.genotypes.genotype import EDGES_PER_NODE, Edge
+from lightning_nas.genotypes.genotype import CELL_TYPES, EDGES_PER_NODE, Edge
 from lightning_nas.ops import (
     DARTS_PRIMITIVES,
     POOLING_OPS,
@@ -36,6 +37,7 @@ from lightning_nas.ops import (
     create_op,
 )
 from lightning_nas.ops.recompute import SharedReLU, add_weighted, run_op
+from lightning_nas.spaces.base import GenotypeSpace, register_space
 
 
 def check_primitives(primitives: Sequence[str]) -> tuple[str, ...]:
@@ -435,3 +437,53 @@ def random_genotype(rng: random.Random, nodes: int = 4, primitives: Sequence[str
 
     concat = tuple(range(2, 2 + nodes))
     return Genotype(normal=cell(), normal_concat=concat, reduce=cell(), reduce_concat=concat)
+
+
+@register_space
+class DARTSSpace(GenotypeSpace):
+    """DARTS cells: per cell type and node, two distinct earlier inputs (one of C(2+i, 2) pairs) and an op other
+    than ``none`` on each, as ``derive_cell`` keeps; the supernet is ``SearchNetwork``."""
+
+    name = "darts"
+
+    def __init__(self, nodes: int = 4, ops: Sequence[str] = DARTS_PRIMITIVES) -> None:
+        if nodes < 1:
+            raise ConfigError(f"nodes={nodes}: a DARTS cell needs at least 1 node")
+        self.nodes, self.primitives = nodes, check_primitives(ops)
+        self.ops = tuple(op for op in self.primitives if op != "none")
+        self.pairs = [list(itertools.combinations(range(2 + i), 2)) for i in range(nodes)]
+
+    def choices(self) -> tuple[int, ...]:
+        per_cell = [n for pairs in self.pairs for n in (len(pairs), len(self.ops), len(self.ops))]
+        return tuple(per_cell * 2)
+
+    def decisions(self, arch: Genotype) -> tuple[int, ...]:
+        out: list[int] = []
+        for cell in CELL_TYPES:
+            edges = getattr(arch, cell)
+            if arch.num_nodes(cell) != self.nodes:
+                raise ConfigError(f"{cell} cell has {arch.num_nodes(cell)} nodes; this DARTS space has {self.nodes}")
+            for i in range(self.nodes):
+                (op_a, a), (op_b, b) = sorted(edges[2 * i: 2 * i + 2], key=lambda edge: edge[1])
+                if a == b or op_a not in self.ops or op_b not in self.ops:
+                    raise ConfigError(f"{cell} node {i + 2} reads {[op_a, a]} and {[op_b, b]}: not in the DARTS space "
+                                      f"(two distinct inputs through ops among {', '.join(self.ops)})")
+                out += [self.pairs[i].index((a, b)), self.ops.index(op_a), self.ops.index(op_b)]
+        return tuple(out)
+
+    def decode(self, decisions: Sequence[int]) -> Genotype:
+        per_cell = 3 * self.nodes
+        cells = []
+        for start in (0, per_cell):
+            d = decisions[start: start + per_cell]
+            cells.append(tuple(edge for i in range(self.nodes)
+                               for edge in zip((self.ops[d[3 * i + 1]], self.ops[d[3 * i + 2]]), self.pairs[i][d[3 * i]])))
+        concat = tuple(range(2, 2 + self.nodes))
+        return Genotype(normal=cells[0], normal_concat=concat, reduce=cells[1], reduce_concat=concat)
+
+    def sample(self, rng: random.Random) -> Genotype:
+        return random_genotype(rng, self.nodes, self.primitives)
+
+    def supernet(self, num_classes: int, in_chans: int, **options: Any) -> SearchNetwork:
+        return SearchNetwork(num_classes=num_classes, in_chans=in_chans, nodes=self.nodes, primitives=self.primitives,
+                             **options)

@@ -14,7 +14,7 @@ import operator
 import os
 from dataclasses import dataclass
 from functools import reduce
-from typing import Any, cast
+from typing import Any, Sequence, cast
 
 import torch
 import torch.nn.functional as F
@@ -23,6 +23,7 @@ from torch import nn
 from lightning_nas.errors import ConfigError
 from lightning_nas.files import read_text, write_atomic
 from lightning_nas.ops import ENAS_MACRO_OPS, FactorizedReduce, create_op
+from lightning_nas.spaces.base import SearchSpace, register_space
 
 
 @dataclass(frozen=True)
@@ -157,3 +158,49 @@ class MacroNetwork(nn.Module):
                 x = outputs[-1]
         x = F.adaptive_avg_pool2d(F.relu(x), 1).flatten(1)
         return self.classifier(self.dropout(x))
+
+
+@register_space
+class ENASMacroSpace(SearchSpace):
+    """ENAS macro networks of ``layers`` layers: each layer's op, and each skip from an earlier layer on or off
+    (``MacroArchitecture.uniform``). ``build`` ignores ``N``: the architecture fixes the depth; the shared-weights
+    child is ``MacroNetwork(None)``."""
+
+    name = "enas_macro"
+    architecture_type = MacroArchitecture
+
+    def __init__(self, layers: int = 12) -> None:
+        if layers < 3:
+            raise ConfigError(f"layers={layers}: an ENAS macro network needs at least 3 layers (one per stage)")
+        self.layers = layers
+
+    def choices(self) -> tuple[int, ...]:
+        return tuple(n for layer in range(self.layers) for n in (len(ENAS_MACRO_OPS), *[2] * layer))
+
+    def decisions(self, arch: MacroArchitecture) -> tuple[int, ...]:
+        if arch.num_layers != self.layers:
+            raise ConfigError(f"macro architecture has {arch.num_layers} layers; this space has {self.layers}")
+        return tuple(d for op, row in zip(arch.ops, arch.skips) for d in (ENAS_MACRO_OPS.index(op), *row))
+
+    def decode(self, decisions: Sequence[int]) -> MacroArchitecture:
+        ops, skips, position = [], [], 0
+        for layer in range(self.layers):
+            ops.append(ENAS_MACRO_OPS[decisions[position]])
+            skips.append(tuple(decisions[position + 1: position + 1 + layer]))
+            position += 1 + layer
+        return MacroArchitecture(tuple(ops), tuple(skips))
+
+    def to_json(self, arch: MacroArchitecture) -> str:
+        return json.dumps(arch.to_dict())
+
+    def from_json(self, text: str) -> MacroArchitecture:
+        try:
+            return MacroArchitecture.from_dict(json.loads(text))
+        except json.JSONDecodeError as error:
+            raise ConfigError(f"a macro architecture is JSON with 'ops' and 'skips' ({error})") from None
+
+    def build(self, arch: MacroArchitecture, num_classes: int, in_chans: int, C: int, N: int) -> nn.Module:
+        return MacroNetwork(arch, C=C, num_classes=num_classes, in_chans=in_chans)
+
+    def supernet(self, num_classes: int, in_chans: int, **options: Any) -> MacroNetwork:
+        return MacroNetwork(None, num_layers=self.layers, num_classes=num_classes, in_chans=in_chans, **options)

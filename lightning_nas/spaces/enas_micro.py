@@ -18,15 +18,17 @@ import operator
 import random
 from dataclasses import dataclass
 from functools import reduce
-from typing import Sequence
+from typing import Any, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from lightning_nas.errors import ConfigError
 from lightning_nas.genotypes import Genotype
 from lightning_nas.genotypes.genotype import CELL_TYPES, EDGES_PER_NODE
 from lightning_nas.ops import ENAS_MICRO_OPS, FactorizedReduce, ReLUConvBN, create_op
+from lightning_nas.spaces.base import GenotypeSpace, register_space
 
 Edge = tuple[int, str]
 """One sampled edge: (input node, op name)."""
@@ -191,3 +193,42 @@ def random_architecture(rng: random.Random, num_nodes: int = 5, ops: Sequence[st
         return tuple((rng.randrange(2 + i), rng.choice(ops)) for i in range(num_nodes) for _ in range(EDGES_PER_NODE))
 
     return MicroArchitecture(normal=cell(), reduce=cell())
+
+
+@register_space
+class ENASMicroSpace(GenotypeSpace):
+    """ENAS micro cells: per cell type, every edge picks any earlier node and any op (``random_architecture``); the
+    cell concatenates its loose ends. The shared-weights child is ``MicroChild``."""
+
+    name = "enas_micro"
+
+    def __init__(self, nodes: int = 5, ops: Sequence[str] = ENAS_MICRO_OPS) -> None:
+        if nodes < 1:
+            raise ConfigError(f"nodes={nodes}: an ENAS micro cell needs at least 1 node")
+        self.nodes, self.ops = nodes, tuple(ops)
+
+    def choices(self) -> tuple[int, ...]:
+        per_cell = [n for i in range(self.nodes) for _ in range(EDGES_PER_NODE) for n in (2 + i, len(self.ops))]
+        return tuple(per_cell * 2)
+
+    def decisions(self, arch: Genotype) -> tuple[int, ...]:
+        out: list[int] = []
+        for cell in CELL_TYPES:
+            for op, index in getattr(arch, cell):
+                if op not in self.ops:
+                    raise ConfigError(f"op {op!r} of the {cell} cell is not an op of this ENAS micro space "
+                                      f"({', '.join(self.ops)})")
+                out += [index, self.ops.index(op)]
+        return tuple(out)
+
+    def decode(self, decisions: Sequence[int]) -> Genotype:
+        half = len(decisions) // 2
+        normal, reduce_ = ([(d[k], self.ops[d[k + 1]]) for k in range(0, half, 2)]
+                           for d in (decisions[:half], decisions[half:]))
+        return MicroArchitecture(normal=tuple(normal), reduce=tuple(reduce_)).to_genotype()
+
+    def sample(self, rng: random.Random) -> Genotype:
+        return random_architecture(rng, self.nodes, self.ops).to_genotype()
+
+    def supernet(self, num_classes: int, in_chans: int, **options: Any) -> MicroChild:
+        return MicroChild(num_nodes=self.nodes, num_classes=num_classes, in_chans=in_chans, **options)

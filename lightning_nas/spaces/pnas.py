@@ -19,6 +19,7 @@ from typing import Iterable, NamedTuple, Sequence
 from lightning_nas.errors import ConfigError
 from lightning_nas.genotypes import Genotype
 from lightning_nas.ops import PNAS_OPS, check_op_name
+from lightning_nas.spaces.base import GenotypeSpace, register_space
 
 NUM_CELL_INPUTS = 2
 OP_ALIASES = {"skip_connect": "identity"}
@@ -194,3 +195,35 @@ def random_cell(rng: random.Random, blocks: int, ops: Sequence[str] = PNAS_OPS) 
         halves = [(rng.randrange(NUM_CELL_INPUTS + j), rng.choice(ops)) for _ in range(2)]
         cell = PNASCell(cell.blocks + (_block(*halves),))
     return cell
+
+
+@register_space
+class PNASSpace(GenotypeSpace):
+    """PNAS cells of ``blocks`` blocks (B): per block two (input, op) halves; one cell type serves as normal and
+    reduction cell. Architectures are the cells' Genotypes, in canonical form."""
+
+    name = "pnas"
+
+    def __init__(self, blocks: int = 5, ops: Sequence[str] = PNAS_OPS) -> None:
+        if blocks < 1:
+            raise ConfigError(f"blocks={blocks}: a PNAS cell needs at least 1 block")
+        for op in ops:
+            check_op_name(op)
+        self.blocks, self.ops = blocks, tuple(ops)
+
+    def choices(self) -> tuple[int, ...]:
+        return tuple(n for j in range(self.blocks) for n in (NUM_CELL_INPUTS + j,) * 2 + (len(self.ops),) * 2)
+
+    def decisions(self, arch: Genotype) -> tuple[int, ...]:
+        cell = PNASCell.from_genotype(arch, self.ops)
+        if len(cell) != self.blocks:
+            raise ConfigError(f"the cell has {len(cell)} blocks; this PNAS space has {self.blocks}")
+        return tuple(d for b in cell.blocks for d in (b.input1, b.input2, self.ops.index(b.op1), self.ops.index(b.op2)))
+
+    def decode(self, decisions: Sequence[int]) -> Genotype:
+        d = decisions
+        blocks = tuple(_block((d[k], self.ops[d[k + 2]]), (d[k + 1], self.ops[d[k + 3]])) for k in range(0, len(d), 4))
+        return PNASCell(blocks).to_genotype()
+
+    def sample(self, rng: random.Random) -> Genotype:
+        return random_cell(rng, self.blocks, self.ops).to_genotype()

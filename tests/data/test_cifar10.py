@@ -13,7 +13,7 @@ import torchvision.datasets.cifar
 from lightning_nas.data import CIFAR10DataModule, Cutout
 from lightning_nas.data.cifar10 import CIFAR100_MEAN, CIFAR100_STD
 from lightning_nas.errors import ConfigError
-from lightning_nas.networks.stacked import CIFAR_MEAN, CIFAR_STD
+from lightning_nas.data.cifar10 import CIFAR_MEAN, CIFAR_STD
 from lightning_nas.recipes.cli import run_recipe
 from lightning_nas.strategies.final_training import FinalTraining
 

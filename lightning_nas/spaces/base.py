@@ -1,0 +1,149 @@
+"""Search spaces as plug-ins: the interface every strategy searches through, and the one registry of spaces.
+
+A strategy never knows which space it searches (NASLib's and NNI's split): it asks the space to sample, mutate,
+list neighbours and encode an architecture, and an evaluator to score it. Every space here writes an architecture as
+a fixed list of categorical decisions (``choices()`` gives the number of options of each, ``decisions``/``decode``
+convert), which gives uniform sampling, one-edit mutations and neighbours, the predictors' one-hot encoding and a
+factorised policy for every space at once; a space overrides what it does its own way (its published sampler, its
+text form). Spaces register by name with ``register_space`` and are built with ``create_space(name, **options)``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+from typing import Any, ClassVar, Sequence
+
+from torch import nn
+
+from lightning_nas.errors import ConfigError
+from lightning_nas.genotypes import Genotype
+
+Architecture = Any
+"""An architecture of some space: a Genotype, an NB201Architecture, a MacroArchitecture (plain frozen data)."""
+
+MUTATION_TRIES = 100
+"""Edits tried before a mutation gives up: a few spaces map several decision lists to one architecture (PNAS)."""
+
+
+class SearchSpace:
+    """A space of architectures: decisions, sampling, edits, encodings, text forms and the networks they build."""
+
+    name: ClassVar[str]
+    architecture_type: ClassVar[type]
+
+    def choices(self) -> tuple[int, ...]:
+        """How many options each decision has."""
+        raise NotImplementedError
+
+    def decisions(self, arch: Architecture) -> tuple[int, ...]:
+        """``arch`` as one option index per decision (``decode``'s inverse)."""
+        raise NotImplementedError
+
+    def decode(self, decisions: Sequence[int]) -> Architecture:
+        """The architecture one option per decision picks."""
+        raise NotImplementedError
+
+    def sample(self, rng: random.Random) -> Architecture:
+        """An architecture drawn uniformly over the decisions."""
+        return self.decode([rng.randrange(n) for n in self.choices()])
+
+    def mutate(self, arch: Architecture, rng: random.Random) -> Architecture:
+        """A random one-edit neighbour: one decision changed to another option, giving a different architecture."""
+        current, key, choices = list(self.decisions(arch)), self.key(arch), self.choices()
+        editable = [d for d, n in enumerate(choices) if n > 1]
+        for _ in range(MUTATION_TRIES if editable else 0):
+            d = rng.choice(editable)
+            option = rng.randrange(choices[d] - 1)
+            child = self.decode(current[:d] + [option + (option >= current[d])] + current[d + 1:])
+            if self.key(child) != key:
+                return child
+        raise ConfigError(f"the {self.name} space has no architecture one edit away from {self.to_string(arch)}")
+
+    def neighbours(self, arch: Architecture) -> list[Architecture]:
+        """Every distinct architecture one edit (one decision changed) away, in a fixed order."""
+        current, key = list(self.decisions(arch)), self.key(arch)
+        found: dict[str, Architecture] = {}
+        for d, n in enumerate(self.choices()):
+            for option in range(n):
+                if option != current[d]:
+                    child = self.decode(current[:d] + [option] + current[d + 1:])
+                    found.setdefault(self.key(child), child)
+        found.pop(key, None)
+        return list(found.values())
+
+    def encode(self, arch: Architecture) -> list[float]:
+        """A fixed-length vector for predictors: the one-hot code of every decision, concatenated."""
+        vector: list[float] = []
+        for option, n in zip(self.decisions(arch), self.choices()):
+            vector.extend(1.0 if k == option else 0.0 for k in range(n))
+        return vector
+
+    def key(self, arch: Architecture) -> str:
+        """A stable short id: results files, training seeds and caches use it."""
+        return hashlib.sha1(self.to_json(arch).encode()).hexdigest()[:16]
+
+    def to_json(self, arch: Architecture) -> str:
+        raise NotImplementedError
+
+    def from_json(self, text: str) -> Architecture:
+        raise NotImplementedError
+
+    def to_string(self, arch: Architecture) -> str:
+        """The space's own published text form (JSON where it has none)."""
+        return self.to_json(arch)
+
+    def from_string(self, text: str) -> Architecture:
+        return self.from_json(text)
+
+    def build(self, arch: Architecture, num_classes: int, in_chans: int, C: int, N: int) -> nn.Module:
+        """The network a candidate trains: ``arch`` in 3 stages of ``N`` cells (or layers) from ``C`` channels."""
+        raise NotImplementedError
+
+    def supernet(self, num_classes: int, in_chans: int, **options: Any) -> nn.Module:
+        """The one-shot supernet holding every architecture of the space, for the one-shot strategies."""
+        raise ConfigError(f"the {self.name} space has no one-shot supernet; search it with a black-box strategy")
+
+    def num_params(self, arch: Architecture, num_classes: int, in_chans: int, C: int, N: int) -> int:
+        """Parameters of ``build(arch, ...)``, counted on the meta device (no memory, no initialisation cost)."""
+        import torch
+
+        with torch.device("meta"):
+            return sum(p.numel() for p in self.build(arch, num_classes, in_chans, C, N).parameters())
+
+
+class GenotypeSpace(SearchSpace):
+    """A space of DARTS-style cell pairs: architectures are Genotypes, stacked into ``NetworkCIFAR`` proxies."""
+
+    architecture_type = Genotype
+
+    def to_json(self, arch: Genotype) -> str:
+        return arch.to_json()
+
+    def from_json(self, text: str) -> Genotype:
+        return Genotype.from_json(text)
+
+    def build(self, arch: Genotype, num_classes: int, in_chans: int, C: int, N: int) -> nn.Module:
+        from lightning_nas.networks import NetworkCIFAR  # networks stack spaces' cells: import on use
+
+        return NetworkCIFAR(arch, C=C, layers=3 * N, num_classes=num_classes, in_chans=in_chans, auxiliary=False)
+
+
+SPACES: dict[str, type[SearchSpace]] = {}
+"""Every registered search space by name."""
+
+
+def register_space(space: type[SearchSpace]) -> type[SearchSpace]:
+    """Class decorator: make ``space`` available to ``create_space`` under ``space.name``."""
+    SPACES[space.name] = space
+    return space
+
+
+def create_space(name: str, **options: Any) -> SearchSpace:
+    """The registered space ``name`` with ``options`` (e.g. ``nodes``, ``ops``); an unknown name lists the known."""
+    if name not in SPACES:
+        raise ConfigError(f"unknown search space {name!r}; registered spaces: {', '.join(sorted(SPACES))}")
+    try:
+        return SPACES[name](**options)
+    except TypeError as error:
+        raise ConfigError(f"search space {name!r}: {error}") from None

@@ -1,0 +1,192 @@
+"""The NAS-Bench-201 cell space (Dong & Yang, ICLR 2020): one op from NB201_OPS on each of the cell's 6 edges, 5^6 =
+15,625 cells, and its DARTS-style supernet.
+
+An architecture is written the benchmark's way, node by node, each edge as ``op~input``:
+``|nor_conv_3x3~0|+|nor_conv_3x3~0|avg_pool_3x3~1|+|skip_connect~0|nor_conv_3x3~1|skip_connect~2|``.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from lightning_nas.cells.nb201 import NB201_EDGES, NB201_NODES, nb201_body, sum_edges
+from lightning_nas.errors import ConfigError
+from lightning_nas.ops import NB201_OPS
+from lightning_nas.spaces.base import SearchSpace, register_space
+from lightning_nas.spaces.darts import MixedOp, SharedInput, frozen
+
+
+@dataclass(frozen=True)
+class NB201Architecture:
+    """One op per edge, in NB201_EDGES order (1←0, 2←0, 2←1, 3←0, 3←1, 3←2)."""
+
+    ops: tuple[str, ...]
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "ops", tuple(self.ops))
+        if len(self.ops) != len(NB201_EDGES):
+            raise ConfigError(f"a NAS-Bench-201 cell has {len(NB201_EDGES)} edges, got {len(self.ops)} ops")
+        for op, (node, index) in zip(self.ops, NB201_EDGES):
+            if op not in NB201_OPS:
+                raise ConfigError(f"NAS-Bench-201 edge {op}~{index} of node {node}: unknown op {op!r}; "
+                                  f"the space's ops are {', '.join(NB201_OPS)}")
+
+    def to_string(self) -> str:
+        """The benchmark's string form."""
+        nodes = ("|" + "|".join(f"{op}~{i}" for op, (j, i) in zip(self.ops, NB201_EDGES) if j == node) + "|"
+                 for node in range(1, NB201_NODES))
+        return "+".join(nodes)
+
+    @classmethod
+    def from_string(cls, text: str) -> NB201Architecture:
+        """Parse the benchmark's string form; a malformed part ends in one line that names it."""
+        nodes = text.strip().split("+")
+        if len(nodes) != NB201_NODES - 1:
+            raise ConfigError(f"NAS-Bench-201 cell {text!r}: expected {NB201_NODES - 1} nodes joined by '+', "
+                              f"got {len(nodes)}")
+        ops: list[str] = []
+        for node, part in enumerate(nodes, start=1):
+            edges = part.strip("|").split("|") if part.strip("|") else []
+            if len(edges) != node:
+                raise ConfigError(f"NAS-Bench-201 cell {text!r}: node {node} ({part!r}) needs {node} edges "
+                                  f"op~input, one from each earlier node, got {len(edges)}")
+            for i, edge in enumerate(edges):
+                op, _, index = edge.partition("~")
+                if index != str(i):
+                    raise ConfigError(f"NAS-Bench-201 cell {text!r}: edge {edge!r} of node {node} must read node {i} "
+                                      f"(write it {op}~{i}); node {node}'s edges read nodes 0..{node - 1} in order")
+                ops.append(op)
+        return cls(tuple(ops))
+
+    def to_json(self) -> str:
+        return json.dumps({"arch": self.to_string()})
+
+    @classmethod
+    def from_json(cls, text: str) -> NB201Architecture:
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as error:
+            raise ConfigError(f"a NAS-Bench-201 genotype file holds {{\"arch\": \"|op~0|+|...|\"}}; this is not JSON "
+                              f"({error})") from None
+        if not isinstance(data, dict) or not isinstance(data.get("arch"), str):
+            raise ConfigError('a NAS-Bench-201 genotype file holds {"arch": "|op~0|+|...|"}; this one has no "arch"')
+        return cls.from_string(data["arch"])
+
+    def __str__(self) -> str:
+        return self.to_string()
+
+
+class NB201SearchNetwork(nn.Module):
+    """The supernet of the NAS-Bench-201 space: the benchmark's network with a mixed op on every cell edge (one α of
+    6 edges x 5 ops shared by all cells, as the benchmark's DARTS baseline searches it). It offers the DARTS
+    supernet's interface (``arch_parameters``, ``weight_parameters``, ``op_weights``, ``forward(x, alpha_grad,
+    weight_grad)``, ``genotype``), so one-shot strategies search it unchanged."""
+
+    def __init__(self, C: int = 16, N: int = 5, num_classes: int = 10, in_chans: int = 3,
+                 primitives: Sequence[str] = NB201_OPS) -> None:
+        super().__init__()
+        self.primitives = tuple(primitives)
+        if set(self.primitives) - set(NB201_OPS) or not self.primitives:
+            raise ConfigError(f"the NAS-Bench-201 supernet's primitives must be among {', '.join(NB201_OPS)}, "
+                              f"got {list(primitives)}")
+        self.stem = nn.Sequential(nn.Conv2d(in_chans, C, 3, padding=1, bias=False), nn.BatchNorm2d(C))
+        self.cells = nb201_body(C, N, lambda width: nn.ModuleList(MixedOp(width, 1, self.primitives)
+                                                                  for _ in NB201_EDGES))
+        self.lastact = nn.Sequential(nn.BatchNorm2d(4 * C), nn.ReLU())
+        self.classifier = nn.Linear(4 * C, num_classes)
+        self.alpha = nn.Parameter(1e-3 * torch.randn(len(NB201_EDGES), len(self.primitives)))
+
+    def arch_parameters(self) -> list[nn.Parameter]:
+        return [self.alpha]
+
+    def weight_parameters(self) -> list[nn.Parameter]:
+        return [p for p in self.parameters() if p is not self.alpha]
+
+    def op_weights(self) -> tuple[torch.Tensor]:
+        """softmax(α) per edge."""
+        return (F.softmax(self.alpha, dim=-1),)
+
+    def forward(self, x: torch.Tensor, alpha_grad: bool = True, weight_grad: bool = True) -> torch.Tensor:
+        """As ``SearchNetwork.forward``: ``alpha_grad``/``weight_grad`` False treat α / the weights as constants."""
+        if not weight_grad:
+            with frozen(self.weight_parameters()):
+                return self(x, alpha_grad)
+        weights = self.op_weights()[0]
+        if not alpha_grad:
+            weights = weights.detach()
+        x = self.stem(x)
+        for layer in self.cells:
+            if isinstance(layer, nn.ModuleList):  # a mixed cell; the edges reading one node share its ReLU
+                shared = [SharedInput() for _ in range(NB201_NODES)]
+                edges = [lambda h, edge=edge, w=w, s=shared[i]: edge(h, w, s)
+                         for edge, w, (_, i) in zip(layer, weights, NB201_EDGES)]
+                x = sum_edges(edges, x)
+            else:
+                x = layer(x)
+        return self.classifier(self.lastact(x).mean((2, 3)))
+
+    def genotype(self, max_skip_connect: int | None = None) -> NB201Architecture:
+        """The strongest op of every edge (``none`` included, as the benchmark derives); ``max_skip_connect`` caps
+        the skip_connects by turning the weakest ones into their next strongest op."""
+        weights = self.op_weights()[0].detach()
+        ops = [self.primitives[int(k)] for k in weights.argmax(-1)]
+        if max_skip_connect is not None and "skip_connect" in self.primitives:
+            skip = self.primitives.index("skip_connect")
+            edges = sorted((e for e, op in enumerate(ops) if op == "skip_connect"), key=lambda e: -weights[e, skip])
+            for e in edges[max_skip_connect:]:
+                ranked = weights[e].argsort(descending=True).tolist()
+                ops[e] = self.primitives[next(k for k in ranked if k != skip)]
+        return NB201Architecture(tuple(ops))
+
+
+@register_space
+class NB201Space(SearchSpace):
+    """NAS-Bench-201 cells: one of ``ops`` (the benchmark's five by default) on each of the 6 edges. Candidates
+    train in the benchmark's network (``networks.nb201``); the supernet is ``NB201SearchNetwork``."""
+
+    name = "nb201"
+    architecture_type = NB201Architecture
+
+    def __init__(self, ops: Sequence[str] = NB201_OPS) -> None:
+        unknown = sorted(set(ops) - set(NB201_OPS))
+        if unknown or not ops:
+            raise ConfigError(f"NAS-Bench-201 ops must be among {', '.join(NB201_OPS)}, got {list(ops)}")
+        self.ops = tuple(ops)
+
+    def choices(self) -> tuple[int, ...]:
+        return (len(self.ops),) * len(NB201_EDGES)
+
+    def decisions(self, arch: NB201Architecture) -> tuple[int, ...]:
+        outside = sorted(set(arch.ops) - set(self.ops))
+        if outside:
+            raise ConfigError(f"cell {arch} uses {', '.join(outside)}, outside this space's ops {', '.join(self.ops)}")
+        return tuple(self.ops.index(op) for op in arch.ops)
+
+    def decode(self, decisions: Sequence[int]) -> NB201Architecture:
+        return NB201Architecture(tuple(self.ops[d] for d in decisions))
+
+    def to_json(self, arch: NB201Architecture) -> str:
+        return arch.to_json()
+
+    def from_json(self, text: str) -> NB201Architecture:
+        return NB201Architecture.from_json(text)
+
+    def to_string(self, arch: NB201Architecture) -> str:
+        return arch.to_string()
+
+    def from_string(self, text: str) -> NB201Architecture:
+        return NB201Architecture.from_string(text)
+
+    def build(self, arch: NB201Architecture, num_classes: int, in_chans: int, C: int, N: int) -> nn.Module:
+        from lightning_nas.networks.nb201 import NB201Network  # networks stack spaces' cells: import on use
+
+        return NB201Network(arch, C=C, N=N, num_classes=num_classes, in_chans=in_chans)
+
+    def supernet(self, num_classes: int, in_chans: int, **options: Any) -> NB201SearchNetwork:
+        return NB201SearchNetwork(num_classes=num_classes, in_chans=in_chans, primitives=self.ops, **options)
