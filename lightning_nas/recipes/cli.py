@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import importlib
+import inspect
 import os
+import re
 import sys
+from argparse import ArgumentError
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
 import fsspec
+import yaml
 from fsspec.implementations.local import LocalFileSystem
 from jsonargparse import Namespace
 
@@ -47,6 +52,102 @@ def one_line_errors() -> Iterator[None]:
         if cause is None:
             raise
         sys.exit(f"error: {cause}")
+
+
+PROGRAMS = {
+    "lightning_nas.strategies.darts.DARTS": "python -m lightning_nas.recipes.darts",
+    "lightning_nas.strategies.enas.ENAS": "python -m lightning_nas.recipes.enas",
+    "lightning_nas.strategies.final_training.FinalTraining": "python -m lightning_nas.recipes.train",
+    "lightning_nas.strategies.pnas.PNASSearch": "python -m lightning_nas.recipes.pnas",
+    "lightning_nas.strategies.random_search.RandomSearch": "python -m lightning_nas.recipes.random",
+    "lightning_nas.quality.report.QualityReport": "python -m lightning_nas.quality",
+}
+"""The command that runs each strategy or driver class: its recipe's program name in usage and error lines, and the
+recipe a checkpoint of that strategy resumes with."""
+
+
+def program(cls: type) -> str:
+    """The command line that runs ``cls`` (its class name for a class no recipe runs)."""
+    return PROGRAMS.get(f"{cls.__module__}.{cls.__qualname__}", cls.__name__)
+
+
+def subclass_names(base: type) -> list[str]:
+    """Names of the imported subclasses of ``base``, what ``--data NAME`` accepts."""
+    found, stack = set(), list(base.__subclasses__())
+    while stack:
+        cls = stack.pop()
+        found.add(cls.__name__)
+        stack.extend(cls.__subclasses__())
+    return sorted(found)
+
+
+def other_strategy_message(path: str, model_class: type) -> str:
+    """What to say of checkpoint ``path`` whose hyperparameters ``model_class`` does not take: the strategy whose
+    they are and its recipe, when one of ours takes them all."""
+    import torch
+
+    keys = set(torch.load(path, weights_only=True, map_location="cpu").get("hyper_parameters", {})) - {"_instantiator"}
+    for name in PROGRAMS:
+        module, _, qualname = name.rpartition(".")
+        cls = getattr(importlib.import_module(module), qualname)
+        strategy = cls is not model_class and issubclass(cls, pl.LightningModule)
+        if strategy and keys <= set(inspect.signature(cls).parameters):
+            return (f"--ckpt_path {path} is a checkpoint of {cls.__name__}, not {model_class.__name__}: "
+                    f"use it with {program(cls)}")
+    unknown = sorted(keys - set(inspect.signature(model_class).parameters))
+    return (f"--ckpt_path {path} holds hyperparameters {model_class.__name__} does not take ({', '.join(unknown)}); "
+            f"give a checkpoint of {program(model_class)}")
+
+
+def parser_error_line(message: str, command: str) -> str:
+    """jsonargparse's (often multi-line, nested) parse error as one line: the option, the value, what it must be, and
+    where to read the options. Unknown messages keep their text, on one line."""
+    help_hint = f"`{command} --help` lists the options"
+    keys = re.findall(r'Parser key "([^"]+)"', message)
+    option = "--" + ".".join(keys)
+    if unknown := re.match(r"unrecognized arguments: (\S+)", message):
+        return f"unknown option {unknown[1]}; {help_hint}"
+    if restricted := re.search(r"Not of type \w+: (.+) does not conform to restriction (.+)", message):
+        bounds = re.sub(r"v([<>=!]+)", r"\1 ", restricted[2])  # "v>=0 and v<=1" -> ">= 0 and <= 1"
+        return f"{option} must be {bounds}, got {restricted[1]}"
+    if unknown_class := re.search(r"Expected a dot import path string: (\S+)", message):
+        known = f"; known: {', '.join(subclass_names(NASDataModule))}" if keys == ["data"] else f"; {help_hint}"
+        return f"{option}: no class named {unknown_class[1]!r}{known}"
+    if expected := re.search(r"Expected an? (.+?)\. Got value: (.+)", message):
+        return f"{option} must be {readable_type(expected[1])}, got {expected[2]!r}"
+    if given := re.search(r"Subtypes: \[(.+?)\].*Given value: (.+)$", message, re.DOTALL):
+        types = " or ".join(readable_type(name) for name in given[1].split(", "))
+        return f"{option} must be {types}, got {given[2]!r}"
+    return f"{' '.join(message.split())}; {help_hint}"
+
+
+def readable_type(name: str) -> str:
+    """``<class 'float'>`` as ``a float``, ``typing.Literal['a', 'b']`` as ``one of 'a', 'b'``."""
+    if literal := re.fullmatch(r"typing\.Literal\[(.+)\]", name):
+        return f"one of {literal[1]}"
+    if cls := re.fullmatch(r"<class '(?:[\w.]+\.)?(\w+)'>", name):
+        return "null" if cls[1] == "NoneType" else f"a{'n' if cls[1][0] in 'aeiou' else ''} {cls[1]}"
+    return name
+
+
+def command_line(program_name: str, args: list[str]) -> str:
+    """The program and its subcommand, if ``args`` start with one: what ``--help`` follows in an error's hint."""
+    return f"{program_name} {args[0]}" if args and not args[0].startswith("-") else program_name
+
+
+@contextmanager
+def parser_errors_in_one_line(command: str) -> Iterator[None]:
+    """Turn the parser's errors (jsonargparse raises them, ``exit_on_error=False``) into ConfigErrors of one line;
+    errors a class raised while it was built keep their own message."""
+    try:
+        yield
+    except ArgumentError as error:
+        cause: BaseException | None = error
+        while cause is not None and not isinstance(cause, USER_ERRORS):
+            cause = cause.__cause__
+        if cause is not None:
+            raise
+        raise ConfigError(parser_error_line(str(error), command)) from error
 
 
 class SaveRunConfig(SaveConfigCallback):
@@ -95,19 +196,49 @@ class NASCLI(LightningCLI):
     run of the same ``default_root_dir``: each run gets a version folder of its own, where Lightning would look.
     """
 
+    def init_parser(self, **kwargs: Any) -> LightningArgumentParser:
+        """Parsers that raise their errors (``parser_errors_in_one_line`` makes each one line) and print the recipe's
+        own command in their usage."""
+        return super().init_parser(**{"exit_on_error": False, "prog": program(self._model_class), **kwargs})
+
     def subcommands(self) -> dict[str, set[str]]:  # type: ignore[override]
         return {name: arguments for name, arguments in LightningCLI.subcommands().items()
                 if getattr(self._model_class, STEPS[name]) is not getattr(pl.LightningModule, STEPS[name])}
 
     def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
         """``args`` are always the command line, with shipped config names resolved (``run_recipe``), so Lightning's
-        warning against passing both ``args`` and a command line would fire on every run: parse them directly."""
+        warning against passing both ``args`` and a command line would fire on every run: parse them directly.
+        ``--ckpt_path last`` with no last run starts a new one, saying so (Lightning's hint would be to set
+        ``save_last``, which the recipes do). Checkpoints load with ``weights_only`` unless told otherwise: Lightning
+        would unpickle a remote one in full."""
         self.config = parser.parse_args(args)
         config = self.config.get(self.config.get("subcommand") or "", None)
-        if isinstance(config, Namespace) and config.get("ckpt_path") == "last":
-            last = last_checkpoint(config.trainer.default_root_dir or os.getcwd())
-            if last is not None:
-                config.ckpt_path = last
+        if not isinstance(config, Namespace):
+            return
+        if config.get("weights_only", False) is None:
+            config.weights_only = True
+        if config.get("ckpt_path") == "last":
+            root = config.trainer.default_root_dir or os.getcwd()
+            config.ckpt_path = last_checkpoint(root)
+            if config.ckpt_path is None:
+                print(f"--ckpt_path last: no last.ckpt under {root} to resume, so this run starts from scratch")
+
+    def _parse_ckpt_path(self) -> None:
+        """Lightning reads the hyperparameters of ``--ckpt_path`` here: a path that is no checkpoint, or a checkpoint
+        of another strategy, ends in one line naming it, instead of a KeyError or an unknown option."""
+        path = self.config.get(self.config.get("subcommand") or "", Namespace()).get("ckpt_path")
+        if path is not None and Path(path).is_dir():
+            found = sorted(str(file) for file in Path(path).glob("**/*.ckpt"))
+            example = f", e.g. {found[-1]}" if found else ""
+            raise ConfigError(f"--ckpt_path {path} is a directory; give a checkpoint file{example}")
+        try:
+            super()._parse_ckpt_path()
+        except ArgumentError as error:
+            raise ConfigError(other_strategy_message(path, self._model_class)) from error
+        except Exception as error:
+            reason = " ".join(str(error).split()) or type(error).__name__
+            raise ConfigError(f"--ckpt_path {path} is not a readable checkpoint ({type(error).__name__}: "
+                              f"{reason[:200]}); give a .ckpt file that a run saved") from error
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.link_arguments("data.num_classes", "model.num_classes", apply_on="instantiate")
@@ -130,8 +261,15 @@ class NASCLI(LightningCLI):
 
 
 def shipped_config(value: str) -> str:
-    """A ``--config`` value: a file or an inline YAML string as it is, else the path of the shipped recipe config of
-    that name (an unknown name is a ConfigError listing the shipped ones)."""
+    """A ``--config`` value: a file (a ConfigError unless it holds YAML) or an inline YAML string as it is, else the
+    path of the shipped recipe config of that name (an unknown name is a ConfigError listing the shipped ones)."""
+    if Path(value).is_file():
+        try:
+            yaml.safe_load(Path(value).read_text())
+        except (yaml.YAMLError, UnicodeDecodeError) as error:
+            reason = " ".join(str(error).split()).replace('in "<unicode string>", ', "at ")
+            raise ConfigError(f"--config {value} is not a YAML file ({reason}); fix it or give another") from None
+        return value
     if Path(value).exists() or any(c in value for c in ":{\n"):
         return value
     return str(config_path(value))
@@ -161,12 +299,13 @@ def run_recipe(model_class: type[pl.LightningModule], args: list[str] | None = N
         if option in ("--optimizer", "--lr_scheduler"):
             raise ConfigError(f"{option} is not supported: {model_class.__name__} configures its own optimizer and "
                               f"schedule; set them with its --model.* options (see --help)")
-    return cli_class(
-        model_class,
-        NASDataModule,
-        subclass_mode_data=True,
-        args=args,
-        save_config_callback=SaveRunConfig,
-        run=run,
-        auto_configure_optimizers=False,
-    )
+    with parser_errors_in_one_line(command_line(program(model_class), args)):
+        return cli_class(
+            model_class,
+            NASDataModule,
+            subclass_mode_data=True,
+            args=args,
+            save_config_callback=SaveRunConfig,
+            run=run,
+            auto_configure_optimizers=False,
+        )

@@ -12,7 +12,7 @@ from typing import Any
 from jsonargparse import ActionConfigFile, ArgumentParser
 
 from lightning_nas.data import NASDataModule
-from lightning_nas.recipes.cli import one_line_errors, shipped_configs
+from lightning_nas.recipes.cli import command_line, one_line_errors, parser_errors_in_one_line, program, shipped_configs
 
 
 def run_driver(driver: type, description: str, args: list[str] | None = None, subcommand: str | None = "fit") -> Any:
@@ -26,16 +26,17 @@ def run_driver(driver: type, description: str, args: list[str] | None = None, su
 def build_driver(driver: type, description: str, args: list[str], subcommand: str | None = "fit") -> Any:
     """The ``driver`` object that ``run_driver`` would run with ``args``, built but not run (the quality report
     builds a PNAS search from its recipe this way to reuse its candidate training and predictor)."""
-    parser = ArgumentParser(description=description)
+    parser = ArgumentParser(description=description, exit_on_error=False, prog=program(driver))
     parser.add_argument("--config", action=ActionConfigFile)
     parser.add_class_arguments(driver, skip={"data"})
     parser.add_subclass_arguments(NASDataModule, "data")
     if subcommand is not None:
-        root = ArgumentParser(description=description)
+        root = ArgumentParser(description=description, exit_on_error=False, prog=program(driver))
         root.add_subcommands().add_subcommand(subcommand, parser, help=f"run or resume: {description}")
         parser = root
-    config = parser.parse_args(shipped_configs(args))
-    arguments = parser.instantiate(config)
+    with parser_errors_in_one_line(command_line(program(driver), args)):
+        config = parser.parse_args(shipped_configs(args))
+        arguments = parser.instantiate(config)
     arguments = arguments[subcommand] if subcommand is not None else arguments
     arguments.pop("config", None)
     return driver(**arguments)
