@@ -93,3 +93,23 @@ def found_vs_random_png(found: Sequence[float], random: Sequence[float], title: 
     axis.set(xticks=[0, 1], xticklabels=[f"random ({len(random)})", f"found ({len(found)})"], xlim=(-0.6, 1.6),
              ylabel="retrained accuracy", title=title)
     return figure_png(figure)
+
+
+def best_so_far_png(curves: Mapping[str, Mapping[str, Sequence[float]]], optimum: float | None = None,
+                    title: str = "") -> bytes:
+    """Best-so-far curves per strategy: the mean over runs with a band of one sd, against the number of queries;
+    a dashed line at the optimum."""
+    figure = Figure(figsize=(6.5, 4.5))
+    axis = figure.subplots()
+    for name, curve in curves.items():
+        x = range(1, len(curve["mean"]) + 1)
+        mean, sd = curve["mean"], curve["sd"]
+        axis.plot(x, mean, label=name)
+        axis.fill_between(x, [m - s for m, s in zip(mean, sd)], [m + s for m, s in zip(mean, sd)], alpha=0.15)
+    if optimum is not None:
+        axis.axhline(optimum, color="black", linestyle="--", linewidth=0.8, label="table best")
+    axis.set_xlabel("queries")
+    axis.set_ylabel("true score of the incumbent")
+    axis.set_title(title, fontsize=9)
+    axis.legend()
+    return figure_png(figure)

@@ -10,6 +10,7 @@ text form). Spaces register by name with ``register_space`` and are built with `
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import random
 from typing import Any, ClassVar, Sequence
@@ -22,6 +23,8 @@ from lightning_nas.genotypes import Genotype
 Architecture = Any
 """An architecture of some space: a Genotype, an NB201Architecture, a MacroArchitecture (plain frozen data)."""
 
+SAMPLE_TRIES = 10_000
+"""Draws before sampling under a parameter budget gives up."""
 MUTATION_TRIES = 100
 """Edits tried before a mutation gives up: a few spaces map several decision lists to one architecture (PNAS)."""
 
@@ -31,6 +34,8 @@ class SearchSpace:
 
     name: ClassVar[str]
     architecture_type: ClassVar[type]
+    _network: tuple[int, int, int, int]
+    _params: dict[str, int]
 
     def choices(self) -> tuple[int, ...]:
         """How many options each decision has."""
@@ -44,9 +49,39 @@ class SearchSpace:
         """The architecture one option per decision picks."""
         raise NotImplementedError
 
-    def sample(self, rng: random.Random) -> Architecture:
-        """An architecture drawn uniformly over the decisions."""
+    max_params: float | None = None
+    """With ``with_max_params``: only architectures whose network has at most this many parameters are proposed."""
+
+    def draw(self, rng: random.Random) -> Architecture:
+        """An architecture drawn uniformly over the decisions (a space may draw its own published way)."""
         return self.decode([rng.randrange(n) for n in self.choices()])
+
+    def sample(self, rng: random.Random) -> Architecture:
+        """A uniformly drawn architecture within the parameter budget, if any."""
+        for _ in range(SAMPLE_TRIES):
+            arch = self.draw(rng)
+            if self.fits(arch):
+                return arch
+        raise ConfigError(f"no {self.name} architecture of {SAMPLE_TRIES} drawn has at most {self.max_params:g} "
+                          f"parameters; raise max_params")
+
+    def with_max_params(self, max_params: float | None, num_classes: int = 10, in_chans: int = 3, C: int = 16,
+                        N: int = 5) -> SearchSpace:
+        """This space restricted to architectures whose ``build(arch, num_classes, in_chans, C, N)`` has at most
+        ``max_params`` parameters (a cost budget); ``None`` lifts the restriction."""
+        budgeted = copy.copy(self)
+        budgeted.max_params, budgeted._network = max_params, (num_classes, in_chans, C, N)
+        budgeted._params = {}
+        return budgeted
+
+    def fits(self, arch: Architecture) -> bool:
+        """Whether ``arch`` is within the parameter budget (always, without one)."""
+        if self.max_params is None:
+            return True
+        key = self.key(arch)
+        if key not in self._params:
+            self._params[key] = self.num_params(arch, *self._network)
+        return self._params[key] <= self.max_params
 
     def mutate(self, arch: Architecture, rng: random.Random) -> Architecture:
         """A random one-edit neighbour: one decision changed to another option, giving a different architecture."""
@@ -56,12 +91,12 @@ class SearchSpace:
             d = rng.choice(editable)
             option = rng.randrange(choices[d] - 1)
             child = self.decode(current[:d] + [option + (option >= current[d])] + current[d + 1:])
-            if self.key(child) != key:
+            if self.key(child) != key and self.fits(child):
                 return child
         raise ConfigError(f"the {self.name} space has no architecture one edit away from {self.to_string(arch)}")
 
     def neighbours(self, arch: Architecture) -> list[Architecture]:
-        """Every distinct architecture one edit (one decision changed) away, in a fixed order."""
+        """Every distinct architecture one edit (one decision changed) away within the budget, in a fixed order."""
         current, key = list(self.decisions(arch)), self.key(arch)
         found: dict[str, Architecture] = {}
         for d, n in enumerate(self.choices()):
@@ -70,7 +105,7 @@ class SearchSpace:
                     child = self.decode(current[:d] + [option] + current[d + 1:])
                     found.setdefault(self.key(child), child)
         found.pop(key, None)
-        return list(found.values())
+        return [child for child in found.values() if self.fits(child)]
 
     def encode(self, arch: Architecture) -> list[float]:
         """A fixed-length vector for predictors: the one-hot code of every decision, concatenated."""

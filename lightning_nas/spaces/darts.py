@@ -481,7 +481,7 @@ class DARTSSpace(GenotypeSpace):
         concat = tuple(range(2, 2 + self.nodes))
         return Genotype(normal=cells[0], normal_concat=concat, reduce=cells[1], reduce_concat=concat)
 
-    def sample(self, rng: random.Random) -> Genotype:
+    def draw(self, rng: random.Random) -> Genotype:
         return random_genotype(rng, self.nodes, self.primitives)
 
     def supernet(self, num_classes: int, in_chans: int, **options: Any) -> SearchNetwork:

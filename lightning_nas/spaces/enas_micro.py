@@ -227,7 +227,7 @@ class ENASMicroSpace(GenotypeSpace):
                            for d in (decisions[:half], decisions[half:]))
         return MicroArchitecture(normal=tuple(normal), reduce=tuple(reduce_)).to_genotype()
 
-    def sample(self, rng: random.Random) -> Genotype:
+    def draw(self, rng: random.Random) -> Genotype:
         return random_architecture(rng, self.nodes, self.ops).to_genotype()
 
     def supernet(self, num_classes: int, in_chans: int, **options: Any) -> MicroChild:

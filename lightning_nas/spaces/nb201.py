@@ -7,6 +7,7 @@ An architecture is written the benchmark's way, node by node, each edge as ``op~
 
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import dataclass
 from typing import Any, Sequence
@@ -17,7 +18,7 @@ from torch import nn
 
 from lightning_nas.cells.nb201 import NB201_EDGES, NB201_NODES, nb201_body, sum_edges
 from lightning_nas.errors import ConfigError
-from lightning_nas.ops import NB201_OPS
+from lightning_nas.ops import NB201_OPS, create_op
 from lightning_nas.spaces.base import SearchSpace, register_space
 from lightning_nas.spaces.darts import MixedOp, SharedInput, frozen
 
@@ -171,6 +172,10 @@ class NB201Space(SearchSpace):
     def decode(self, decisions: Sequence[int]) -> NB201Architecture:
         return NB201Architecture(tuple(self.ops[d] for d in decisions))
 
+    def key(self, arch: NB201Architecture) -> str:
+        """The benchmark's op index of each edge, e.g. ``333313`` (the best CIFAR-10 cell): short and fast."""
+        return "".join(str(NB201_OPS.index(op)) for op in arch.ops)
+
     def to_json(self, arch: NB201Architecture) -> str:
         return arch.to_json()
 
@@ -188,5 +193,25 @@ class NB201Space(SearchSpace):
 
         return NB201Network(arch, C=C, N=N, num_classes=num_classes, in_chans=in_chans)
 
+    def num_params(self, arch: NB201Architecture, num_classes: int, in_chans: int, C: int, N: int) -> int:
+        """As built, counted on the meta device, but per part: the network without its edge ops (every edge
+        ``none``) plus each edge's op at each stage's width, N times: a cell's edges hold their own weights."""
+        parts = _part_params(self.ops, num_classes, in_chans, C, N)
+        return parts["skeleton"] + N * sum(parts[op, stage] for op in arch.ops for stage in range(3))
+
     def supernet(self, num_classes: int, in_chans: int, **options: Any) -> NB201SearchNetwork:
         return NB201SearchNetwork(num_classes=num_classes, in_chans=in_chans, primitives=self.ops, **options)
+
+
+@functools.cache
+def _part_params(ops: tuple[str, ...], num_classes: int, in_chans: int, C: int, N: int) -> dict[Any, int]:
+    """Parameters of the NB201 network without edge ops (key "skeleton") and of each op at each stage's width."""
+    from lightning_nas.networks.nb201 import NB201Network  # networks stack spaces' cells: import on use
+
+    def count(module: nn.Module) -> int:
+        return sum(p.numel() for p in module.parameters())
+
+    with torch.device("meta"):
+        skeleton = count(NB201Network(NB201Architecture(("none",) * len(NB201_EDGES)), C, N, num_classes, in_chans))
+        parts: dict[Any, int] = {(op, stage): count(create_op(op, C << stage)) for op in ops for stage in range(3)}
+    return {"skeleton": skeleton, **parts}

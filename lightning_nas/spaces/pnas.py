@@ -225,5 +225,5 @@ class PNASSpace(GenotypeSpace):
         blocks = tuple(_block((d[k], self.ops[d[k + 2]]), (d[k + 1], self.ops[d[k + 3]])) for k in range(0, len(d), 4))
         return PNASCell(blocks).to_genotype()
 
-    def sample(self, rng: random.Random) -> Genotype:
+    def draw(self, rng: random.Random) -> Genotype:
         return random_cell(rng, self.blocks, self.ops).to_genotype()

@@ -13,6 +13,7 @@ the results file is bound to the pool's fingerprint: everything that changes a c
 from __future__ import annotations
 
 import fcntl
+import json
 import hashlib
 import inspect
 import os
@@ -29,8 +30,7 @@ from lightning_nas.data import NASDataModule
 from lightning_nas.data.pnas_results import ResultsFile
 from lightning_nas.errors import ConfigError, check
 from lightning_nas.files import is_local
-from lightning_nas.genotypes import Genotype
-from lightning_nas.networks import NetworkCIFAR
+from lightning_nas.spaces import Architecture, SearchSpace, create_space
 from lightning_nas.strategies.finite import check_finite
 from lightning_nas.strategies.ranks import Ranks
 
@@ -42,13 +42,14 @@ taken mid-descent."""
 
 
 class CandidateModule(pl.LightningModule):
-    """A candidate genotype stacked into the proxy network: 3N cells of F channels (two of them stride-2
-    reductions), trained with SGD and cosine decay (per ``lr_interval``); ``curve`` holds the validation accuracy
-    after each epoch."""
+    """A candidate architecture of a search space built into its proxy network (``SearchSpace.build``: for cell
+    spaces 3N cells of F channels, two of them stride-2 reductions), trained with SGD and cosine decay (per
+    ``lr_interval``); ``curve`` holds the validation accuracy after each epoch. ``genotype`` is the architecture in
+    the space's JSON form (a Genotype's dict for the cell spaces), so it survives hparams and checkpoints."""
 
     def __init__(
         self,
-        genotype: dict[str, list],
+        genotype: dict[str, Any],
         num_classes: int,
         in_chans: int,
         N: int = 2,
@@ -58,13 +59,14 @@ class CandidateModule(pl.LightningModule):
         momentum: float = 0.9,
         weight_decay: float = 3e-4,
         lr_interval: LRInterval = "epoch",
+        space: str = "darts",
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
         self.epochs, self.lr, self.momentum, self.weight_decay = epochs, lr, momentum, weight_decay
         self.lr_interval = lr_interval
-        self.network = NetworkCIFAR(Genotype.from_dict(genotype), C=F, layers=3 * N, num_classes=num_classes,
-                                    in_chans=in_chans, auxiliary=False)
+        search_space = create_space(space)
+        self.network = search_space.build(search_space.from_json(json.dumps(genotype)), num_classes, in_chans, F, N)
         self.curve: list[float] = []
         self._correct = self._seen = 0
 
@@ -142,6 +144,7 @@ class CandidatePool:
         label: str = "candidates",
         settings: dict[str, Any] | None = None,
         lr_interval: LRInterval = "epoch",
+        space: SearchSpace | None = None,
     ) -> None:
         check(lr_interval in ("epoch", "step"), f"lr_interval must be 'epoch' or 'step', got {lr_interval!r}")
         check(is_local(results_path), f"{results_path} is not a local path: a search locks its results file, which "
@@ -153,6 +156,7 @@ class CandidatePool:
         self.ranks = ranks or Ranks()
         self.label = label
         self.settings = dict(settings or {})
+        self.space = space or create_space("darts")
         self._depth = 0  # nesting of ``running``
 
     @property
@@ -208,13 +212,15 @@ class CandidatePool:
                           num_sanity_val_steps=0, callbacks=list(callbacks), **kwargs)
 
     def train(
-        self, key: str, genotype: Genotype, callbacks: Sequence[pl.Callback] = (), seed: int | None = None
+        self, key: str, genotype: Architecture, callbacks: Sequence[pl.Callback] = (), seed: int | None = None
     ) -> tuple[CandidateModule, dict[str, Any]]:
-        """Train one proxy network; return it with its result record (not yet written). ``seed`` fixes the training
+        """Train one proxy network of ``genotype`` (an architecture of the pool's space); return it with its result
+        record (not yet written). ``seed`` fixes the training
         seed (the same for every architecture in a fair comparison); by default each candidate has its own."""
         pl.seed_everything(candidate_seed(self.seed, key) if seed is None else seed, verbose=False)
-        module = CandidateModule(genotype.to_dict(), self.data.num_classes, self.data.in_chans, self.N, self.F,
-                                 self.epochs, self.lr, lr_interval=self.lr_interval)
+        arch = json.loads(self.space.to_json(genotype))
+        module = CandidateModule(arch, self.data.num_classes, self.data.in_chans, self.N, self.F,
+                                 self.epochs, self.lr, lr_interval=self.lr_interval, space=self.space.name)
         start = time.perf_counter()
         trainer = self.trainer(self.epochs, callbacks, limit_train_batches=self.limit_train_batches,
                                limit_val_batches=self.limit_val_batches)
@@ -222,7 +228,7 @@ class CandidatePool:
             trainer.fit(module, datamodule=self.data)
         except FloatingPointError as diverged:
             raise FloatingPointError(f"candidate {key} diverged: {diverged}") from None
-        record = {"key": key, "genotype": genotype.to_dict(), "accuracy": module.curve[-1], "curve": module.curve,
+        record = {"key": key, "genotype": arch, "accuracy": module.curve[-1], "curve": module.curve,
                   "epochs": len(module.curve), "seconds": round(time.perf_counter() - start, 3)}
         return module, record
 

@@ -1,0 +1,1 @@
+"""Black-box strategies measured against a benchmark's ground truth: ``python -m lightning_nas.benchmark``."""
