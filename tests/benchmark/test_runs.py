@@ -1,0 +1,121 @@
+"""The benchmark against NAS-Bench-201's table, and every strategy on planted tables with a negative control."""
+
+from __future__ import annotations
+
+import csv
+import json
+import random
+import statistics
+from pathlib import Path
+
+import pytest
+
+from lightning_nas.benchmark.__main__ import main
+from lightning_nas.benchmark.runs import run_benchmark
+from lightning_nas.errors import ConfigError
+from lightning_nas.spaces import create_space
+from lightning_nas.spaces.nb201 import NB201Architecture
+from lightning_nas.strategies.blackbox import STRATEGIES
+from lightning_nas.strategies.evaluators import BenchmarkTable
+
+NB201_TABLE = Path(__file__).resolve().parents[3] / "shared" / "benchmarks" / "nb201_cifar10.csv"
+needs_table = pytest.mark.skipif(not NB201_TABLE.exists(), reason="NAS-Bench-201 table not in ../shared/benchmarks")
+ALL_SKIP = "|skip_connect~0|+|skip_connect~0|skip_connect~1|+|skip_connect~0|skip_connect~1|skip_connect~2|"
+PLANTED = ("nor_conv_1x1", "avg_pool_3x3", "skip_connect", "none", "nor_conv_3x3", "nor_conv_1x1")
+"""The optimum of the planted table: on every edge one op adds the most (an additive landscape)."""
+
+
+def write_table(path: Path, scores: dict[str, float], metric: str = "score") -> Path:
+    with open(path, "w", newline="") as file:
+        writer = csv.writer(file)
+        writer.writerow(["arch", metric])
+        writer.writerows(scores.items())
+    return path
+
+
+def planted_scores(seed: int = 0) -> dict[str, float]:
+    """Each edge's op adds a fixed amount, the planted op 1 more than any other; plus small per-cell noise. The
+    optimum is the all-planted cell, 1 of 15,625, which random search hits with 150 queries in about 1 run of 100."""
+    rng = random.Random(seed)
+    space = create_space("nb201")
+    gains = [{op: rng.uniform(0, 1) + (1.0 if op == planted else 0.0) for op in space.ops} for planted in PLANTED]
+    scores = {}
+    for index in range(5**6):
+        decisions = [(index // 5**e) % 5 for e in range(6)]
+        arch = space.decode(decisions)
+        scores[arch.to_string()] = sum(g[op] for g, op in zip(gains, arch.ops)) + rng.gauss(0, 0.05)
+    return scores
+
+
+@needs_table
+def test_reads_nas_bench_201_figures() -> None:
+    table = BenchmarkTable.read(NB201_TABLE, create_space("nb201"))
+    assert len(table.scores) == 15_625
+    assert round(table.best, 2) == 94.37
+    assert round(table.lookup(NB201Architecture.from_string(ALL_SKIP)), 2) == 54.30
+    assert round(statistics.median(table.scores.values()), 2) == 90.75
+
+
+def test_table_errors_are_one_line(tmp_path: Path) -> None:
+    scores = planted_scores()
+    space = create_space("nb201")
+    with pytest.raises(ConfigError, match="has no architecture column 'arch'; its columns are genotype, score"):
+        path = tmp_path / "a.csv"
+        path.write_text("genotype,score\n|x|,1\n")
+        BenchmarkTable.read(path, space)
+    with pytest.raises(ConfigError, match="line 2: .* is not an architecture of the nb201 space"):
+        BenchmarkTable.read(write_table(tmp_path / "b.csv", {"not a cell": 1.0}), space)
+    partial = dict(list(scores.items())[:-1])
+    with pytest.raises(ConfigError, match="lacks .*: it holds 15624 of the nb201 space's 15625 architectures"):
+        BenchmarkTable.read(write_table(tmp_path / "c.csv", partial), space)
+    with pytest.raises(ConfigError, match="has no column 'top1'; its metric columns are score"):
+        BenchmarkTable.read(write_table(tmp_path / "d.csv", scores), space, metric="top1")
+
+
+def test_planted_structure_is_found(tmp_path: Path) -> None:
+    """Every learning strategy reaches the planted optimum in most runs of 150 queries; random search almost never."""
+    table = write_table(tmp_path / "planted.csv", planted_scores())
+    result = run_benchmark("nb201", str(table), list(STRATEGIES), queries=150, runs=20)
+    hits = {name: rows["150"]["optimum_hits"] for name, rows in result["strategies"].items()}
+    assert hits["random"] <= 2
+    for name in ("evolution", "reinforce", "predictor", "local"):
+        assert hits[name] >= 10, hits
+        assert result["strategies"][name]["150"]["vs_random"][0] > 0
+
+
+def test_shuffled_table_is_a_negative_control(tmp_path: Path) -> None:
+    """The same scores shuffled over the cells: no structure left, so no strategy hits the optimum more often than
+    chance, and none beats random search by its interval."""
+    scores = planted_scores()
+    values = list(scores.values())
+    random.Random(1).shuffle(values)
+    table = write_table(tmp_path / "shuffled.csv", dict(zip(scores, values)))
+    result = run_benchmark("nb201", str(table), list(STRATEGIES), queries=150, runs=20)
+    for name, rows in result["strategies"].items():
+        assert rows["150"]["optimum_hits"] <= 2, name
+        assert rows["150"]["vs_random"][0] < 0.05, name
+
+
+def test_command_writes_json_and_plot(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    table = write_table(tmp_path / "planted.csv", planted_scores())
+    out, plot = tmp_path / "result.json", tmp_path / "curves.png"
+    main(["--table", str(table), "--strategies", "random,evolution", "--queries", "60", "--runs", "4",
+          "--noise", "0.5", "--max-params", "0.8e6", "--first-seed", "1000", "--json", str(out), "--plot", str(plot)])
+    result = json.loads(out.read_text())
+    assert set(result["strategies"]) == {"random", "evolution"}
+    assert set(result["strategies"]["evolution"]) == {"10", "50", "60"}
+    row = result["strategies"]["evolution"]["60"]
+    assert set(row) == {"mean", "sd", "optimum_hits", "vs_random"} and row["vs_random"][0] <= row["vs_random"][1]
+    assert result["first_seed"] == 1000 and plot.read_bytes()[:4] == b"\x89PNG"
+    assert "evolution       60" in capsys.readouterr().out
+
+
+def test_command_refuses_bad_input(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        main(["--table", "x.csv", "--strategies", "random,annealing"])
+    assert exit_.value.code == 2
+    assert "unknown strategy annealing; known: random, evolution, reinforce, predictor, local" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_:
+        main(["--table", str(tmp_path / "missing.csv")])
+    assert exit_.value.code == 2
+    assert capsys.readouterr().err.strip().startswith("error: benchmark table")

@@ -1,0 +1,51 @@
+"""Every registered space honours the interface strategies search through."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+import torch
+
+from lightning_nas.errors import ConfigError
+from lightning_nas.spaces import SPACES, SearchSpace, create_space
+
+
+def test_the_five_spaces_are_registered() -> None:
+    assert set(SPACES) == {"darts", "enas_micro", "enas_macro", "pnas", "nb201"}
+    with pytest.raises(ConfigError, match="unknown search space 'nope'; registered spaces: darts, enas_macro"):
+        create_space("nope")
+
+
+@pytest.mark.parametrize("name", sorted(SPACES))
+def test_space_interface(name: str) -> None:
+    space, rng = create_space(name), random.Random(0)
+    for _ in range(5):
+        arch = space.sample(rng)
+        assert space.key(space.from_string(space.to_string(arch))) == space.key(arch)
+        assert space.key(space.from_json(space.to_json(arch))) == space.key(arch)
+        assert space.key(space.decode(space.decisions(arch))) == space.key(arch)
+        assert len(space.encode(arch)) == sum(space.choices())
+        child = space.mutate(arch, rng)
+        assert space.key(child) != space.key(arch)
+        space.decisions(child)  # a valid architecture of the space
+        neighbours = space.neighbours(arch)
+        assert neighbours and space.key(arch) not in {space.key(n) for n in neighbours}
+        for neighbour in neighbours:  # one decision away (PNAS's canonical form may renumber blocks: checked by key)
+            edits = sum(a != b for a, b in zip(space.decisions(neighbour), space.decisions(arch)))
+            assert edits == 1 or name == "pnas"
+    network = space.build(arch, num_classes=7, in_chans=3, C=8, N=1)
+    assert network(torch.randn(2, 3, 32, 32)).shape == (2, 7)
+
+
+def test_parameter_budget_restricts_every_proposal() -> None:
+    space = create_space("nb201").with_max_params(0.5e6)
+    rng = random.Random(0)
+    archs = [space.sample(rng) for _ in range(50)]
+    archs += [space.mutate(arch, rng) for arch in archs] + space.neighbours(archs[0])
+    counts = [SearchSpace.num_params(space, arch, 10, 3, 16, 5) for arch in archs]  # built on the meta device
+    assert max(counts) <= 0.5e6
+    unrestricted = create_space("nb201")
+    assert max(SearchSpace.num_params(unrestricted, unrestricted.sample(rng), 10, 3, 16, 5) for _ in range(50)) > 0.5e6
+    with pytest.raises(ConfigError, match="has at most 1000 parameters; raise max_params"):
+        create_space("nb201").with_max_params(1000).sample(rng)

@@ -1,0 +1,80 @@
+"""NAS-Bench-201: the string form, the network's size against the paper and the supernet."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+import timm
+import torch
+
+import lightning_nas.networks  # noqa: F401  (registers nb201 with timm)
+from lightning_nas.errors import ConfigError
+from lightning_nas.spaces import SearchSpace, create_space
+from lightning_nas.spaces.nb201 import NB201Architecture, NB201SearchNetwork
+
+EXAMPLE = "|nor_conv_3x3~0|+|nor_conv_3x3~0|avg_pool_3x3~1|+|skip_connect~0|nor_conv_3x3~1|skip_connect~2|"
+ALL_CONV = "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|nor_conv_3x3~0|nor_conv_3x3~1|nor_conv_3x3~2|"
+
+
+def test_string_form_round_trips_exactly() -> None:
+    arch = NB201Architecture.from_string(EXAMPLE)
+    assert arch.ops == ("nor_conv_3x3", "nor_conv_3x3", "avg_pool_3x3", "skip_connect", "nor_conv_3x3", "skip_connect")
+    assert arch.to_string() == EXAMPLE
+    assert NB201Architecture.from_json(arch.to_json()) == arch
+
+
+@pytest.mark.parametrize("text, message", [
+    (EXAMPLE.replace("avg_pool_3x3", "max_pool_3x3"), "unknown op 'max_pool_3x3'"),
+    ("|nor_conv_3x3~0|+|nor_conv_3x3~0|avg_pool_3x3~1|", "expected 3 nodes joined by '\\+', got 2"),
+    (EXAMPLE.replace("|avg_pool_3x3~1|", "|"), "node 2 .* needs 2 edges"),
+    (EXAMPLE.replace("skip_connect~2", "skip_connect~1"), "edge 'skip_connect~1' of node 3 must read node 2"),
+])
+def test_malformed_strings_name_the_part(text: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message) as error:
+        NB201Architecture.from_string(text)
+    assert "\n" not in str(error.value)
+
+
+def test_network_size_matches_the_paper() -> None:
+    """NAS-Bench-201 (Dong & Yang, 2020): the largest cell (all nor_conv_3x3) has 1.53 M parameters on CIFAR-10."""
+    model = timm.create_model("nb201", genotype=ALL_CONV, num_classes=10)
+    assert round(sum(p.numel() for p in model.parameters()) / 1e6, 2) == 1.53
+    space = create_space("nb201")
+    arch = NB201Architecture.from_string(ALL_CONV)
+    assert space.num_params(arch, 10, 3, 16, 5) == SearchSpace.num_params(space, arch, 10, 3, 16, 5) == 1_531_546
+    rng = random.Random(0)
+    for arch in (space.sample(rng) for _ in range(10)):  # the per-part count equals the whole network's
+        assert space.num_params(arch, 10, 3, 16, 5) == SearchSpace.num_params(space, arch, 10, 3, 16, 5)
+
+
+def test_timm_interface(tmp_path) -> None:
+    path = tmp_path / "genotype.json"
+    path.write_text(NB201Architecture.from_string(EXAMPLE).to_json())
+    model = timm.create_model("nb201", genotype=str(path), num_classes=4, C=8, N=1).eval()
+    x = torch.randn(2, 3, 32, 32)
+    features = model.forward_features(x)
+    assert features.shape == (2, 32, 8, 8)
+    assert torch.equal(model.forward_head(features), model(x))
+    model.reset_classifier(6)
+    assert model(x).shape == (2, 6)
+    config = timm.data.resolve_model_data_config(model)
+    assert config["input_size"] == (3, 32, 32) and len(config["mean"]) == 3
+
+
+def test_supernet_gradients_and_derivation() -> None:
+    torch.manual_seed(0)
+    net = NB201SearchNetwork(C=4, N=1, num_classes=3)
+    x, y = torch.randn(4, 3, 16, 16), torch.tensor([0, 1, 2, 0])
+    torch.nn.functional.cross_entropy(net(x), y).backward()
+    assert net.alpha.grad is not None and net.alpha.grad.abs().sum() > 0
+    assert all(p.grad is not None for p in net.weight_parameters() if p.requires_grad)
+    with torch.no_grad():
+        net.alpha.zero_()
+        net.alpha[:, 3] = 1.0  # nor_conv_3x3 strongest everywhere
+        net.alpha[0, 1] = 2.0  # skip_connect on edge 1<-0
+    assert net.genotype().to_string() == ALL_CONV.replace("nor_conv_3x3~0|+", "skip_connect~0|+", 1)
+    assert net.genotype(max_skip_connect=0).to_string() == ALL_CONV
+    net.zero_grad()
+    net(x, weight_grad=False).sum().backward()  # an α step: no weight gradients
+    assert net.alpha.grad is not None and all(p.grad is None for p in net.weight_parameters())
