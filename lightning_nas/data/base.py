@@ -20,8 +20,6 @@ once across ranks, never padded, so metrics synced as sums (torchmetrics) equal 
 then run one batch more or less, so eval steps must not call collectives (``self.log(..., sync_dist=True)`` per step).
 """
 
-from __future__ import annotations
-
 import copy
 from typing import Any, Callable, Literal, Sized, cast
 
@@ -34,6 +32,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
 from torchvision.datasets import VisionDataset
 from torchvision.datasets.vision import StandardTransform
 
+from lightning_nas.arguments import NonNegativeInt, PositiveInt
 from lightning_nas.errors import ConfigError
 
 Mode = Literal["eval", "search"]
@@ -84,10 +83,10 @@ class NASDataModule(pl.LightningDataModule):
     def __init__(
         self,
         mode: Mode = "eval",
-        batch_size: int = 64,
-        val_split: int = 0,
+        batch_size: PositiveInt = 64,
+        val_split: NonNegativeInt = 0,
         seed: int = 0,
-        num_workers: int = 0,
+        num_workers: NonNegativeInt = 0,
         pin_memory: bool = False,
         persistent_workers: bool = False,
     ) -> None:

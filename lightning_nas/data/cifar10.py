@@ -6,8 +6,6 @@ The files are torchvision's: the python-version batches in ``<data_dir>/cifar-10
 ``<data_dir>/cifar-100-python``.
 """
 
-from __future__ import annotations
-
 from pathlib import Path
 from typing import Literal
 
@@ -16,6 +14,7 @@ from torch.utils.data import Dataset
 from torchvision.datasets import CIFAR10, CIFAR100
 from torchvision.transforms import v2
 
+from lightning_nas.arguments import NonNegativeInt, PositiveInt
 from lightning_nas.data.base import Mode, NASDataModule, with_transform
 from lightning_nas.errors import ConfigError, check
 
@@ -64,12 +63,12 @@ class CIFAR10DataModule(NASDataModule):
         data_dir: str | Path = "data",
         dataset: Literal["cifar10", "cifar100"] = "cifar10",
         download: bool = False,
-        cutout: int = 0,
+        cutout: NonNegativeInt = 0,
         mode: Mode = "eval",
-        batch_size: int = 96,
-        val_split: int = 0,
+        batch_size: PositiveInt = 96,
+        val_split: NonNegativeInt = 0,
         seed: int = 0,
-        num_workers: int = 0,
+        num_workers: NonNegativeInt = 0,
         pin_memory: bool = False,
         persistent_workers: bool = False,
     ) -> None:

@@ -9,8 +9,6 @@ normalised as a tensor, without the PIL image per item that torchvision's datase
 225 µs an item on 2 CPU cores).
 """
 
-from __future__ import annotations
-
 import gzip
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +19,7 @@ from torch.utils.data import Dataset
 from torchvision.datasets import MNIST, FashionMNIST
 from torchvision.transforms import v2
 
+from lightning_nas.arguments import NonNegativeInt, PositiveInt
 from lightning_nas.data.base import Mode, NASDataModule
 from lightning_nas.errors import ConfigError, check
 
@@ -94,10 +93,10 @@ class FashionMNISTDataModule(NASDataModule):
         data_dir: str | Path | None = None,
         download: bool = False,
         mode: Mode = "eval",
-        batch_size: int = 64,
-        val_split: int = 0,
+        batch_size: PositiveInt = 64,
+        val_split: NonNegativeInt = 0,
         seed: int = 0,
-        num_workers: int = 0,
+        num_workers: NonNegativeInt = 0,
         pin_memory: bool = False,
         persistent_workers: bool = False,
     ) -> None:

@@ -6,8 +6,6 @@ the CLI builds the model. An image PIL cannot read (corrupt, truncated, empty) i
 never a traceback mid-epoch; ``verify_images=True`` finds them all up front instead.
 """
 
-from __future__ import annotations
-
 import itertools
 import warnings
 from concurrent.futures import ThreadPoolExecutor
@@ -20,6 +18,7 @@ from torch.utils.data import Dataset
 from torchvision.datasets import ImageFolder
 from torchvision.datasets.folder import find_classes
 
+from lightning_nas.arguments import NonNegativeInt, PositiveInt
 from lightning_nas.data.base import Mode, NASDataModule, with_transform
 from lightning_nas.errors import ConfigError
 
@@ -92,13 +91,13 @@ class ImageNetDataModule(NASDataModule):
     def __init__(
         self,
         data_dir: str | Path = "data/imagenet",
-        image_size: int = 224,
+        image_size: PositiveInt = 224,
         color_jitter: float | tuple[float, float, float, float] = (0.4, 0.4, 0.4, 0.2),
         mode: Mode = "eval",
-        batch_size: int = 128,
-        val_split: int = 0,
+        batch_size: PositiveInt = 128,
+        val_split: NonNegativeInt = 0,
         seed: int = 0,
-        num_workers: int = 0,
+        num_workers: NonNegativeInt = 0,
         pin_memory: bool = False,
         persistent_workers: bool = False,
         verify_images: bool = False,

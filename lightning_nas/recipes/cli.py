@@ -59,7 +59,11 @@ PROGRAMS = {
     "lightning_nas.strategies.enas.ENAS": "python -m lightning_nas.recipes.enas",
     "lightning_nas.strategies.final_training.FinalTraining": "python -m lightning_nas.recipes.train",
     "lightning_nas.strategies.pnas.PNASSearch": "python -m lightning_nas.recipes.pnas",
-    "lightning_nas.strategies.random_search.RandomSearch": "python -m lightning_nas.recipes.random",
+    "lightning_nas.strategies.blackbox_search.RandomSearch": "python -m lightning_nas.recipes.random",
+    "lightning_nas.strategies.blackbox_search.RegularizedEvolution": "python -m lightning_nas.recipes.evolution",
+    "lightning_nas.strategies.blackbox_search.Reinforce": "python -m lightning_nas.recipes.reinforce",
+    "lightning_nas.strategies.blackbox_search.PredictorGuided": "python -m lightning_nas.recipes.predictor",
+    "lightning_nas.strategies.blackbox_search.LocalSearch": "python -m lightning_nas.recipes.local",
     "lightning_nas.quality.report.QualityReport": "python -m lightning_nas.quality",
 }
 """The command that runs each strategy or driver class: its recipe's program name in usage and error lines, and the
@@ -107,12 +111,15 @@ def parser_error_line(message: str, command: str) -> str:
     option = "--" + ".".join(keys)
     if unknown := re.match(r"unrecognized arguments: (\S+)", message):
         return f"unknown option {unknown[1]}; {help_hint}"
-    if restricted := re.search(r"Not of type \w+: (.+) does not conform to restriction (.+)", message):
-        bounds = re.sub(r"v([<>=!]+)", r"\1 ", restricted[2])  # "v>=0 and v<=1" -> ">= 0 and <= 1"
-        return f"{option} must be {bounds}, got {restricted[1]}"
     if unknown_class := re.search(r"Expected a dot import path string: (\S+)", message):
         known = f"; known: {', '.join(subclass_names(NASDataModule))}" if keys == ["data"] else f"; {help_hint}"
         return f"{option}: no class named {unknown_class[1]!r}{known}"
+    pydantic = r"Input should be ([^,\[]+?)(?:,[^\[]*)? ?\[type=(\w+), input_value='?(.*?)'?, input_type"
+    if constrained := re.search(pydantic, message):  # the constrained types of lightning_nas.arguments
+        requirement, code, value = constrained.groups()
+        if code.startswith(("greater_than", "less_than")) and not requirement[-1].isdigit():
+            requirement += f" {value}"  # jsonargparse cuts " <value>" from nested errors, and so a bound equal to it
+        return f"{option} must be {requirement}, got {value}"
     if expected := re.search(r"Expected an? (.+?)\. Got value: (.+)", message):
         return f"{option} must be {readable_type(expected[1])}, got {expected[2]!r}"
     if given := re.search(r"Subtypes: \[(.+?)\].*Given value: (.+)$", message, re.DOTALL):
@@ -265,10 +272,15 @@ def shipped_config(value: str) -> str:
     path of the shipped recipe config of that name (an unknown name is a ConfigError listing the shipped ones)."""
     if Path(value).is_file():
         try:
-            yaml.safe_load(Path(value).read_text())
-        except (yaml.YAMLError, UnicodeDecodeError) as error:
-            reason = " ".join(str(error).split()).replace('in "<unicode string>", ', "at ")
-            raise ConfigError(f"--config {value} is not a YAML file ({reason}); fix it or give another") from None
+            yaml.safe_load(Path(value).read_bytes())
+        except yaml.MarkedYAMLError as error:
+            mark = error.problem_mark
+            where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+            raise ConfigError(f"--config {value} is not a YAML file ({error.problem}{where}); fix it or give "
+                              "another") from None
+        except yaml.reader.ReaderError as error:
+            raise ConfigError(f"--config {value} is not a YAML file (not text: byte {error.character:#04x} at "
+                              f"position {error.position}); give a YAML file") from None
         return value
     if Path(value).exists() or any(c in value for c in ":{\n"):
         return value

@@ -7,8 +7,6 @@ through one virtual weight step (``darts_architect.unrolled_arch_gradient``). Ev
 ``manual_backward`` so DDP averages α and w gradients across ranks.
 """
 
-from __future__ import annotations
-
 import math
 from typing import Protocol, Sequence, cast
 
@@ -20,6 +18,7 @@ from lightning.pytorch.utilities import rank_zero_info, rank_zero_only
 from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
+from lightning_nas.arguments import Fraction, NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt
 from lightning_nas.callbacks import EpochSeeding, GenotypeExport, GenotypeLogger
 from lightning_nas.errors import ConfigError, check
 from lightning_nas.files import join
@@ -73,28 +72,28 @@ class DARTS(pl.LightningModule):
         self,
         num_classes: int = 10,
         in_chans: int = 3,
-        C: int = 16,
+        C: PositiveInt = 16,
         layers: int = 8,
-        nodes: int = 4,
-        stem_multiplier: int = 3,
+        nodes: PositiveInt = 4,
+        stem_multiplier: PositiveInt = 3,
         primitives: Sequence[str] = DARTS_PRIMITIVES,
         unrolled: bool = False,
         virtual_step: VirtualStep = "official",
-        partial_channels: int = 1,
-        checkpoint_cells: int = 0,
+        partial_channels: PositiveInt = 1,
+        checkpoint_cells: NonNegativeInt = 0,
         recompute_ops: bool = False,
-        w_lr: float = 0.025,
-        w_lr_min: float = 0.001,
-        w_momentum: float = 0.9,
-        w_weight_decay: float = 3e-4,
-        w_grad_clip: float = 5.0,
-        arch_lr: float = 3e-4,
-        arch_betas: tuple[float, float] = (0.5, 0.999),
-        arch_weight_decay: float = 1e-3,
-        arch_warmup_epochs: int = 0,
-        max_skip_connect: int | None = None,
+        w_lr: PositiveFloat = 0.025,
+        w_lr_min: NonNegativeFloat = 0.001,
+        w_momentum: Fraction = 0.9,
+        w_weight_decay: NonNegativeFloat = 3e-4,
+        w_grad_clip: PositiveFloat = 5.0,
+        arch_lr: PositiveFloat = 3e-4,
+        arch_betas: tuple[Fraction, Fraction] = (0.5, 0.999),
+        arch_weight_decay: NonNegativeFloat = 1e-3,
+        arch_warmup_epochs: NonNegativeInt = 0,
+        max_skip_connect: NonNegativeInt | None = None,
         channels_last: bool = True,
-        num_threads: int | None = None,
+        num_threads: PositiveInt | None = None,
         genotype_filename: str = "genotype.json",
         train_config: str = "recipes/train_cifar10.yaml",
     ) -> None:
@@ -116,8 +115,6 @@ class DARTS(pl.LightningModule):
         check(layers >= 3, f"DARTS needs layers >= 3, got layers={layers}: the cells 1/3 and 2/3 deep are reduction "
                            "cells, so fewer leave no normal cell to search; set --model.layers 3 or more")
         check(virtual_step in ("official", "paper"), f"virtual_step must be official or paper, got {virtual_step!r}")
-        check(arch_warmup_epochs >= 0, f"arch_warmup_epochs must be >= 0, got {arch_warmup_epochs}")
-        check(num_threads is None or num_threads >= 1, f"num_threads must be at least 1 (or null), got {num_threads}")
         self.save_hyperparameters()
         self.automatic_optimization = False
         self.network = SearchNetwork(

@@ -25,8 +25,6 @@ DDP needs ``strategy: ddp_find_unused_parameters_true`` because each architectur
 recipe picks it when asked for ``ddp``).
 """
 
-from __future__ import annotations
-
 import dataclasses
 import itertools
 from contextlib import contextmanager
@@ -37,6 +35,7 @@ import torch
 import torch.nn.functional as F
 from lightning.pytorch.core.optimizer import LightningOptimizer
 
+from lightning_nas.arguments import Fraction, NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt
 from lightning_nas.callbacks import EpochSeeding, GenotypeExport, GenotypeLogger
 from lightning_nas.data import NASDataModule
 from lightning_nas.data.base import EpochSampler
@@ -63,9 +62,8 @@ SPACE_DEFAULTS: dict[str, dict[str, Any]] = {
 }
 """The authors' values for every argument left as None."""
 
-MINIMUM = {"C": 1, "num_layers": 3, "num_nodes": 1, "controller_steps": 1, "controller_aggregate": 1,
-           "derive_samples": 1, "derive_batches": 1, "compare_samples": 0}
-"""The smallest value of each count argument that makes a search (None, where allowed, is not checked)."""
+MIN_LAYERS = 3
+"""The fewest layers of an ENAS child: its reduction layers (or cells) sit 1/3 and 2/3 deep."""
 
 
 class ENASHyperparameters(Protocol):
@@ -117,33 +115,33 @@ class ENAS(pl.LightningModule):
         space: Space = "micro",
         num_classes: int = 10,
         in_chans: int = 3,
-        C: int | None = None,
+        C: PositiveInt | None = None,
         num_layers: int | None = None,
-        num_nodes: int = 5,
-        dropout: float = 0.1,
-        lstm_size: int = 64,
-        tanh_constant: float | None = None,
-        op_tanh_reduce: float = 2.5,
+        num_nodes: PositiveInt = 5,
+        dropout: Fraction = 0.1,
+        lstm_size: PositiveInt = 64,
+        tanh_constant: PositiveFloat | None = None,
+        op_tanh_reduce: PositiveFloat = 2.5,
         op_bias: tuple[float, ...] = (10.0, 10.0, 0.0, 0.0, 0.0),
-        temperature: float | None = None,
+        temperature: PositiveFloat | None = None,
         skip_target: float = 0.4,
-        skip_weight: float = 0.8,
-        lr: float = 0.05,
-        lr_min: float = 5e-4,
-        momentum: float = 0.9,
-        weight_decay: float = 2e-4,
-        T_0: int = 10,
-        T_mult: int = 2,
-        grad_clip: float | None = 5.0,
-        controller_lr: float | None = None,
-        controller_steps: int | None = None,
-        controller_aggregate: int | None = None,
-        entropy_weight: float = 1e-4,
-        baseline_decay: float = 0.99,
+        skip_weight: NonNegativeFloat = 0.8,
+        lr: PositiveFloat = 0.05,
+        lr_min: NonNegativeFloat = 5e-4,
+        momentum: Fraction = 0.9,
+        weight_decay: NonNegativeFloat = 2e-4,
+        T_0: PositiveInt = 10,
+        T_mult: PositiveInt = 2,
+        grad_clip: PositiveFloat | None = 5.0,
+        controller_lr: PositiveFloat | None = None,
+        controller_steps: PositiveInt | None = None,
+        controller_aggregate: PositiveInt | None = None,
+        entropy_weight: NonNegativeFloat = 1e-4,
+        baseline_decay: Fraction = 0.99,
         baseline_from_first_reward: bool = False,
-        derive_samples: int = 10,
-        derive_batches: int | None = None,
-        compare_samples: int = 20,
+        derive_samples: PositiveInt = 10,
+        derive_batches: PositiveInt | None = None,
+        compare_samples: NonNegativeInt = 20,
         genotype_filename: str = "genotype.json",
     ) -> None:
         super().__init__()
@@ -155,10 +153,8 @@ class ENAS(pl.LightningModule):
         self.save_hyperparameters()
         self.hparams.update(resolved)
         self.automatic_optimization = False
-        for name, minimum in MINIMUM.items():
-            value = self.hparams[name]
-            check(value is None or value >= minimum,
-                  f"model.{name}={value} is too small for an ENAS search: set --model.{name} {minimum} or more")
+        check(self.hparams["num_layers"] >= MIN_LAYERS, f"model.num_layers={self.hparams['num_layers']} is too small "
+              f"for an ENAS search: set --model.num_layers {MIN_LAYERS} or more")
         hp = self.hp
         if space == "micro":
             self.child: MicroChild | MacroNetwork = MicroChild(hp.C, hp.num_layers, num_nodes, num_classes, in_chans,

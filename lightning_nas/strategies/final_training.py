@@ -10,8 +10,6 @@ tests and checkpoints with the averaged weights.
 the training data's mean, std and input size in its ``pretrained_cfg`` (docs/export.md).
 """
 
-from __future__ import annotations
-
 import math
 from typing import Any, Literal, cast
 
@@ -25,6 +23,7 @@ from torch.optim.lr_scheduler import CosineAnnealingLR, ExponentialLR, LRSchedul
 from torchmetrics import MeanMetric, Metric, MetricCollection
 from torchmetrics.classification import MulticlassAccuracy
 
+from lightning_nas.arguments import Fraction, NonNegativeFloat, PositiveFloat, PositiveInt, Rate
 from lightning_nas.callbacks import EpochSeeding
 from lightning_nas.errors import check
 from lightning_nas.genotypes import Genotype, resolve_genotype
@@ -51,37 +50,27 @@ class FinalTraining(pl.LightningModule):
         self,
         genotype: str | dict[str, Any] = "DARTS_V2",
         network: Literal["cifar", "imagenet"] = "cifar",
-        C: int = 36,
-        layers: int = 20,
+        C: PositiveInt = 36,
+        layers: PositiveInt = 20,
         num_classes: int = 10,
         in_chans: int = 3,
-        auxiliary_weight: float = 0.4,
-        drop_path_prob: float = 0.2,
-        lr: float = 0.025,
-        momentum: float = 0.9,
-        weight_decay: float = 3e-4,
+        auxiliary_weight: NonNegativeFloat = 0.4,
+        drop_path_prob: Fraction = 0.2,
+        lr: PositiveFloat = 0.025,
+        momentum: Fraction = 0.9,
+        weight_decay: NonNegativeFloat = 3e-4,
         nesterov: bool = False,
         scheduler: Literal["cosine", "exponential"] = "cosine",
-        eta_min: float = 0.0,
-        gamma: float = 0.97,
-        label_smoothing: float = 0.0,
+        eta_min: NonNegativeFloat = 0.0,
+        gamma: Rate = 0.97,
+        label_smoothing: Fraction = 0.0,
     ) -> None:
         """``eta_min``: final lr of the cosine schedule; ``gamma``: lr decay per epoch of the exponential one."""
         super().__init__()
         check(network in ("cifar", "imagenet"), f"network must be 'cifar' or 'imagenet', got {network!r}")
         check(scheduler in ("cosine", "exponential"), f"scheduler must be 'cosine' or 'exponential', got {scheduler!r}")
-        check(C >= 1, f"C (channels of the first cells) must be at least 1, got {C}; DARTS uses 36 on CIFAR-10")
         check(network == "cifar" or C % 2 == 0,
               f"the imagenet network halves C in its stem: C must be even, got {C}; try {C + 1}")
-        check(layers >= 1, f"layers (cells stacked) must be at least 1, got {layers}; DARTS stacks 20 on CIFAR-10")
-        check(0 <= drop_path_prob < 1, f"drop_path_prob must be in [0, 1), got {drop_path_prob}; DARTS uses 0.2")
-        check(auxiliary_weight >= 0, f"auxiliary_weight must be >= 0 (0: no auxiliary head), got {auxiliary_weight}")
-        check(lr > 0, f"lr must be positive, got {lr}; DARTS uses 0.025")
-        check(0 <= momentum < 1, f"momentum must be in [0, 1), got {momentum}")
-        check(weight_decay >= 0, f"weight_decay must be >= 0, got {weight_decay}")
-        check(0 <= label_smoothing < 1,
-              f"label_smoothing must be in [0, 1), got {label_smoothing}; DARTS uses 0.1 on ImageNet")
-        check(0 < gamma <= 1, f"gamma (lr decay per epoch) must be in (0, 1], got {gamma}; DARTS uses 0.97 on ImageNet")
         self.genotype: Genotype = resolve_genotype(genotype)
         self.save_hyperparameters()
         self.hparams["genotype"] = self.genotype.to_dict()

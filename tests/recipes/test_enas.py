@@ -48,8 +48,7 @@ def test_bad_argument_ends_with_one_line_before_training(tmp_path: Path) -> None
     with pytest.raises(SystemExit) as exit:
         main(["fit", "--config", str(ROOT / "recipes" / "enas_digits.yaml"), "--trainer.default_root_dir",
               str(tmp_path), "--model.controller_aggregate", "0"])
-    assert exit.value.code == ("error: model.controller_aggregate=0 is too small for an ENAS search: "
-                               "set --model.controller_aggregate 1 or more")
+    assert exit.value.code == "error: --model.controller_aggregate must be greater than 0, got 0"
     assert not list(tmp_path.rglob("*.ckpt"))
 
 

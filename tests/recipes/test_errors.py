@@ -1,5 +1,6 @@
 """Bad input ends a recipe with one line ``error: ...`` (exit status 1) before any data is loaded or any training
-starts; a diverged run ends the same way without leaving non-finite state behind. One test per row of issue 14."""
+starts; a diverged run ends the same way without leaving non-finite state behind. One test per row of issues 14 and
+37: values out of range refused while parsing, parser errors in one line, unreadable inputs named."""
 
 from __future__ import annotations
 
@@ -7,8 +8,11 @@ from pathlib import Path
 from typing import Callable
 
 import pytest
+import torch
 
-from lightning_nas.recipes import pnas, train
+from lightning_nas.recipes import darts, enas, pnas, train
+from lightning_nas.strategies.darts import DARTS
+from lightning_nas.strategies.final_training import FinalTraining
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -31,14 +35,25 @@ def train_args(root: Path, *extra: str) -> list[str]:
 @pytest.mark.parametrize(
     ("extra", "message"),
     [
-        (["--model.C", "0"], "C (channels of the first cells) must be at least 1, got 0; DARTS uses 36 on CIFAR-10"),
-        (["--model.C", "-8"], "C (channels of the first cells) must be at least 1, got -8; DARTS uses 36 on CIFAR-10"),
+        (["--model.C", "0"], "--model.C must be greater than 0, got 0"),
+        (["--model.C", "-8"], "--model.C must be greater than 0, got -8"),
         (["--model.network", "imagenet", "--model.C", "5"],
          "the imagenet network halves C in its stem: C must be even, got 5; try 6"),
-        (["--model.layers", "0"], "layers (cells stacked) must be at least 1, got 0; DARTS stacks 20 on CIFAR-10"),
-        (["--model.drop_path_prob", "3"], "drop_path_prob must be in [0, 1), got 3.0; DARTS uses 0.2"),
-        (["--model.drop_path_prob", "1"], "drop_path_prob must be in [0, 1), got 1.0; DARTS uses 0.2"),
-        (["--model.lr", "0"], "lr must be positive, got 0.0; DARTS uses 0.025"),
+        (["--model.layers", "0"], "--model.layers must be greater than 0, got 0"),
+        (["--model.drop_path_prob", "3"], "--model.drop_path_prob must be less than 1, got 3"),
+        (["--model.drop_path_prob", "1"], "--model.drop_path_prob must be less than 1, got 1"),
+        (["--model.lr", "0"], "--model.lr must be greater than 0, got 0"),
+        (["--model.gamma", "0"], "--model.gamma must be greater than 0, got 0"),
+        (["--data.batch_size", "0"], "--data.batch_size must be greater than 0, got 0"),
+        (["--data.batch_size", "-5"], "--data.batch_size must be greater than 0, got -5"),
+        (["--data.num_workers", "-1"], "--data.num_workers must be greater than or equal to 0, got -1"),
+        (["--model.lr", "abc"], "--model.lr must be a valid number, got abc"),
+        (["--model.network", "cifar10"], "--model.network must be one of 'cifar', 'imagenet', got 'cifar10'"),
+        (["--trainer.max_epochs", "x"], "--trainer.max_epochs must be an int or null, got 'x'"),
+        (["--model.nosuch", "1"],
+         "unknown option --model.nosuch; `python -m lightning_nas.recipes.train fit --help` lists the options"),
+        (["--data", "NoSuchDataModule"], "--data: no class named 'NoSuchDataModule'; known: CIFAR10DataModule, "
+                                         "DigitsDataModule, FashionMNISTDataModule, ImageNetDataModule"),
     ],
 )
 def test_train_arguments_fail_before_any_work(tmp_path: Path, extra: list[str], message: str) -> None:
@@ -106,3 +121,97 @@ def pnas_args(root: Path, *extra: str) -> list[str]:
 def test_pnas_arguments_fail_before_any_work(tmp_path: Path, extra: list[str], message: str) -> None:
     assert exit_line(pnas.main, pnas_args(tmp_path, *extra)).startswith(f"error: {message}")
     assert not (tmp_path / "pnas").exists()
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--model.arch_lr", "-1"], "--model.arch_lr must be greater than 0, got -1"),
+        (["--model.C", "0"], "--model.C must be greater than 0, got 0"),
+        (["--model.arch_betas", "[0.5, 1.5]"], "--model.arch_betas must be less than 1, got 1.5"),
+        (["--model.num_threads", "0"], "--model.num_threads must be greater than 0, got 0"),
+        (["--model.virtual_step", "x"], "--model.virtual_step must be one of 'official', 'paper', got 'x'"),
+        (["--data.val_split", "-1"], "--data.val_split must be greater than or equal to 0, got -1"),
+    ],
+)
+def test_darts_arguments_fail_while_parsing(tmp_path: Path, extra: list[str], message: str) -> None:
+    args = ["fit", "--config", "darts_digits", "--trainer.default_root_dir", str(tmp_path), *extra]
+    assert exit_line(darts.main, args) == f"error: {message}"
+    assert not any(tmp_path.iterdir())
+
+
+def test_enas_arguments_fail_while_parsing(tmp_path: Path) -> None:
+    args = ["fit", "--config", "enas_digits", "--trainer.default_root_dir", str(tmp_path), "--model.C", "-1"]
+    assert exit_line(enas.main, args) == "error: --model.C must be greater than 0, got -1"
+    assert not any(tmp_path.iterdir())
+
+
+def test_a_subcommand_the_strategy_lacks_is_named_with_the_ones_it_has(tmp_path: Path) -> None:
+    assert exit_line(darts.main, ["test", "--config", "darts_digits"]) == (
+        "error: argument subcommand: invalid choice: 'test' (choose from 'fit', 'validate'); "
+        "`python -m lightning_nas.recipes.darts test --help` lists the options")
+
+
+@pytest.mark.parametrize(
+    ("content", "reason"),
+    [
+        (b"model: [1\n  C: 4", "expected ',' or ']', but got ':' at line 2, column 4); fix it or give another"),
+        (b"\x80\x04\x95binary", "not text: byte 0x80 at position 0); give a YAML file"),
+    ],
+)
+def test_a_config_file_that_is_no_yaml_is_named(tmp_path: Path, content: bytes, reason: str) -> None:
+    path = tmp_path / "config.yaml"
+    path.write_bytes(content)
+    message = f"error: --config {path} is not a YAML file ({reason}"
+    assert exit_line(train.main, ["fit", "--config", str(path)]) == message
+
+
+def test_usage_comes_only_with_help(capsys: pytest.CaptureFixture[str]) -> None:
+    exit_line(train.main, ["fit", "--config", "train_digits", "--model.nosuch", "1"])
+    assert "usage" not in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_info:
+        train.main(["fit", "--help"])
+    assert exit_info.value.code == 0
+    assert capsys.readouterr().out.startswith("usage: python -m lightning_nas.recipes.train [options] fit")
+
+
+def saved_checkpoint(path: Path, module: torch.nn.Module) -> Path:
+    """A checkpoint with ``module``'s hyperparameters and weights, as a run of its recipe saves them."""
+    torch.save({"hyper_parameters": dict(module.hparams), "state_dict": module.state_dict()}, path)
+    return path
+
+
+def test_a_checkpoint_of_another_strategy_names_it_and_its_recipe(tmp_path: Path) -> None:
+    search = saved_checkpoint(tmp_path / "search.ckpt", DARTS(C=2, layers=3))
+    assert exit_line(train.main, train_args(tmp_path / "runs", "--ckpt_path", str(search))) == (
+        f"error: --ckpt_path {search} is a checkpoint of DARTS, not FinalTraining: use it with "
+        "python -m lightning_nas.recipes.darts")
+    assert not (tmp_path / "runs").exists()
+
+
+def test_a_ckpt_path_that_is_no_checkpoint_is_named(tmp_path: Path) -> None:
+    text = tmp_path / "notes.ckpt"
+    text.write_text("hello\n")
+    whole = saved_checkpoint(tmp_path / "whole.ckpt", FinalTraining(C=4, layers=3)).read_bytes()
+    truncated = tmp_path / "truncated.ckpt"
+    truncated.write_bytes(whole[: len(whole) // 2])
+    for path in (text, truncated):
+        message = exit_line(train.main, train_args(tmp_path / "runs", "--ckpt_path", str(path)))
+        assert message.startswith(f"error: --ckpt_path {path} is not a readable checkpoint (")
+        assert message.endswith("); give a .ckpt file that a run saved")
+    folder = tmp_path / "run" / "checkpoints"
+    folder.mkdir(parents=True)
+    (folder / "last.ckpt").write_bytes(whole)
+    assert exit_line(train.main, train_args(tmp_path / "runs", "--ckpt_path", str(tmp_path / "run"))) == (
+        f"error: --ckpt_path {tmp_path / 'run'} is a directory; give a checkpoint file, e.g. {folder / 'last.ckpt'}")
+    assert not (tmp_path / "runs").exists()
+
+
+def test_ckpt_path_last_with_nothing_to_resume_says_so_and_starts_a_run(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    train.main(train_args(tmp_path, "--ckpt_path", "last", "--trainer.limit_train_batches", "1",
+                          "--trainer.limit_val_batches", "1"))
+    out = capsys.readouterr().out
+    assert f"--ckpt_path last: no last.ckpt under {tmp_path} to resume, so this run starts from scratch\n" in out
+    assert list(tmp_path.glob("**/last.ckpt"))
