@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 import inspect
 import os
 import re
@@ -55,24 +54,20 @@ def one_line_errors() -> Iterator[None]:
 
 
 PROGRAMS = {
-    "lightning_nas.strategies.darts.DARTS": "python -m lightning_nas.recipes.darts",
-    "lightning_nas.strategies.enas.ENAS": "python -m lightning_nas.recipes.enas",
-    "lightning_nas.strategies.final_training.FinalTraining": "python -m lightning_nas.recipes.train",
-    "lightning_nas.strategies.pnas.PNASSearch": "python -m lightning_nas.recipes.pnas",
-    "lightning_nas.strategies.blackbox_search.RandomSearch": "python -m lightning_nas.recipes.random",
-    "lightning_nas.strategies.blackbox_search.RegularizedEvolution": "python -m lightning_nas.recipes.evolution",
-    "lightning_nas.strategies.blackbox_search.Reinforce": "python -m lightning_nas.recipes.reinforce",
-    "lightning_nas.strategies.blackbox_search.PredictorGuided": "python -m lightning_nas.recipes.predictor",
-    "lightning_nas.strategies.blackbox_search.LocalSearch": "python -m lightning_nas.recipes.local",
-    "lightning_nas.quality.report.QualityReport": "python -m lightning_nas.quality",
+    "DARTS": "python -m lightning_nas.recipes.darts",
+    "ENAS": "python -m lightning_nas.recipes.enas",
+    "FinalTraining": "python -m lightning_nas.recipes.train",
+    "PNASSearch": "python -m lightning_nas.recipes.pnas",
+    "RandomSearch": "python -m lightning_nas.recipes.random",
+    "QualityReport": "python -m lightning_nas.quality",
 }
-"""The command that runs each strategy or driver class: its recipe's program name in usage and error lines, and the
-recipe a checkpoint of that strategy resumes with."""
+"""The command that runs each strategy or driver class, by class name: its recipe's program name in usage and error
+lines, and the recipe a checkpoint of that strategy resumes with."""
 
 
 def program(cls: type) -> str:
     """The command line that runs ``cls`` (its class name for a class no recipe runs)."""
-    return PROGRAMS.get(f"{cls.__module__}.{cls.__qualname__}", cls.__name__)
+    return PROGRAMS.get(cls.__name__, cls.__name__)
 
 
 def subclass_names(base: type) -> list[str]:
@@ -90,12 +85,13 @@ def other_strategy_message(path: str, model_class: type) -> str:
     they are and its recipe, when one of ours takes them all."""
     import torch
 
+    from lightning_nas.strategies.darts import DARTS
+    from lightning_nas.strategies.enas import ENAS
+    from lightning_nas.strategies.final_training import FinalTraining
+
     keys = set(torch.load(path, weights_only=True, map_location="cpu").get("hyper_parameters", {})) - {"_instantiator"}
-    for name in PROGRAMS:
-        module, _, qualname = name.rpartition(".")
-        cls = getattr(importlib.import_module(module), qualname)
-        strategy = cls is not model_class and issubclass(cls, pl.LightningModule)
-        if strategy and keys <= set(inspect.signature(cls).parameters):
+    for cls in (DARTS, ENAS, FinalTraining):
+        if cls is not model_class and keys <= set(inspect.signature(cls).parameters):
             return (f"--ckpt_path {path} is a checkpoint of {cls.__name__}, not {model_class.__name__}: "
                     f"use it with {program(cls)}")
     unknown = sorted(keys - set(inspect.signature(model_class).parameters))
