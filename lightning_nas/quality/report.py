@@ -27,26 +27,24 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence, cast
+from typing import Any, Callable, Sequence
 
 from lightning_nas.data import NASDataModule
 from lightning_nas.errors import ConfigError, check
 from lightning_nas.files import write_atomic
-from lightning_nas.genotypes import Genotype
 from lightning_nas.plots import found_vs_random_png
 from lightning_nas.quality.predictor_eval import PredictorEval, PredictorEvaluation, format_predictor_table
-from lightning_nas.quality.searches import STRATEGY_SPACE, run_search, search_signal
+from lightning_nas.quality.searches import STRATEGIES, run_search, search_signal
 from lightning_nas.quality.target_noise import TargetNoise, TargetNoiseMeasurement, format_noise_table
 from lightning_nas.strategies.candidates import CandidatePool
-from lightning_nas.strategies.random_search import SPACE_DEFAULTS, architecture_key, sample_architectures
-from lightning_nas.strategies.random_search import Space as SpaceName
-
-STRATEGIES = ("darts", "enas", "pnas", "random")
+from lightning_nas.spaces import SPACES, Architecture, create_space
+from lightning_nas.strategies.blackbox_search import sample_architectures, space_options
 
 
 @dataclass
 class Space:
-    """Where the random architectures come from: it must be the space the strategy searches."""
+    """Where the random architectures come from: it must be the space the strategy searches (a registered name;
+    ``nodes``, ``ops``: its options, the space's defaults when left out)."""
 
     name: str = "darts"
     nodes: int | None = None
@@ -124,9 +122,8 @@ class QualityReport:
         check(seeds >= 1, f"seeds={seeds}: the report needs at least 1 search seed (3 or more to see a spread)")
         check(parallel >= 1, f"parallel={parallel}: at least 1 search runs at a time")
         check(random >= 1, f"random={random}: the report needs at least 1 random architecture (8 or more)")
-        check(space.name in SPACE_DEFAULTS, f"space.name={space.name!r} is not a space; use one of "
-                                            f"{', '.join(SPACE_DEFAULTS)}")
-        expected = STRATEGY_SPACE.get(strategy, space.name)
+        check(space.name in SPACES, f"space.name={space.name!r} is not a space; use one of {', '.join(sorted(SPACES))}")
+        expected = STRATEGIES[strategy].space or space.name
         check(space.name == expected, f"the {strategy} strategy searches the {expected} space, but the config's space "
                                       f"is {space.name!r}: set space.name to {expected!r}")
         check(Path(search_config).is_file(), f"search_config {search_config!r} does not exist: give the search "
@@ -134,6 +131,7 @@ class QualityReport:
         check(data.mode == "eval", "retraining needs the data module in mode=eval (val_split 0 scores on the test set)")
         self.strategy, self.search_config, self.data = strategy, search_config, data
         self.space, self.budget = space, retrain or RetrainBudget()
+        self.search_space = create_space(space.name, **space_options(space.nodes, space.ops))
         check(self.budget.seeds >= 1, f"retrain.seeds={self.budget.seeds} must be at least 1")
         self.seeds = list(range(first_seed, first_seed + seeds))
         self.random, self.random_seed, self.search_args = random, random_seed, list(search_args)
@@ -141,7 +139,8 @@ class QualityReport:
         self.output_dir = Path(output_dir)
         self.pool = CandidatePool(data, retrain_file or self.output_dir / "retrain.jsonl", self.budget.N, self.budget.F,
                                   self.budget.epochs, self.budget.lr, self.budget.limit_train_batches,
-                                  accelerator="cpu", label="retrain", limit_val_batches=self.budget.limit_val_batches)
+                                  accelerator="cpu", label="retrain", limit_val_batches=self.budget.limit_val_batches,
+                                  space=self.search_space)
         self.sections: dict[str, tuple[Any, bool, Callable[[dict[str, Any]], str]]] = {}
         """The PNAS sections asked for: name -> (measurement, runs alone, its table)."""
         recipe = (search_config, self.search_args)
@@ -156,23 +155,24 @@ class QualityReport:
                                           f"the {name} section or use strategy pnas")
                 self.sections[name] = (measurement(options), options.only, table)
 
-    def found(self, seed: int) -> tuple[Genotype, float, bool]:
+    def found(self, seed: int) -> tuple[Architecture, float, bool]:
         """The architecture the search with ``seed`` found (searching first unless a finished search left it), the
         search's wall time in seconds, and whether it resumed an interrupted search (its time is then the rest's)."""
         record = self.output_dir / "found" / f"seed{seed}.json"
         if not record.is_file():
             resumed = self.search_folder(seed).is_dir()
             start = time.perf_counter()
-            genotype = run_search(self.strategy, self.search_config, seed, self.search_folder(seed), self.search_args)
-            write_atomic(record, json.dumps({"genotype": genotype.to_dict(), "seconds": time.perf_counter() - start,
-                                             "resumed": resumed}))
+            arch = run_search(self.strategy, self.search_config, seed, self.search_folder(seed), self.search_args,
+                              self.search_space)
+            write_atomic(record, json.dumps({"genotype": json.loads(self.search_space.to_json(arch)),
+                                             "seconds": time.perf_counter() - start, "resumed": resumed}))
         data = json.loads(record.read_text())
-        return Genotype.from_dict(data["genotype"]), data["seconds"], data.get("resumed", False)
+        return self.search_space.from_json(json.dumps(data["genotype"])), data["seconds"], data.get("resumed", False)
 
     def search_folder(self, seed: int) -> Path:
         return self.output_dir / "searches" / f"seed{seed}"
 
-    def retrained(self, architectures: dict[str, Genotype]) -> dict[str, float]:
+    def retrained(self, architectures: dict[str, Architecture]) -> dict[str, float]:
         """Each architecture's accuracy after the retraining budget, averaged over the training seeds."""
         jobs = {f"{key}/seed{seed}": (key, seed) for key in architectures for seed in range(self.budget.seeds)}
         results = self.pool.train_all(
@@ -204,12 +204,10 @@ class QualityReport:
 
     def found_vs_random(self) -> dict[str, Any]:
         """Search, retrain the found and random architectures, write report.json and report.png, print the table."""
-        space = self.space
-        name = cast(SpaceName, space.name)  # __init__ checked it
-        random = sample_architectures(name, self.random, self.random_seed, space.nodes, space.ops)
+        random = sample_architectures(self.search_space, self.random, self.random_seed)
         with ThreadPoolExecutor(self.parallel) as searches:  # each waits on its own search process
             found = dict(zip(self.seeds, searches.map(self.found, self.seeds)))
-        found_keys = {seed: architecture_key(genotype) for seed, (genotype, _, _) in found.items()}
+        found_keys = {seed: self.search_space.key(arch) for seed, (arch, _, _) in found.items()}
         # the found cells first: a report stopped during its retraining has what only its searches could give
         accuracy = self.retrained({**{found_keys[s]: g for s, (g, _, _) in found.items()}, **random})
         found_accuracies = [accuracy[found_keys[seed]] for seed in self.seeds]
@@ -220,7 +218,7 @@ class QualityReport:
             **summarize(found_accuracies, random_accuracies),
             "found": [{"seed": seed, "key": found_keys[seed], "accuracy": accuracy[found_keys[seed]],
                        "search_seconds": found[seed][1], "search_resumed": found[seed][2],
-                       "genotype": found[seed][0].to_dict(),
+                       "genotype": json.loads(self.search_space.to_json(found[seed][0])),
                        "signal": search_signal(self.strategy, self.search_folder(seed))} for seed in self.seeds],
             "random": [{"key": key, "accuracy": accuracy[key]} for key in random],
             "retrain_seconds": sum(r["seconds"] for r in self.pool.finished().values()),

@@ -12,16 +12,32 @@ import json
 import signal
 import subprocess
 import sys
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from lightning_nas.genotypes import Genotype
+from lightning_nas.spaces import Architecture, SearchSpace
 
-LIGHTNING_STRATEGIES = ("darts", "enas")
-"""Searches that are one LightningModule fit (LightningCLI recipes); the others are search drivers."""
-STRATEGY_SPACE = {"darts": "darts", "enas": "enas", "pnas": "pnas"}
-"""The space each strategy searches (random search searches the space its config names)."""
+@dataclass(frozen=True)
+class Strategy:
+    """How the report launches a strategy's recipe and reads what it leaves: ``lightning`` searches are one
+    LightningModule fit (seeded by ``--seed_everything``, writing run folders under ``--trainer.default_root_dir``
+    with a genotype history per epoch); the others are drivers (``--seed``, ``--output_dir``, one ``genotype.json``
+    and ``progress.json``). ``space``: the registered space it searches (None: the one its config names)."""
+
+    lightning: bool
+    space: str | None
+
+
+STRATEGIES = {
+    "darts": Strategy(lightning=True, space="darts"),
+    "enas": Strategy(lightning=True, space="enas_micro"),
+    "pnas": Strategy(lightning=False, space="pnas"),
+    **{name: Strategy(lightning=False, space=None) for name in ("random", "evolution", "reinforce", "predictor", "local")},
+}
+"""Every strategy the report runs, by recipe name (``python -m lightning_nas.recipes.<name>``): the one table of
+them."""
 SIGNAL_WORDS = ("entropy", "reward", "spearman", "uniform", "top1", "best")
 """Logged numbers that show whether a search is searching: α entropy, controller reward and entropy, predictor
 Spearman, supernet accuracy, controller samples vs uniform samples, best accuracy so far."""
@@ -29,19 +45,19 @@ Spearman, supernet accuracy, controller samples vs uniform samples, best accurac
 
 def search_command(strategy: str, config: str, seed: int, folder: Path, extra: list[str]) -> list[str]:
     recipe = [sys.executable, "-m", f"lightning_nas.recipes.{strategy}", "fit", "--config", config]
-    if strategy in LIGHTNING_STRATEGIES:
+    if STRATEGIES[strategy].lightning:
         overrides = [f"--seed_everything={seed}", f"--trainer.default_root_dir={folder}"]
     else:
         overrides = [f"--seed={seed}", f"--output_dir={folder}"]
     return [*recipe, *overrides, f"--data.init_args.seed={seed}", *extra]
 
 
-def run_search(strategy: str, config: str, seed: int, folder: Path, extra: list[str]) -> Genotype:
+def run_search(strategy: str, config: str, seed: int, folder: Path, extra: list[str], space: SearchSpace) -> Architecture:
     """Run one search to its end and return the architecture it found. An interrupted Lightning search resumes from
-    its last checkpoint (one that had finished only re-exports its genotype); PNAS and random search resume from their
-    results files by themselves."""
+    its last checkpoint (one that had finished only re-exports its genotype); the drivers resume from their results
+    files by themselves. The architecture is read in ``space``'s JSON form."""
     command = search_command(strategy, config, seed, folder, extra)
-    if strategy in LIGHTNING_STRATEGIES:
+    if STRATEGIES[strategy].lightning:
         checkpoint = newest(folder, "last.ckpt")
         if checkpoint is not None:
             command.append(f"--ckpt_path={checkpoint}")
@@ -51,7 +67,7 @@ def run_search(strategy: str, config: str, seed: int, folder: Path, extra: list[
         tail = (folder / "search.log").read_text().strip().splitlines()[-1:]
         raise RuntimeError(f"the {strategy} search with seed {seed} failed (exit {status}): {' '.join(tail)}; "
                            f"its log is {folder / 'search.log'}")
-    return Genotype.load(genotype_file(strategy, folder))
+    return space.from_json(genotype_file(strategy, folder).read_text())
 
 
 def run_logged(command: list[str], log_file: Path) -> int:
@@ -79,7 +95,7 @@ def terminate_with_parent() -> None:
 
 
 def genotype_file(strategy: str, folder: Path) -> Path:
-    if strategy not in LIGHTNING_STRATEGIES:
+    if not STRATEGIES[strategy].lightning:
         return folder / "genotype.json"
     file = newest(folder, "genotype.json")
     if file is None:
@@ -97,16 +113,15 @@ def search_signal(strategy: str, folder: Path) -> dict[str, list[float]]:
     """The search's own signal over time, one series per logged number: per epoch for DARTS and ENAS (their
     genotype history), per level for PNAS (predictor Spearman), per candidate for random search (best so far)."""
     series: dict[str, list[float]] = {}
-    if strategy in LIGHTNING_STRATEGIES:
+    if STRATEGIES[strategy].lightning:
         # the newest history, not the one beside the newest genotype.json: a finished search resumed before
         # GenotypeLogger rewrote its history at the end of fit left none in the new run folder
         history = newest(folder, "genotype_history.jsonl")
         rows: list[dict[str, Any]] = [json.loads(line)["metrics"] for line in history.read_text().splitlines()
                                       if line.strip()] if history is not None else []
-    elif strategy == "pnas":
-        rows = json.loads((folder / "progress.json").read_text())
     else:
-        rows = [{"best_so_far": value} for value in json.loads((folder / "progress.json").read_text())["best_so_far"]]
+        progress = json.loads((folder / "progress.json").read_text())
+        rows = progress if isinstance(progress, list) else [{"best_so_far": v} for v in progress["best_so_far"]]
     for row in rows:
         for key, value in row.items():
             if isinstance(value, (int, float)) and any(word in key for word in SIGNAL_WORDS):

@@ -59,6 +59,10 @@ PROGRAMS = {
     "FinalTraining": "python -m lightning_nas.recipes.train",
     "PNASSearch": "python -m lightning_nas.recipes.pnas",
     "RandomSearch": "python -m lightning_nas.recipes.random",
+    "RegularizedEvolution": "python -m lightning_nas.recipes.evolution",
+    "Reinforce": "python -m lightning_nas.recipes.reinforce",
+    "PredictorGuided": "python -m lightning_nas.recipes.predictor",
+    "LocalSearch": "python -m lightning_nas.recipes.local",
     "QualityReport": "python -m lightning_nas.quality",
 }
 """The command that runs each strategy or driver class, by class name: its recipe's program name in usage and error

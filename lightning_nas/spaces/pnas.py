@@ -199,17 +199,18 @@ def random_cell(rng: random.Random, blocks: int, ops: Sequence[str] = PNAS_OPS) 
 
 @register_space
 class PNASSpace(GenotypeSpace):
-    """PNAS cells of ``blocks`` blocks (B): per block two (input, op) halves; one cell type serves as normal and
-    reduction cell. Architectures are the cells' Genotypes, in canonical form."""
+    """PNAS cells of ``nodes`` blocks (the paper's B; called nodes as in the other cell spaces): per block two
+    (input, op) halves; one cell type serves as normal and reduction cell. Architectures are the cells' Genotypes, in
+    canonical form."""
 
     name = "pnas"
 
-    def __init__(self, blocks: int = 5, ops: Sequence[str] = PNAS_OPS) -> None:
-        if blocks < 1:
-            raise ConfigError(f"blocks={blocks}: a PNAS cell needs at least 1 block")
+    def __init__(self, nodes: int = 5, ops: Sequence[str] = PNAS_OPS) -> None:
+        if nodes < 1:
+            raise ConfigError(f"nodes={nodes}: a PNAS cell needs at least 1 block")
         for op in ops:
             check_op_name(op)
-        self.blocks, self.ops = blocks, tuple(ops)
+        self.blocks, self.ops = nodes, tuple(ops)
 
     def choices(self) -> tuple[int, ...]:
         return tuple(n for j in range(self.blocks) for n in (NUM_CELL_INPUTS + j,) * 2 + (len(self.ops),) * 2)

@@ -1,81 +1,66 @@
-"""Random search: the baseline every NAS method must beat (Li & Talwalkar, 2019; the PNAS paper's random baseline).
+"""Black-box searches with proxy training as their evaluator: the recipes of random search (Li & Talwalkar, 2019;
+the baseline every NAS method must beat), regularized evolution, REINFORCE, predictor-guided and local search.
 
-Draws ``num_samples`` architectures uniformly from a search space (DARTS cells, ENAS micro cells or PNAS cells of
-``nodes`` blocks), trains each as a proxy network exactly like a PNAS candidate (``CandidatePool``: same proxy
-network, results file, resume and multi-process sharing), scores it on the held-out images and returns the best.
+``BlackBoxSearch`` runs one strategy of ``blackbox.STRATEGIES`` over a registered space, every architecture it
+proposes trained as a proxy network exactly like a PNAS candidate (``CandidatePool``: same proxy network, results
+file, resume and multi-process sharing), scored on held-out images; it writes the best to ``genotype.json``. The
+strategies are deterministic given the seed and every result stays in the results file, so a restarted search
+replays its proposals from that file and trains only what is missing; under ``torchrun`` the ranks share each batch
+of proposals (all of random search's samples at once; a population, a neighbourhood or the predictor's top K).
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import random
 from pathlib import Path
-from typing import Literal, Sequence
+from typing import Any, ClassVar, Sequence
 
 from lightning_nas.data import NASDataModule
-from lightning_nas.errors import check
-from lightning_nas.genotypes import Genotype
+from lightning_nas.errors import ConfigError, check
 from lightning_nas.files import write_atomic
-from lightning_nas.ops import DARTS_PRIMITIVES, ENAS_MICRO_OPS, PNAS_OPS, check_op_name
-from lightning_nas.spaces.darts import random_genotype
-from lightning_nas.spaces.enas_micro import random_architecture
-from lightning_nas.spaces.pnas import random_cell
+from lightning_nas.spaces import Architecture, SearchSpace, create_space
+from lightning_nas.strategies.blackbox import STRATEGIES
 from lightning_nas.strategies.candidates import CandidatePool, LRInterval
+from lightning_nas.strategies.evaluators import Evaluations, TrainingEvaluator, best_so_far
 from lightning_nas.strategies.ranks import Ranks
 
-Space = Literal["darts", "enas", "pnas"]
-SPACE_DEFAULTS: dict[str, tuple[int, tuple[str, ...]]] = {
-    "darts": (4, DARTS_PRIMITIVES),
-    "enas": (5, ENAS_MICRO_OPS),
-    "pnas": (5, PNAS_OPS),
-}
-"""Per space: nodes per cell (PNAS: blocks, B) and candidate ops, as the strategy searching it uses by default."""
+
+def space_options(nodes: int | None = None, ops: Sequence[str] | None = None) -> dict[str, Any]:
+    """The options of a cell space a config sets (nodes: PNAS's blocks B too); the space's defaults otherwise."""
+    return {key: value for key, value in (("nodes", nodes), ("ops", tuple(ops) if ops else None)) if value is not None}
 
 
-def sample_architecture(space: Space, rng: random.Random, nodes: int, ops: Sequence[str]) -> Genotype:
-    """One architecture drawn uniformly from ``space``, as the Genotype that final networks stack."""
-    if space == "darts":
-        return random_genotype(rng, nodes, ops)
-    if space == "enas":
-        return random_architecture(rng, nodes, ops).to_genotype()
-    return random_cell(rng, nodes, ops).to_genotype()
-
-
-def architecture_key(genotype: Genotype) -> str:
-    """A short name for a genotype, stable across runs: the results file and the training seed use it."""
-    return hashlib.sha1(genotype.to_json().encode()).hexdigest()[:16]
-
-
-def sample_architectures(
-    space: Space, count: int, seed: int, nodes: int | None = None, ops: Sequence[str] | None = None
-) -> dict[str, Genotype]:
-    """``count`` distinct architectures drawn from ``space``, a function of ``seed`` alone."""
-    default_nodes, default_ops = SPACE_DEFAULTS[space]
+def sample_architectures(space: SearchSpace, count: int, seed: int) -> dict[str, Architecture]:
+    """``count`` distinct architectures drawn uniformly from ``space``, a function of ``seed`` alone."""
     rng = random.Random(seed)
-    drawn: dict[str, Genotype] = {}
+    drawn: dict[str, Architecture] = {}
     for _ in range(100 * count):
         if len(drawn) == count:
             break
-        genotype = sample_architecture(space, rng, nodes or default_nodes, tuple(ops or default_ops))
-        drawn.setdefault(architecture_key(genotype), genotype)
-    check(len(drawn) == count, f"the {space} space with these ops and nodes holds fewer than {count} distinct cells")
+        arch = space.sample(rng)
+        drawn.setdefault(space.key(arch), arch)
+    check(len(drawn) == count, f"the {space.name} space with these ops and nodes holds fewer than {count} distinct cells")
     return drawn
 
 
-class RandomSearch:
-    """Random search over ``space``: train ``num_samples`` uniformly drawn architectures, keep the best.
+class BlackBoxSearch:
+    """A black-box search over ``space`` (a registered name; ``nodes``/``ops`` its options) that trains at most
+    ``num_samples`` architectures and keeps the best; ``max_params`` proposes only architectures whose proxy network
+    has at most that many parameters; ``options`` are the strategy's hyper-parameters.
 
     ``data`` must be an eval-mode data module with ``val_split`` > 0 (candidates are scored on held-out images, never
-    on the test set). ``nodes``/``ops`` default to the space's own (``SPACE_DEFAULTS``). A restarted search with the
-    same arguments skips every finished candidate; under ``torchrun`` the ranks share the candidates.
+    on the test set). A restarted search with the same arguments skips every finished candidate.
     """
+
+    strategy: ClassVar[str] = "random"
+    label: ClassVar[str] = "random search"
 
     def __init__(
         self,
         data: NASDataModule,
         output_dir: str = "runs/random",
-        space: Space = "darts",
+        space: str = "darts",
         num_samples: int = 8,
         nodes: int | None = None,
         ops: Sequence[str] | None = None,
@@ -88,45 +73,78 @@ class RandomSearch:
         accelerator: str = "auto",
         num_threads: int | None = None,
         seed: int = 0,
+        max_params: float | None = None,
+        options: dict[str, Any] | None = None,
     ) -> None:
-        check(space in SPACE_DEFAULTS, f"space={space!r} is not a search space; use one of {', '.join(SPACE_DEFAULTS)}")
         check(num_samples >= 1, f"num_samples={num_samples} must be at least 1: it is how many architectures to train")
         check(nodes is None or nodes >= 1, f"nodes={nodes} must be at least 1 (or left out for the space's default)")
         check(ops is None or len(ops) > 0, "ops is empty: name at least one candidate op, or leave it out")
-        for op in ops or ():
-            check_op_name(op)
         for name, value in (("N", N), ("F", F), ("epochs", epochs)):
             check(value >= 1, f"{name}={value} must be at least 1")
         check(data.mode == "eval" and data.val_split > 0,
-              "random search scores candidates on held-out images: give the data module mode=eval and val_split > 0")
-        self.space, self.num_samples, self.nodes, self.ops, self.seed = space, num_samples, nodes, ops, seed
+              f"{self.label} scores candidates on held-out images: give the data module mode=eval and val_split > 0")
+        self.space = create_space(space, **space_options(nodes, ops))
+        if max_params is not None:
+            self.space = self.space.with_max_params(max_params, data.num_classes, data.in_chans, F, N)
+        self.options = dict(options or {})
+        self.num_samples, self.seed = num_samples, seed
         self.output_dir, self.num_threads = Path(output_dir), num_threads
         self.pool = CandidatePool(data, self.output_dir / "results.jsonl", N, F, epochs, lr, limit_train_batches,
-                                  accelerator, seed, label="random search", lr_interval=lr_interval)
+                                  accelerator, seed, label=self.label, lr_interval=lr_interval, space=self.space)
 
-    def architectures(self) -> dict[str, Genotype]:
-        return sample_architectures(self.space, self.num_samples, self.seed, self.nodes, self.ops)
+    def search(self, evaluations: Evaluations) -> None:
+        if self.strategy == "random":  # all samples in one batch: the ranks of a torchrun share them all
+            STRATEGIES["random"](self.space, evaluations, self.seed, **{"batch": self.num_samples, **self.options})
+        else:
+            STRATEGIES[self.strategy](self.space, evaluations, self.seed, **self.options)
 
-    def run(self) -> Genotype:
+    def run(self) -> Architecture:
         """Run (or resume) the search; write the best architecture to ``genotype.json`` and return it."""
         import torch
 
         if self.num_threads:
             torch.set_num_threads(self.num_threads)
-        self.pool.ranks = Ranks.launch("random")
-        architectures = self.architectures()
-        results = self.pool.train_all(
-            "random search", list(architectures), lambda key: self.pool.train(key, architectures[key])[1]
-        )
-        best = max(results, key=lambda key: (results[key]["accuracy"], key))
-        genotype = architectures[best]
+        self.pool.ranks = Ranks.launch(self.strategy)
+        evaluations = Evaluations(TrainingEvaluator(self.pool, self.label), self.num_samples)
+        try:
+            self.search(evaluations)
+        except TypeError as error:  # an option the strategy does not take
+            raise ConfigError(f"options of {self.strategy}: {error}") from None
+        best, accuracy = evaluations.best()
         if self.pool.ranks.rank == 0:
-            accuracies = [results[key]["accuracy"] for key in architectures]
-            best_so_far = [max(accuracies[: i + 1]) for i in range(len(accuracies))]
-            summary = {"space": self.space, "best_key": best, "best_accuracy": results[best]["accuracy"],
-                       "accuracies": accuracies, "best_so_far": best_so_far}
+            accuracies = [score for _, score in evaluations.history]
+            summary = {"space": self.space.name, "strategy": self.strategy, "best_key": self.space.key(best),
+                       "best_accuracy": accuracy, "accuracies": accuracies, "best_so_far": best_so_far(accuracies)}
             write_atomic(self.output_dir / "progress.json", json.dumps(summary, indent=1))
-            path = genotype.save(self.output_dir / "genotype.json")
-            print(f"[random search] best of {len(results)} (held-out accuracy {results[best]['accuracy']:.4f}):\n"
-                  f"{genotype}\nwritten to {path}", flush=True)
-        return genotype
+            path = write_atomic(self.output_dir / "genotype.json", self.space.to_json(best) + "\n")
+            print(f"[{self.label}] best of {len(accuracies)} (held-out accuracy {accuracy:.4f}):\n"
+                  f"{best}\nwritten to {path}", flush=True)
+        return best
+
+
+class RandomSearch(BlackBoxSearch):
+    """Random search: ``num_samples`` architectures drawn uniformly, all trained, the best kept."""
+
+
+class RegularizedEvolution(BlackBoxSearch):
+    """Regularized evolution (``blackbox.evolution``) with proxy training."""
+
+    strategy, label = "evolution", "regularized evolution"
+
+
+class Reinforce(BlackBoxSearch):
+    """REINFORCE with a factorised policy (``blackbox.reinforce``) with proxy training."""
+
+    strategy, label = "reinforce", "reinforce"
+
+
+class PredictorGuided(BlackBoxSearch):
+    """Predictor-guided search (``blackbox.predictor``) with proxy training."""
+
+    strategy, label = "predictor", "predictor-guided search"
+
+
+class LocalSearch(BlackBoxSearch):
+    """Local search (``blackbox.local``) with proxy training."""
+
+    strategy, label = "local", "local search"

@@ -1,0 +1,21 @@
+"""Regularized evolution (Real et al., 2019) with proxy training:
+``python -m lightning_nas.recipes.evolution fit --config recipes/evolution_digits.yaml``.
+
+The same arguments as the random-search recipe (``--space``, ``--num_samples``, the proxy budget, ``--max_params``)
+plus ``--options`` for the strategy's hyper-parameters; resumes from its results file, shares work under ``torchrun``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from lightning_nas.recipes.driver import run_driver
+from lightning_nas.strategies.blackbox_search import RegularizedEvolution
+
+
+def main(args: list[str] | None = None) -> Any:
+    return run_driver(RegularizedEvolution, "Regularized evolution", args)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,21 @@
+"""Local search (best improvement over one-edit neighbours) with proxy training:
+``python -m lightning_nas.recipes.local fit --config recipes/local_digits.yaml``.
+
+The same arguments as the random-search recipe (``--space``, ``--num_samples``, the proxy budget, ``--max_params``)
+plus ``--options`` for the strategy's hyper-parameters; resumes from its results file, shares work under ``torchrun``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from lightning_nas.recipes.driver import run_driver
+from lightning_nas.strategies.blackbox_search import LocalSearch
+
+
+def main(args: list[str] | None = None) -> Any:
+    return run_driver(LocalSearch, "Local search", args)
+
+
+if __name__ == "__main__":
+    main()
