@@ -25,6 +25,11 @@ def is_local(path: str | os.PathLike) -> bool:
     return isinstance(fsspec.core.url_to_fs(str(path))[0], LocalFileSystem)
 
 
+def absolute(path: str | os.PathLike) -> str:
+    """A local path made absolute (a URL as it is): what a printed command names, so it works from any folder."""
+    return os.path.abspath(path) if is_local(path) else str(path)
+
+
 @contextmanager
 def atomic_open(path: str | os.PathLike) -> Iterator[BinaryIO]:
     """A binary file to write ``path`` through. Locally: a temporary file beside it, flushed to disk and renamed over

@@ -8,7 +8,7 @@ from typing import Protocol, cast
 import lightning.pytorch as pl
 from lightning.pytorch.utilities import rank_zero_only
 
-from lightning_nas.files import join
+from lightning_nas.files import absolute, join
 from lightning_nas.run_folder import run_directory
 
 
@@ -45,4 +45,4 @@ class GenotypeExport(pl.Callback):
     def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         architecture = cast(SearchModule, pl_module).genotype()
         path = architecture.save(self.path(trainer))
-        print(f"\nFinal architecture:\n{architecture}\nwritten to {path}")
+        print(f"\nFinal architecture:\n{architecture}\nwritten to {absolute(path)}")

@@ -23,7 +23,7 @@ from lightning.pytorch.plugins.io import CheckpointIO
 from lightning.pytorch.utilities import rank_zero_only
 
 from lightning_nas.checkpoint_io import AtomicCheckpointIO
-from lightning_nas.files import join, write_atomic
+from lightning_nas.files import absolute, join, write_atomic
 from lightning_nas.data import NASDataModule
 from lightning_nas.errors import ConfigError
 from lightning_nas.recipes import config_path
@@ -217,11 +217,14 @@ class NASCLI(LightningCLI):
         warning against passing both ``args`` and a command line would fire on every run: parse them directly.
         ``--ckpt_path last`` with no last run starts a new one, saying so (Lightning's hint would be to set
         ``save_last``, which the recipes do). Checkpoints load with ``weights_only`` unless told otherwise: Lightning
-        would unpickle a remote one in full."""
+        would unpickle a remote one in full. A relative ``default_root_dir`` is made absolute, so the saved config and
+        the commands a run prints work from any folder."""
         self.config = parser.parse_args(args)
         config = self.config.get(self.config.get("subcommand") or "", None)
         if not isinstance(config, Namespace):
             return
+        if config.trainer.default_root_dir is not None:  # so the run's printed paths and commands work from anywhere
+            config.trainer.default_root_dir = absolute(config.trainer.default_root_dir)
         if config.get("weights_only", False) is None:
             config.weights_only = True
         if config.get("ckpt_path") == "last":

@@ -7,19 +7,41 @@ wrote. Bad input (a malformed genotype, images the network cannot take, a missin
 with one line ``error: ...`` and exit status 1 instead of a traceback. ``--ckpt_path .../last.ckpt`` resumes a run,
 ``--ckpt_path last`` the last run in the same ``--trainer.default_root_dir``;
 ``--trainer.callbacks+=EMAWeightAveraging --trainer.callbacks.decay 0.9998`` validates and saves an EMA of the weights.
-``fit``, ``validate``, ``test`` and ``predict`` (class probabilities of the test images) are offered; the optimizer
+``fit`` ends by printing the best score, its checkpoint and the command that tests it. ``fit``, ``validate``, ``test``
+and ``predict`` (class probabilities of the test images) are offered; the optimizer
 and schedule are the model's (``--model.lr``, ``--model.scheduler``, ...), ``--optimizer`` is refused.
 """
 
 from __future__ import annotations
 
-from lightning_nas.recipes.cli import one_line_errors, run_recipe
+import lightning.pytorch as pl
+
+from lightning_nas.files import absolute, join
+from lightning_nas.recipes.cli import one_line_errors, program, run_recipe
+from lightning_nas.run_folder import run_directory
 from lightning_nas.strategies.final_training import FinalTraining
+
+
+def fit_summary(trainer: pl.Trainer, config_filename: str = "config.yaml") -> str:
+    """What a finished training run says last: its best score, its checkpoint and the command that tests it."""
+    checkpoint = trainer.checkpoint_callback
+    best = getattr(checkpoint, "best_model_path", "") or getattr(checkpoint, "last_model_path", "")
+    if not best:
+        return "no checkpoint saved (trainer.enable_checkpointing is false)"
+    score = getattr(checkpoint, "best_model_score", None)
+    monitor = getattr(checkpoint, "monitor", None)
+    lines = [f"best {monitor}: {float(score):.4f}" if monitor and score is not None else "",
+             f"checkpoint: {absolute(best)}",
+             f"test it: {program(FinalTraining)} test --config {absolute(join(run_directory(trainer), config_filename))} "
+             f"--ckpt_path {absolute(best)}"]
+    return "\n".join(line for line in lines if line)
 
 
 def main(args: list[str] | None = None) -> None:
     with one_line_errors():
-        run_recipe(FinalTraining, args)
+        cli = run_recipe(FinalTraining, args)
+        if cli.subcommand == "fit" and cli.trainer.is_global_zero:
+            print(fit_summary(cli.trainer))
 
 
 if __name__ == "__main__":

@@ -21,7 +21,7 @@ from torchmetrics.classification import MulticlassAccuracy
 from lightning_nas.arguments import Fraction, NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt
 from lightning_nas.callbacks import EpochSeeding, GenotypeExport, GenotypeLogger
 from lightning_nas.errors import ConfigError, check
-from lightning_nas.files import join
+from lightning_nas.files import absolute, join
 from lightning_nas.genotypes import Genotype
 from lightning_nas.ops import DARTS_PRIMITIVES
 from lightning_nas.run_folder import run_directory
@@ -95,7 +95,7 @@ class DARTS(pl.LightningModule):
         channels_last: bool = True,
         num_threads: PositiveInt | None = None,
         genotype_filename: str = "genotype.json",
-        train_config: str = "recipes/train_cifar10.yaml",
+        train_config: str = "train_cifar10",
     ) -> None:
         """``virtual_step``: the second-order virtual weight step (see ``darts_architect``). "official" (default) is
         the step the weight optimizer takes next, momentum and weight decay included, as in the code behind the
@@ -110,7 +110,8 @@ class DARTS(pl.LightningModule):
         ``channels_last``: the supernet's weights and inputs in channels_last memory format, about 1.5x faster on CPU
         (depthwise convs and pooling) with the same results up to float rounding. ``num_threads``: torch's CPU threads
         for this process; a tiny supernet runs faster on one, far faster on a shared machine (None: torch's default).
-        ``train_config``: the final-training recipe named in the command printed at the end."""
+        ``train_config``: the final-training recipe (a shipped recipe's name, or a file) named in the command
+        printed at the end."""
         super().__init__()
         check(layers >= 3, f"DARTS needs layers >= 3, got layers={layers}: the cells 1/3 and 2/3 deep are reduction "
                            "cells, so fewer leave no normal cell to search; set --model.layers 3 or more")
@@ -255,7 +256,7 @@ class DARTS(pl.LightningModule):
             for cell, start, end in zip(("normal", "reduce"), self.start_entropy, self._entropies())
         ]
         top1 = self.trainer.callback_metrics.get("val/top1")
-        path = join(run_directory(self.trainer), self.hp.genotype_filename)
+        path = absolute(join(run_directory(self.trainer), self.hp.genotype_filename))
         print(
             f"α entropy (nats): {', '.join(moved)}\n"
             f"supernet val/top1: {'n/a' if top1 is None else f'{float(top1):.4f}'}\n"

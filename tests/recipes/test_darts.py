@@ -19,9 +19,9 @@ TINY_RUN = ["--trainer.max_epochs", "1", "--trainer.limit_train_batches", "2", "
             "--trainer.enable_progress_bar", "false", "--model.C", "4", "--model.layers", "3"]
 
 
-def run(module: str, *args: str) -> subprocess.CompletedProcess:
+def run(module: str, *args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
     command = [sys.executable, "-m", f"lightning_nas.recipes.{module}", "fit", *args]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    result = subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=cwd)
     assert result.returncode == 0, result.stderr[-3000:]
     return result
 
@@ -40,10 +40,9 @@ def test_digits_search_prints_the_command_that_trains_its_genotype_file(tmp_path
     assert re.search(r"supernet val/top1: 0\.\d{4}", search.stdout)
 
     command = re.search(r"train the found cells: python (.*)", search.stdout).group(1)
-    assert command == (f"-m lightning_nas.recipes.train fit --config recipes/train_digits.yaml "
-                       f"--model.genotype {genotype_file}")
+    assert command == f"-m lightning_nas.recipes.train fit --config train_digits --model.genotype {genotype_file}"
     run("train", *shlex.split(command)[3:], "--trainer.default_root_dir", str(tmp_path / "train"),
-        "--trainer.logger", "false", *TINY_RUN)
+        "--trainer.logger", "false", *TINY_RUN, cwd=tmp_path)  # the printed command works from any folder
     assert list((tmp_path / "train").rglob("*.ckpt"))
 
 
@@ -93,7 +92,7 @@ def test_fmnist_recipe_searches_a_reduced_network_on_fashion_mnist_with_alpha_wa
     cli = run_recipe(DARTS, ["--config", str(ROOT / "recipes" / "darts_fmnist.yaml")], run=False)
     hp = cli.model.hparams
     assert (hp.C, hp.layers, hp.in_chans, hp.arch_warmup_epochs, hp.train_config) == (
-        8, 5, 1, 4, "recipes/train_fmnist.yaml")
+        8, 5, 1, 4, "train_fmnist")
     assert cli.datamodule.mode == "search" and cli.trainer.limit_train_batches == 40
 
 

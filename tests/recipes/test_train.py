@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import csv
 import os
+import re
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -54,6 +56,23 @@ def test_recipe_trains_a_genotype_file_written_by_a_search(tmp_path: Path) -> No
     checkpoint = torch.load(last, weights_only=True)
     assert checkpoint["hyper_parameters"]["genotype"] == genotype.to_dict()
     assert checkpoint["global_step"] == 2
+
+
+def test_fit_ends_with_its_best_score_checkpoint_and_a_test_command_that_works_from_any_folder(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    main([*fit_args(Path("runs")), "--trainer.limit_train_batches", "2", "--trainer.limit_val_batches", "1"])
+    best, checkpoint, command = capsys.readouterr().out.splitlines()[-3:]
+    (saved,) = tmp_path.glob("runs/**/checkpoints/epoch=0-step=2.ckpt")
+    assert re.fullmatch(r"best val/top1: 0\.\d{4}", best) and checkpoint == f"checkpoint: {saved}"
+    assert command == (f"test it: python -m lightning_nas.recipes.train test --config {saved.parent / 'config.yaml'} "
+                       f"--ckpt_path {saved}")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    main([*shlex.split(command)[5:], "--trainer.limit_test_batches", "1"])
+    assert "test/top1" in capsys.readouterr().out and not any(elsewhere.iterdir())
 
 
 def test_bad_genotype_file_is_a_one_line_error(tmp_path: Path) -> None:
