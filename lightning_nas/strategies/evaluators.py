@@ -9,14 +9,20 @@ of cost), keeps the history in query order and says when the budget is spent.
 from __future__ import annotations
 
 import csv
+import itertools
+import math
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import Iterator, Sequence
 
-from lightning_nas.errors import ConfigError
+from lightning_nas.errors import ConfigError, check
 from lightning_nas.spaces import Architecture, SearchSpace
 from lightning_nas.strategies.candidates import CandidatePool
+
+
+ENUMERABLE = 100_000
+"""Spaces up to this size are listed in full: a benchmark table must hold every architecture of them."""
 
 
 class Evaluator:
@@ -77,20 +83,19 @@ class BenchmarkTable:
 
     def check_complete(self) -> None:
         """For spaces of at most 10^5 architectures, every one must be in the table (a search may propose any)."""
-        size = 1
-        for n in self.space.choices():
-            size *= n
-        if size > 100_000:
+        if math.prod(self.space.choices()) > ENUMERABLE:
             return
-        for index in range(size):
-            decisions = []
-            for n in reversed(self.space.choices()):
-                index, option = divmod(index, n)
-                decisions.append(option)
-            arch = self.space.decode(decisions[::-1])
+        for arch in self.architectures():
             if self.space.key(arch) not in self.scores:
                 raise ConfigError(f"benchmark table {self.path} lacks {self.space.to_string(arch)} (and maybe others): "
-                                  f"it holds {len(self.scores)} of the {self.space.name} space's {size} architectures")
+                                  f"it holds {len(self.scores)} of the {self.space.name} space's "
+                                  f"{math.prod(self.space.choices())} architectures")
+
+    def architectures(self) -> Iterator[Architecture]:
+        """Every architecture of a space of at most 10^5 (every combination of its decisions)."""
+        check(math.prod(self.space.choices()) <= ENUMERABLE, f"the {self.space.name} space is too large to list")
+        for decisions in itertools.product(*(range(n) for n in self.space.choices())):
+            yield self.space.decode(decisions)
 
     def lookup(self, arch: Architecture) -> float:
         key = self.space.key(arch)
