@@ -8,6 +8,13 @@ a fast rank trains more of them than a slow one; after a barrier every rank read
 
 While a pool runs, rank 0 holds an exclusive lock on its output folder (a second search there refuses to start) and
 the results file is bound to the pool's fingerprint: everything that changes a candidate's accuracy.
+
+The results file (``ResultsFile``) is JSON Lines, one finished candidate per line. Every append rewrites the file to a
+temporary file and renames it over the old one, under an exclusive lock, so a run killed at any moment leaves either
+the old or the new file, and several ranks may append at once. A truncated last line (a file copied mid-write, a full
+disk) is skipped with a warning; a corrupt line elsewhere is an error. A second record of the same ``key`` (two writers
+that raced before this file was locked per run) is ignored: the first one counts. The fingerprint is stored beside the
+file (``<name>.fingerprint.json``), so a restart never mixes accuracies of different proxy budgets.
 """
 
 from __future__ import annotations
@@ -18,6 +25,7 @@ import hashlib
 import inspect
 import os
 import time
+import warnings
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, Iterator, Literal, Sequence
@@ -27,9 +35,8 @@ import torch
 import torch.nn.functional as F
 
 from lightning_nas.data import NASDataModule
-from lightning_nas.data.pnas_results import ResultsFile
 from lightning_nas.errors import ConfigError, check
-from lightning_nas.files import is_local
+from lightning_nas.files import is_local, write_atomic
 from lightning_nas.spaces import Architecture, SearchSpace, create_space
 from lightning_nas.strategies.finite import check_finite
 from lightning_nas.strategies.ranks import Ranks
@@ -116,6 +123,71 @@ def data_fingerprint(data: NASDataModule) -> dict[str, Any]:
     names = [name for name in inspect.signature(type(data).__init__).parameters
              if name not in ("self", *DATA_ENGINEERING) and hasattr(data, name)]
     return {"class": f"{type(data).__module__}.{type(data).__qualname__}", **{n: getattr(data, n) for n in names}}
+
+
+def flatten(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested dicts as one level of dotted keys: ``{"data": {"seed": 0}}`` → ``{"data.seed": 0}``."""
+    flat: dict[str, Any] = {}
+    for key, value in config.items():
+        if isinstance(value, dict):
+            flat.update(flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+class ResultsFile:
+    """Append-only JSON Lines file of candidate results, safe against kills and concurrent writers."""
+
+    def __init__(self, path: str | os.PathLike) -> None:
+        self.path = Path(path)
+
+    def read(self) -> list[dict[str, Any]]:
+        if not self.path.is_file():
+            return []
+        lines = self.path.read_text().splitlines()
+        records, keys = [], set()
+        for number, line in enumerate(lines, 1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:
+                if number < len(lines):
+                    raise ValueError(f"{self.path}:{number} is not valid JSON; repair or remove that line") from None
+                warnings.warn(f"{self.path}: ignoring a truncated last line (that candidate will be trained again)")
+                continue
+            if record.get("key") is None or record["key"] not in keys:
+                records.append(record)
+                keys.add(record.get("key"))
+        return records
+
+    def append(self, record: dict[str, Any]) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.path.with_name(f".{self.path.name}.lock"), "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            write_atomic(self.path, "".join(json.dumps(r) + "\n" for r in self.read()) + json.dumps(record) + "\n")
+
+    @property
+    def fingerprint_path(self) -> Path:
+        return self.path.with_name(f"{self.path.stem}.fingerprint.json")
+
+    def bind(self, fingerprint: dict[str, Any], added: dict[str, Any] | None = None) -> None:
+        """Tie the file to ``fingerprint`` (JSON data): store it on first use; raise a one-line ConfigError naming
+        the keys that differ when the file was written under another one. A file from before fingerprints is adopted.
+        ``added`` holds the keys the fingerprint gained later (dotted), each with the value every file written before
+        it was trained under: a stored fingerprint without the key reads as that value, so old results still resume."""
+        fingerprint = json.loads(json.dumps(fingerprint, default=str))
+        if self.fingerprint_path.is_file():
+            stored = {**(added or {}), **flatten(json.loads(self.fingerprint_path.read_text()))}
+            wanted = flatten(fingerprint)
+            differ = sorted(key for key in stored.keys() | wanted.keys() if stored.get(key) != wanted.get(key))
+            if differ:
+                changes = ", ".join(f"{key} {stored.get(key)!r} -> {wanted.get(key)!r}" for key in differ)
+                raise ConfigError(f"{self.path} holds results of another configuration ({changes}): restore those "
+                                  f"settings to resume it, or give another output folder")
+        else:
+            write_atomic(self.fingerprint_path, json.dumps(fingerprint, indent=1, sort_keys=True))
 
 
 class CandidatePool:

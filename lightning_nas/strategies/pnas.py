@@ -42,7 +42,7 @@ from torchmetrics.functional import spearman_corrcoef
 
 from lightning_nas.callbacks import MedianStopping, WeightInheritance
 from lightning_nas.data import NASDataModule
-from lightning_nas.data.pnas_results import PredictorDataModule, collate
+from lightning_nas.data.predictor import PredictorDataModule, collate
 from lightning_nas.errors import check
 from lightning_nas.files import write_atomic
 from lightning_nas.genotypes import Genotype, cell_diagram_png

@@ -14,7 +14,7 @@ from PIL import Image
 from torchmetrics.functional import spearman_corrcoef
 
 from lightning_nas.data import DigitsDataModule
-from lightning_nas.data.pnas_results import ResultsFile
+from lightning_nas.strategies.candidates import ResultsFile
 from lightning_nas.errors import ConfigError
 from lightning_nas.genotypes import Genotype
 from lightning_nas.spaces.pnas import PNASCell, expand_beam

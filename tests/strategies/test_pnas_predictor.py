@@ -3,7 +3,7 @@ import pytest
 import torch
 from torchmetrics.functional import spearman_corrcoef
 
-from lightning_nas.data.pnas_results import PredictorDataModule, collate
+from lightning_nas.data.predictor import PredictorDataModule, collate
 from lightning_nas.ops import PNAS_OPS
 from lightning_nas.spaces.pnas import PNASCell, encode, expand, one_block_cells
 from lightning_nas.strategies.pnas_predictor import AccuracyPredictor
