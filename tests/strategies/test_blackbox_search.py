@@ -1,7 +1,9 @@
-"""Random search: uniform samplers of the three spaces, the search over a planted accuracy, resume, bad input."""
+"""Black-box searches with training: uniform samplers of the cell spaces, random search over a planted accuracy,
+every strategy as a recipe on NAS-Bench-201 cells, resume, bad input."""
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from pathlib import Path
 
@@ -15,7 +17,14 @@ from lightning_nas.spaces.enas_micro import MicroArchitecture
 from lightning_nas.spaces.pnas import PNASCell
 from lightning_nas.strategies.candidates import CandidatePool
 from lightning_nas.spaces import create_space
-from lightning_nas.strategies.blackbox_search import RandomSearch, sample_architectures
+from lightning_nas.strategies.blackbox_search import (
+    LocalSearch,
+    PredictorGuided,
+    RandomSearch,
+    RegularizedEvolution,
+    Reinforce,
+    sample_architectures,
+)
 
 
 @pytest.mark.parametrize("space, nodes, ops", [("darts", 4, DARTS_PRIMITIVES), ("enas_micro", 5, ENAS_MICRO_OPS),
@@ -83,3 +92,32 @@ def test_a_space_too_small_for_the_samples_is_refused() -> None:
     with pytest.raises(ConfigError, match="fewer than 50 distinct cells"):
         sample_architectures(create_space("pnas", nodes=1, ops=["identity"]), 50, seed=0)
     assert len(sample_architectures(create_space("pnas", nodes=1, ops=["identity", "max_pool_3x3"]), 3, seed=0)) == 3
+
+
+@pytest.mark.parametrize("search_class", [RegularizedEvolution, Reinforce, PredictorGuided, LocalSearch])
+def test_training_recipes_search_any_space_and_resume(search_class, tmp_path: Path, monkeypatch) -> None:
+    """Each strategy as a training recipe on NAS-Bench-201 cells: the planted accuracy (share of nor_conv_3x3 edges)
+    decides the best; a restart replays the search from the results file without training anything again."""
+    trained: list[str] = []
+
+    def train(self, key, arch, callbacks=(), seed=None):
+        trained.append(key)
+        return None, {"key": key, "genotype": {"arch": arch.to_string()}, "curve": [], "epochs": 1, "seconds": 0.0,
+                      "accuracy": arch.ops.count("nor_conv_3x3") / 6}
+
+    monkeypatch.setattr(CandidatePool, "train", train)
+    options = {RegularizedEvolution: {"population": 4, "tournament": 2}, PredictorGuided: {"initial": 4, "k": 2}}
+    kwargs = dict(space="nb201", num_samples=16, seed=3, options=options.get(search_class), N=1, F=8,
+                  max_params=0.05e6)
+    search = search_class(DigitsDataModule(val_split=100), str(tmp_path), **kwargs)
+    best = search.run()
+    assert len(trained) == len(set(trained)) == 16
+    progress = json.loads((tmp_path / "progress.json").read_text())
+    assert progress["strategy"] == search_class.strategy and len(progress["accuracies"]) == 16
+    assert progress["best_accuracy"] == max(progress["accuracies"]) == best.ops.count("nor_conv_3x3") / 6
+    assert (tmp_path / "genotype.json").read_text().strip() == best.to_json()
+    space = create_space("nb201")  # every proposal within the budget: 10 digit classes, 1 channel, F=8, N=1
+    archs = [space.from_json(json.dumps(record["genotype"])) for record in search.pool.finished().values()]
+    assert len(archs) == 16 and all(space.num_params(arch, 10, 1, 8, 1) <= 0.05e6 for arch in archs)
+    assert search_class(DigitsDataModule(val_split=100), str(tmp_path), **kwargs).run() == best
+    assert len(trained) == 16  # the restart found every candidate in the results file
