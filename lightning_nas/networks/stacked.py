@@ -48,7 +48,11 @@ class AuxiliaryHead(nn.Module):
         self.classifier: nn.Module = nn.Linear(768, num_classes)
 
     def reset_classifier(self, num_classes: int) -> None:
-        self.classifier = nn.Linear(768, num_classes) if num_classes > 0 else nn.Identity()
+        """A new linear classifier on the head's device and dtype, in its training mode (0 classes: none)."""
+        weight = self.features[0].weight
+        self.classifier = nn.Linear(768, num_classes, device=weight.device, dtype=weight.dtype) if num_classes > 0 \
+            else nn.Identity()
+        self.classifier.train(self.training)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = F.relu(x)
@@ -187,11 +191,15 @@ class StackedCellNetwork(nn.Module):
         return self.classifier
 
     def reset_classifier(self, num_classes: int, global_pool: str | None = None) -> None:
-        """New classifier (and auxiliary classifier) for ``num_classes`` (0: none); ``global_pool`` None keeps the
-        pooling, '' removes it."""
+        """New classifier (and auxiliary classifier) for ``num_classes`` (0: none), on the network's device and dtype
+        and in its training mode; ``global_pool`` None keeps the pooling, '' removes it."""
         self.num_classes = num_classes
         pool_type = self.global_pool.pool_type if global_pool is None else global_pool
-        self.global_pool, self.classifier = create_classifier(self.num_features, num_classes, pool_type=pool_type)
+        weight = next(self.parameters())
+        self.global_pool, self.classifier = create_classifier(self.num_features, num_classes, pool_type=pool_type,
+                                                              device=weight.device, dtype=weight.dtype)
+        self.global_pool.train(self.training)
+        self.classifier.train(self.training)
         if self.aux_head is not None:
             self.aux_head.reset_classifier(num_classes)
 

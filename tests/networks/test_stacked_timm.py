@@ -69,6 +69,17 @@ def test_reset_classifier_resets_the_auxiliary_head_too() -> None:
 
 
 @pytest.mark.parametrize("name", MODELS)
+@pytest.mark.parametrize("training", [True, False])
+def test_reset_classifier_builds_the_heads_on_the_networks_device_dtype_and_mode(name: str, training: bool) -> None:
+    model = timm.create_model(name, auxiliary=True, **SMALL).to(device="meta", dtype=torch.float64).train(training)
+    model.reset_classifier(0)
+    model.reset_classifier(2)
+    heads = [*model.get_classifier().parameters(), *model.aux_head.classifier.parameters()]
+    assert heads and {(p.device.type, p.dtype) for p in heads} == {("meta", torch.float64)}
+    assert {module.training for module in model.modules()} == {training}
+
+
+@pytest.mark.parametrize("name", MODELS)
 def test_create_model_places_the_network_on_device_and_dtype(name: str) -> None:
     model = timm.create_model(name, device="meta", dtype=torch.float64, **SMALL)
     assert {(p.device.type, p.dtype) for p in model.parameters()} == {("meta", torch.float64)}
