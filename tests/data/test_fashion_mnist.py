@@ -14,7 +14,7 @@ import torch.nn.functional as F
 import torchvision.datasets.mnist
 
 from lightning_nas.data import FashionMNISTDataModule
-from lightning_nas.data.fashion_mnist import DATASETS, read_gzip_idx
+from lightning_nas.data.fashion_mnist import DATASETS, read_idx
 from lightning_nas.errors import ConfigError
 from lightning_nas.recipes.cli import run_recipe
 from lightning_nas.strategies.final_training import FinalTraining
@@ -158,13 +158,53 @@ def test_data_dir_comes_before_the_package(tmp_path: Path) -> None:
     assert (len(data.split("train")), len(data.split("test"))) == (10, 3)
 
 
+def gzip_folder(folder: Path) -> Path:
+    """``folder`` with the extracted files of ``fake_idx_dataset`` replaced by their gzip originals."""
+    for path in folder.iterdir():
+        path.with_name(path.name + ".gz").write_bytes(gzip.compress(path.read_bytes()))
+        path.unlink()
+    return folder
+
+
+def test_an_explicit_data_dir_is_used_with_gzip_files_or_refused_but_never_replaced(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake_idx_dataset(tmp_path / "package", "FashionMNIST", {"train": 10, "t10k": 3})
+    package = gzip_folder(tmp_path / "package" / "FashionMNIST" / "raw")  # as the Debian package installs them
+    monkeypatch.setitem(DATASETS, "fashion_mnist", dataclasses.replace(DATASETS["fashion_mnist"],
+                                                                       package_folder=package))
+    fake_idx_dataset(tmp_path / "given", "FashionMNIST", {"train": 8, "t10k": 2})
+    gzip_folder(tmp_path / "given" / "FashionMNIST" / "raw")
+    assert len(FashionMNISTDataModule(data_dir=str(tmp_path / "given")).split("train")) == 8
+    empty = tmp_path / "empty"
+    with pytest.raises(FileNotFoundError, match="; or leave out --data.data_dir to read "):
+        FashionMNISTDataModule(data_dir=str(empty)).setup()
+    monkeypatch.chdir(tmp_path)  # no ./data: the package's files
+    assert len(FashionMNISTDataModule().split("train")) == 10
+
+
 def test_a_gzip_file_that_is_no_idx_file_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "labels.gz"
     path.write_bytes(gzip.compress(bytes([0, 0, 0x0D, 1, 0, 0, 0, 1]) + bytes(4)))  # idx of float32
     with pytest.raises(ConfigError, match="no idx file of unsigned bytes"):
-        read_gzip_idx(path)
+        read_idx(path)
     path.write_bytes(gzip.compress(bytes([0, 0, 0x08, 1, 0, 0, 0, 3]) + bytes([7, 8, 9])))
-    assert read_gzip_idx(path).tolist() == [7, 8, 9]
+    assert read_idx(path).tolist() == [7, 8, 9]
+
+
+def test_a_truncated_idx_file_is_named(tmp_path: Path) -> None:
+    raw = tmp_path / "FashionMNIST" / "raw"
+    fake_idx_dataset(tmp_path, "FashionMNIST", {"train": 10, "t10k": 3})
+    images = raw / "train-images-idx3-ubyte"
+    images.write_bytes(images.read_bytes()[:1000])
+    with pytest.raises(ConfigError) as error:
+        FashionMNISTDataModule(data_dir=str(tmp_path)).setup()
+    assert str(error.value) == (f"{images} is truncated: its header announces 7840 bytes of data (10 x 28 x 28), it "
+                                "holds 984; download it again")
+    packed = raw / "t10k-labels-idx1-ubyte.gz"
+    packed.write_bytes(gzip.compress(bytes([0, 0, 0x08, 1, 0, 0, 0, 3]) + bytes([7, 8, 9]))[:-6])
+    with pytest.raises(ConfigError, match=f"^{packed} is a truncated or corrupt gzip file .*; download it again$"):
+        read_idx(packed)
 
 
 @pytest.fixture
