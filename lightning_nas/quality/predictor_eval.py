@@ -25,9 +25,9 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from lightning_nas.errors import check
-from lightning_nas.quality.proxy import proxy_budget, random_cells, search_from_recipe, search_threads
-from lightning_nas.spaces.pnas import PNASCell
-from lightning_nas.strategies.pnas import PNASSearch, spearman
+from lightning_nas.quality.proxy import proxy_budget, random_cells, search_from_recipe
+from lightning_nas.strategies.pnas import PNASSearch
+from lightning_nas.strategies.pnas_progress import spearman
 
 
 @dataclass
@@ -78,28 +78,21 @@ class PredictorEvaluation:
         ``output_dir``."""
         return cls(search_from_recipe(search_config, search_args, output_dir), options, random_seed)
 
-    def trained(self, name: str, cells: list[PNASCell]) -> list[dict[str, Any]]:
-        """The cells' result records (proxy accuracy among them), training those the results file lacks."""
-        by_key = {cell.key(): cell for cell in cells}
-        records = self.search.pool.train_all(name, list(by_key),
-                                             lambda key: self.search.train_candidate(by_key[key], len(by_key[key]),
-                                                                                     None, []))
-        return [records[cell.key()] for cell in cells]
-
     def repeat(self, b: int, t: int) -> dict[str, Any]:
         """One repeat of level b: fit on its K b-block cells, score on its M (b+1)-block cells."""
         learned, tested = self.cells[b, t]
-        records = self.trained(f"predictor_eval b={b} t={t} fit", learned)
-        accuracy = [record["accuracy"] for record in self.trained(f"predictor_eval b={b} t={t} test", tested)]
-        predictor = self.search.new_predictor(self.search.seed + 1000 * t + b)
-        out_of_fold = self.search.fit_predictor(predictor, records)
-        predicted = self.search.predict(predictor, tested)
+        search, predictors = self.search, self.search.predictors
+        records = search.train_cells(f"predictor_eval b={b} t={t} fit", learned)
+        accuracy = [record["accuracy"] for record in search.train_cells(f"predictor_eval b={b} t={t} test", tested)]
+        predictor = predictors.new(search.seed + 1000 * t + b)
+        out_of_fold = predictors.fit(predictor, records)
+        predicted = predictors.predict(predictor, tested)
         return {"spearman": spearman(predicted, accuracy), "out_of_fold_spearman": out_of_fold,
                 "cells": [cell.key() for cell in tested], "predicted": predicted, "accuracy": accuracy}
 
     def run(self) -> dict[str, Any]:
         search, o = self.search, self.options
-        with search_threads(search), search.pool.running():
+        with search.session():
             levels = []
             for b in self.levels:
                 repeats = [self.repeat(b, t) for t in range(o.T)]
@@ -109,7 +102,7 @@ class PredictorEvaluation:
         return {"K": o.K, "M": o.M, "T": o.T, "proxy": proxy_budget(search),
                 "predictor": {"kind": search.predictor_kind, "epochs": search.predictor_epochs,
                               "lr": search.predictor_lr, "ensemble_size": search.ensemble_size},
-                "results_file": str(search.pool.results.path), "levels": levels}
+                "results_file": str(search.results.path), "levels": levels}
 
 
 def format_predictor_table(evaluation: dict[str, Any]) -> str:

@@ -1,18 +1,15 @@
 """The PNAS search's proxy as the report's PNAS sections use it (``predictor_eval``, ``target_noise``).
 
 Both measure something about a search as its recipe runs it, so they build the search from that recipe (its proxy
-budget, held-out data and predictor), train uniformly drawn random cells with its ``CandidatePool`` and threads, and
-report the budget they measured.
+budget, held-out data and predictor), train uniformly drawn random cells as it trains its candidates
+(``PNASSearch.session``, ``train_cells``, ``train_with_seeds``), and report the budget they measured.
 """
 
 from __future__ import annotations
 
 import random
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator, Sequence
-
-import torch
+from typing import Any, Sequence
 
 from lightning_nas.errors import check
 from lightning_nas.recipes.driver import build_driver
@@ -45,20 +42,7 @@ def search_from_recipe(search_config: str, search_args: Sequence[str], output_di
                                                     f"--output_dir={output_dir}"], subcommand=None)
 
 
-@contextmanager
-def search_threads(search: PNASSearch) -> Iterator[None]:
-    """Train with the search's ``num_threads`` (as its own run would), restoring torch's setting after."""
-    threads = torch.get_num_threads()
-    if search.num_threads:
-        torch.set_num_threads(search.num_threads)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
-
-
 def proxy_budget(search: PNASSearch) -> dict[str, Any]:
     """The proxy budget every candidate of ``search`` trains under, for the report."""
-    pool = search.pool
-    return {"N": pool.N, "F": pool.F, "epochs": pool.epochs, "lr": pool.lr,
-            "limit_train_batches": pool.limit_train_batches, "lr_interval": pool.lr_interval, "seed": pool.seed}
+    return {"N": search.N, "F": search.F, "epochs": search.epochs, "lr": search.lr,
+            "limit_train_batches": search.limit_train_batches, "lr_interval": search.lr_interval, "seed": search.seed}

@@ -25,9 +25,9 @@ from typing import Any, Callable, Sequence
 
 from lightning_nas.errors import check
 from lightning_nas.genotypes import Genotype
-from lightning_nas.quality.proxy import proxy_budget, random_cells, search_from_recipe, search_threads
-from lightning_nas.spaces.pnas import PNASCell
-from lightning_nas.strategies.pnas import PNASSearch, spearman
+from lightning_nas.quality.proxy import proxy_budget, random_cells, search_from_recipe
+from lightning_nas.strategies.pnas import PNASSearch
+from lightning_nas.strategies.pnas_progress import spearman
 
 
 @dataclass
@@ -78,17 +78,6 @@ class TargetNoiseMeasurement:
                     random_seed: int, retrained: Retrain | None = None) -> TargetNoiseMeasurement:
         return cls(search_from_recipe(search_config, search_args, output_dir), options, random_seed, retrained)
 
-    def trained(self) -> dict[tuple[PNASCell, int], dict[str, Any]]:
-        """Every (cell, training seed)'s result record, training those the results file lacks."""
-        pool = self.search.pool
-        jobs = {f"{cell.key()}/seed{seed}": (cell, seed) for seed in range(self.options.runs) for cell in self.cells}
-
-        def train(job: str) -> dict[str, Any]:
-            cell, seed = jobs[job]
-            return {**pool.train(job, cell.to_genotype(), seed=seed)[1], "b": len(cell), "seed": seed}
-
-        return {jobs[job]: record for job, record in pool.train_all("target_noise", list(jobs), train).items()}
-
     def by_blocks(self, spearman_of: Callable[[list[int]], float]) -> list[dict[str, Any]]:
         """``spearman_of(indices)`` for the cells of each block count that has at least 3 (two always correlate at
         ±1)."""
@@ -101,12 +90,12 @@ class TargetNoiseMeasurement:
 
     def run(self) -> dict[str, Any]:
         search, o = self.search, self.options
-        with search_threads(search), search.pool.running():
-            records = self.trained()
+        with search.session():
+            records = search.train_with_seeds("target_noise", self.cells, range(o.runs))
         runs = [[records[cell, seed]["accuracy"] for cell in self.cells] for seed in range(o.runs)]
         per_cell = list(zip(*runs))
         result = {"cells": len(self.cells), "runs": o.runs, "proxy": proxy_budget(search),
-                  "results_file": str(search.pool.results.path), "spearman": mean_spearman(runs),
+                  "results_file": str(search.results.path), "spearman": mean_spearman(runs),
                   "by_blocks": self.by_blocks(lambda index: mean_spearman([[run[i] for i in index] for run in runs])),
                   "run_spread": statistics.fmean(statistics.stdev(accuracy) for accuracy in per_cell),
                   "cell_spread": statistics.stdev(statistics.fmean(accuracy) for accuracy in per_cell),

@@ -1,72 +1,82 @@
-"""PNAS: progressive search over cells of 1..B blocks, guided by an accuracy predictor.
+"""PNAS: progressive search over cells of 1..B blocks, guided by an accuracy predictor (Liu et al., ECCV 2018).
 
-Level b=1 trains every one-block cell and fits the predictor. Each further level expands every cell of the beam by
-every possible next block, ranks the children with the predictor, trains the top K as proxy networks and updates the
-predictor (Algorithm 1): the ensemble is fine-tuned on the new level's results, as in the paper, or refit from scratch
-on all results so far. The best cell of the last level is the answer. Early-terminated candidates train neither the
-predictor nor count as the best cell: their accuracy is that of a truncated run.
+``PNASSearch.run`` is Algorithm 1: train every one-block cell and fit the predictor on them; for b = 2..B, expand
+every cell of the beam by every possible next block, rank the children with the predictor, keep the top K, train them
+as proxy networks and update the predictor with their accuracies; the best cell of the last level is the answer.
+Early-terminated candidates train neither the predictor nor count as the best cell: their accuracy is that of a
+truncated run. The predictor's life cycle (fit, fine-tuned or refit per level, saved under ``predictor/``) is
+``pnas_predictor.LevelPredictors``; what the search reports per level (``progress.json``, scatters, a logger) is
+``pnas_progress.SearchProgress``.
 
 The search is a plain driver object, not a LightningModule: it is not one optimisation but many short, independent
-fits (one per candidate, one per predictor refit) with a beam carried between them. Each of those fits is an ordinary
+fits (one per candidate, one per predictor update) with a beam carried between them. Each of those fits is an ordinary
 LightningModule (``CandidateModule``, ``AccuracyPredictor``) run by its own Trainer, so callbacks such as
 ``MedianStopping`` and ``WeightInheritance`` plug in unchanged.
 
 Fault tolerance and parallelism both rest on the results file of a ``CandidatePool`` (``candidates``): a restarted
 search skips every finished candidate, and the ranks of a multi-process launch (``ranks``) share each level's
-candidates. Rank 0 fits the predictor and publishes the beam, so all ranks agree on it.
-
-The ensemble after each level is saved under ``predictor/``, and re-derived level by level from the results file
-when missing, so a restarted search ranks the next level exactly as the uninterrupted one would.
-
-Rank 0 also keeps ``progress.json`` (per level: candidates, best cell, the predictor's Spearman correlations: on the
-beam it chose, on a random sample of the whole expansion, and out-of-fold) and a predicted-vs-true accuracy scatter
-per level under ``plots/``; with a ``logger`` it logs them too (W&B: a candidates table, the best cell's diagram, the
-scatters and the genotype artifact, one run per search).
+candidates. Rank 0 updates the predictor and chooses each level, so all ranks agree on the beam; the saved predictors
+(re-derived level by level from the results file when missing) make a restarted search choose exactly as the
+uninterrupted one would.
 """
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import io
-import json
-import math
 import random
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Sequence
+from typing import Any, Iterator, Literal, Sequence
 
 import lightning.pytorch as pl
 import torch
-from lightning.pytorch.loggers import Logger, WandbLogger
-from torchmetrics.functional import spearman_corrcoef
+from lightning.pytorch.loggers import Logger
 
 from lightning_nas.callbacks import MedianStopping, WeightInheritance
 from lightning_nas.data import NASDataModule
-from lightning_nas.data.predictor import PredictorDataModule, collate
 from lightning_nas.errors import check
 from lightning_nas.files import write_atomic
-from lightning_nas.genotypes import Genotype, cell_diagram_png
+from lightning_nas.genotypes import Genotype
 from lightning_nas.ops import OPS, PNAS_OPS
-from lightning_nas.plots import png_image, predictor_scatter_png
-from lightning_nas.spaces.pnas import (
-    NUM_CELL_INPUTS,
-    PNASCell,
-    encode,
-    expand_beam,
-    one_block_cells,
-    shared_edges,
-)
+from lightning_nas.spaces.pnas import PNASCell, expand_beam, one_block_cells, shared_edges
 from lightning_nas.strategies.candidates import CandidatePool, LRInterval
-from lightning_nas.strategies.pnas_predictor import AccuracyPredictor
+from lightning_nas.strategies.pnas_predictor import AccuracyPredictor, LevelPredictors, PredictorUpdate
+from lightning_nas.strategies.pnas_progress import SearchProgress
 from lightning_nas.strategies.ranks import Ranks
 
 
-def spearman(predicted: Sequence[float], actual: Sequence[float]) -> float:
-    """Spearman rank correlation; NaN with fewer than two points."""
-    if len(actual) < 2:
-        return math.nan
-    return float(spearman_corrcoef(torch.tensor(predicted, dtype=torch.float64),
-                                   torch.tensor(actual, dtype=torch.float64)))
+@dataclass
+class Level:
+    """Level b of the search as rank 0 chose it: the ``beam`` (every one-block cell at b=1; after that the K children
+    the predictor ranks highest), the ``sample`` of children drawn uniformly to measure the predictor, each child's
+    parent, the accuracies predicted for them and the predictor's out-of-fold Spearman (none at b=1)."""
+
+    b: int
+    beam: list[PNASCell]
+    sample: list[PNASCell] = field(default_factory=list)
+    parents: dict[PNASCell, PNASCell] = field(default_factory=dict)
+    predicted: dict[str, float] = field(default_factory=dict)
+    out_of_fold: float | None = None
+
+    @property
+    def candidates(self) -> list[PNASCell]:
+        """The cells the level trains: the beam and the sample, each once."""
+        return list(dict.fromkeys([*self.beam, *self.sample]))
+
+    def to_json(self) -> dict[str, Any]:
+        """The level as JSON data, which rank 0 sends to the other ranks."""
+        return {"b": self.b, "beam": [cell.to_list() for cell in self.beam],
+                "sample": [cell.to_list() for cell in self.sample],
+                "parents": {child.key(): parent.to_list() for child, parent in self.parents.items()},
+                "predicted": self.predicted, "out_of_fold_spearman": self.out_of_fold}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Level:
+        beam, sample = ([PNASCell.from_list(cell) for cell in data[name]] for name in ("beam", "sample"))
+        parents = {cell: PNASCell.from_list(data["parents"][cell.key()]) for cell in [*beam, *sample]}
+        return cls(data["b"], beam, sample, parents, data["predicted"], data["out_of_fold_spearman"])
 
 
 class PNASSearch:
@@ -107,7 +117,7 @@ class PNASSearch:
         predictor_epochs: int = 50,
         predictor_lr: float = 0.01,
         ensemble_size: int = 5,
-        predictor_update: Literal["finetune", "refit"] = "finetune",
+        predictor_update: PredictorUpdate = "finetune",
         correlation_sample: int = 0,
         early_termination: bool = False,
         termination_grace_epochs: int = 1,
@@ -147,7 +157,7 @@ class PNASSearch:
               f"mode={data.mode!r}, val_split={data.val_split}")
         self.data, self.output_dir = data, Path(output_dir)
         self.B, self.K, self.N, self.F, self.epochs, self.lr = B, K, N, F, epochs, lr
-        self.limit_train_batches = limit_train_batches
+        self.limit_train_batches, self.lr_interval = limit_train_batches, lr_interval
         self.ops = tuple(ops)
         self.predictor_kind, self.predictor_epochs, self.predictor_lr = predictor, predictor_epochs, predictor_lr
         self.ensemble_size, self.predictor_update = ensemble_size, predictor_update
@@ -161,14 +171,87 @@ class PNASSearch:
                                   accelerator, seed, label="PNAS", lr_interval=lr_interval, settings=settings)
         self.results = self.pool.results
         self.beams: dict[int, list[PNASCell]] = {}
-        self.predictors: dict[int, tuple[AccuracyPredictor, float]] = {}
-        """Per level b: the ensemble that has learned levels 1..b, and its out-of-fold Spearman correlation."""
-        self.progress: list[dict[str, Any]] = []
-        """Per level: b, candidates, best accuracy and cell, and from b=2 the predictor's Spearman correlations."""
+        self.predictors = LevelPredictors(self.output_dir / "predictor", self.predictor_records, self.pool, self.ops, B,
+                                          predictor, predictor_epochs, predictor_lr, ensemble_size, predictor_update,
+                                          seed)
+        self.tracker = SearchProgress(self.output_dir, self.results, logger)
 
     @property
     def rank(self) -> int:
         return self.pool.ranks.rank
+
+    @property
+    def progress(self) -> list[dict[str, Any]]:
+        """Per level: b, candidates, best accuracy and cell, and from b=2 the predictor's Spearman correlations."""
+        return self.tracker.levels
+
+    # --------------------------------------------------------------------------------------------------- search
+    def run(self) -> Genotype:
+        """Algorithm 1, or its resumption: write and return the best cell of the last level as a Genotype."""
+        self.start()
+        with self.pool.running():
+            self.train_level(Level(1, one_block_cells(self.ops)))  # every one-block cell
+            for b in range(2, self.B + 1):
+                # update the predictor with level b-1, expand the beam, keep the K children it ranks highest, train them
+                self.train_level(self.next_level(b))
+        return self.finish()
+
+    def next_level(self, b: int) -> Level:
+        """Level b as rank 0 chose it (``choose_level``), on every rank."""
+        chosen = self.choose_level(b).to_json() if self.rank == 0 else None
+        return Level.from_json(self.pool.ranks.from_rank_zero(f"level{b}", chosen))
+
+    def choose_level(self, b: int) -> Level:
+        """Update the predictor with level b-1, expand the beam, keep the K children it ranks highest and draw
+        ``correlation_sample`` children uniformly."""
+        predictor, out_of_fold = self.predictor_after(b - 1)
+        update = f"fine-tuned on b={b - 1}" if self.predictor_update == "finetune" and b > 2 else f"fit on b<{b}"
+        print(f"[PNAS] b={b}: predictor {update}, out-of-fold Spearman {out_of_fold:.3f}", flush=True)
+        parents = expand_beam(self.beams[b - 1], self.ops)
+        children = list(parents)
+        scores = self.predict(predictor, children)
+        top = sorted(range(len(children)), key=lambda i: -scores[i])[: self.K]
+        sample = random.Random(f"{self.seed}/{b}").sample(range(len(children)),
+                                                         min(self.correlation_sample, len(children)))
+        chosen = {*top, *sample}
+        return Level(b, [children[i] for i in top], [children[i] for i in sample],
+                     {children[i]: parents[children[i]] for i in chosen},
+                     {children[i].key(): scores[i] for i in chosen}, out_of_fold)
+
+    def train_level(self, level: Level) -> None:
+        """Train the level's unfinished candidates (each rank claiming the next) and record the level."""
+        b, candidates = level.b, level.candidates
+        self.beams[b] = level.beam
+        print(f"[PNAS] b={b}: training {len(candidates)} candidates", flush=True)
+        reference = [r["curve"] for r in self.finished().values() if r["b"] == b - 1 and not r.get("stopped_early")]
+        by_key = {cell.key(): cell for cell in candidates}
+        results = self.pool.train_all(
+            f"b={b}", list(by_key),
+            lambda key: self.train_candidate(by_key[key], b, level.parents.get(by_key[key]), reference),
+        )
+        self.tracker.record(b, level.beam, level.sample, {cell: results[key] for key, cell in by_key.items()},
+                            level.predicted, level.out_of_fold, write=self.rank == 0)
+
+    def start(self) -> None:
+        """Join the other ranks (if any), set the threads and begin afresh the records a run keeps in memory."""
+        self.pool.ranks = Ranks.launch("pnas", self.rank_timeout)
+        if self.num_threads:
+            torch.set_num_threads(self.num_threads)
+        self.predictors.ensembles = {}
+        self.tracker.start({"strategy": "pnas", **self.pool.fingerprint, "B": self.B, "K": self.K,
+                            "predictor": self.predictor_kind, "predictor_update": self.predictor_update},
+                           write=self.rank == 0)
+
+    def finish(self) -> Genotype:
+        """The best cell of the last level; rank 0 writes it to ``genotype.json`` and logs it."""
+        genotype = PNASCell.from_list(self.progress[-1]["best_cell"]).to_genotype()
+        if self.rank == 0:
+            path = genotype.save(self.output_dir / "genotype.json")
+            print(f"[PNAS] best cell (held-out accuracy {self.progress[-1]['best_accuracy']:.4f}):\n{genotype}\n"
+                  f"written to {path}", flush=True)
+            self.tracker.log_genotype(path)
+        self.pool.ranks.close()
+        return genotype
 
     # ----------------------------------------------------------------------------------------------- candidates
     def weights_path(self, cell: PNASCell) -> Path:
@@ -184,7 +267,8 @@ class PNASSearch:
         }
 
     def train_candidate(self, cell: PNASCell, b: int, parent: PNASCell | None, reference: list[list[float]]) -> dict:
-        """Train one proxy network and return its result record (without writing it)."""
+        """Train one proxy network and return its result record (without writing it). ``reference``: the curves early
+        termination compares against; ``parent``: whose weights the child inherits."""
         callbacks: list[pl.Callback] = []
         stopping = None
         if self.early_termination and reference:
@@ -202,18 +286,6 @@ class PNASSearch:
         return {**record, "b": b, "cell": cell.to_list(), "stopped_epoch": stopped_epoch,
                 "stopped_early": stopped_epoch is not None}
 
-    def train_level(
-        self, b: int, candidates: list[PNASCell], parents: dict[PNASCell, PNASCell]
-    ) -> dict[PNASCell, dict]:
-        """Train the level's unfinished candidates (each rank claiming the next); return every candidate's result."""
-        reference = [r["curve"] for r in self.finished().values() if r["b"] == b - 1 and not r.get("stopped_early")]
-        by_key = {cell.key(): cell for cell in candidates}
-        results = self.pool.train_all(
-            f"b={b}", list(by_key),
-            lambda key: self.train_candidate(by_key[key], b, parents.get(by_key[key]), reference),
-        )
-        return {cell: results[key] for key, cell in by_key.items()}
-
     def finished(self) -> dict[PNASCell, dict]:
         return {PNASCell.from_list(r["cell"]): r for r in self.results.read()}
 
@@ -227,186 +299,43 @@ class PNASSearch:
                       key=lambda r: (r["b"], PNASCell.from_list(r["cell"]).key()))
 
     def predictor_after(self, b: int) -> tuple[AccuracyPredictor, float]:
-        """The ensemble that has learned levels 1..b and its out-of-fold Spearman correlation on their results.
+        """The ensemble that has learned levels 1..b and its out-of-fold Spearman correlation on their results."""
+        return self.predictors.after(b)
 
-        "finetune" trains a copy of the level b-1 ensemble on level b's results, "refit" a fresh one on all of them;
-        either way seeded by (seed, b). Each ensemble is kept in memory and saved under ``predictor/`` (with the
-        settings it depends on); a restarted search loads it, or re-derives it level by level, to the same weights."""
-        if b in self.predictors:
-            return self.predictors[b]
-        settings = {"kind": self.predictor_kind, "epochs": self.predictor_epochs, "lr": self.predictor_lr,
-                    "ensemble_size": self.ensemble_size, "update": self.predictor_update, "seed": self.seed,
-                    "ops": list(self.ops), "B": self.B}
-        path = self.output_dir / "predictor" / f"b{b}.pt"
-        predictor = self.new_predictor(self.seed + b)
-        saved = torch.load(path, weights_only=True) if path.is_file() else None
-        if saved is not None and json.loads(saved["settings"]) == settings:
-            predictor.load_state_dict(saved["state_dict"])
-            correlation = float(saved["spearman"])
-        else:
-            finetune = self.predictor_update == "finetune" and b > 1
-            if finetune:
-                predictor = copy.deepcopy(self.predictor_after(b - 1)[0]).train()
-                pl.seed_everything(self.seed + b, verbose=False)  # as if level b - 1 had been loaded from its file
-            correlation = self.fit_predictor(predictor, self.predictor_records(b), {b} if finetune else None)
-            if self.rank == 0:
-                buffer = io.BytesIO()
-                torch.save({"settings": json.dumps(settings), "state_dict": predictor.state_dict(),
-                            "spearman": correlation}, buffer)
-                write_atomic(path, buffer.getvalue())
-        self.predictors[b] = predictor.eval(), correlation
-        return self.predictors[b]
+    def predict(self, predictor: AccuracyPredictor, cells: list[PNASCell]) -> list[float]:
+        """``predictor``'s accuracy for each cell."""
+        return self.predictors.predict(predictor, cells)
 
-    def new_predictor(self, seed: int) -> AccuracyPredictor:
-        """A fresh ensemble with the search's predictor settings, its weights drawn under ``seed``."""
-        pl.seed_everything(seed, verbose=False)
-        return AccuracyPredictor(NUM_CELL_INPUTS + self.B - 1, len(self.ops), self.predictor_kind,
-                                 ensemble_size=self.ensemble_size, lr=self.predictor_lr)
-
-    def fit_predictor(self, predictor: AccuracyPredictor, records: list[dict],
-                      train_levels: set[int] | None = None) -> float:
-        """Train ``predictor`` for ``predictor_epochs`` on result records (only those of ``train_levels`` when given)
-        and leave it on the CPU in eval mode; return its out-of-fold Spearman correlation on all ``records``."""
-        data = PredictorDataModule(records, self.encode_list, self.ensemble_size, seed=self.seed,
-                                   train_levels=train_levels)
-        trainer = self.pool.trainer(self.predictor_epochs, [], check_val_every_n_epoch=self.predictor_epochs)
-        trainer.fit(predictor, data)
-        predictor.cpu().eval()
-        return float(trainer.callback_metrics["val/spearman"])
-
-    def encode_list(self, cell: list) -> list[int]:
-        return encode(PNASCell.from_list(cell), self.ops)
-
-    def predict(self, predictor: AccuracyPredictor, cells: list[PNASCell], batch_size: int = 4096) -> list[float]:
-        predictions = []
-        with torch.no_grad():
-            for start in range(0, len(cells), batch_size):
-                batch = collate([(encode(c, self.ops), 0.0, 0) for c in cells[start : start + batch_size]])
-                predictions += predictor(batch["tokens"], batch["lengths"]).tolist()
-        return predictions
-
-    def next_level(self, b: int) -> dict[str, Any]:
-        """Rank 0 updates the predictor with level b-1, expands the beam, keeps the K children it ranks highest and
-        draws ``correlation_sample`` children uniformly; every rank receives them (as cell lists) with their parents,
-        predicted accuracies and the predictor's out-of-fold Spearman."""
-        payload = None
-        if self.rank == 0:
-            predictor, correlation = self.predictor_after(b - 1)
-            update = f"fine-tuned on b={b - 1}" if self.predictor_update == "finetune" and b > 2 else f"fit on b<{b}"
-            print(f"[PNAS] b={b}: predictor {update}, out-of-fold Spearman {correlation:.3f}", flush=True)
-            parents = expand_beam(self.beams[b - 1], self.ops)
-            children = list(parents)
-            scores = self.predict(predictor, children)
-            top = sorted(range(len(children)), key=lambda i: -scores[i])[: self.K]
-            sample = random.Random(f"{self.seed}/{b}").sample(range(len(children)),
-                                                             min(self.correlation_sample, len(children)))
-            payload = {"beam": [children[i].to_list() for i in top], "sample": [children[i].to_list() for i in sample],
-                       "parents": {children[i].key(): parents[children[i]].to_list() for i in {*top, *sample}},
-                       "predicted": {children[i].key(): scores[i] for i in {*top, *sample}},
-                       "out_of_fold_spearman": correlation}
-        return self.pool.ranks.from_rank_zero(f"level{b}", payload)
-
-    # --------------------------------------------------------------------------------------------------- search
-    def record_level(
-        self, b: int, results: dict[PNASCell, dict], sample: list[PNASCell], predicted: dict[str, float],
-        out_of_fold: float | None,
-    ) -> None:
-        """Add level b to the progress; rank 0 rewrites ``progress.json``, plots predicted vs. true accuracy and logs.
-        The best cell and the correlations count only candidates that ran their full budget."""
-        beam = self.beams[b]
-        full = [cell for cell in beam if not results[cell].get("stopped_early")]
-        best = max(full or beam, key=lambda c: (results[c]["accuracy"], c.key()))  # all stopped: the best truncated
-        level: dict[str, Any] = {"b": b, "candidates": len(beam), "stopped_early": len(beam) - len(full),
-                                 "best_accuracy": results[best]["accuracy"], "best_cell": best.to_list()}
-        points: dict[str, tuple[list[float], list[float]]] = {}
-        if predicted:
-            for name, cells in (("beam", beam), ("random sample", sample)):
-                cells = [c for c in cells if not results[c].get("stopped_early")]
-                if cells:
-                    points[name] = ([predicted[c.key()] for c in cells], [results[c]["accuracy"] for c in cells])
-            level.update(out_of_fold_spearman=out_of_fold, spearman=spearman(*points.get("beam", ([], []))))
-            if sample:
-                level.update(sample_size=len(sample), sample_spearman=spearman(*points.get("random sample", ([], []))))
-            print(f"[PNAS] b={b}: predictor Spearman on the {len(beam)} it chose {level['spearman']:.3f}"
-                  + (f", on {len(sample)} random children {level['sample_spearman']:.3f}" if sample else "")
-                  + f", out-of-fold on b < {b} {out_of_fold:.3f}", flush=True)
-        self.progress.append(level)
-        if self.rank == 0:
-            write_atomic(self.output_dir / "progress.json", json.dumps(self.progress, indent=1).encode())
-            png = None
-            if points:
-                title = f"b={b}: Spearman {level['spearman']:.3f} on the beam" + (
-                    f", {level['sample_spearman']:.3f} on the sample" if sample else "")
-                png = predictor_scatter_png(points, title)
-                write_atomic(self.output_dir / "plots" / f"predicted_vs_true_b{b}.png", png)
-            self.log_level(level, png)
-
-    # ------------------------------------------------------------------------------------------------- tracking
-    def log_level(self, level: dict[str, Any], scatter: bytes | None) -> None:
-        """The level's numbers to the logger; with W&B also every candidate so far as a table, the best cell's
-        diagram and the predictor's scatter."""
-        if self.logger is None:
-            return
-        b = level["b"]
-        self.logger.log_metrics({f"pnas/{key}": float(value) for key, value in level.items()
-                                 if isinstance(value, (int, float)) and key != "b"}, step=b)
-        if isinstance(self.logger, WandbLogger):
-            import wandb
-
-            rows = [[r["key"], r["b"], r["accuracy"], r["epochs"], bool(r.get("stopped_early"))]
-                    for r in sorted(self.results.read(), key=lambda r: (r["b"], r["key"]))]
-            best = PNASCell.from_list(level["best_cell"]).to_genotype()
-            payload: dict[str, Any] = {
-                "candidates": wandb.Table(columns=["cell", "b", "accuracy", "epochs", "stopped early"], data=rows),
-                "best_cell": wandb.Image(png_image(cell_diagram_png(best)),
-                                         caption=f"b={b}, held-out accuracy {level['best_accuracy']:.4f}"),
-            }
-            if scatter is not None:
-                payload["predictor/scatter"] = wandb.Image(png_image(scatter), caption=f"b={b}")
-            self.logger.experiment.log({**payload, "b": b})
-
-    def log_genotype(self, path: str) -> None:
-        """The final genotype file as a W&B artifact; any logger is then finalized."""
-        if self.logger is None:
-            return
-        if isinstance(self.logger, WandbLogger):
-            import wandb
-
-            artifact = wandb.Artifact(f"genotype-{self.logger.experiment.id}", type="genotype")
-            artifact.add_file(path)
-            self.logger.experiment.log_artifact(artifact)
-        self.logger.finalize("success")
-
-    def run(self) -> Genotype:
-        """Run (or resume) the search; write and return the best cell of the last level as a Genotype."""
-        self.pool.ranks = Ranks.launch("pnas", self.rank_timeout)
+    # --------------------------------------------------- measurements of the proxy and predictor, outside ``run``
+    @contextmanager
+    def session(self) -> Iterator[None]:
+        """Train under the search's settings without running it: with its ``num_threads`` (torch's own setting
+        restored after) and its results file held, as ``run`` holds them."""
+        threads = torch.get_num_threads()
         if self.num_threads:
             torch.set_num_threads(self.num_threads)
-        self.progress, self.predictors = [], {}
-        if self.rank == 0 and self.logger is not None:
-            self.logger.log_hyperparams({"strategy": "pnas", **self.pool.fingerprint, "B": self.B, "K": self.K,
-                                         "predictor": self.predictor_kind, "predictor_update": self.predictor_update})
-        with self.pool.running():
-            for b in range(1, self.B + 1):
-                if b == 1:
-                    self.beams[1], sample, parents, predicted, out_of_fold = one_block_cells(self.ops), [], {}, {}, None
-                else:
-                    level = self.next_level(b)
-                    self.beams[b] = [PNASCell.from_list(cell) for cell in level["beam"]]
-                    sample = [PNASCell.from_list(cell) for cell in level["sample"]]
-                    parents = {cell: PNASCell.from_list(level["parents"][cell.key()])
-                               for cell in [*self.beams[b], *sample]}
-                    predicted, out_of_fold = level["predicted"], level["out_of_fold_spearman"]
-                candidates = list(dict.fromkeys([*self.beams[b], *sample]))
-                print(f"[PNAS] b={b}: training {len(candidates)} candidates", flush=True)
-                results = self.train_level(b, candidates, parents)
-                self.record_level(b, results, sample, predicted, out_of_fold)
-        best = PNASCell.from_list(self.progress[-1]["best_cell"])
-        genotype = best.to_genotype()
-        if self.rank == 0:
-            path = genotype.save(self.output_dir / "genotype.json")
-            print(f"[PNAS] best cell (held-out accuracy {self.progress[-1]['best_accuracy']:.4f}):\n{genotype}\n"
-                  f"written to {path}", flush=True)
-            self.log_genotype(path)
-        self.pool.ranks.close()
-        return genotype
+        try:
+            with self.pool.running():
+                yield
+        finally:
+            torch.set_num_threads(threads)
+
+    def train_cells(self, name: str, cells: Sequence[PNASCell]) -> list[dict[str, Any]]:
+        """The cells' result records as the search trains its candidates (each its own seed, no early termination, no
+        inherited weights), training those the results file lacks."""
+        by_key = {cell.key(): cell for cell in cells}
+        records = self.pool.train_all(name, list(by_key),
+                                      lambda key: self.train_candidate(by_key[key], len(by_key[key]), None, []))
+        return [records[cell.key()] for cell in cells]
+
+    def train_with_seeds(self, name: str, cells: Sequence[PNASCell],
+                         seeds: Sequence[int]) -> dict[tuple[PNASCell, int], dict[str, Any]]:
+        """Every (cell, training seed)'s result record under the search's proxy budget, the same seeds for every cell
+        (not each candidate's own), training those the results file lacks."""
+        jobs = {f"{cell.key()}/seed{seed}": (cell, seed) for seed in seeds for cell in cells}
+
+        def train(job: str) -> dict[str, Any]:
+            cell, seed = jobs[job]
+            return {**self.pool.train(job, cell.to_genotype(), seed=seed)[1], "b": len(cell), "seed": seed}
+
+        return {jobs[job]: record for job, record in self.pool.train_all(name, list(jobs), train).items()}

@@ -1,15 +1,25 @@
-"""The PNAS accuracy predictor: an ensemble that reads a cell's tokens and predicts its proxy accuracy."""
+"""The PNAS accuracy predictor: an ensemble that reads a cell's tokens and predicts its proxy accuracy, and its life
+cycle over a search's levels (``LevelPredictors``: fit on level 1, updated with each next level, saved per level)."""
 
 from __future__ import annotations
 
-from typing import Literal
+import copy
+import io
+import json
+from pathlib import Path
+from typing import Any, Callable, Literal, Sequence
 
 import lightning.pytorch as pl
 import torch
 from torch import nn
-from lightning_nas.errors import ConfigError
 from torch.nn.utils.rnn import pack_padded_sequence
 from torchmetrics.regression import SpearmanCorrCoef
+
+from lightning_nas.data.predictor import PredictorDataModule, collate
+from lightning_nas.errors import ConfigError
+from lightning_nas.files import write_atomic
+from lightning_nas.spaces.pnas import NUM_CELL_INPUTS, PNASCell, encode
+from lightning_nas.strategies.candidates import CandidatePool
 
 TOKENS_PER_BLOCK = 4
 """(input1, input2, op1, op2): positions 0, 1 read the input embedding, 2, 3 the op embedding."""
@@ -118,3 +128,98 @@ class AccuracyPredictor(pl.LightningModule):
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         return torch.optim.Adam(self.parameters(), lr=self.lr)
+
+
+PredictorUpdate = Literal["finetune", "refit"]
+
+
+class LevelPredictors:
+    """The predictor of a search, level by level (Algorithm 1's fit and update-predictor): the ensemble after level b
+    learns levels 1..b. Level 1 trains a fresh ensemble; each further level either fine-tunes a copy of the previous
+    one on its own results ("finetune", the paper) or trains a fresh one on all results so far ("refit"); either way
+    seeded by (seed, b). ``records(b)`` gives what it learns after level b.
+
+    Each ensemble is kept in memory and saved by rank 0 as ``<folder>/b<b>.pt`` with the settings it depends on; a
+    restarted search loads it, or re-derives it level by level from ``records``, to the same weights, so it ranks the
+    next level exactly as the uninterrupted search would. ``pool`` gives the Trainer it fits with and the ranks.
+    """
+
+    def __init__(
+        self,
+        folder: Path,
+        records: Callable[[int], list[dict[str, Any]]],
+        pool: CandidatePool,
+        ops: Sequence[str],
+        B: int,
+        kind: Literal["lstm", "mlp"] = "lstm",
+        epochs: int = 50,
+        lr: float = 0.01,
+        ensemble_size: int = 5,
+        update: PredictorUpdate = "finetune",
+        seed: int = 0,
+    ) -> None:
+        self.folder, self.records, self.pool, self.ops, self.B = folder, records, pool, tuple(ops), B
+        self.kind, self.epochs, self.lr, self.ensemble_size = kind, epochs, lr, ensemble_size
+        self.update, self.seed = update, seed
+        self.ensembles: dict[int, tuple[AccuracyPredictor, float]] = {}
+        """Per level b: the ensemble that has learned levels 1..b, and its out-of-fold Spearman correlation."""
+
+    @property
+    def settings(self) -> dict[str, Any]:
+        """What a saved ensemble depends on besides the results: a file saved under other settings is refit."""
+        return {"kind": self.kind, "epochs": self.epochs, "lr": self.lr, "ensemble_size": self.ensemble_size,
+                "update": self.update, "seed": self.seed, "ops": list(self.ops), "B": self.B}
+
+    def after(self, b: int) -> tuple[AccuracyPredictor, float]:
+        """The ensemble that has learned levels 1..b, in eval mode, and its out-of-fold Spearman correlation on their
+        results: from memory, from its file, or trained (fine-tuning the level b-1 ensemble, or refitting)."""
+        if b in self.ensembles:
+            return self.ensembles[b]
+        path = self.folder / f"b{b}.pt"
+        predictor = self.new(self.seed + b)
+        saved = torch.load(path, weights_only=True) if path.is_file() else None
+        if saved is not None and json.loads(saved["settings"]) == self.settings:
+            predictor.load_state_dict(saved["state_dict"])
+            correlation = float(saved["spearman"])
+        else:
+            finetune = self.update == "finetune" and b > 1
+            if finetune:
+                predictor = copy.deepcopy(self.after(b - 1)[0]).train()
+                pl.seed_everything(self.seed + b, verbose=False)  # as if level b - 1 had been loaded from its file
+            correlation = self.fit(predictor, self.records(b), {b} if finetune else None)
+            if self.pool.ranks.rank == 0:
+                buffer = io.BytesIO()
+                torch.save({"settings": json.dumps(self.settings), "state_dict": predictor.state_dict(),
+                            "spearman": correlation}, buffer)
+                write_atomic(path, buffer.getvalue())
+        self.ensembles[b] = predictor.eval(), correlation
+        return self.ensembles[b]
+
+    def new(self, seed: int) -> AccuracyPredictor:
+        """A fresh ensemble with the search's predictor settings, its weights drawn under ``seed``."""
+        pl.seed_everything(seed, verbose=False)
+        return AccuracyPredictor(NUM_CELL_INPUTS + self.B - 1, len(self.ops), self.kind,
+                                 ensemble_size=self.ensemble_size, lr=self.lr)
+
+    def fit(self, predictor: AccuracyPredictor, records: list[dict[str, Any]],
+            train_levels: set[int] | None = None) -> float:
+        """Train ``predictor`` for ``epochs`` on result records (only those of ``train_levels`` when given) and leave
+        it on the CPU in eval mode; return its out-of-fold Spearman correlation on all ``records``."""
+        data = PredictorDataModule(records, self.tokens, self.ensemble_size, seed=self.seed, train_levels=train_levels)
+        trainer = self.pool.trainer(self.epochs, [], check_val_every_n_epoch=self.epochs)
+        trainer.fit(predictor, data)
+        predictor.cpu().eval()
+        return float(trainer.callback_metrics["val/spearman"])
+
+    def tokens(self, cell: list) -> list[int]:
+        """A result record's ``cell`` (a cell list) as the predictor reads it."""
+        return encode(PNASCell.from_list(cell), self.ops)
+
+    def predict(self, predictor: AccuracyPredictor, cells: list[PNASCell], batch_size: int = 4096) -> list[float]:
+        """``predictor``'s accuracy for each cell."""
+        predictions = []
+        with torch.no_grad():
+            for start in range(0, len(cells), batch_size):
+                batch = collate([(encode(c, self.ops), 0.0, 0) for c in cells[start : start + batch_size]])
+                predictions += predictor(batch["tokens"], batch["lengths"]).tolist()
+        return predictions
