@@ -114,9 +114,14 @@ class Genotype:
             raise GenotypeError(
                 f"a genotype must be an object with normal, normal_concat, reduce and reduce_concat; got {shown}"
             )
-        missing = [key for key in ("normal", "normal_concat", "reduce", "reduce_concat") if key not in data]
-        if missing:
-            raise GenotypeError(f"genotype is missing {', '.join(missing)}; it needs normal, normal_concat, reduce, reduce_concat")
+        if {"ops", "skips"} <= set(data):
+            raise GenotypeError("this is an ENAS macro architecture (ops and skips of a whole network), not a cell "
+                                "genotype; README's 'Retrain an ENAS macro architecture' says how to train it")
+        keys = ("normal", "normal_concat", "reduce", "reduce_concat")
+        if missing := [key for key in keys if key not in data]:
+            found = f"it lacks {', '.join(missing)}" if len(missing) < len(keys) else \
+                f"it has {', '.join(map(str, data)) or 'no keys'}"
+            raise GenotypeError(f"a genotype needs normal, normal_concat, reduce and reduce_concat; {found}")
         try:
             return cls(
                 normal=tuple((op, index) for op, index in data["normal"]),
@@ -164,7 +169,11 @@ class Genotype:
         if filesystem.isdir(path):
             example = join(path, "genotype.json")
             raise GenotypeError(f"genotype file {path!r} is a directory; give a file in it, e.g. {example!r}")
-        text = read_text(path)
+        try:
+            text = read_text(path)
+        except UnicodeDecodeError as error:
+            raise GenotypeError(f"genotype file {path!r} is not text (byte {error.object[error.start]:#04x} at "
+                                f"position {error.start}); give the genotype.json a search wrote") from None
         if text is None:
             raise GenotypeError(f"genotype file {path!r} does not exist")
         try:

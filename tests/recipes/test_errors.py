@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from lightning_nas.recipes import darts, enas, pnas, train
+from lightning_nas.spaces.enas_macro import MacroArchitecture
 from lightning_nas.strategies.darts import DARTS
 from lightning_nas.strategies.final_training import FinalTraining
 
@@ -78,6 +79,21 @@ def test_bad_genotype_files_fail_before_any_work(tmp_path: Path, text: str, mess
     root = tmp_path / "runs"
     assert exit_line(train.main, train_args(root, "--model.genotype", str(path))) == f"error: {path}: {message}"
     assert not root.exists()
+
+
+def test_a_binary_genotype_file_is_named(tmp_path: Path) -> None:
+    path = tmp_path / "genotype.json"
+    path.write_bytes(b"\x80\x04\x95binary")
+    assert exit_line(train.main, train_args(tmp_path / "runs", "--model.genotype", str(path))) == (
+        f"error: genotype file {str(path)!r} is not text (byte 0x80 at position 0); give the genotype.json a search "
+        "wrote")
+
+
+def test_an_enas_macro_architecture_given_to_the_train_recipe_says_where_to_train_it(tmp_path: Path) -> None:
+    path = MacroArchitecture.uniform(4, torch.Generator().manual_seed(0)).save(tmp_path / "genotype.json")
+    assert exit_line(train.main, train_args(tmp_path / "runs", "--model.genotype", path)) == (
+        f"error: {path}: this is an ENAS macro architecture (ops and skips of a whole network), not a cell genotype; "
+        "README's 'Retrain an ENAS macro architecture' says how to train it")
 
 
 def test_a_directory_given_as_genotype_file_names_the_file_inside(tmp_path: Path) -> None:

@@ -83,7 +83,7 @@ def test_bad_genotype_file_is_a_one_line_error(tmp_path: Path) -> None:
         capture_output=True, text=True, cwd=ROOT, env=os.environ | {"WANDB_MODE": "offline"},
     )
     assert result.returncode == 1
-    missing = "genotype is missing reduce, reduce_concat; it needs normal, normal_concat, reduce, reduce_concat"
+    missing = "a genotype needs normal, normal_concat, reduce and reduce_concat; it lacks reduce, reduce_concat"
     assert result.stderr.splitlines()[-1] == f"error: {path}: {missing}"
     assert "Traceback" not in result.stderr
 
