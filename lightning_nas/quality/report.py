@@ -37,8 +37,8 @@ from lightning_nas.quality.predictor_eval import PredictorEval, PredictorEvaluat
 from lightning_nas.quality.searches import STRATEGIES, run_search, search_signal
 from lightning_nas.quality.target_noise import TargetNoise, TargetNoiseMeasurement, format_noise_table
 from lightning_nas.strategies.candidates import CandidatePool
-from lightning_nas.spaces import SPACES, Architecture, create_space
-from lightning_nas.strategies.blackbox_search import sample_architectures, space_options
+from lightning_nas.spaces import SPACES, Architecture, create_space, space_options
+from lightning_nas.strategies.blackbox_search import sample_architectures
 
 
 @dataclass

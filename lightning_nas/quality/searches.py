@@ -31,7 +31,7 @@ class Strategy:
 
 
 STRATEGIES = {
-    "darts": Strategy(lightning=True, space="darts"),
+    "darts": Strategy(lightning=True, space=None),
     "enas": Strategy(lightning=True, space="enas_micro"),
     "pnas": Strategy(lightning=False, space="pnas"),
     **{name: Strategy(lightning=False, space=None) for name in ("random", "evolution", "reinforce", "predictor", "local")},

@@ -2,7 +2,15 @@
 cells. ``create_space("nb201")`` builds one; ``SPACES`` lists them; ``SearchSpace`` is the interface strategies use.
 Importing this package registers them all (a new space module is imported here too: docs/extending.md)."""
 
-from lightning_nas.spaces.base import SPACES, Architecture, GenotypeSpace, SearchSpace, create_space, register_space
+from lightning_nas.spaces.base import (
+    SPACES,
+    Architecture,
+    GenotypeSpace,
+    SearchSpace,
+    create_space,
+    register_space,
+    space_options,
+)
 from lightning_nas.spaces import darts, enas_macro, enas_micro, nb201, pnas  # noqa: F401  (registers the spaces)
 
-__all__ = ["SPACES", "Architecture", "GenotypeSpace", "SearchSpace", "create_space", "register_space"]
+__all__ = ["SPACES", "Architecture", "GenotypeSpace", "SearchSpace", "create_space", "register_space", "space_options"]

@@ -174,6 +174,12 @@ def register_space(space: type[SearchSpace]) -> type[SearchSpace]:
     return space
 
 
+def space_options(nodes: int | None = None, ops: Sequence[str] | None = None) -> dict[str, Any]:
+    """The options a config sets (``nodes``: a cell space's nodes, PNAS's blocks B; ``ops``: its candidate ops), for
+    ``create_space``: the space's own defaults for what is left out."""
+    return {key: value for key, value in (("nodes", nodes), ("ops", tuple(ops) if ops else None)) if value is not None}
+
+
 def create_space(name: str, **options: Any) -> SearchSpace:
     """The registered space ``name`` with ``options`` (e.g. ``nodes``, ``ops``); an unknown name lists the known."""
     if name not in SPACES:

@@ -369,6 +369,10 @@ class SearchNetwork(nn.Module):
         betas = [self.beta_normal, self.beta_reduce] if self.partial_channels > 1 else []
         return [self.alpha_normal, self.alpha_reduce, *betas]
 
+    def alphas(self) -> dict[str, nn.Parameter]:
+        """α by cell type."""
+        return {"normal": self.alpha_normal, "reduce": self.alpha_reduce}
+
     def weight_parameters(self) -> list[nn.Parameter]:
         """Every parameter except α: the ops', the stem's and the classifier's weights w."""
         arch = set(map(id, self.arch_parameters()))
@@ -484,6 +488,5 @@ class DARTSSpace(GenotypeSpace):
     def draw(self, rng: random.Random) -> Genotype:
         return random_genotype(rng, self.nodes, self.primitives)
 
-    def supernet(self, num_classes: int, in_chans: int, **options: Any) -> SearchNetwork:
-        return SearchNetwork(num_classes=num_classes, in_chans=in_chans, nodes=self.nodes, primitives=self.primitives,
-                             **options)
+    def supernet(self, num_classes: int, in_chans: int, C: int = 16, layers: int = 8, **options: Any) -> SearchNetwork:
+        return SearchNetwork(C, layers, num_classes, in_chans, self.nodes, primitives=self.primitives, **options)

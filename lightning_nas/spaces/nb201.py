@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 from dataclasses import dataclass
 from typing import Any, Sequence
 
@@ -18,6 +19,7 @@ from torch import nn
 
 from lightning_nas.cells.nb201 import NB201_EDGES, NB201_NODES, nb201_body, sum_edges
 from lightning_nas.errors import ConfigError
+from lightning_nas.files import write_atomic
 from lightning_nas.ops import NB201_OPS, create_op
 from lightning_nas.spaces.base import SearchSpace, register_space
 from lightning_nas.spaces.darts import MixedOp, SharedInput, frozen
@@ -65,8 +67,15 @@ class NB201Architecture:
                 ops.append(op)
         return cls(tuple(ops))
 
+    def to_dict(self) -> dict[str, str]:
+        return {"arch": self.to_string()}
+
     def to_json(self) -> str:
-        return json.dumps({"arch": self.to_string()})
+        return json.dumps(self.to_dict())
+
+    def save(self, path: str | os.PathLike) -> str:
+        """Write as JSON atomically (temporary file, then rename), as a search's ``genotype.json``."""
+        return write_atomic(path, self.to_json() + "\n")
 
     @classmethod
     def from_json(cls, text: str) -> NB201Architecture:
@@ -106,6 +115,10 @@ class NB201SearchNetwork(nn.Module):
     def arch_parameters(self) -> list[nn.Parameter]:
         return [self.alpha]
 
+    def alphas(self) -> dict[str, nn.Parameter]:
+        """α by cell type: one for all cells."""
+        return {"cell": self.alpha}
+
     def weight_parameters(self) -> list[nn.Parameter]:
         return [p for p in self.parameters() if p is not self.alpha]
 
@@ -144,6 +157,11 @@ class NB201SearchNetwork(nn.Module):
                 ranked = weights[e].argsort(descending=True).tolist()
                 ops[e] = self.primitives[next(k for k in ranked if k != skip)]
         return NB201Architecture(tuple(ops))
+
+
+SUPERNET_DEFAULTS = {"stem_multiplier": 3, "partial_channels": 1, "checkpoint_cells": 0, "recompute_ops": False}
+"""DARTS supernet options the NB201 supernet accepts only at these values (it has a C-channel stem and plain mixed
+ops)."""
 
 
 @register_space
@@ -199,8 +217,17 @@ class NB201Space(SearchSpace):
         parts = _part_params(self.ops, num_classes, in_chans, C, N)
         return parts["skeleton"] + N * sum(parts[op, stage] for op in arch.ops for stage in range(3))
 
-    def supernet(self, num_classes: int, in_chans: int, **options: Any) -> NB201SearchNetwork:
-        return NB201SearchNetwork(num_classes=num_classes, in_chans=in_chans, primitives=self.ops, **options)
+    def supernet(self, num_classes: int, in_chans: int, C: int = 16, layers: int = 15, **options: Any
+                 ) -> NB201SearchNetwork:
+        """The supernet of ``layers`` cells (three stages of layers // 3); DARTS's other supernet options have no
+        meaning here and are refused unless left at their defaults."""
+        unsupported = {k: v for k, v in options.items() if v != SUPERNET_DEFAULTS.get(k, object())}
+        if unsupported:
+            raise ConfigError(f"the nb201 supernet does not take {', '.join(f'{k}={v}' for k, v in unsupported.items())}"
+                              f"; leave {' and '.join(unsupported)} at the default or search the darts space")
+        if layers < 3:
+            raise ConfigError(f"layers={layers}: the nb201 supernet needs at least 3 cells, one per stage")
+        return NB201SearchNetwork(C, layers // 3, num_classes, in_chans, self.ops)
 
 
 @functools.cache

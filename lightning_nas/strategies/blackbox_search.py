@@ -19,16 +19,11 @@ from typing import Any, ClassVar, Sequence
 from lightning_nas.data import NASDataModule
 from lightning_nas.errors import ConfigError, check
 from lightning_nas.files import write_atomic
-from lightning_nas.spaces import Architecture, SearchSpace, create_space
+from lightning_nas.spaces import Architecture, SearchSpace, create_space, space_options
 from lightning_nas.strategies.blackbox import STRATEGIES
 from lightning_nas.strategies.candidates import CandidatePool, LRInterval
 from lightning_nas.strategies.evaluators import Evaluations, TrainingEvaluator, best_so_far
 from lightning_nas.strategies.ranks import Ranks
-
-
-def space_options(nodes: int | None = None, ops: Sequence[str] | None = None) -> dict[str, Any]:
-    """The options of a cell space a config sets (nodes: PNAS's blocks B too); the space's defaults otherwise."""
-    return {key: value for key, value in (("nodes", nodes), ("ops", tuple(ops) if ops else None)) if value is not None}
 
 
 def sample_architectures(space: SearchSpace, count: int, seed: int) -> dict[str, Architecture]:

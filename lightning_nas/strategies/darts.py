@@ -23,9 +23,8 @@ from lightning_nas.callbacks import EpochSeeding, GenotypeExport, GenotypeLogger
 from lightning_nas.errors import ConfigError, check
 from lightning_nas.files import absolute, join
 from lightning_nas.genotypes import Genotype
-from lightning_nas.ops import DARTS_PRIMITIVES
 from lightning_nas.run_folder import run_directory
-from lightning_nas.spaces.darts import SearchNetwork
+from lightning_nas.spaces import Architecture, create_space, space_options
 from lightning_nas.strategies.darts_architect import Batch, VirtualStep, unrolled_arch_gradient
 
 __all__ = ["DARTS", "alpha_entropy", "unrolled_arch_gradient"]
@@ -55,10 +54,12 @@ class DARTSHyperparameters(Protocol):
     num_threads: int | None
     genotype_filename: str
     train_config: str
+    space: str
 
 
 class DARTS(pl.LightningModule):
-    """DARTS search (Liu et al., 2019) on a ``SearchNetwork``, first or second order (``unrolled``).
+    """DARTS search (Liu et al., 2019) on the one-shot supernet of a registered space (``space``: ``darts`` cells,
+    the paper's ``SearchNetwork``, by default; ``nb201`` for NAS-Bench-201's), first or second order (``unrolled``).
 
     ``genotype()`` derives the current architecture at any time; a ``GenotypeExport`` callback writes it next to the
     checkpoints every epoch and at the end. Both optimizers and the weight lr schedule live in the checkpoint; with
@@ -74,9 +75,9 @@ class DARTS(pl.LightningModule):
         in_chans: int = 3,
         C: PositiveInt = 16,
         layers: int = 8,
-        nodes: PositiveInt = 4,
+        nodes: PositiveInt | None = None,
         stem_multiplier: PositiveInt = 3,
-        primitives: Sequence[str] = DARTS_PRIMITIVES,
+        primitives: Sequence[str] | None = None,
         unrolled: bool = False,
         virtual_step: VirtualStep = "official",
         partial_channels: PositiveInt = 1,
@@ -96,6 +97,7 @@ class DARTS(pl.LightningModule):
         num_threads: PositiveInt | None = None,
         genotype_filename: str = "genotype.json",
         train_config: str = "train_cifar10",
+        space: str = "darts",
     ) -> None:
         """``virtual_step``: the second-order virtual weight step (see ``darts_architect``). "official" (default) is
         the step the weight optimizer takes next, momentum and weight decay included, as in the code behind the
@@ -111,22 +113,24 @@ class DARTS(pl.LightningModule):
         (depthwise convs and pooling) with the same results up to float rounding. ``num_threads``: torch's CPU threads
         for this process; a tiny supernet runs faster on one, far faster on a shared machine (None: torch's default).
         ``train_config``: the final-training recipe (a shipped recipe's name, or a file) named in the command
-        printed at the end."""
+        printed at the end. ``space``: the registered space whose supernet is searched; ``nodes`` and ``primitives``
+        are its options (None: the space's defaults, DARTS's 4 nodes and 8 ops)."""
         super().__init__()
         check(layers >= 3, f"DARTS needs layers >= 3, got layers={layers}: the cells 1/3 and 2/3 deep are reduction "
                            "cells, so fewer leave no normal cell to search; set --model.layers 3 or more")
         check(virtual_step in ("official", "paper"), f"virtual_step must be official or paper, got {virtual_step!r}")
         self.save_hyperparameters()
         self.automatic_optimization = False
-        self.network = SearchNetwork(
-            C, layers, num_classes, in_chans, nodes, stem_multiplier, primitives, partial_channels, checkpoint_cells,
-            recompute_ops,
+        search_space = create_space(space, **space_options(nodes, primitives))
+        self.network = search_space.supernet(
+            num_classes, in_chans, C=C, layers=layers, stem_multiplier=stem_multiplier,
+            partial_channels=partial_channels, checkpoint_cells=checkpoint_cells, recompute_ops=recompute_ops,
         )
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         self.network.to(memory_format=self.memory_format)
         self.val_top1 = MulticlassAccuracy(num_classes, top_k=1, average="micro")
         self.val_loss = MeanMetric()
-        self.start_entropy: tuple[float, float] | None = None
+        self.start_entropy: dict[str, float] | None = None
         self.genotype()  # a max_skip_connect the primitives cannot meet fails here, not after the first epoch
 
     @property
@@ -137,7 +141,7 @@ class DARTS(pl.LightningModule):
     def forward(self, x: torch.Tensor, alpha_grad: bool = True, weight_grad: bool = True) -> torch.Tensor:
         return self.network(x.contiguous(memory_format=self.memory_format), alpha_grad, weight_grad)
 
-    def genotype(self) -> Genotype:
+    def genotype(self) -> Architecture:
         return self.network.genotype(self.hp.max_skip_connect)
 
     @property
@@ -146,7 +150,7 @@ class DARTS(pl.LightningModule):
 
     def alpha_weights(self) -> dict[str, torch.Tensor]:
         """softmax(α) per cell type, for the GenotypeLogger's heat maps."""
-        return dict(zip(("normal", "reduce"), self.network.op_weights()))
+        return {cell: F.softmax(alpha, dim=-1) for cell, alpha in self.network.alphas().items()}
 
     def loss(self, batch: Batch, alpha_grad: bool = True, weight_grad: bool = True) -> torch.Tensor:
         x, y = batch
@@ -179,8 +183,8 @@ class DARTS(pl.LightningModule):
         w_optimizer.step()
         self.log("train/loss", loss, prog_bar=True)
         # per step, so callbacks see this epoch's last value at its end (epoch-end logs of the module come after them)
-        self.log("arch/entropy_normal", alpha_entropy(self.network.alpha_normal))
-        self.log("arch/entropy_reduce", alpha_entropy(self.network.alpha_reduce))
+        for cell, alpha in self.network.alphas().items():
+            self.log(f"arch/entropy_{cell}", alpha_entropy(alpha))
 
     def _arch_step(
         self,
@@ -238,8 +242,8 @@ class DARTS(pl.LightningModule):
     def on_train_start(self) -> None:
         self.start_entropy = self._entropies()
 
-    def _entropies(self) -> tuple[float, float]:
-        return float(alpha_entropy(self.network.alpha_normal)), float(alpha_entropy(self.network.alpha_reduce))
+    def _entropies(self) -> dict[str, float]:
+        return {cell: float(alpha_entropy(alpha)) for cell, alpha in self.network.alphas().items()}
 
     def on_train_epoch_end(self) -> None:
         cast(torch.optim.lr_scheduler.LRScheduler, self.lr_schedulers()).step()
@@ -253,15 +257,19 @@ class DARTS(pl.LightningModule):
         uniform = math.log(len(self.op_names))
         moved = [
             f"{cell} {start:.3f} -> {end:.3f} ({(end - start) / uniform:+.0%} of log {len(self.op_names)})"
-            for cell, start, end in zip(("normal", "reduce"), self.start_entropy, self._entropies())
+            for (cell, start), end in zip(self.start_entropy.items(), self._entropies().values())
         ]
         top1 = self.trainer.callback_metrics.get("val/top1")
         path = absolute(join(run_directory(self.trainer), self.hp.genotype_filename))
+        if isinstance(self.genotype(), Genotype):
+            next_step = (f"train the found cells: python -m lightning_nas.recipes.train fit --config "
+                         f"{self.hp.train_config} --model.genotype {path}")
+        else:  # a benchmark space's cell: its own network, e.g. timm.create_model("nb201", genotype=path)
+            next_step = f"build its network: timm.create_model({self.hp.space!r}, genotype={str(path)!r})"
         print(
             f"α entropy (nats): {', '.join(moved)}\n"
             f"supernet val/top1: {'n/a' if top1 is None else f'{float(top1):.4f}'}\n"
-            f"train the found cells: python -m lightning_nas.recipes.train fit --config {self.hp.train_config} "
-            f"--model.genotype {path}"
+            f"{next_step}"
         )
 
     def configure_optimizers(self) -> tuple[list[torch.optim.Optimizer], list[torch.optim.lr_scheduler.LRScheduler]]:

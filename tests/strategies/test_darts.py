@@ -12,6 +12,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning_nas.data import DigitsDataModule
 from lightning_nas.errors import ConfigError
 from lightning_nas.genotypes import Genotype
+from lightning_nas.spaces.nb201 import NB201Architecture
 from lightning_nas.strategies.darts import DARTS
 
 TINY = dict(num_classes=10, in_chans=1, C=4, layers=3, nodes=2)
@@ -98,7 +99,7 @@ def test_warm_up_trains_only_w_then_alpha_and_the_end_of_fit_says_how_far_alpha_
     assert torch.equal(warm_w["alpha_normal"], before_alpha["alpha_normal"])
 
     printed = capsys.readouterr().out
-    start, end_entropy = module.start_entropy[0], float(trainer.callback_metrics["arch/entropy_normal"])
+    start, end_entropy = module.start_entropy["normal"], float(trainer.callback_metrics["arch/entropy_normal"])
     assert start == pytest.approx(math.log(8), abs=1e-5) and end_entropy < start
     assert f"α entropy (nats): normal {start:.3f} -> {end_entropy:.3f}" in printed
     assert f"supernet val/top1: {float(trainer.callback_metrics['val/top1']):.4f}" in printed
@@ -163,6 +164,7 @@ DDP_SCRIPT = """
 import sys, torch, lightning.pytorch as pl
 from lightning_nas.data import DigitsDataModule
 from lightning_nas.errors import ConfigError
+from lightning_nas.spaces.nb201 import NB201Architecture
 from lightning_nas.strategies.darts import DARTS
 
 class Dump(pl.Callback):
@@ -193,3 +195,20 @@ def test_ddp_keeps_alpha_and_weights_identical_on_both_ranks(tmp_path):
         torch.testing.assert_close(rank0[name], rank1[name], rtol=0, atol=0, msg=name)
     assert not torch.equal(rank0["alpha_normal"], initial["alpha_normal"])
     assert not torch.equal(rank0["classifier.weight"], initial["classifier.weight"])
+
+
+def test_darts_searches_the_nas_bench_201_supernet(tmp_path, capsys):
+    """The same DARTS module on another registered space's supernet: α moves, the genotype file holds a
+    NAS-Bench-201 cell in the benchmark's string form, and options that supernet has not are refused in one line."""
+    model = DARTS(num_classes=10, in_chans=1, C=4, layers=3, space="nb201", arch_lr=0.05)
+    alpha = model.network.alpha.detach().clone()
+    make_trainer(tmp_path, max_epochs=2).fit(model, datamodule=DigitsDataModule(mode="search", batch_size=16))
+    assert not torch.equal(alpha, model.network.alpha.detach())
+    written = next(tmp_path.rglob("genotype.json")).read_text()
+    assert NB201Architecture.from_json(written) == model.genotype()
+    output = capsys.readouterr().out
+    assert "α entropy (nats): cell 1.609 ->" in output and "timm.create_model('nb201', genotype=" in output
+    with pytest.raises(ConfigError, match="the nb201 supernet does not take partial_channels=2; leave partial_channels"):
+        DARTS(space="nb201", partial_channels=2)
+    with pytest.raises(ConfigError, match="NAS-Bench-201 ops must be among none, skip_connect"):
+        DARTS(space="nb201", primitives=["sep_conv_3x3"])
