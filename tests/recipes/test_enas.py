@@ -1,16 +1,19 @@
 """The ENAS recipe end to end on digits: its genotype file feeds the train recipe unchanged; its curves are plotted;
-it picks the DDP strategy ENAS needs; bad arguments end in one line."""
+it picks the DDP strategy ENAS needs; bad arguments end in one line; README's macro training runs."""
 
 from __future__ import annotations
 
 import re
 from pathlib import Path
 
+import lightning.pytorch as pl
 import pytest
 import torch
 
+from lightning_nas.data import DigitsDataModule
 from lightning_nas.genotypes import Genotype
 from lightning_nas.recipes.enas import main
+from lightning_nas.spaces.enas_macro import MacroArchitecture
 from lightning_nas.strategies.final_training import FinalTraining
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -71,3 +74,17 @@ def test_validate_scores_the_derived_architecture_of_a_search_checkpoint(tmp_pat
         main(["validate", *config, *TINY, "--trainer.limit_val_batches", "1"])
     assert exit.value.code == ("error: ENAS validation scores the architecture a search derived, and none is derived "
                                "yet: give a search checkpoint with --ckpt_path (e.g. last)")
+
+
+def test_readme_macro_training_trains_a_macro_architecture(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    text = (ROOT / "README.md").read_text()
+    section = text.split("### Retrain an ENAS macro architecture", 1)[1]
+    code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    namespace = {"__name__": "macro_training"}
+    exec(compile(code, "README.md", "exec"), namespace)
+    path = MacroArchitecture.uniform(6, torch.Generator().manual_seed(0)).save(tmp_path / "genotype.json")
+    model = namespace["MacroTraining"](path, in_chans=1, C=4)
+    trainer = pl.Trainer(max_epochs=1, limit_train_batches=2, limit_val_batches=1, logger=False,
+                         enable_checkpointing=False, enable_progress_bar=False, default_root_dir=tmp_path)
+    trainer.fit(model, DigitsDataModule(batch_size=16))
+    assert trainer.global_step == 2 and "val/top1" in trainer.callback_metrics
