@@ -102,6 +102,17 @@ class _ConcatChannels(torch.autograd.Function):
         return tuple(g.contiguous(memory_format=f) for g, f in zip(slices, ctx.formats))
 
 
+def gumbel_hard(alpha: torch.Tensor, tau: float) -> tuple[torch.Tensor, list[int]]:
+    """GDAS (Dong & Yang, CVPR 2019): per edge (row of α) one op drawn from softmax(α) by the Gumbel-max trick, and
+    weights that are exactly one-hot in the forward pass but carry the gradient of the Gumbel softmax at temperature
+    ``tau`` (straight-through), so only the drawn op is computed and α still learns."""
+    logits = (F.log_softmax(alpha, dim=-1) - torch.empty_like(alpha).exponential_().log()) / tau
+    soft = F.softmax(logits, dim=-1)
+    index = soft.argmax(dim=-1)
+    hard = torch.zeros_like(soft).scatter_(-1, index[:, None], 1.0)
+    return hard - soft.detach() + soft, index.tolist()
+
+
 def num_edges(nodes: int) -> int:
     """Edges of a search cell: intermediate node j (0-based) reads the 2 cell inputs and the j earlier nodes."""
     return sum(2 + node for node in range(nodes))
@@ -145,9 +156,14 @@ class MixedOp(nn.Module):
             self.ops.append(nn.Sequential(op, nn.BatchNorm2d(C_op, affine=False)) if name in POOLING_OPS else op)
         self.bypass = nn.MaxPool2d(2, 2) if stride == 2 else nn.Identity()
 
-    def forward(self, x: torch.Tensor, weights: torch.Tensor, shared: SharedInput | None = None) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, weights: torch.Tensor, shared: SharedInput | None = None, chosen: int | None = None
+    ) -> torch.Tensor:
         """``weights``: one weight per candidate op (softmax(α) of this edge); ``shared``: what the mixed ops reading
-        ``x`` so far computed for the others (this one adds to it), or None."""
+        ``x`` so far computed for the others (this one adds to it), or None; ``chosen``: GDAS's sampled op, the only
+        one computed (``weights`` are then one-hot, with the gradient of the Gumbel softmax)."""
+        if chosen is not None:
+            return weights[chosen] * self.ops[chosen](x)
         k = self.partial_channels
         shared = SharedInput() if shared is None else shared
         if shared.relu is None:  # the first edge of this input
@@ -217,17 +233,20 @@ class SearchCell(nn.Module):
         )
 
     def forward(
-        self, s0: torch.Tensor, s1: torch.Tensor, weights: torch.Tensor, edge_weights: torch.Tensor | None = None
+        self, s0: torch.Tensor, s1: torch.Tensor, weights: torch.Tensor, edge_weights: torch.Tensor | None = None,
+        chosen: Sequence[int] | None = None,
     ) -> torch.Tensor:
         """``weights``: (edges, ops) op weights, edges ordered node by node, each node's inputs in order;
-        ``edge_weights``: one weight per edge scaling its whole output (PC-DARTS edge normalisation), or None."""
+        ``edge_weights``: one weight per edge scaling its whole output (PC-DARTS edge normalisation), or None;
+        ``chosen``: one sampled op per edge (GDAS), or None."""
         states = [self.preprocess0(s0), self.preprocess1(s1)]
         shared = [SharedInput(), SharedInput()]  # per state: what its edges computed for the others
         offset = 0
         for _ in range(self.nodes):
             inputs = len(states)
-            edges = zip(self.edges[offset : offset + inputs], states, weights[offset : offset + inputs], shared)
-            outputs = [edge(h, w, seen) for edge, h, w, seen in edges]
+            picks = chosen[offset : offset + inputs] if chosen is not None else [None] * inputs
+            edges = zip(self.edges[offset : offset + inputs], states, weights[offset : offset + inputs], shared, picks)
+            outputs = [edge(h, w, seen, pick) for edge, h, w, seen, pick in edges]
             if edge_weights is not None:
                 outputs = [b * out for b, out in zip(edge_weights[offset : offset + inputs], outputs)]
             states.append(reduce(operator.add, outputs))  # not sum(): its 0 + tensor would copy the first
@@ -360,6 +379,8 @@ class SearchNetwork(nn.Module):
         shape = (num_edges(nodes), len(self.primitives))
         self.alpha_normal = nn.Parameter(1e-3 * torch.randn(shape))
         self.alpha_reduce = nn.Parameter(1e-3 * torch.randn(shape))
+        self.tau: float | None = None
+        """GDAS's Gumbel temperature: None weighs every op by softmax(α) (DARTS); a float samples one op per edge."""
         if partial_channels > 1:
             self.beta_normal = nn.Parameter(1e-3 * torch.randn(num_edges(nodes)))
             self.beta_reduce = nn.Parameter(1e-3 * torch.randn(num_edges(nodes)))
@@ -400,13 +421,18 @@ class SearchNetwork(nn.Module):
         if not weight_grad:
             with frozen(self.weight_parameters()):
                 return self(x, alpha_grad)
-        weights = [*self.op_weights(), *self.edge_weights()]
+        chosen: tuple[list[int] | None, list[int] | None] = (None, None)
+        if self.tau is None:
+            weights = [*self.op_weights(), *self.edge_weights()]
+        else:
+            (normal, normal_ops), (reduce, reduce_ops) = (gumbel_hard(a, self.tau) for a in self.alphas().values())
+            weights, chosen = [normal, reduce, None, None], (normal_ops, reduce_ops)
         if not alpha_grad:
             weights = [None if w is None else w.detach() for w in weights]
         normal, reduce, edge_normal, edge_reduce = weights
         s0 = s1 = self.stem(x)
         for i, cell in enumerate(self.cells):
-            cell_weights = (reduce, edge_reduce) if cell.reduction else (normal, edge_normal)
+            cell_weights = (reduce, edge_reduce, chosen[1]) if cell.reduction else (normal, edge_normal, chosen[0])
             if i < self.checkpoint_cells and torch.is_grad_enabled():
                 s0, s1 = s1, checkpoint(cell, s0, s1, *cell_weights, use_reentrant=False,
                                         context_fn=partial(checkpoint_contexts, cell))

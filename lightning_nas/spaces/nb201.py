@@ -22,7 +22,7 @@ from lightning_nas.errors import ConfigError
 from lightning_nas.files import write_atomic
 from lightning_nas.ops import NB201_OPS, create_op
 from lightning_nas.spaces.base import SearchSpace, register_space
-from lightning_nas.spaces.darts import MixedOp, SharedInput, frozen
+from lightning_nas.spaces.darts import MixedOp, SharedInput, frozen, gumbel_hard
 
 
 @dataclass(frozen=True)
@@ -111,6 +111,8 @@ class NB201SearchNetwork(nn.Module):
         self.lastact = nn.Sequential(nn.BatchNorm2d(4 * C), nn.ReLU())
         self.classifier = nn.Linear(4 * C, num_classes)
         self.alpha = nn.Parameter(1e-3 * torch.randn(len(NB201_EDGES), len(self.primitives)))
+        self.tau: float | None = None
+        """GDAS's Gumbel temperature: None weighs every op by softmax(α) (DARTS); a float samples one op per edge."""
 
     def arch_parameters(self) -> list[nn.Parameter]:
         return [self.alpha]
@@ -131,15 +133,19 @@ class NB201SearchNetwork(nn.Module):
         if not weight_grad:
             with frozen(self.weight_parameters()):
                 return self(x, alpha_grad)
-        weights = self.op_weights()[0]
+        chosen: Sequence[int | None]
+        if self.tau is None:
+            weights, chosen = self.op_weights()[0], [None] * len(NB201_EDGES)
+        else:
+            weights, chosen = gumbel_hard(self.alpha, self.tau)
         if not alpha_grad:
             weights = weights.detach()
         x = self.stem(x)
         for layer in self.cells:
             if isinstance(layer, nn.ModuleList):  # a mixed cell; the edges reading one node share its ReLU
                 shared = [SharedInput() for _ in range(NB201_NODES)]
-                edges = [lambda h, edge=edge, w=w, s=shared[i]: edge(h, w, s)
-                         for edge, w, (_, i) in zip(layer, weights, NB201_EDGES)]
+                edges = [lambda h, edge=edge, w=w, s=shared[i], pick=pick: edge(h, w, s, pick)
+                         for edge, w, (_, i), pick in zip(layer, weights, NB201_EDGES, chosen)]
                 x = sum_edges(edges, x)
             else:
                 x = layer(x)

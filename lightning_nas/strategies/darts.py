@@ -8,13 +8,13 @@ through one virtual weight step (``darts_architect.unrolled_arch_gradient``). Ev
 """
 
 import math
-from typing import Protocol, Sequence, cast
+from typing import Literal, Protocol, Sequence, cast
 
 import lightning.pytorch as pl
 import torch
 import torch.nn.functional as F
 from lightning.pytorch.core.optimizer import LightningOptimizer
-from lightning.pytorch.utilities import rank_zero_info, rank_zero_only
+from lightning.pytorch.utilities import rank_zero_only
 from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
@@ -28,6 +28,9 @@ from lightning_nas.spaces import Architecture, create_space, space_options
 from lightning_nas.strategies.darts_architect import Batch, VirtualStep, unrolled_arch_gradient
 
 __all__ = ["DARTS", "alpha_entropy", "unrolled_arch_gradient"]
+
+
+Sampler = Literal["softmax", "gumbel"]
 
 
 def alpha_entropy(alpha: torch.Tensor) -> torch.Tensor:
@@ -49,6 +52,10 @@ class DARTSHyperparameters(Protocol):
     arch_lr: float
     arch_betas: tuple[float, float]
     arch_weight_decay: float
+    arch_relaxation_steps: int | None
+    sampler: Sampler
+    tau_max: float
+    tau_min: float
     arch_warmup_epochs: int
     max_skip_connect: int | None
     num_threads: int | None
@@ -91,6 +98,7 @@ class DARTS(pl.LightningModule):
         arch_lr: PositiveFloat = 3e-4,
         arch_betas: tuple[Fraction, Fraction] = (0.5, 0.999),
         arch_weight_decay: NonNegativeFloat = 1e-3,
+        arch_relaxation_steps: PositiveInt | None = None,
         arch_warmup_epochs: NonNegativeInt = 0,
         max_skip_connect: NonNegativeInt | None = None,
         channels_last: bool = True,
@@ -98,6 +106,9 @@ class DARTS(pl.LightningModule):
         genotype_filename: str = "genotype.json",
         train_config: str = "train_cifar10",
         space: str = "darts",
+        sampler: Sampler = "softmax",
+        tau_max: PositiveFloat = 10.0,
+        tau_min: PositiveFloat = 0.1,
     ) -> None:
         """``virtual_step``: the second-order virtual weight step (see ``darts_architect``). "official" (default) is
         the step the weight optimizer takes next, momentum and weight decay included, as in the code behind the
@@ -114,11 +125,27 @@ class DARTS(pl.LightningModule):
         for this process; a tiny supernet runs faster on one, far faster on a shared machine (None: torch's default).
         ``train_config``: the final-training recipe (a shipped recipe's name, or a file) named in the command
         printed at the end. ``space``: the registered space whose supernet is searched; ``nodes`` and ``primitives``
-        are its options (None: the space's defaults, DARTS's 4 nodes and 8 ops)."""
+        are its options (None: the space's defaults, DARTS's 4 nodes and 8 ops).
+
+        ``arch_relaxation_steps``: how many α steps α takes to forget (decay to 1/e of) what it learned, when no
+        gradient pushes it. The paper's α optimizer (the default, None) is Adam with a coupled L2 ``arch_weight_decay``,
+        whose pull back is normalised by the gradient's RMS σ, so its relaxation time, about σ/(arch_lr ·
+        arch_weight_decay) steps, moves with the arch lr and the noise: 23,000 steps at the paper's lr 3e-4, but about
+        90 at 0.08 (SEARCH_QUALITY.md), shorter than a short search, so α forgot. Set, α uses AdamW's decoupled decay
+        with weight_decay = 1 / (arch_lr · steps): the relaxation time is exactly ``steps`` whatever the lr (pick it
+        longer than the search's α steps); ``arch_weight_decay`` is then unused.
+
+        ``sampler``: "softmax" weighs every op by softmax(α) (DARTS); "gumbel" is GDAS (Dong & Yang, CVPR 2019): each
+        forward pass draws one op per edge (Gumbel-max, a hard one-hot sample with the Gumbel softmax's straight-through
+        gradient) and computes only it, with the temperature annealed linearly from ``tau_max`` to ``tau_min`` over the
+        epochs (GDAS: 10 to 0.1)."""
         super().__init__()
         check(layers >= 3, f"DARTS needs layers >= 3, got layers={layers}: the cells 1/3 and 2/3 deep are reduction "
                            "cells, so fewer leave no normal cell to search; set --model.layers 3 or more")
         check(virtual_step in ("official", "paper"), f"virtual_step must be official or paper, got {virtual_step!r}")
+        check(sampler in ("softmax", "gumbel"), f"sampler must be softmax (DARTS) or gumbel (GDAS), got {sampler!r}")
+        check(sampler == "softmax" or (not unrolled and partial_channels == 1),
+              "GDAS (sampler gumbel) is first order on whole channels: drop --model.unrolled and partial_channels")
         self.save_hyperparameters()
         self.automatic_optimization = False
         search_space = create_space(space, **space_options(nodes, primitives))
@@ -131,6 +158,8 @@ class DARTS(pl.LightningModule):
         self.val_top1 = MulticlassAccuracy(num_classes, top_k=1, average="micro")
         self.val_loss = MeanMetric()
         self.start_entropy: dict[str, float] | None = None
+        self._last_derived = ""
+        """The text form of the architecture derived at the last epoch end (or the start of fit)."""
         self.genotype()  # a max_skip_connect the primitives cannot meet fails here, not after the first epoch
 
     @property
@@ -239,15 +268,38 @@ class DARTS(pl.LightningModule):
         if self.hp.num_threads:
             torch.set_num_threads(self.hp.num_threads)
 
+    def on_fit_start(self) -> None:
+        self._anneal_tau()
+
+    def on_train_epoch_start(self) -> None:
+        self._anneal_tau()
+
+    def _anneal_tau(self) -> None:
+        """GDAS's temperature for this epoch: linear from tau_max at the first epoch to tau_min at the last."""
+        if self.hp.sampler == "gumbel":
+            epochs = max((self.trainer.max_epochs or 1) - 1, 1)
+            progress = min(self.current_epoch / epochs, 1.0)
+            self.network.tau = self.hp.tau_max - (self.hp.tau_max - self.hp.tau_min) * progress
+
     def on_train_start(self) -> None:
         self.start_entropy = self._entropies()
+        self._last_derived = str(self.genotype())
 
     def _entropies(self) -> dict[str, float]:
         return {cell: float(alpha_entropy(alpha)) for cell, alpha in self.network.alphas().items()}
 
     def on_train_epoch_end(self) -> None:
         cast(torch.optim.lr_scheduler.LRScheduler, self.lr_schedulers()).step()
-        rank_zero_info(f"\nEpoch {self.current_epoch} genotype:\n{self.genotype()}")
+        self._log_changed_architecture()
+
+    def _log_changed_architecture(self) -> None:
+        """``arch/changed`` in the progress bar: how many lines of the derived architecture's text form (a DARTS
+        cell's nodes) changed in this epoch. Each epoch's whole architecture goes to GenotypeLogger's history file,
+        not between the progress bars."""
+        derived = str(self.genotype())
+        changed = sum(old != new for old, new in zip(self._last_derived.splitlines(), derived.splitlines()))
+        self.log("arch/changed", float(changed), prog_bar=True)
+        self._last_derived = derived
 
     @rank_zero_only
     def on_fit_end(self) -> None:
@@ -272,6 +324,18 @@ class DARTS(pl.LightningModule):
             f"{next_step}"
         )
 
+    def arch_optimizer(self) -> torch.optim.Optimizer:
+        """α's optimizer: the paper's Adam with coupled L2 decay, or AdamW whose decoupled decay makes α forget in
+        exactly ``arch_relaxation_steps`` (α *= 1 - lr·λ per step, so 1/e after that many)."""
+        hp = self.hp
+        beta1, beta2 = hp.arch_betas  # a list when read from a config
+        if hp.arch_relaxation_steps is None:
+            return torch.optim.Adam(
+                self.network.arch_parameters(), hp.arch_lr, betas=(beta1, beta2), weight_decay=hp.arch_weight_decay
+            )
+        return torch.optim.AdamW(self.network.arch_parameters(), hp.arch_lr, betas=(beta1, beta2),
+                                 weight_decay=1.0 / (hp.arch_lr * hp.arch_relaxation_steps))
+
     def configure_optimizers(self) -> tuple[list[torch.optim.Optimizer], list[torch.optim.lr_scheduler.LRScheduler]]:
         max_epochs = self.trainer.max_epochs
         if max_epochs is None or max_epochs < 1:
@@ -280,10 +344,7 @@ class DARTS(pl.LightningModule):
         w_optimizer = torch.optim.SGD(
             self.network.weight_parameters(), hp.w_lr, momentum=hp.w_momentum, weight_decay=hp.w_weight_decay
         )
-        beta1, beta2 = hp.arch_betas  # a list when read from a config
-        arch_optimizer = torch.optim.Adam(
-            self.network.arch_parameters(), hp.arch_lr, betas=(beta1, beta2), weight_decay=hp.arch_weight_decay
-        )
+        arch_optimizer = self.arch_optimizer()
         w_schedule = torch.optim.lr_scheduler.CosineAnnealingLR(w_optimizer, max_epochs, eta_min=hp.w_lr_min)
         return [w_optimizer, arch_optimizer], [w_schedule]
 
