@@ -140,13 +140,13 @@ class ChannelsLast(pl.Callback):
 
 # --- cases: (module, data module, timer, trainer arguments, images per timed unit) from the worker's arguments -------
 
-def darts_case(unrolled: bool) -> Callable[..., tuple]:
+def darts_case(unrolled: bool, sampler: str = "softmax") -> Callable[..., tuple]:
     def build(args: argparse.Namespace, repeats: int) -> tuple:
         from lightning_nas.strategies.darts import DARTS
 
         batch = args.batch[0]
         module = DARTS(C=args.C[0], layers=args.layers[0], unrolled=unrolled, partial_channels=args.partial_channels,
-                       checkpoint_cells=args.checkpoint_cells, recompute_ops=args.recompute_ops)
+                       checkpoint_cells=args.checkpoint_cells, recompute_ops=args.recompute_ops, sampler=sampler)
         data = RandomImages(2 * batch * repeats, mode="search", batch_size=batch)
         return module, data, StepTimer(args.device, args.warmup), {"limit_train_batches": repeats}, batch
 
@@ -202,6 +202,7 @@ def final_step(args: argparse.Namespace, repeats: int) -> tuple:
 CASES: dict[str, tuple[Callable[..., tuple], str]] = {
     "darts_first": (darts_case(unrolled=False), "DARTS search step, first order"),
     "darts_second": (darts_case(unrolled=True), "DARTS search step, second order"),
+    "darts_gdas": (darts_case(unrolled=False, sampler="gumbel"), "GDAS search step (one sampled op per edge)"),
     "enas_child": (enas_child, "ENAS micro child step (F=20, 6+2 cells)"),
     "enas_controller": (enas_controller, "ENAS micro controller step (10 architectures scored)"),
     "pnas_epoch": (pnas_epoch, f"PNAS proxy candidate epoch (N=2, F=24, {PNAS_BATCHES} batches + 2 val)"),

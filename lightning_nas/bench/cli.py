@@ -17,7 +17,7 @@ import torch
 from lightning_nas.errors import ConfigError
 from lightning_nas.files import write_atomic
 
-DEFAULT_BATCHES = {"darts_first": (32, 64), "darts_second": (32, 64), "enas_child": (160,), "enas_controller": (160,),
+DEFAULT_BATCHES = {"darts_first": (32, 64), "darts_second": (32, 64), "darts_gdas": (32, 64), "enas_child": (160,), "enas_controller": (160,),
                    "pnas_epoch": (64,), "final_step": (96,)}
 """Our cases (``cases.CASES``) and the batch sizes each runs at by default."""
 
