@@ -1,9 +1,11 @@
 """Shared by the tests: tiny CIFAR-10 and CIFAR-100 in their real on-disk format, an ImageFolder tree of JPEGs, an
-interrupter for resume tests, and a count of the activations autograd keeps."""
+interrupter for resume tests, and a count of the activations autograd keeps; under pytest-xdist (pyproject.toml runs
+two workers), one torch thread per worker and the longest tests handed out first."""
 
 from __future__ import annotations
 
 import hashlib
+import os
 import pickle
 from pathlib import Path
 from typing import Any, Callable
@@ -14,6 +16,26 @@ import pytest
 import torch
 from PIL import Image
 from torchvision.datasets import CIFAR10, CIFAR100
+
+LONG_FIRST = ("tests/test_typing.py::",)
+"""Tests that take long without being marked slow (mypy over the package), handed out first with the slow ones."""
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """In an xdist worker, torch (and every process a test starts, which inherits OMP_NUM_THREADS) runs on one thread:
+    two workers each running one thread per core would slow each other down several times over."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = "1"
+        torch.set_num_threads(1)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """In an xdist worker, the slow tests and LONG_FIRST first (otherwise in their order): ``--dist loadgroup`` hands
+    the tests out one at a time in this order, so the long ones run side by side early instead of one of them
+    running alone at the end. Every worker sorts the same way, as xdist requires."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        items.sort(key=lambda item: item.get_closest_marker("slow") is None and not item.nodeid.startswith(LONG_FIRST))
+
 
 TINY_CIFAR_PER_BATCH = 8
 """Images per pickled batch: 5 training batches (40 images) and one test batch."""

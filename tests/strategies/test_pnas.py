@@ -98,8 +98,8 @@ def test_two_ranks_split_the_beam_and_find_what_one_process_finds(reference, tmp
             "--data.init_args.batch_size=128", *(f"--{key}={value}" for key, value in TINY.items() if key != "ops"),
             f"--ops=[{', '.join(TINY['ops'])}]", "--correlation_sample=0"]  # the reference trains no sample
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    run = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29533",
-                          "-m", "lightning_nas.recipes.pnas", *args],
+    run = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
+                          f"--master_port={free_port()}", "-m", "lightning_nas.recipes.pnas", *args],
                          cwd=os.path.dirname(os.path.dirname(os.path.dirname(__file__))), env=env,
                          capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, run.stderr[-3000:]
