@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import inspect
+import logging
 import os
 import re
 import sys
+import warnings
 from argparse import ArgumentError
 from contextlib import contextmanager
 from pathlib import Path
@@ -36,6 +38,25 @@ WANDB_CONFIG_FILE = "lightning_config.yaml"
 USER_ERRORS = (ConfigError, FileNotFoundError, FloatingPointError)
 """What a user can fix: bad input (ConfigError, GenotypeError among them), a missing dataset, a diverged run. Any
 other exception is a bug and keeps its traceback."""
+
+
+class DropLitLoggerTip(logging.Filter):
+    """Drops Lightning's advertisement for litlogger, logged by every Trainer that has no LitLogger."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "litlogger" not in record.getMessage()
+
+
+DROP_LITLOGGER_TIP = DropLitLoggerTip()
+
+
+def quiet_third_party_notices() -> None:
+    """Keep a recipe's output to its run: no litlogger advertisement, no notice that ``logger=True`` means a
+    CSVLogger where tensorboard is not installed (what the recipes expect), and no torch deprecation warning about
+    LeafSpec, which Lightning's CombinedLoader (search-mode data) sets off, none of which the user can act on."""
+    logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(DROP_LITLOGGER_TIP)
+    warnings.filterwarnings("ignore", r"Starting from v1\.9\.0, `tensorboardX` has been removed")
+    warnings.filterwarnings("ignore", r"`isinstance\(treespec, LeafSpec\)` is deprecated", FutureWarning)
 
 
 @contextmanager
@@ -309,6 +330,7 @@ def run_recipe(model_class: type[pl.LightningModule], args: list[str] | None = N
     ``run=False`` only parses and instantiates (no subcommand in ``args``), e.g. to check a config. ``cli_class``: a
     NASCLI subclass whose hooks adapt the config to the strategy (ENAS: its DDP strategy). Every strategy configures
     its own optimizers (a search has two), so ``--optimizer`` and ``--lr_scheduler`` are refused in one line."""
+    quiet_third_party_notices()
     args = shipped_configs(sys.argv[1:] if args is None else args)
     for option in (arg.split("=")[0].split(".")[0] for arg in args):
         if option in ("--optimizer", "--lr_scheduler"):

@@ -12,7 +12,9 @@ from typing import Any
 from jsonargparse import ActionConfigFile, ArgumentParser
 
 from lightning_nas.data import NASDataModule
-from lightning_nas.recipes.cli import command_line, one_line_errors, parser_errors_in_one_line, program, shipped_configs
+from lightning_nas.recipes.cli import (
+    command_line, one_line_errors, parser_errors_in_one_line, program, quiet_third_party_notices, shipped_configs,
+)
 
 
 def run_driver(driver: type, description: str, args: list[str] | None = None, subcommand: str | None = "fit") -> Any:
@@ -26,6 +28,7 @@ def run_driver(driver: type, description: str, args: list[str] | None = None, su
 def build_driver(driver: type, description: str, args: list[str], subcommand: str | None = "fit") -> Any:
     """The ``driver`` object that ``run_driver`` would run with ``args``, built but not run (the quality report
     builds a PNAS search from its recipe this way to reuse its candidate training and predictor)."""
+    quiet_third_party_notices()
     parser = ArgumentParser(description=description, exit_on_error=False, prog=program(driver))
     parser.add_argument("--config", action=ActionConfigFile)
     parser.add_class_arguments(driver, skip={"data"})

@@ -26,6 +26,7 @@ from lightning_nas.genotypes import Genotype
 from lightning_nas.run_folder import run_directory
 from lightning_nas.spaces import Architecture, create_space, space_options
 from lightning_nas.strategies.darts_architect import Batch, VirtualStep, unrolled_arch_gradient
+from lightning_nas.strategies.finite import nonfinite_on_any_rank, skip_step_if
 
 __all__ = ["DARTS", "alpha_entropy", "unrolled_arch_gradient"]
 
@@ -71,8 +72,8 @@ class DARTS(pl.LightningModule):
     ``genotype()`` derives the current architecture at any time; a ``GenotypeExport`` callback writes it next to the
     checkpoints every epoch and at the end. Both optimizers and the weight lr schedule live in the checkpoint; with
     the data module's (seed, epoch) shuffling and ``EpochSeeding``, a resumed search continues exactly. A non-finite
-    loss stops the search with a FloatingPointError before any parameter is updated, leaving the last checkpoint and
-    genotype file as they were. At the end of fit it prints how far α moved, the supernet's top-1 and the command that
+    loss or gradient skips the step's updates on the device and then stops the search with a FloatingPointError,
+    leaving the parameters, the last checkpoint and genotype file as they were before that step. At the end of fit it prints how far α moved, the supernet's top-1 and the command that
     trains the found genotype.
     """
 
@@ -195,35 +196,38 @@ class DARTS(pl.LightningModule):
     def training_step(self, batch: dict[str, Batch], batch_idx: int) -> None:
         if not isinstance(batch, dict) or set(batch) != {"weights", "arch"}:
             raise ConfigError("DARTS takes search-mode batches {'weights': (x, y), 'arch': (x, y)}; set data.mode=search")
-        w_optimizer, arch_optimizer = cast(list[LightningOptimizer], self.optimizers())
-
-        # α step on the architecture batch, once the warm-up epochs have trained w
-        if self.current_epoch >= self.hp.arch_warmup_epochs:
-            self._arch_step(batch, batch_idx, w_optimizer, arch_optimizer)
-
-        # w step on the weight batch
-        w_optimizer.zero_grad()
-        loss = self.loss(batch["weights"], alpha_grad=not self.skip_unused_gradients)
-        self.manual_backward(loss)
-        self._stop_if_not_finite("w step", batch_idx, loss)
-        # Lightning's annotation wants an Optimizer; a LightningOptimizer is an instance of its optimizer's class
-        self.clip_gradients(w_optimizer, gradient_clip_val=self.hp.w_grad_clip,  # type: ignore[arg-type]
-                            gradient_clip_algorithm="norm")
-        w_optimizer.step()
+        # α step on the architecture batch once the warm-up epochs have trained w, then the w step on the weight batch
+        loss, found_inf = self.search_step(batch, arch_step=self.current_epoch >= self.hp.arch_warmup_epochs)
+        self._stop_if_not_finite(found_inf, batch_idx)
         self.log("train/loss", loss, prog_bar=True)
         # per step, so callbacks see this epoch's last value at its end (epoch-end logs of the module come after them)
         for cell, alpha in self.network.alphas().items():
             self.log(f"arch/entropy_{cell}", alpha_entropy(alpha))
 
+    def search_step(self, batch: dict[str, Batch], arch_step: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        """The α step (if ``arch_step``) and the w step, reading nothing on the host, so that one CUDA graph can replay
+        them: a non-finite loss or gradient skips the α step and the w step after it on the device (``skip_step_if``).
+        Returns the w step's loss and the (α step, w step) non-finite flags, for ``training_step`` to read after it."""
+        w_optimizer, arch_optimizer = cast(list[LightningOptimizer], self.optimizers())
+        no_arch_step = torch.zeros((), device=self.device)
+        arch_found = self._arch_step(batch, w_optimizer, arch_optimizer) if arch_step else no_arch_step
+        w_optimizer.zero_grad()
+        loss = self.loss(batch["weights"], alpha_grad=not self.skip_unused_gradients)
+        self.manual_backward(loss)
+        w_found = torch.maximum(arch_found, nonfinite_on_any_rank(self, loss))
+        skip_step_if(w_optimizer, w_found)
+        # Lightning's annotation wants an Optimizer; a LightningOptimizer is an instance of its optimizer's class
+        self.clip_gradients(w_optimizer, gradient_clip_val=self.hp.w_grad_clip,  # type: ignore[arg-type]
+                            gradient_clip_algorithm="norm")
+        w_optimizer.step()
+        return loss.detach(), torch.stack([arch_found, w_found])
+
     def _arch_step(
-        self,
-        batch: dict[str, Batch],
-        batch_idx: int,
-        w_optimizer: LightningOptimizer,
-        arch_optimizer: LightningOptimizer,
-    ) -> None:
-        """One α step, in a method of its own so that its loss and graph are freed before the w step allocates:
-        holding them raised the search step's peak RSS by 0.3-0.6 GB at batch 32."""
+        self, batch: dict[str, Batch], w_optimizer: LightningOptimizer, arch_optimizer: LightningOptimizer
+    ) -> torch.Tensor:
+        """One α step, skipped where its loss or gradient is not finite; returns that flag. In a method of its own so
+        that its loss and graph are freed before the w step allocates: holding them raised the search step's peak RSS
+        by 0.3-0.6 GB at batch 32."""
         arch_optimizer.zero_grad()
         alphas = self.network.arch_parameters()
         if self.hp.unrolled:
@@ -233,23 +237,25 @@ class DARTS(pl.LightningModule):
                 self.network, self.loss, batch["weights"], batch["arch"], xi, self.manual_backward,
                 self._mean_across_ranks, official, self.skip_unused_gradients,
             )
-            self._stop_if_not_finite("α step", batch_idx, *(a.grad for a in alphas))
+            found = nonfinite_on_any_rank(self, *(a.grad for a in alphas))
         else:
             arch_loss = self.loss(batch["arch"], weight_grad=not self.skip_unused_gradients)
             self.manual_backward(arch_loss)
-            self._stop_if_not_finite("α step", batch_idx, arch_loss, *(a.grad for a in alphas))
+            found = nonfinite_on_any_rank(self, arch_loss, *(a.grad for a in alphas))
+        skip_step_if(arch_optimizer, found)
         arch_optimizer.step()
+        return found
 
-    def _stop_if_not_finite(self, step: str, batch_idx: int, *tensors: torch.Tensor | None) -> None:
-        """Raise a FloatingPointError before the optimizer step if a loss or gradient is NaN or infinite on any rank,
-        so α and w stay finite and no checkpoint or genotype is written from a diverged search (None, a gradient
-        that was not computed, is skipped)."""
-        finite = bool(torch.stack([t.detach().isfinite().all() for t in tensors if t is not None]).all())
-        if not self.trainer.strategy.reduce_boolean_decision(finite, all=True):
+    def _stop_if_not_finite(self, found_inf: torch.Tensor, batch_idx: int) -> None:
+        """Raise a FloatingPointError after a step whose α or w step met a NaN or infinite loss or gradient on any
+        rank (``search_step``'s flags, read here once): that step changed no parameter, so no checkpoint or genotype
+        is written from a diverged search."""
+        arch_found, w_found = found_inf.tolist()
+        if arch_found or w_found:
             raise FloatingPointError(
-                f"DARTS search diverged: non-finite loss or gradient in the {step} of epoch {self.current_epoch}, step "
-                f"{batch_idx}; stopped before updating, so the last checkpoint and {self.hp.genotype_filename} hold "
-                "the last good state (lower arch_lr or w_lr?)"
+                f"DARTS search diverged: non-finite loss or gradient in the {'α' if arch_found else 'w'} step of epoch "
+                f"{self.current_epoch}, step {batch_idx}; stopped before updating, so the last checkpoint and "
+                f"{self.hp.genotype_filename} hold the last good state (lower arch_lr or w_lr?)"
             )
 
     def _mean_across_ranks(self, tensor: torch.Tensor) -> torch.Tensor:
@@ -329,20 +335,26 @@ class DARTS(pl.LightningModule):
         exactly ``arch_relaxation_steps`` (α *= 1 - lr·λ per step, so 1/e after that many)."""
         hp = self.hp
         beta1, beta2 = hp.arch_betas  # a list when read from a config
+        lr, graph_safe = self._tensor(hp.arch_lr), {"fused": True, "capturable": self.device.type == "cuda"}
         if hp.arch_relaxation_steps is None:
-            return torch.optim.Adam(
-                self.network.arch_parameters(), hp.arch_lr, betas=(beta1, beta2), weight_decay=hp.arch_weight_decay
-            )
-        return torch.optim.AdamW(self.network.arch_parameters(), hp.arch_lr, betas=(beta1, beta2),
-                                 weight_decay=1.0 / (hp.arch_lr * hp.arch_relaxation_steps))
+            return torch.optim.Adam(self.network.arch_parameters(), lr, betas=(beta1, beta2),
+                                    weight_decay=hp.arch_weight_decay, **graph_safe)
+        return torch.optim.AdamW(self.network.arch_parameters(), lr, betas=(beta1, beta2),
+                                 weight_decay=1.0 / (hp.arch_lr * hp.arch_relaxation_steps), **graph_safe)
+
+    def _tensor(self, lr: float) -> torch.Tensor:
+        """A learning rate as a tensor on the module's device: schedules write into it in place, so a CUDA graph
+        captured once reads each epoch's value."""
+        return torch.tensor(lr, device=self.device)
 
     def configure_optimizers(self) -> tuple[list[torch.optim.Optimizer], list[torch.optim.lr_scheduler.LRScheduler]]:
         max_epochs = self.trainer.max_epochs
         if max_epochs is None or max_epochs < 1:
             raise ConfigError(f"DARTS anneals the weight lr over trainer.max_epochs; set it (got {max_epochs})")
         hp = self.hp
-        w_optimizer = torch.optim.SGD(
-            self.network.weight_parameters(), hp.w_lr, momentum=hp.w_momentum, weight_decay=hp.w_weight_decay
+        w_optimizer = torch.optim.SGD(  # fused: it can skip a step on the device (``skip_step_if``)
+            self.network.weight_parameters(), self._tensor(hp.w_lr), momentum=hp.w_momentum,
+            weight_decay=hp.w_weight_decay, fused=True,
         )
         arch_optimizer = self.arch_optimizer()
         w_schedule = torch.optim.lr_scheduler.CosineAnnealingLR(w_optimizer, max_epochs, eta_min=hp.w_lr_min)

@@ -279,10 +279,10 @@ class ENAS(pl.LightningModule):
         self.history.append({"epoch": self.current_epoch, "reward": sum(rewards) / len(rewards),
                              "baseline": float(self.baseline), "entropy": sum(entropies) / len(entropies),
                              "derived_top1": derived_top1})
-        self.log_dict({f"controller/{key}": value for key, value in self.history[-1].items() if key != "epoch"},
-                      on_step=False, on_epoch=True)
-        self.print(f"\nepoch {self.current_epoch}: best architecture (held-out top-1 {derived_top1:.3f})\n"
-                   f"{self._derived}")
+        # the architecture itself goes to GenotypeLogger's history file each epoch, not between the progress bars
+        for key, value in self.history[-1].items():
+            if key != "epoch":
+                self.log(f"controller/{key}", value, on_step=False, on_epoch=True, prog_bar=key == "derived_top1")
         if hp.compare_samples and self.current_epoch + 1 == self.trainer.max_epochs:
             self.comparison = self.compare_with_uniform(hp.compare_samples)
             self.log_dict({f"samples/{key}": value for key, value in self.comparison.items()}, on_step=False,

@@ -105,3 +105,14 @@ def test_reuse_example_runs(tmp_path, monkeypatch, capsys):
     output = capsys.readouterr().out
     assert output.count("), (") >= 7  # the one-cell architecture: 8 (op, input) edges
     assert "normal cell" in output and "reduce cell" in output
+
+
+def test_a_run_prints_no_third_party_notices_and_no_genotype_between_epochs(tmp_path, capsys, caplog, recwarn):
+    darts.main(["fit", "--config", "darts_digits", "--trainer.default_root_dir", str(tmp_path), *TINY_RUN,
+                "--trainer.max_epochs", "2", "--model.C", "2"])
+    out, err = capsys.readouterr()
+    printed = out + err + caplog.text + "".join(str(warning.message) for warning in recwarn)
+    assert not any(notice in printed for notice in ("litlogger", "tensorboardX", "LeafSpec"))
+    assert printed.count("normal cell (output") == 1  # the final architecture only; each epoch's goes to the history
+    (history,) = tmp_path.glob("**/genotype_history.jsonl")
+    assert len(history.read_text().splitlines()) == 2

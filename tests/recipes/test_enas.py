@@ -47,12 +47,13 @@ def test_ddp_runs_with_find_unused_parameters_without_being_asked(tmp_path: Path
     assert cli.trainer.strategy._ddp_kwargs["find_unused_parameters"] is True
 
 
-def test_bad_argument_ends_with_one_line_before_training(tmp_path: Path) -> None:
+@pytest.mark.parametrize("argument", ["num_nodes", "controller_steps", "controller_aggregate", "C", "derive_samples"])
+def test_bad_counts_end_with_one_line_while_parsing(tmp_path: Path, argument: str) -> None:
     with pytest.raises(SystemExit) as exit:
         main(["fit", "--config", str(ROOT / "recipes" / "enas_digits.yaml"), "--trainer.default_root_dir",
-              str(tmp_path), "--model.controller_aggregate", "0"])
-    assert exit.value.code == "error: --model.controller_aggregate must be greater than 0, got 0"
-    assert not list(tmp_path.rglob("*.ckpt"))
+              str(tmp_path), f"--model.{argument}", "0"])
+    assert exit.value.code == f"error: --model.{argument} must be greater than 0, got 0"
+    assert not any(tmp_path.iterdir())
 
 
 def test_fashion_mnist_config_builds_the_reduced_search(tmp_path: Path) -> None:
