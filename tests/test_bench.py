@@ -134,6 +134,18 @@ def test_bench_rejects_unknown_cases(capsys):
     assert "unknown case(s) darts_third" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(("args", "message"), [
+    (["--batch", "0"], "argument --batch: must be at least 1, got 0"),
+    (["--warmup", "-1"], "argument --warmup: must be at least 0, got -1"),
+    (["--steps", "x"], "argument --steps: invalid int value: 'x'"),
+])
+def test_bad_counts_end_in_one_line_before_any_worker_starts(capsys, args, message):
+    with pytest.raises(SystemExit) as exit_info:
+        bench.main(args)
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err == f"error: {message}; `python -m lightning_nas.bench --help` lists the options\n"
+
+
 def test_flop_count_is_three_forward_passes_of_a_depthwise_conv():
     """2·k²·C·H·W per depthwise forward; torch's own backward count (its groups ignored) would be far more."""
     from lightning_nas.bench.cases import FlopCount

@@ -10,7 +10,7 @@ import statistics
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, NoReturn
 
 import torch
 
@@ -25,26 +25,46 @@ OFFICIAL = {"darts_first": "official_first", "darts_second": "official_second"}
 """Our DARTS cases and the official code's same step (``official.OFFICIAL_CASES``), for ``--against-official``."""
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """argparse whose errors are one line, as the recipes' are: the usage only with ``--help``."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"error: {message}; `{self.prog} --help` lists the options\n")
+
+
+def at_least(minimum: int) -> Callable[[str], int]:
+    """An argparse type: a whole number of at least ``minimum``."""
+
+    def parse(text: str) -> int:
+        value = int(text)
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {value}")
+        return value
+
+    parse.__name__ = "int"  # argparse names the type in "invalid int value: 'x'"
+    return parse
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="python -m lightning_nas.bench",
         description="Speed and memory of the search and training steps, each case in its own process.",
     )
     cases = ", ".join(DEFAULT_BATCHES)
     parser.add_argument("--cases", default=",".join(DEFAULT_BATCHES), help=f"comma-separated, of: {cases}")
-    parser.add_argument("--batch", type=int, nargs="+", help="batch sizes for every case (default: each case's own)")
-    parser.add_argument("--C", type=int, nargs="+", default=[16], help="DARTS cases: initial channels (default 16)")
-    parser.add_argument("--layers", type=int, nargs="+", default=[8], help="DARTS cases: cells (default 8)")
-    parser.add_argument("--steps", type=int, default=5, help="timed repetitions per case")
-    parser.add_argument("--warmup", type=int, default=1, help="untimed repetitions before them")
+    parser.add_argument("--batch", type=at_least(1), nargs="+", help="batch sizes for every case (default: each case's own)")
+    parser.add_argument("--C", type=at_least(1), nargs="+", default=[16], help="DARTS cases: initial channels (default 16)")
+    parser.add_argument("--layers", type=at_least(1), nargs="+", default=[8], help="DARTS cases: cells (default 8)")
+    parser.add_argument("--steps", type=at_least(1), default=5, help="timed repetitions per case")
+    parser.add_argument("--warmup", type=at_least(0), default=1, help="untimed repetitions before them")
     parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
     parser.add_argument("--bf16", action="store_true", help="bf16 autocast (Lightning precision bf16-mixed)")
     parser.add_argument("--channels-last", action="store_true", help="weights and inputs in channels_last")
     parser.add_argument("--compile", nargs="?", const="default", choices=("default", "reduce-overhead", "max-autotune"),
                         help="torch.compile the network in this mode (default: 'default'; 'reduce-overhead' replays "
                              "CUDA graphs)")
-    parser.add_argument("--partial-channels", type=int, default=1, help="PC-DARTS K for the DARTS cases (1: off)")
-    parser.add_argument("--checkpoint-cells", type=int, default=0,
+    parser.add_argument("--partial-channels", type=at_least(1), default=1, help="PC-DARTS K for the DARTS cases (1: off)")
+    parser.add_argument("--checkpoint-cells", type=at_least(0), default=0,
                         help="DARTS cases: recompute the first k cells in the backward pass (0: off)")
     parser.add_argument("--recompute-ops", action="store_true",
                         help="DARTS cases: candidate ops keep their BN outputs only and recompute the rest")
@@ -52,7 +72,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="DARTS cases only: alternate each with the official code's same step, print the ratios")
     parser.add_argument("--official", default=os.environ.get("DARTS_OFFICIAL"),
                         help="a checkout of quark0/darts (default: $DARTS_OFFICIAL)")
-    parser.add_argument("--rounds", type=int, default=2, help="--against-official: alternations per point")
+    parser.add_argument("--rounds", type=at_least(1), default=2, help="--against-official: alternations per point")
     parser.add_argument("--json", type=Path, help="write the results here")
     parser.add_argument("--case", help=argparse.SUPPRESS)  # worker mode: run this one case, print its JSON
     args = parser.parse_args(argv)
@@ -60,8 +80,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     unknown = set(selected) - set(DEFAULT_BATCHES) - ({args.case} if args.case else set())
     if unknown:
         parser.error(f"unknown case(s) {', '.join(sorted(unknown))}; choose from {cases}")
-    if args.steps < 1 or args.warmup < 0 or args.rounds < 1:
-        parser.error("--steps and --rounds must be at least 1 and --warmup at least 0")
     if args.against_official:
         if set(selected) - set(OFFICIAL):
             parser.error(f"--against-official compares DARTS cases only: use --cases {','.join(OFFICIAL)}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import inspect
 import logging
 import os
@@ -19,6 +20,7 @@ from fsspec.implementations.local import LocalFileSystem
 from jsonargparse import Namespace
 
 import lightning.pytorch as pl
+from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 from lightning.pytorch.loggers import WandbLogger
 from lightning.pytorch.plugins.io import CheckpointIO
@@ -34,6 +36,9 @@ from lightning_nas.run_folder import claim_version, lock_run_folder, run_directo
 
 WANDB_CONFIG_FILE = "lightning_config.yaml"
 """The run config's name among a W&B run's files."""
+
+UNWRITABLE = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT}
+"""The errors of a folder the run cannot write to: permissions, a read-only or full filesystem."""
 
 USER_ERRORS = (ConfigError, FileNotFoundError, FloatingPointError)
 """What a user can fix: bad input (ConfigError, GenotypeError among them), a missing dataset, a diverged run. Any
@@ -278,16 +283,29 @@ class NASCLI(LightningCLI):
     def instantiate_trainer(self, **kwargs: Any) -> pl.Trainer:
         """Checkpoints saved by AtomicCheckpointIO unless the config names another CheckpointIO plugin; the run's
         version folder claimed atomically, so concurrent runs in one root never share it (without a logger, the
-        root's checkpoints folder locked while the run lasts)."""
-        plugins = kwargs.get("plugins", self._get(self.config_init, "trainer", default={}).get("plugins"))
+        root's checkpoints folder locked while the run lasts). Settings Lightning refuses (a GPU asked for where
+        there is none, ...) and a root folder that cannot be written end in one line."""
+        config = self._get(self.config_init, "trainer", default={})
+        plugins = kwargs.get("plugins", config.get("plugins"))
         plugins = list(plugins) if isinstance(plugins, (list, tuple)) else [] if plugins is None else [plugins]
         if not any(isinstance(plugin, CheckpointIO) for plugin in plugins):
             kwargs["plugins"] = [*plugins, AtomicCheckpointIO()]
-        trainer = super().instantiate_trainer(**kwargs)
+        try:
+            trainer = super().instantiate_trainer(**kwargs)
+        except MisconfigurationException as error:
+            settings = ", ".join(f"{key}={config.get(key)!r}" for key in ("accelerator", "devices", "strategy"))
+            raise ConfigError(f"Lightning refuses the trainer settings ({settings}): {' '.join(str(error).split())}; "
+                              "--trainer.accelerator auto uses what this machine has") from None
         if trainer.is_global_zero:
-            for logger in trainer.loggers:
-                claim_version(logger)
-            self.run_lock = lock_run_folder(trainer)
+            try:
+                for logger in trainer.loggers:
+                    claim_version(logger)
+                self.run_lock = lock_run_folder(trainer)
+            except OSError as error:
+                if error.errno not in UNWRITABLE:
+                    raise
+                raise ConfigError(f"cannot create the run folder {error.filename}: {error.strerror}; give "
+                                  "--trainer.default_root_dir a folder this user can write to") from None
         return trainer
 
 

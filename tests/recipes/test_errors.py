@@ -231,3 +231,18 @@ def test_ckpt_path_last_with_nothing_to_resume_says_so_and_starts_a_run(
     out = capsys.readouterr().out
     assert f"--ckpt_path last: no last.ckpt under {tmp_path} to resume, so this run starts from scratch\n" in out
     assert list(tmp_path.glob("**/last.ckpt"))
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without a GPU")
+def test_a_gpu_asked_for_where_there_is_none_is_one_line(tmp_path: Path) -> None:
+    assert exit_line(train.main, train_args(tmp_path, "--trainer.accelerator", "gpu")) == (
+        "error: Lightning refuses the trainer settings (accelerator='gpu', devices=1, strategy='auto'): No supported "
+        "gpu backend found!; --trainer.accelerator auto uses what this machine has")
+
+
+def test_a_root_folder_that_cannot_be_written_is_one_line(tmp_path: Path) -> None:
+    """/sys refuses new folders even to root, as a read-only folder refuses them to a user."""
+    args = [*train_args(tmp_path, "--trainer.logger", "true"), "--trainer.default_root_dir", "/sys/lightning_nas_runs"]
+    message = exit_line(train.main, args)  # "Operation not permitted" for root, "Permission denied" for a user
+    assert message.startswith("error: cannot create the run folder /sys/lightning_nas_runs: ")
+    assert message.endswith("; give --trainer.default_root_dir a folder this user can write to")
