@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import csv
 import errno
 import inspect
+import io
 import logging
 import os
 import re
@@ -22,7 +24,7 @@ from jsonargparse import Namespace
 import lightning.pytorch as pl
 from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
-from lightning.pytorch.loggers import WandbLogger
+from lightning.pytorch.loggers import CSVLogger, Logger, WandbLogger
 from lightning.pytorch.plugins.io import CheckpointIO
 from lightning.pytorch.utilities import rank_zero_only
 
@@ -62,6 +64,8 @@ def quiet_third_party_notices() -> None:
     logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(DROP_LITLOGGER_TIP)
     warnings.filterwarnings("ignore", r"Starting from v1\.9\.0, `tensorboardX` has been removed")
     warnings.filterwarnings("ignore", r"`isinstance\(treespec, LeafSpec\)` is deprecated", FutureWarning)
+    # a run resumed into its own version folder (continue_in_checkpoint_folder) finds its checkpoints there
+    warnings.filterwarnings("ignore", r"Checkpoint directory .* exists and is not empty")
 
 
 @contextmanager
@@ -283,7 +287,8 @@ class NASCLI(LightningCLI):
     def instantiate_trainer(self, **kwargs: Any) -> pl.Trainer:
         """Checkpoints saved by AtomicCheckpointIO unless the config names another CheckpointIO plugin; the run's
         version folder claimed atomically, so concurrent runs in one root never share it (without a logger, the
-        root's checkpoints folder locked while the run lasts). Settings Lightning refuses (a GPU asked for where
+        root's checkpoints folder locked while the run lasts); a fit resumed from a checkpoint in a version folder of
+        its logger continues in that folder (``continue_in_checkpoint_folder``). Settings Lightning refuses (a GPU asked for where
         there is none, ...) and a root folder that cannot be written end in one line."""
         config = self._get(self.config_init, "trainer", default={})
         plugins = kwargs.get("plugins", config.get("plugins"))
@@ -299,6 +304,8 @@ class NASCLI(LightningCLI):
         if trainer.is_global_zero:
             try:
                 for logger in trainer.loggers:
+                    if self.subcommand == "fit":
+                        continue_in_checkpoint_folder(logger, self.config.fit.get("ckpt_path"))
                     claim_version(logger)
                 self.run_lock = lock_run_folder(trainer)
             except OSError as error:
@@ -307,6 +314,48 @@ class NASCLI(LightningCLI):
                 raise ConfigError(f"cannot create the run folder {error.filename}: {error.strerror}; give "
                                   "--trainer.default_root_dir a folder this user can write to") from None
         return trainer
+
+
+def continue_in_checkpoint_folder(logger: Logger, ckpt_path: str | None) -> None:
+    """Give a CSV or TensorBoard logger without a set version the version folder ``ckpt_path`` lies in
+    (``<root_dir>/version_K/checkpoints/...``), so a resumed run keeps its plots, metrics, history and checkpoints
+    in one folder. Lightning's CSV writer deletes the metrics file of a folder it finds in use: the rows of the steps
+    the checkpoint holds are written back (later ones, logged after it was saved, are trained again)."""
+    root_dir = getattr(logger, "root_dir", None)
+    if ckpt_path is None or root_dir is None or getattr(logger, "_version", 0) is not None:
+        return
+    folder, separator, _ = str(ckpt_path).rpartition("/checkpoints/")
+    root, _, version = folder.rpartition("/version_")
+    (filesystem, path), (root_filesystem, root_path) = fsspec.core.url_to_fs(root), fsspec.core.url_to_fs(root_dir)
+    if not separator or not version.isdigit() or (type(filesystem), path) != (type(root_filesystem), root_path):
+        return
+    logger._version = int(version)  # type: ignore[attr-defined]  # CSVLogger and TensorBoardLogger keep it there
+    if isinstance(logger, CSVLogger):
+        keep_metrics_before(logger, ckpt_path)
+
+
+def keep_metrics_before(logger: CSVLogger, ckpt_path: str) -> None:
+    """Keep the rows of ``logger``'s metrics file logged before the checkpoint's step, across the deletion of the
+    file by Lightning's CSV writer when it starts."""
+    import torch
+
+    path = join(logger.log_dir, "metrics.csv")
+    filesystem = fsspec.core.url_to_fs(path)[0]
+    if not filesystem.isfile(path):
+        return
+    with filesystem.open(path, "r", newline="") as file:
+        rows = list(csv.DictReader(file))
+    with fsspec.open(str(ckpt_path), "rb") as file:
+        global_step = torch.load(file, map_location="cpu", weights_only=True)["global_step"]
+    experiment = logger.experiment  # the writer, which deletes the file
+    kept = [row for row in rows if int(row["step"]) < global_step]
+    if kept:
+        experiment.metrics_keys = sorted(kept[0])
+        text = io.StringIO()
+        writer = csv.DictWriter(text, fieldnames=experiment.metrics_keys)
+        writer.writeheader()
+        writer.writerows(kept)
+        write_atomic(path, text.getvalue())
 
 
 def shipped_config(value: str) -> str:

@@ -1,6 +1,7 @@
 """The shared recipe CLI: each run keeps its own resolved config next to its checkpoints; shipped recipe configs are
-found by name; ``--ckpt_path last`` resumes the last run of the root dir."""
+found by name; ``--ckpt_path last`` resumes the last run of the root dir, in its folder."""
 
+import csv
 import sys
 import warnings
 from pathlib import Path
@@ -85,9 +86,12 @@ def test_ckpt_path_last_resumes_the_last_run_of_the_root_dir(tmp_path: Path) -> 
 
     fit(1)
     (last,) = tmp_path.glob("**/last.ckpt")
+    written = last.stat().st_mtime_ns
     resumed = fit(2, "--ckpt_path", "last")  # Lightning alone looks in the new run's empty folder and starts over
     assert resumed.ckpt_path == str(last) and resumed.global_step == 4
-    assert last_checkpoint(tmp_path) != last  # the resumed run wrote its own, newer last.ckpt
+    assert last_checkpoint(tmp_path) == str(last) and last.stat().st_mtime_ns > written  # continued in its folder
+    with open(last.parent.parent / "metrics.csv") as file:
+        assert [row["epoch"] for row in csv.DictReader(file) if row["val/top1"]] == ["0", "1"]  # both runs' rows
 
 
 def test_every_file_of_a_run_goes_through_fsspec(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -111,9 +115,10 @@ def test_every_file_of_a_run_goes_through_fsspec(tmp_path: Path, monkeypatch: py
         assert yaml.safe_load(memory.cat(f"{folder}/config.yaml"))["model"]["C"] == 4
         assert last_checkpoint("memory://runs/s") == f"memory://{folder}/last.ckpt"
         darts.main(["fit", *args, "--trainer.max_epochs", "2", "--ckpt_path", "last"])
-        history = memory.cat("/runs/s/lightning_logs/version_1/checkpoints/genotype_history.jsonl").decode()
+        history = memory.cat(f"{folder}/genotype_history.jsonl").decode()  # the resumed run continues in its folder
         records = [yaml.safe_load(line) for line in history.splitlines()]  # resumed after epoch 0, history whole
-        assert [(record["epoch"], record["run"]) for record in records] == [(0, "version_0"), (1, "version_1")]
+        assert [(record["epoch"], record["run"]) for record in records] == [(0, "version_0"), (1, "version_0")]
+        assert not memory.exists("/runs/s/lightning_logs/version_1")
     finally:
         memory.rm("/runs", recursive=True)
     assert list(tmp_path.iterdir()) == []  # no local folder named memory: or runs
