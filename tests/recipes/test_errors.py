@@ -10,6 +10,7 @@ from typing import Callable
 import pytest
 import torch
 
+from lightning_nas.checkpoint_io import AtomicCheckpointIO
 from lightning_nas.recipes import darts, enas, pnas, train
 from lightning_nas.spaces.enas_macro import MacroArchitecture
 from lightning_nas.strategies.darts import DARTS
@@ -246,3 +247,17 @@ def test_a_root_folder_that_cannot_be_written_is_one_line(tmp_path: Path) -> Non
     message = exit_line(train.main, args)  # "Operation not permitted" for root, "Permission denied" for a user
     assert message.startswith("error: cannot create the run folder /sys/lightning_nas_runs: ")
     assert message.endswith("; give --trainer.default_root_dir a folder this user can write to")
+
+
+def test_a_remote_checkpoint_is_loaded_weights_only(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Lightning would unpickle an http(s) checkpoint in full unless told otherwise."""
+    loads = []
+
+    def load_checkpoint(self: object, path: str, map_location: object = None, weights_only: bool | None = None) -> None:
+        loads.append((path, weights_only))
+        raise FileNotFoundError(f"{path}: not fetched in a test")
+
+    monkeypatch.setattr(AtomicCheckpointIO, "load_checkpoint", load_checkpoint)
+    url = "https://example.com/runs/last.ckpt"
+    assert exit_line(train.main, train_args(tmp_path, "--ckpt_path", url)) == f"error: {url}: not fetched in a test"
+    assert loads == [(url, True)]
