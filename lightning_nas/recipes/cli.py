@@ -68,16 +68,21 @@ def quiet_third_party_notices() -> None:
     warnings.filterwarnings("ignore", r"Checkpoint directory .* exists and is not empty")
 
 
+def user_error(error: BaseException) -> BaseException | None:
+    """The user error ``error`` is or wraps (jsonargparse wraps what a class raises while it is built), if any."""
+    cause: BaseException | None = error
+    while cause is not None and not isinstance(cause, USER_ERRORS):
+        cause = cause.__cause__
+    return cause
+
+
 @contextmanager
 def one_line_errors() -> Iterator[None]:
-    """End a recipe with one line ``error: ...`` and exit status 1 on a user error, instead of a traceback; the error
-    may arrive wrapped (jsonargparse wraps what a class raises while it is built)."""
+    """End a recipe with one line ``error: ...`` and exit status 1 on a user error, instead of a traceback."""
     try:
         yield
     except Exception as error:
-        cause: BaseException | None = error
-        while cause is not None and not isinstance(cause, USER_ERRORS):
-            cause = cause.__cause__
+        cause = user_error(error)
         if cause is None:
             raise
         sys.exit(f"error: {cause}")
@@ -179,10 +184,7 @@ def parser_errors_in_one_line(command: str) -> Iterator[None]:
     try:
         yield
     except ArgumentError as error:
-        cause: BaseException | None = error
-        while cause is not None and not isinstance(cause, USER_ERRORS):
-            cause = cause.__cause__
-        if cause is not None:
+        if user_error(error) is not None:
             raise
         raise ConfigError(parser_error_line(str(error), command)) from error
 
