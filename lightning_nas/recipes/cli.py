@@ -14,7 +14,7 @@ import warnings
 from argparse import ArgumentError
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, cast
 
 import fsspec
 import yaml
@@ -111,7 +111,8 @@ def program(cls: type) -> str:
 
 def subclass_names(base: type) -> list[str]:
     """Names of the imported subclasses of ``base``, what ``--data NAME`` accepts."""
-    found, stack = set(), list(base.__subclasses__())
+    found: set[str] = set()
+    stack: list[type] = base.__subclasses__()
     while stack:
         cls = stack.pop()
         found.add(cls.__name__)
@@ -235,10 +236,15 @@ class NASCLI(LightningCLI):
     run of the same ``default_root_dir``: each run gets a version folder of its own, where Lightning would look.
     """
 
+    @property
+    def strategy(self) -> type[pl.LightningModule]:
+        """The LightningModule class the recipe runs (NASCLI takes a class, not a factory function)."""
+        return cast(type[pl.LightningModule], self._model_class)
+
     def init_parser(self, **kwargs: Any) -> LightningArgumentParser:
         """Parsers that raise their errors (``parser_errors_in_one_line`` makes each one line) and print the recipe's
         own command in their usage."""
-        return super().init_parser(**{"exit_on_error": False, "prog": program(self._model_class), **kwargs})
+        return super().init_parser(**{"exit_on_error": False, "prog": program(self.strategy), **kwargs})
 
     def subcommands(self) -> dict[str, set[str]]:  # type: ignore[override]
         return {name: arguments for name, arguments in LightningCLI.subcommands().items()
@@ -276,7 +282,7 @@ class NASCLI(LightningCLI):
         try:
             super()._parse_ckpt_path()
         except ArgumentError as error:
-            raise ConfigError(other_strategy_message(path, self._model_class)) from error
+            raise ConfigError(other_strategy_message(path, self.strategy)) from error
         except Exception as error:
             reason = " ".join(str(error).split()) or type(error).__name__
             raise ConfigError(f"--ckpt_path {path} is not a readable checkpoint ({type(error).__name__}: "
