@@ -283,10 +283,10 @@ class NASCLI(LightningCLI):
             super()._parse_ckpt_path()
         except ArgumentError as error:
             raise ConfigError(other_strategy_message(path, self.strategy)) from error
-        except Exception as error:
-            reason = " ".join(str(error).split()) or type(error).__name__
-            raise ConfigError(f"--ckpt_path {path} is not a readable checkpoint ({type(error).__name__}: "
-                              f"{reason[:200]}); give a .ckpt file that a run saved") from error
+        except Exception as error:  # torch's errors for a truncated file or another format say little of either
+            reason = f"{type(error).__name__}: {' '.join(str(error).split())}"[:200]
+            raise ConfigError(f"--ckpt_path {path} is no checkpoint torch can read: truncated, or not written by "
+                              f"torch.save ({reason}); give a .ckpt file that a run saved") from error
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.link_arguments("data.num_classes", "model.num_classes", apply_on="instantiate")

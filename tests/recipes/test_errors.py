@@ -214,7 +214,8 @@ def test_a_ckpt_path_that_is_no_checkpoint_is_named(tmp_path: Path) -> None:
     truncated.write_bytes(whole[: len(whole) // 2])
     for path in (text, truncated):
         message = exit_line(train.main, train_args(tmp_path / "runs", "--ckpt_path", str(path)))
-        assert message.startswith(f"error: --ckpt_path {path} is not a readable checkpoint (")
+        assert message.startswith(f"error: --ckpt_path {path} is no checkpoint torch can read: truncated, or not "
+                                  "written by torch.save (")
         assert message.endswith("); give a .ckpt file that a run saved")
     folder = tmp_path / "run" / "checkpoints"
     folder.mkdir(parents=True)
