@@ -25,6 +25,7 @@ from lightning_nas.files import absolute, join
 from lightning_nas.genotypes import Genotype
 from lightning_nas.run_folder import run_directory
 from lightning_nas.spaces import Architecture, create_space, space_options
+from lightning_nas.strategies.cuda_graph import adam_options, fused_sgd
 from lightning_nas.strategies.darts_architect import Batch, VirtualStep, unrolled_arch_gradient
 from lightning_nas.strategies.finite import nonfinite_on_any_rank, skip_step_if
 
@@ -335,12 +336,12 @@ class DARTS(pl.LightningModule):
         exactly ``arch_relaxation_steps`` (α *= 1 - lr·λ per step, so 1/e after that many)."""
         hp = self.hp
         beta1, beta2 = hp.arch_betas  # a list when read from a config
-        lr, graph_safe = self._tensor(hp.arch_lr), {"fused": True, "capturable": self.device.type == "cuda"}
+        lr, options = self._tensor(hp.arch_lr), adam_options(self.device)
         if hp.arch_relaxation_steps is None:
             return torch.optim.Adam(self.network.arch_parameters(), lr, betas=(beta1, beta2),
-                                    weight_decay=hp.arch_weight_decay, **graph_safe)
+                                    weight_decay=hp.arch_weight_decay, **options)
         return torch.optim.AdamW(self.network.arch_parameters(), lr, betas=(beta1, beta2),
-                                 weight_decay=1.0 / (hp.arch_lr * hp.arch_relaxation_steps), **graph_safe)
+                                 weight_decay=1.0 / (hp.arch_lr * hp.arch_relaxation_steps), **options)
 
     def _tensor(self, lr: float) -> torch.Tensor:
         """A learning rate as a tensor on the module's device: schedules write into it in place, so a CUDA graph
@@ -352,10 +353,8 @@ class DARTS(pl.LightningModule):
         if max_epochs is None or max_epochs < 1:
             raise ConfigError(f"DARTS anneals the weight lr over trainer.max_epochs; set it (got {max_epochs})")
         hp = self.hp
-        w_optimizer = torch.optim.SGD(  # fused: it can skip a step on the device (``skip_step_if``)
-            self.network.weight_parameters(), self._tensor(hp.w_lr), momentum=hp.w_momentum,
-            weight_decay=hp.w_weight_decay, fused=True,
-        )
+        w_optimizer = fused_sgd(self.network.weight_parameters(), self._tensor(hp.w_lr), hp.w_momentum,
+                                hp.w_weight_decay)
         arch_optimizer = self.arch_optimizer()
         w_schedule = torch.optim.lr_scheduler.CosineAnnealingLR(w_optimizer, max_epochs, eta_min=hp.w_lr_min)
         return [w_optimizer, arch_optimizer], [w_schedule]

@@ -48,7 +48,8 @@ from lightning_nas.run_folder import run_directory
 from lightning_nas.spaces.enas_macro import MacroArchitecture, MacroNetwork
 from lightning_nas.spaces.enas_micro import MicroArchitecture, MicroChild
 from lightning_nas.strategies.enas_controller import ControllerSample, MacroController, MicroController
-from lightning_nas.strategies.finite import check_finite
+from lightning_nas.strategies.cuda_graph import fused_sgd
+from lightning_nas.strategies.finite import check_finite, nonfinite_on_any_rank, skip_step_if
 
 Space = Literal["micro", "macro"]
 Architecture = MicroArchitecture | MacroArchitecture
@@ -201,13 +202,24 @@ class ENAS(pl.LightningModule):
         return sample if arch == sample.arch else self.controller.log_prob(arch)
 
     def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
+        with torch.no_grad():
+            arch = self.sample_shared().arch  # on the host: the architecture decides which ops the child step runs
+        step = self.global_step
+        loss = self.child_step(batch, arch)
+        check_finite(self, "child training", {"train/loss": loss}, step=step)  # the step skipped a non-finite one
+        if batch_idx + 1 == self.trainer.num_training_batches:
+            cast(torch.optim.lr_scheduler.LRScheduler, self.lr_schedulers()).step()
+            self.controller_phase()
+        return loss
+
+    def child_step(self, batch: Batch, arch: Architecture) -> torch.Tensor:
+        """One SGD step of the shared child with ``arch``, reading nothing on the host: a non-finite loss makes the
+        fused optimizer skip it on the device (``skip_step_if``) and ``training_step`` raises after it."""
         child_optimizer, _ = cast(list[LightningOptimizer], self.optimizers())
         x, y = batch
-        with torch.no_grad():
-            arch = self.sample_shared().arch
         logits = self.child(x, arch)
         loss = F.cross_entropy(logits, y)
-        check_finite(self, "child training", {"train/loss": loss})
+        skip_step_if(child_optimizer, nonfinite_on_any_rank(self, loss))
         child_optimizer.zero_grad()
         self.manual_backward(loss)
         if self.hp.grad_clip:
@@ -217,10 +229,7 @@ class ENAS(pl.LightningModule):
         child_optimizer.step()
         self.log("train/loss", loss, on_step=False, on_epoch=True, prog_bar=True)
         self.log("train/top1", (logits.argmax(1) == y).float().mean(), on_step=False, on_epoch=True, prog_bar=True)
-        if batch_idx + 1 == self.trainer.num_training_batches:
-            cast(torch.optim.lr_scheduler.LRScheduler, self.lr_schedulers()).step()
-            self.controller_phase()
-        return loss
+        return loss.detach()
 
     # --- controller --------------------------------------------------------------------------------------------
 
@@ -344,8 +353,7 @@ class ENAS(pl.LightningModule):
 
     def configure_optimizers(self) -> Any:
         hp = self.hp
-        child = torch.optim.SGD(self.child.parameters(), lr=hp.lr, momentum=hp.momentum, nesterov=True,
-                                weight_decay=hp.weight_decay)
+        child = fused_sgd(self.child.parameters(), hp.lr, hp.momentum, hp.weight_decay, nesterov=True)
         # The authors' Adam: beta1 = 0, epsilon = 1e-3.
         controller = torch.optim.Adam(self.controller.parameters(), lr=hp.controller_lr, betas=(0.0, 0.999), eps=1e-3)
         schedule = torch.optim.lr_scheduler.CosineAnnealingWarmRestarts(child, T_0=hp.T_0, T_mult=hp.T_mult,

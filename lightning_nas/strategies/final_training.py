@@ -17,6 +17,7 @@ import lightning.pytorch as pl
 import timm
 import torch
 import torch.nn.functional as F
+from lightning.pytorch.core.optimizer import LightningOptimizer
 from lightning.pytorch.utilities.types import OptimizerLRSchedulerConfig
 from torch import nn
 from torch.optim.lr_scheduler import CosineAnnealingLR, ExponentialLR, LRScheduler
@@ -28,17 +29,28 @@ from lightning_nas.callbacks import EpochSeeding
 from lightning_nas.errors import check
 from lightning_nas.genotypes import Genotype, resolve_genotype
 from lightning_nas.networks import StackedCellNetwork
-from lightning_nas.strategies.finite import check_finite, module_state
+from lightning_nas.strategies.cuda_graph import fused_sgd
+from lightning_nas.strategies.finite import check_finite, module_state, nonfinite_on_any_rank, skip_step_if
 
 EVAL_STAGES = ("val", "test")
 
 
-def accuracy_metrics(num_classes: int, prefix: str) -> MetricCollection:
+def top_ks(num_classes: int) -> tuple[int, ...]:
     """Top-1 accuracy, and top-5 when there are more than 5 classes."""
-    metrics: dict[str, Metric | MetricCollection] = {"top1": MulticlassAccuracy(num_classes, top_k=1, average="micro")}
-    if num_classes > 5:
-        metrics["top5"] = MulticlassAccuracy(num_classes, top_k=5, average="micro")
+    return (1, 5) if num_classes > 5 else (1,)
+
+
+def accuracy_metrics(num_classes: int, prefix: str) -> MetricCollection:
+    metrics: dict[str, Metric | MetricCollection] = {
+        f"top{k}": MulticlassAccuracy(num_classes, top_k=k, average="micro") for k in top_ks(num_classes)
+    }
     return MetricCollection(metrics, prefix=prefix)
+
+
+def top_k_accuracy(logits: torch.Tensor, y: torch.Tensor, k: int) -> torch.Tensor:
+    """The fraction of the batch whose label is among the ``k`` highest logits, computed on the device (torchmetrics'
+    input checks and one-hot encoding read values on the host)."""
+    return (logits.topk(k, dim=1).indices == y[:, None]).any(dim=1).float().mean()
 
 
 class FinalTraining(pl.LightningModule):
@@ -83,11 +95,12 @@ class FinalTraining(pl.LightningModule):
             in_chans=in_chans,
             auxiliary=auxiliary_weight > 0,
         ))
-        self.train_accuracy = accuracy_metrics(num_classes, "train/")
         self.eval_accuracy = nn.ModuleDict({stage: accuracy_metrics(num_classes, f"{stage}/") for stage in EVAL_STAGES})
         self.eval_loss = nn.ModuleDict({stage: MeanMetric() for stage in EVAL_STAGES})
         self.data_config: dict[str, tuple[Any, ...]] | None = None
         """Input size, mean and std of the data module the network was trained on; kept in the checkpoint."""
+        self._train_loss = torch.zeros(())
+        """The last training step's loss, checked after its optimizer step."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.network(x)
@@ -145,13 +158,23 @@ class FinalTraining(pl.LightningModule):
         self.network.set_drop_path_rate(self.hparams["drop_path_prob"] * self.current_epoch / max_epochs)
 
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        """Reads nothing on the host: a non-finite loss makes the fused optimizer skip the update on the device, and
+        ``optimizer_step`` raises after it."""
         x, y = batch
         loss, logits = self.loss(x, y)
-        check_finite(self, "training", {"train/loss": loss})
-        self.train_accuracy(logits, y)
+        skip_step_if(cast(LightningOptimizer, self.optimizers()), nonfinite_on_any_rank(self, loss))
+        self._train_loss = loss.detach()
         self.log("train/loss", loss, prog_bar=True, batch_size=len(y))
-        self.log_dict(self.train_accuracy, on_step=False, on_epoch=True, batch_size=len(y))
+        for k in top_ks(self.hparams["num_classes"]):
+            self.log(f"train/top{k}", top_k_accuracy(logits, y, k), on_step=False, on_epoch=True, sync_dist=True,
+                     batch_size=len(y))
         return loss
+
+    def optimizer_step(self, *args: Any, **kwargs: Any) -> None:
+        """The step (training_step, backward, clipping, update), then the check of its loss: a non-finite one stops
+        the run here, before any callback or checkpoint sees the step it skipped."""
+        super().optimizer_step(*args, **kwargs)
+        check_finite(self, "training", {"train/loss": self._train_loss})
 
     def _evaluate(self, batch: tuple[torch.Tensor, torch.Tensor], stage: str) -> None:
         """Plain cross entropy and accuracy, accumulated as metrics so that DDP ranks reduce them exactly."""
@@ -187,10 +210,8 @@ class FinalTraining(pl.LightningModule):
 
     def configure_optimizers(self) -> OptimizerLRSchedulerConfig:
         hp = self.hparams
-        optimizer = torch.optim.SGD(
-            self.parameters(), lr=hp["lr"], momentum=hp["momentum"], weight_decay=hp["weight_decay"],
-            nesterov=hp["nesterov"],
-        )
+        lr = torch.tensor(hp["lr"], device=self.device)  # a tensor the schedule writes into, for CUDA graphs
+        optimizer = fused_sgd(self.parameters(), lr, hp["momentum"], hp["weight_decay"], hp["nesterov"])
         scheduler: LRScheduler
         if hp["scheduler"] == "cosine":
             scheduler = CosineAnnealingLR(optimizer, self.trainer.max_epochs or 1, hp["eta_min"])

@@ -48,7 +48,7 @@ class Record(pl.Callback):
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
         if batch_idx == 0:
             self.drop_path.append({cell.drop_path.drop_prob for cell in pl_module.network.cells})
-            self.lr.append(trainer.optimizers[0].param_groups[0]["lr"])
+            self.lr.append(float(trainer.optimizers[0].param_groups[0]["lr"]))  # a tensor the schedule writes into
 
 
 def test_auxiliary_weight_adds_weighted_auxiliary_loss() -> None:

@@ -84,3 +84,33 @@ def test_enas_stops_before_the_step_and_keeps_genotype_history_and_checkpoint(tm
     assert [row["epoch"] for row in history] == [0]
     assert torch.load(tmp_path / "ckpt" / "last.ckpt", weights_only=False)["epoch"] == 0
     assert all((tmp_path / "ckpt" / name).stat().st_size > 0 for name in files)
+
+
+class NaNImages(pl.Callback):
+    """Fill the images of batch ``step`` with NaN and keep the module's state as it was just before."""
+
+    def __init__(self, step: int) -> None:
+        self.step, self.before = step, {}
+
+    def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch, batch_idx: int) -> None:
+        if trainer.global_step == self.step:
+            batch[0].fill_(float("nan"))
+            self.before = {name: value.clone() for name, value in pl_module.state_dict().items()}
+
+
+def test_a_nan_loss_skips_its_step_and_stops_before_a_checkpoint_every_step_sees_it(tmp_path: Path) -> None:
+    """The step reads nothing on the host: the fused optimizer skips the update, the loss is checked right after it,
+    before ModelCheckpoint's every-step save."""
+    model = FinalTraining(C=4, layers=3, num_classes=10, in_chans=1, drop_path_prob=0.0)
+    nan = NaNImages(step=3)
+    every_step = pl.callbacks.ModelCheckpoint(dirpath=tmp_path / "steps", every_n_train_steps=1, save_last=True)
+    trainer = pl.Trainer(max_epochs=3, accelerator="cpu", devices=1, limit_train_batches=2, limit_val_batches=0,
+                         logger=False, enable_progress_bar=False, enable_model_summary=False, default_root_dir=tmp_path,
+                         callbacks=[every_step, nan])
+    with pytest.raises(FloatingPointError, match=r"^train/loss is nan in epoch 1, step 3 \(training\)"):
+        trainer.fit(model, DigitsDataModule(batch_size=16))
+    # the parameters as before the step (the BN statistics saw the NaN batch, as before this check moved)
+    assert all(torch.equal(value, nan.before[name]) for name, value in model.named_parameters())
+    last = torch.load(tmp_path / "steps" / "last.ckpt", weights_only=True)
+    assert last["global_step"] == 3
+    assert all(torch.isfinite(value).all() for value in last["state_dict"].values() if value.is_floating_point())
