@@ -36,7 +36,7 @@ from lightning_nas.plots import found_vs_random_png
 from lightning_nas.quality.predictor_eval import PredictorEval, PredictorEvaluation, format_predictor_table
 from lightning_nas.quality.searches import STRATEGIES, run_search, search_signal
 from lightning_nas.quality.target_noise import TargetNoise, TargetNoiseMeasurement, format_noise_table
-from lightning_nas.strategies.candidates import CandidatePool
+from lightning_nas.strategies.candidates import CandidatePool, code_key
 from lightning_nas.spaces import SPACES, Architecture, create_space, space_options
 from lightning_nas.strategies.blackbox_search import sample_architectures
 
@@ -126,6 +126,10 @@ class QualityReport:
         expected = STRATEGIES[strategy].space or space.name
         check(space.name == expected, f"the {strategy} strategy searches the {expected} space, but the config's space "
                                       f"is {space.name!r}: set space.name to {expected!r}")
+        differentiable = sorted(name for name, cls in SPACES.items() if cls.differentiable)
+        check(STRATEGIES[strategy].space is not None or not STRATEGIES[strategy].lightning or space.name in differentiable,
+              f"the {strategy} strategy searches a differentiable supernet and the {space.name} space has none: set "
+              f"space.name to {' or '.join(differentiable)} (the space its search config's model.space names)")
         check(Path(search_config).is_file(), f"search_config {search_config!r} does not exist: give the search "
                                              f"recipe's YAML config")
         check(data.mode == "eval", "retraining needs the data module in mode=eval (val_split 0 scores on the test set)")
@@ -173,8 +177,10 @@ class QualityReport:
         return self.output_dir / "searches" / f"seed{seed}"
 
     def retrained(self, architectures: dict[str, Architecture]) -> dict[str, float]:
-        """Each architecture's accuracy after the retraining budget, averaged over the training seeds."""
-        jobs = {f"{key}/seed{seed}": (key, seed) for key in architectures for seed in range(self.budget.seeds)}
+        """Each architecture's accuracy after the retraining budget, averaged over the training seeds, all trained
+        under this process's ``code_key``: results of other code in a shared retrain file are not reused."""
+        code = code_key()
+        jobs = {f"{key}/seed{seed}/{code}": (key, seed) for key in architectures for seed in range(self.budget.seeds)}
         results = self.pool.train_all(
             "retrain", list(jobs),
             lambda job: self.pool.train(job, architectures[jobs[job][0]], seed=jobs[job][1])[1],
@@ -221,7 +227,7 @@ class QualityReport:
                        "genotype": json.loads(self.search_space.to_json(found[seed][0])),
                        "signal": search_signal(self.strategy, self.search_folder(seed))} for seed in self.seeds],
             "random": [{"key": key, "accuracy": accuracy[key]} for key in random],
-            "retrain_seconds": sum(r["seconds"] for r in self.pool.finished().values()),
+            "retrain_seconds": sum(r["seconds"] for r in self.pool.finished().values()), "code_key": code_key(),
         }
         write_atomic(self.output_dir / "report.json", json.dumps(report, indent=1))
         title = f"{self.strategy} on {report['data']}"

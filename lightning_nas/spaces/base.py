@@ -34,6 +34,9 @@ class SearchSpace:
 
     name: ClassVar[str]
     architecture_type: ClassVar[type]
+    differentiable: ClassVar[bool] = False
+    """Whether ``supernet`` is DARTS-style (a mixed op on every edge, weighted by α), which DARTS and GDAS search;
+    ENAS's shared-weight children are supernets too, searched by sampling."""
     _network: tuple[int, int, int, int]
     _params: dict[str, int]
 

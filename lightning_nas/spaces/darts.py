@@ -475,6 +475,7 @@ class DARTSSpace(GenotypeSpace):
     than ``none`` on each, as ``derive_cell`` keeps; the supernet is ``SearchNetwork``."""
 
     name = "darts"
+    differentiable = True
 
     def __init__(self, nodes: int = 4, ops: Sequence[str] = DARTS_PRIMITIVES) -> None:
         if nodes < 1:

@@ -176,6 +176,7 @@ class NB201Space(SearchSpace):
     train in the benchmark's network (``networks.nb201``); the supernet is ``NB201SearchNetwork``."""
 
     name = "nb201"
+    differentiable = True
     architecture_type = NB201Architecture
 
     def __init__(self, ops: Sequence[str] = NB201_OPS) -> None:

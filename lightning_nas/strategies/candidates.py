@@ -103,6 +103,27 @@ class CandidateModule(pl.LightningModule):
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": self.lr_interval}}
 
 
+NUMERIC_CODE = ("ops", "cells", "spaces", "networks", "genotypes", "data", "strategies/candidates.py")
+"""The package's code that computes a candidate's accuracy, besides its architecture and budget."""
+
+
+PACKAGE = Path(__file__).resolve().parents[1]
+
+
+def code_key(package: Path = PACKAGE) -> str:
+    """What changes a retrained accuracy besides the architecture, budget and seed: the source of the code that builds,
+    feeds and trains a candidate (``NUMERIC_CODE``), torch's version and this process's torch thread count. A cell
+    retrained under another key may differ by about the found-vs-random margin (SEARCH_QUALITY.md), so one verdict
+    compares only results of one key."""
+    digest = hashlib.sha1()
+    for part in NUMERIC_CODE:
+        files = sorted((package / part).rglob("*.py")) if (package / part).is_dir() else [package / part]
+        for file in files:
+            digest.update(file.relative_to(package).as_posix().encode() + b"\0" + file.read_bytes())
+    digest.update(f"torch {torch.__version__}, {torch.get_num_threads()} threads".encode())
+    return digest.hexdigest()[:12]
+
+
 def candidate_seed(seed: int, key: str) -> int:
     """The training seed of one candidate: a function of the run's seed and the candidate alone, so a candidate
     trains the same whichever rank, order or restart trains it."""

@@ -151,6 +151,8 @@ class DARTS(pl.LightningModule):
         self.save_hyperparameters()
         self.automatic_optimization = False
         search_space = create_space(space, **space_options(nodes, primitives))
+        check(search_space.differentiable, f"DARTS searches a differentiable supernet, which the {space} space has not: "
+                                           f"use --model.space darts or nb201, or a black-box strategy")
         self.network = search_space.supernet(
             num_classes, in_chans, C=C, layers=layers, stem_multiplier=stem_multiplier,
             partial_channels=partial_channels, checkpoint_cells=checkpoint_cells, recompute_ops=recompute_ops,

@@ -69,6 +69,8 @@ def test_report_searches_retrains_found_and_random_alike_and_resumes(tmp_path: P
     table = capsys.readouterr().out
     assert "random median [q1,q3]" in table and "found, seed 2" in table
 
+    assert {r["key"].split("/")[2] for r in records} == {report["code_key"]}  # one code version per verdict
+
     # a killed report restarts without redoing finished runs: here nothing is left to do
     stamps = {path: path.stat().st_mtime_ns for path in [out / "retrain.jsonl", *(out / "found").iterdir()]}
     (out / "searches" / "seed1" / "results.jsonl").unlink()  # a search that must not run again
@@ -95,7 +97,8 @@ def test_report_searches_retrains_found_and_random_alike_and_resumes(tmp_path: P
     "override, message",
     [
         (["--strategy", "bogus"], "unknown strategy 'bogus'; use one of darts, enas, pnas, random"),
-        (["--strategy", "darts", "--space.name", "pnas"], "the darts strategy searches the darts space"),
+        (["--strategy", "darts", "--space.name", "pnas"], "the darts strategy searches a differentiable supernet and the "
+                                                          "pnas space has none: set space.name to darts or nb201"),
         (["--seeds", "0"], "seeds=0: the report needs at least 1 search seed"),
         (["--parallel", "0"], "parallel=0: at least 1 search runs at a time"),
         (["--search_config", "missing.yaml"], "search_config 'missing.yaml' does not exist"),

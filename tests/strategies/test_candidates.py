@@ -141,3 +141,26 @@ def test_a_key_added_to_the_fingerprint_later_reads_as_the_value_older_files_wer
         results.bind({"epochs": 3, "schedule": "step"}, added={"schedule": "epoch"})
     with pytest.raises(ConfigError, match=r"\(schedule None -> 'epoch'\)"):  # unannounced, it is a change
         results.bind({"epochs": 3, "schedule": "epoch"})
+
+
+def test_code_key_changes_with_the_code_and_threads_that_change_the_numbers(tmp_path) -> None:
+    import shutil
+
+    import torch
+
+    from lightning_nas.strategies.candidates import NUMERIC_CODE, PACKAGE, code_key
+
+    key = code_key()
+    copy = tmp_path / "lightning_nas"
+    for part in NUMERIC_CODE:
+        (copy / part).parent.mkdir(parents=True, exist_ok=True)
+        (shutil.copytree if (PACKAGE / part).is_dir() else shutil.copy)(PACKAGE / part, copy / part)
+    assert code_key(copy) == key  # the same code elsewhere: the same key
+    (copy / "ops" / "primitives.py").write_text((copy / "ops" / "primitives.py").read_text() + "\n# changed\n")
+    assert code_key(copy) != key
+    threads = torch.get_num_threads()
+    torch.set_num_threads(threads + 1)
+    try:
+        assert code_key() != key
+    finally:
+        torch.set_num_threads(threads)

@@ -275,3 +275,8 @@ def test_decoupled_arch_decay_forgets_in_the_stated_number_of_steps(tmp_path):
             alpha.grad = torch.zeros_like(alpha)
             optimizer.step()
         assert torch.allclose(alpha, torch.full_like(alpha, (1 - 1 / 50) ** 50), rtol=1e-5)
+
+
+def test_a_space_without_a_differentiable_supernet_is_refused():
+    with pytest.raises(ConfigError, match="DARTS searches a differentiable supernet, which the pnas space has not"):
+        DARTS(space="pnas")
