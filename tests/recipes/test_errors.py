@@ -54,13 +54,18 @@ def train_args(root: Path, *extra: str) -> list[str]:
         (["--trainer.max_epochs", "x"], "--trainer.max_epochs must be an int or null, got 'x'"),
         (["--model.nosuch", "1"],
          "unknown option --model.nosuch; `python -m lightning_nas.recipes.train fit --help` lists the options"),
-        (["--data", "NoSuchDataModule"], "--data: no class named 'NoSuchDataModule'; known: CIFAR10DataModule, "
-                                         "DigitsDataModule, FashionMNISTDataModule, ImageNetDataModule"),
     ],
 )
 def test_train_arguments_fail_before_any_work(tmp_path: Path, extra: list[str], message: str) -> None:
     assert exit_line(train.main, train_args(tmp_path, *extra)) == f"error: {message}"
     assert not any(tmp_path.iterdir())  # no run folder: nothing started
+
+
+def test_an_unknown_data_module_lists_the_known_ones(tmp_path: Path) -> None:
+    message = exit_line(train.main, train_args(tmp_path, "--data", "NoSuchDataModule"))
+    known = message.removeprefix("error: --data: no class named 'NoSuchDataModule'; known: ").split(", ")
+    assert {"CIFAR10DataModule", "DigitsDataModule", "FashionMNISTDataModule", "ImageNetDataModule"} <= set(known)
+    assert not any(tmp_path.iterdir())
 
 
 @pytest.mark.parametrize(
