@@ -1,4 +1,4 @@
-"""What lets one CUDA graph replay a training step.
+"""What lets one CUDA graph replay a training step, and the replay (``GraphedStep``).
 
 A captured step reads no value on the host (``finite`` checks it after the step) and finds everything it reads at
 the same address on every replay: learning rates are tensors that the schedules write into in place, the optimizers
@@ -9,7 +9,7 @@ place.
 
 from __future__ import annotations
 
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 import torch
 
@@ -43,3 +43,51 @@ def _make_momentum_buffers(optimizer: torch.optim.Optimizer) -> None:
 def adam_options(device: torch.device) -> dict[str, Any]:
     """Adam/AdamW options for a step that may be skipped on the device (fused) and captured (capturable on CUDA)."""
     return {"fused": True, "capturable": device.type == "cuda"}
+
+
+class GraphedStep:
+    """A training step replayed as one CUDA graph: the first ``warmup`` calls run eagerly on a side stream (cuDNN
+    picks its kernels, the optimizers make their state), the next is captured (``torch.cuda.graph``) and run, and
+    every later call copies its inputs into the static ones the graph reads and replays it, launching the step's
+    thousands of small kernels at once.
+
+    ``step`` takes and returns tensors, reads nothing on the host, and takes the same Python branches on every call
+    (a step of another kind needs a ``GraphedStep`` of its own); its outputs are overwritten by the next replay, and
+    its Python (hooks, bookkeeping) runs at capture only. A call whose inputs differ in shape runs eagerly."""
+
+    def __init__(self, step: Callable[..., Any], warmup: int = 3) -> None:
+        self.step, self.warmup = step, warmup
+        self.eager_calls = 0
+        self.graph: torch.cuda.CUDAGraph | None = None
+        self.inputs: list[torch.Tensor] = []
+        self.outputs: Any = None
+        self.replayed = False
+        """Whether the last call replayed the graph without running the step's Python."""
+
+    def __call__(self, *inputs: torch.Tensor) -> Any:
+        self.replayed = False
+        if self.graph is None and self.eager_calls < self.warmup:
+            self.eager_calls += 1
+            return self._on_side_stream(inputs)
+        if self.graph is None:
+            self.inputs = [x.clone() for x in inputs]
+            self.graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(self.graph):
+                self.outputs = self.step(*self.inputs)
+        elif [x.shape for x in inputs] != [x.shape for x in self.inputs]:
+            return self.step(*inputs)
+        else:
+            for static, x in zip(self.inputs, inputs):
+                static.copy_(x)
+            self.replayed = True
+        self.graph.replay()
+        return self.outputs
+
+    def _on_side_stream(self, inputs: tuple[torch.Tensor, ...]) -> Any:
+        """Warm-up runs off the default stream, as capture requires of the work before it."""
+        side = torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side):
+            outputs = self.step(*inputs)
+        torch.cuda.current_stream().wait_stream(side)
+        return outputs

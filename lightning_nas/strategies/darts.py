@@ -25,7 +25,7 @@ from lightning_nas.files import absolute, join
 from lightning_nas.genotypes import Genotype
 from lightning_nas.run_folder import run_directory
 from lightning_nas.spaces import Architecture, create_space, space_options
-from lightning_nas.strategies.cuda_graph import adam_options, fused_sgd
+from lightning_nas.strategies.cuda_graph import GraphedStep, adam_options, fused_sgd
 from lightning_nas.strategies.darts_architect import Batch, VirtualStep, unrolled_arch_gradient
 from lightning_nas.strategies.finite import nonfinite_on_any_rank, skip_step_if
 
@@ -64,6 +64,7 @@ class DARTSHyperparameters(Protocol):
     genotype_filename: str
     train_config: str
     space: str
+    cuda_graph: bool
 
 
 class DARTS(pl.LightningModule):
@@ -111,6 +112,7 @@ class DARTS(pl.LightningModule):
         sampler: Sampler = "softmax",
         tau_max: PositiveFloat = 10.0,
         tau_min: PositiveFloat = 0.1,
+        cuda_graph: bool = False,
     ) -> None:
         """``virtual_step``: the second-order virtual weight step (see ``darts_architect``). "official" (default) is
         the step the weight optimizer takes next, momentum and weight decay included, as in the code behind the
@@ -140,7 +142,12 @@ class DARTS(pl.LightningModule):
         ``sampler``: "softmax" weighs every op by softmax(α) (DARTS); "gumbel" is GDAS (Dong & Yang, CVPR 2019): each
         forward pass draws one op per edge (Gumbel-max, a hard one-hot sample with the Gumbel softmax's straight-through
         gradient) and computes only it, with the temperature annealed linearly from ``tau_max`` to ``tau_min`` over the
-        epochs (GDAS: 10 to 0.1)."""
+        epochs (GDAS: 10 to 0.1).
+
+        ``cuda_graph``: replay each search step as one CUDA graph (``cuda_graph.GraphedStep``: 3 eager warm-up steps,
+        then one capture per step kind), so its thousands of small kernels launch at once; on one CUDA device, with
+        the softmax sampler (GDAS draws its ops on the host) and no ``checkpoint_cells`` (its RNG stash cannot be
+        captured). Callbacks' backward and optimizer-step hooks then run at capture only."""
         super().__init__()
         check(layers >= 3, f"DARTS needs layers >= 3, got layers={layers}: the cells 1/3 and 2/3 deep are reduction "
                            "cells, so fewer leave no normal cell to search; set --model.layers 3 or more")
@@ -148,6 +155,8 @@ class DARTS(pl.LightningModule):
         check(sampler in ("softmax", "gumbel"), f"sampler must be softmax (DARTS) or gumbel (GDAS), got {sampler!r}")
         check(sampler == "softmax" or (not unrolled and partial_channels == 1),
               "GDAS (sampler gumbel) is first order on whole channels: drop --model.unrolled and partial_channels")
+        check(not cuda_graph or (sampler == "softmax" and checkpoint_cells == 0),
+              "cuda_graph replays a step whose ops are fixed: drop --model.sampler gumbel and checkpoint_cells")
         self.save_hyperparameters()
         self.automatic_optimization = False
         search_space = create_space(space, **space_options(nodes, primitives))
@@ -162,6 +171,8 @@ class DARTS(pl.LightningModule):
         self.val_top1 = MulticlassAccuracy(num_classes, top_k=1, average="micro")
         self.val_loss = MeanMetric()
         self.start_entropy: dict[str, float] | None = None
+        self._graphs: dict[bool, GraphedStep] = {}
+        """With ``cuda_graph``: the search step's graph with (True) and without (False) the α step."""
         self._last_derived = ""
         """The text form of the architecture derived at the last epoch end (or the start of fit)."""
         self.genotype()  # a max_skip_connect the primitives cannot meet fails here, not after the first epoch
@@ -200,7 +211,9 @@ class DARTS(pl.LightningModule):
         if not isinstance(batch, dict) or set(batch) != {"weights", "arch"}:
             raise ConfigError("DARTS takes search-mode batches {'weights': (x, y), 'arch': (x, y)}; set data.mode=search")
         # α step on the architecture batch once the warm-up epochs have trained w, then the w step on the weight batch
-        loss, found_inf = self.search_step(batch, arch_step=self.current_epoch >= self.hp.arch_warmup_epochs)
+        arch_step = self.current_epoch >= self.hp.arch_warmup_epochs
+        step = self._graphed_search_step if self.hp.cuda_graph else self.search_step
+        loss, found_inf = step(batch, arch_step)
         self._stop_if_not_finite(found_inf, batch_idx)
         self.log("train/loss", loss, prog_bar=True)
         # per step, so callbacks see this epoch's last value at its end (epoch-end logs of the module come after them)
@@ -249,6 +262,22 @@ class DARTS(pl.LightningModule):
         arch_optimizer.step()
         return found
 
+    def _graphed_search_step(self, batch: dict[str, Batch], arch_step: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        """``search_step`` replayed as a CUDA graph. A replay runs none of Lightning's Python, so the optimizer steps
+        it took are counted here as the manual-optimization loop counts them (the trainer's global step)."""
+        if arch_step not in self._graphs:
+            self._graphs[arch_step] = GraphedStep(
+                lambda xw, yw, xa, ya: self.search_step({"weights": (xw, yw), "arch": (xa, ya)}, arch_step)
+            )
+        graph = self._graphs[arch_step]
+        outputs = graph(*batch["weights"], *batch["arch"])
+        if graph.replayed:
+            optimizers = cast(list[LightningOptimizer], self.optimizers())
+            for optimizer in optimizers if arch_step else optimizers[:1]:
+                optimizer._on_before_step()
+                optimizer._on_after_step()
+        return outputs
+
     def _stop_if_not_finite(self, found_inf: torch.Tensor, batch_idx: int) -> None:
         """Raise a FloatingPointError after a step whose α or w step met a NaN or infinite loss or gradient on any
         rank (``search_step``'s flags, read here once): that step changed no parameter, so no checkpoint or genotype
@@ -278,6 +307,9 @@ class DARTS(pl.LightningModule):
             torch.set_num_threads(self.hp.num_threads)
 
     def on_fit_start(self) -> None:
+        check(not self.hp.cuda_graph or (self.device.type == "cuda" and self.trainer.world_size == 1),
+              f"cuda_graph replays the search step on one CUDA device, not on {self.trainer.world_size} x "
+              f"{self.device.type}: drop --model.cuda_graph or run on one GPU")
         self._anneal_tau()
 
     def on_train_epoch_start(self) -> None:

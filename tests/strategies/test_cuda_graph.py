@@ -1,12 +1,20 @@
 """What a CUDA graph needs of a step: fused optimizers that skip a non-finite step on the device and take a first
-gradient late, tensor learning rates that the schedules write into."""
+gradient late, tensor learning rates that the schedules write into; DARTS's search step replayed as a CUDA graph
+(``-m gpu``, skipped without CUDA)."""
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
+import lightning.pytorch as pl
 import pytest
 import torch
 
+from lightning_nas.data import DigitsDataModule
+from lightning_nas.errors import ConfigError
 from lightning_nas.strategies.cuda_graph import adam_options, fused_sgd
+from lightning_nas.strategies.darts import DARTS
 from lightning_nas.strategies.finite import nonfinite, skip_step_if
 
 
@@ -63,3 +71,57 @@ def test_schedules_write_into_a_tensor_learning_rate() -> None:
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, 4, eta_min=0.001)
     schedule.step()
     assert optimizer.param_groups[0]["lr"] is lr and lr.item() == pytest.approx(0.0855017856687341)
+
+
+def darts(**kwargs: Any) -> DARTS:
+    return DARTS(num_classes=10, in_chans=1, C=4, layers=3, nodes=2, **kwargs)
+
+
+def search(tmp_path: Path, module: DARTS, accelerator: str, **kwargs: Any) -> pl.Trainer:
+    torch.manual_seed(0)
+    trainer = pl.Trainer(accelerator=accelerator, devices=1, max_epochs=2, limit_train_batches=6, limit_val_batches=0,
+                         logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                         enable_model_summary=False, default_root_dir=tmp_path, **kwargs)
+    trainer.fit(module, DigitsDataModule(mode="search", batch_size=16))
+    return trainer
+
+
+def test_cuda_graph_is_refused_on_the_cpu_and_for_gdas_in_one_line(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"^cuda_graph replays the search step on one CUDA device, not on 1 x cpu: "
+                                          r"drop --model.cuda_graph or run on one GPU$"):
+        search(tmp_path, darts(cuda_graph=True), "cpu")
+    with pytest.raises(ConfigError, match=r"^cuda_graph replays a step whose ops are fixed: drop --model.sampler"):
+        darts(cuda_graph=True, sampler="gumbel")
+
+
+class NaNAt(pl.Callback):
+    """NaN images in the weight batch at (epoch, step), a replayed step; keeps the parameters as they were before."""
+
+    def __init__(self, epoch: int, step: int) -> None:
+        self.epoch, self.step, self.before = epoch, step, {}
+
+    def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch, batch_idx: int) -> None:
+        if (trainer.current_epoch, batch_idx) == (self.epoch, self.step):
+            batch["weights"][0].fill_(float("nan"))
+            self.before = {n: p.detach().clone() for n, p in pl_module.named_parameters()}
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("unrolled", [False, True], ids=["first order", "second order"])
+def test_replayed_search_steps_match_eager_ones(tmp_path: Path, unrolled: bool) -> None:
+    """An epoch of w steps only, then one with α steps: each graph warms up 3 steps, captures 1 and replays 2."""
+    eager, graphed = (darts(unrolled=unrolled, arch_warmup_epochs=1, cuda_graph=g) for g in (False, True))
+    graphed.load_state_dict(eager.state_dict())
+    eager_trainer = search(tmp_path / "eager", eager, "gpu")
+    graphed_trainer = search(tmp_path / "graphed", graphed, "gpu")
+    assert graphed._graphs[False].replayed and graphed._graphs[True].replayed
+    assert graphed_trainer.global_step == eager_trainer.global_step == 6 + 2 * 6
+    for (name, expected), actual in zip(eager.named_parameters(), graphed.parameters()):
+        torch.testing.assert_close(actual, expected, rtol=1e-3, atol=1e-4, msg=name)
+    for name in ("alpha_normal", "alpha_reduce"):
+        assert not torch.equal(getattr(graphed.network, name), getattr(darts().network, name))  # α learned
+
+    nan = NaNAt(epoch=1, step=5)
+    with pytest.raises(FloatingPointError, match="in the w step of epoch 1, step 5; stopped before updating"):
+        search(tmp_path / "nan", darts(arch_warmup_epochs=1, cuda_graph=True), "gpu", callbacks=[nan])
