@@ -14,7 +14,7 @@ import warnings
 from argparse import ArgumentError
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator, cast
+from typing import Any, Iterable, Iterator, cast
 
 import fsspec
 import yaml
@@ -173,9 +173,10 @@ def readable_type(name: str) -> str:
     return name
 
 
-def command_line(program_name: str, args: list[str]) -> str:
-    """The program and its subcommand, if ``args`` start with one: what ``--help`` follows in an error's hint."""
-    return f"{program_name} {args[0]}" if args and not args[0].startswith("-") else program_name
+def command_line(program_name: str, args: list[str], subcommands: Iterable[str]) -> str:
+    """The program and its subcommand, if ``args`` start with one of ``subcommands``: what ``--help`` follows in an
+    error's hint."""
+    return f"{program_name} {args[0]}" if args and args[0] in subcommands else program_name
 
 
 @contextmanager
@@ -217,6 +218,12 @@ STEPS = {"fit": "training_step", "validate": "validation_step", "test": "test_st
 """The LightningModule step each Trainer subcommand runs."""
 
 
+def offered_subcommands(model_class: type[pl.LightningModule]) -> dict[str, set[str]]:
+    """The Trainer subcommands (and the arguments Lightning fills in) whose step ``model_class`` implements."""
+    return {name: arguments for name, arguments in LightningCLI.subcommands().items()
+            if getattr(model_class, STEPS[name]) is not getattr(pl.LightningModule, STEPS[name])}
+
+
 def last_checkpoint(root: str | os.PathLike[str]) -> str | None:
     """The most recently written ``last.ckpt`` under ``root`` (a path or URL): the end of the last run there."""
     filesystem, path = fsspec.core.url_to_fs(str(root))
@@ -247,8 +254,7 @@ class NASCLI(LightningCLI):
         return super().init_parser(**{"exit_on_error": False, "prog": program(self.strategy), **kwargs})
 
     def subcommands(self) -> dict[str, set[str]]:  # type: ignore[override]
-        return {name: arguments for name, arguments in LightningCLI.subcommands().items()
-                if getattr(self._model_class, STEPS[name]) is not getattr(pl.LightningModule, STEPS[name])}
+        return offered_subcommands(self.strategy)
 
     def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
         """``args`` are always the command line, with shipped config names resolved (``run_recipe``), so Lightning's
@@ -411,7 +417,7 @@ def run_recipe(model_class: type[pl.LightningModule], args: list[str] | None = N
         if option in ("--optimizer", "--lr_scheduler"):
             raise ConfigError(f"{option} is not supported: {model_class.__name__} configures its own optimizer and "
                               f"schedule; set them with its --model.* options (see --help)")
-    with parser_errors_in_one_line(command_line(program(model_class), args)):
+    with parser_errors_in_one_line(command_line(program(model_class), args, offered_subcommands(model_class))):
         return cli_class(
             model_class,
             NASDataModule,

@@ -37,7 +37,7 @@ def build_driver(driver: type, description: str, args: list[str], subcommand: st
         root = ArgumentParser(description=description, exit_on_error=False, prog=program(driver))
         root.add_subcommands().add_subcommand(subcommand, parser, help=f"run or resume: {description}")
         parser = root
-    with parser_errors_in_one_line(command_line(program(driver), args)):
+    with parser_errors_in_one_line(command_line(program(driver), args, [subcommand] if subcommand else [])):
         config = parser.parse_args(shipped_configs(args))
         arguments = parser.instantiate(config)
     arguments = arguments[subcommand] if subcommand is not None else arguments

@@ -171,7 +171,10 @@ def test_enas_arguments_fail_while_parsing(tmp_path: Path) -> None:
 def test_a_subcommand_the_strategy_lacks_is_named_with_the_ones_it_has(tmp_path: Path) -> None:
     assert exit_line(darts.main, ["test", "--config", "darts_digits"]) == (
         "error: argument subcommand: invalid choice: 'test' (choose from 'fit', 'validate'); "
-        "`python -m lightning_nas.recipes.darts test --help` lists the options")
+        "`python -m lightning_nas.recipes.darts --help` lists the options")
+    assert exit_line(darts.main, ["fitt", "--config", "darts_digits"]) == (
+        "error: argument subcommand: invalid choice: 'fitt' (choose from 'fit', 'validate'); "
+        "`python -m lightning_nas.recipes.darts --help` lists the options")
 
 
 @pytest.mark.parametrize(
