@@ -68,10 +68,15 @@ def quiet_third_party_notices() -> None:
     warnings.filterwarnings("ignore", r"Checkpoint directory .* exists and is not empty")
 
 
+def disk_full(error: BaseException) -> bool:
+    """Whether ``error`` is a write that found its filesystem (or the user's quota) full."""
+    return isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT)
+
+
 def user_error(error: BaseException) -> BaseException | None:
     """The user error ``error`` is or wraps (jsonargparse wraps what a class raises while it is built), if any."""
     cause: BaseException | None = error
-    while cause is not None and not isinstance(cause, USER_ERRORS):
+    while cause is not None and not (isinstance(cause, USER_ERRORS) or disk_full(cause)):
         cause = cause.__cause__
     return cause
 
@@ -85,6 +90,9 @@ def one_line_errors() -> Iterator[None]:
         cause = user_error(error)
         if cause is None:
             raise
+        if isinstance(cause, OSError) and disk_full(cause):  # checkpoints are written atomically: the last is whole
+            sys.exit(f"error: {cause.strerror} writing {cause.filename}; free space there, or give "
+                     "--trainer.default_root_dir a folder on another disk and resume from the last checkpoint")
         sys.exit(f"error: {cause}")
 
 

@@ -4,6 +4,7 @@ starts; a diverged run ends the same way without leaving non-finite state behind
 
 from __future__ import annotations
 
+import errno
 from pathlib import Path
 from typing import Callable
 
@@ -270,3 +271,17 @@ def test_a_remote_checkpoint_is_loaded_weights_only(tmp_path: Path, monkeypatch:
     url = "https://example.com/runs/last.ckpt"
     assert exit_line(train.main, train_args(tmp_path, "--ckpt_path", url)) == f"error: {url}: not fetched in a test"
     assert loads == [(url, True)]
+
+
+def test_a_full_disk_ends_in_one_line_that_says_how_to_go_on(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    saves = []
+
+    def save_checkpoint(self: object, checkpoint: dict, path: str, storage_options: object = None) -> None:
+        saves.append(path)
+        raise OSError(errno.ENOSPC, "No space left on device", path)
+
+    monkeypatch.setattr(AtomicCheckpointIO, "save_checkpoint", save_checkpoint)
+    message = exit_line(train.main, train_args(tmp_path, "--trainer.limit_train_batches", "1",
+                                               "--trainer.limit_val_batches", "1"))
+    assert message == (f"error: No space left on device writing {saves[0]}; free space there, or give "
+                       "--trainer.default_root_dir a folder on another disk and resume from the last checkpoint")
