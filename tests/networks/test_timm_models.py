@@ -2,6 +2,7 @@
 model this package registers: the conventions checked move with timm (test_stacked_timm.py holds what is ours)."""
 
 import importlib.metadata
+import re
 import subprocess
 import sys
 import tarfile
@@ -20,8 +21,9 @@ def registered_models() -> list[str]:
 
 
 @pytest.fixture(scope="session")
-def timm_tests(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The tests folder of the installed timm's source distribution (pip fetches it; skipped where it cannot)."""
+def timm_results(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[str]]:
+    """The outcome lines (``PASSED test_models.py::...[1-nas_cifar]``, ...) of one run of timm's test_models.py over
+    every model we register, by model. pip fetches the installed timm's sdist; skipped where it cannot."""
     version = importlib.metadata.version("timm")
     folder = tmp_path_factory.mktemp("timm-sdist")
     download = subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:",
@@ -31,17 +33,24 @@ def timm_tests(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (archive,) = folder.glob("timm-*.tar.gz")
     with tarfile.open(archive) as sdist:
         sdist.extractall(folder, [member for member in sdist.getmembers() if "/tests/" in member.name], filter="data")
-    return folder / f"timm-{version}" / "tests"
+    models = registered_models()
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-rA", "-p", "lightning_nas.networks", "-p", "no:cacheprovider",
+         "-o", "addopts=", "-W", "ignore", "-k", " or ".join(models), "test_models.py"],
+        cwd=folder / f"timm-{version}" / "tests", capture_output=True, text=True, timeout=1200,
+    )
+    outcomes = [line for line in result.stdout.splitlines() if line.startswith(("PASSED ", "FAILED ", "ERROR "))]
+    return {model: [line for line in outcomes if re.search(rf"[\[-]{re.escape(model)}(\.\w+)?\]", line)]
+            for model in models}
 
 
 @pytest.mark.slow
-def test_timms_model_tests_pass_on_every_model_we_register(timm_tests: Path) -> None:
-    models = registered_models()
-    assert {"nas_cifar", "nas_imagenet"} <= set(models)
-    result = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "lightning_nas.networks", "-p", "no:cacheprovider",
-         "-o", "addopts=", "-W", "ignore", "-k", " or ".join(models), "test_models.py"],
-        cwd=timm_tests, capture_output=True, text=True, timeout=1200,
-    )
-    summary = result.stdout.strip().splitlines()[-1]
-    assert result.returncode == 0 and " passed" in summary and "failed" not in summary, result.stdout[-5000:]
+@pytest.mark.xdist_group("timm_models")  # one worker runs timm's tests once for all of them
+@pytest.mark.parametrize("model", registered_models())
+def test_timms_model_tests_pass(timm_results: dict[str, list[str]], model: str) -> None:
+    outcomes = timm_results[model]
+    assert outcomes and all(line.startswith("PASSED ") for line in outcomes), "\n".join(outcomes)
+
+
+def test_we_register_the_stacked_networks() -> None:
+    assert {"nas_cifar", "nas_imagenet"} <= set(registered_models())
