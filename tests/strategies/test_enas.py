@@ -149,7 +149,7 @@ DDP_SCRIPT = textwrap.dedent("""
     out = sys.argv[1]
     pl.seed_everything(0)
     model = ENAS(in_chans=1, C=4, num_layers=3, controller_steps=2, controller_aggregate=2, derive_samples=2,
-                 lstm_size=8)
+                 lstm_size=8, compare_samples=2)
     trainer = pl.Trainer(max_epochs=2, accelerator="cpu", devices=2, strategy="ddp_find_unused_parameters_true",
                          limit_train_batches=3, limit_val_batches=0, logger=False, enable_progress_bar=False,
                          default_root_dir=out, callbacks=[pl.callbacks.ModelCheckpoint(dirpath=f"{out}/ckpt")])
