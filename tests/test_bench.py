@@ -12,6 +12,12 @@ from lightning_nas.bench.cli import DEFAULT_BATCHES, OFFICIAL
 from lightning_nas.bench.official import OFFICIAL_CASES
 
 
+def test_cuda_graph_needs_a_gpu_and_darts_cases(capsys):
+    with pytest.raises(SystemExit):
+        bench.main(["--cases", "darts_first", "--cuda-graph"])
+    assert capsys.readouterr().err.startswith("error: --cuda-graph replays the DARTS search step on a GPU: use --device")
+
+
 def test_every_case_has_default_batches_and_every_darts_case_an_official_twin():
     assert set(DEFAULT_BATCHES) == set(CASES)
     assert set(OFFICIAL.values()) == set(OFFICIAL_CASES) and set(OFFICIAL) <= set(CASES)
@@ -31,6 +37,8 @@ def test_bench_times_one_darts_step_in_its_own_process_and_writes_json(tmp_path,
     assert result["peak_memory_bytes"] > 100e6 and result["memory"] == "max_rss"
     # the FLOP count's warm-up would be in the CPU peak RSS (checkpointed cells: 8.7 against 2.4 GB), so none on CPU
     assert result["flops_per_step"] is None
+    # the warm-up step's dispatched kernels; its one host read is the non-finite guard's, after the step
+    assert result["kernels_per_step"] > 1000 and result["syncs_per_step"] == 1
     assert "darts_first" in capsys.readouterr().out
 
 
@@ -94,6 +102,7 @@ def test_official_worker_runs_the_checkouts_step_at_the_requested_point_on_cpu(f
     assert "official net 6 5" in out and err.count("unrolled 3 3") == 3  # warm-up + 2 timed steps, second order
     assert (record["case"], record["batch"], record["C"], record["layers"]) == ("official_second", 3, 6, 5)
     assert len(record["times_s"]) == 2 and record["median_s"] > 0
+    assert record["kernels_per_step"] > 10 and record["syncs_per_step"] >= 0  # counted on the warm-up step
     assert torch.Tensor.cuda is cuda and "model_search" not in sys.modules  # nothing of the checkout stays behind
 
 

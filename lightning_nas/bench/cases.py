@@ -17,6 +17,7 @@ from torch import nn
 from torch.utils.data import Dataset, TensorDataset
 from torch.utils.flop_counter import FlopCounterMode
 
+from lightning_nas.bench.dispatch import DispatchCount
 from lightning_nas.bench.measure import clocks, random_images, reset_peak_memory, result
 from lightning_nas.data.base import NASDataModule
 
@@ -118,6 +119,27 @@ class FlopCount(pl.Callback):
             self._mode = None
 
 
+class KernelCount(pl.Callback):
+    """Kernels and host syncs that training batch ``index`` (a warm-up one) dispatches (``dispatch.DispatchCount``):
+    the launches a GPU would see from Python, counted on any device. A replayed CUDA graph is one launch the
+    dispatcher does not see: its steps count the input copies and the reads after it only."""
+
+    def __init__(self, index: int) -> None:
+        self.index = index
+        self.dispatch: tuple[int, int] | None = None
+        self._count: DispatchCount | None = None
+
+    def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any,
+                             batch_idx: int) -> None:
+        if trainer.current_epoch == 0 and batch_idx == self.index:
+            self._count = DispatchCount().__enter__()
+
+    def on_train_batch_end(self, *args: Any) -> None:
+        if self._count is not None:
+            self._count.__exit__(None, None, None)
+            self.dispatch, self._count = (self._count.kernels, self._count.total_syncs), None
+
+
 class Compiled(pl.Callback):
     """``torch.compile`` the module's network (its largest child module) in place, as ``nn.Module.compile`` does."""
 
@@ -146,7 +168,8 @@ def darts_case(unrolled: bool, sampler: str = "softmax") -> Callable[..., tuple]
 
         batch = args.batch[0]
         module = DARTS(C=args.C[0], layers=args.layers[0], unrolled=unrolled, partial_channels=args.partial_channels,
-                       checkpoint_cells=args.checkpoint_cells, recompute_ops=args.recompute_ops, sampler=sampler)
+                       checkpoint_cells=args.checkpoint_cells, recompute_ops=args.recompute_ops, sampler=sampler,
+                       cuda_graph=args.cuda_graph)
         data = RandomImages(2 * batch * repeats, mode="search", batch_size=batch)
         return module, data, StepTimer(args.device, args.warmup), {"limit_train_batches": repeats}, batch
 
@@ -223,7 +246,10 @@ def run_case(args: argparse.Namespace) -> dict[str, Any]:
     # FLOPs on a GPU only: counting under FlopCounterMode keeps a checkpointed network's activations alive, and a CPU
     # process's peak RSS, unlike a GPU's peak, cannot be reset after the warm-up step that counts them
     count_flops = per_batch and args.warmup > 0 and args.compile is None and torch.device(args.device).type == "cuda"
-    callbacks = [timer] + [flops] * count_flops
+    # kernels on the last warm-up batch, after the FLOPs' (one dispatch mode at a time)
+    kernels = KernelCount(index=args.warmup - 1)
+    count_kernels = per_batch and args.warmup > count_flops and args.compile is None
+    callbacks = [timer] + [flops] * count_flops + [kernels] * count_kernels
     callbacks += [ChannelsLast()] * args.channels_last + ([Compiled(args.compile)] if args.compile else [])
     with tempfile.TemporaryDirectory() as root:
         trainer = pl.Trainer(
@@ -240,7 +266,7 @@ def run_case(args: argparse.Namespace) -> dict[str, Any]:
             default_root_dir=root,
         )
         trainer.fit(module, datamodule=data)
-    record = result(args, description, timer.times, images, flops.flops)
+    record = result(args, description, timer.times, images, flops.flops, kernels.dispatch)
     if not args.case.startswith("darts_"):  # only the DARTS cases are built at --C and --layers
         record.update(C=None, layers=None)
     return record

@@ -68,6 +68,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="DARTS cases: recompute the first k cells in the backward pass (0: off)")
     parser.add_argument("--recompute-ops", action="store_true",
                         help="DARTS cases: candidate ops keep their BN outputs only and recompute the rest")
+    parser.add_argument("--cuda-graph", action="store_true",
+                        help="DARTS cases on --device cuda: replay each search step as one CUDA graph (use --warmup 5: "
+                             "3 eager steps, then the capture)")
     parser.add_argument("--against-official", action="store_true",
                         help="DARTS cases only: alternate each with the official code's same step, print the ratios")
     parser.add_argument("--official", default=os.environ.get("DARTS_OFFICIAL"),
@@ -86,6 +89,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         if args.bf16 or args.channels_last or args.compile or args.partial_channels != 1:
             parser.error("--against-official runs the official code as published: drop --bf16, --channels-last, "
                          "--compile and --partial-channels")
+    if args.cuda_graph and (args.device != "cuda" or set(selected) - {"darts_first", "darts_second"}):
+        parser.error("--cuda-graph replays the DARTS search step on a GPU: use --device cuda and --cases darts_first,"
+                     "darts_second")
     if args.device == "cuda" and not torch.cuda.is_available():
         parser.error("--device cuda but torch sees no CUDA device")
     return args
@@ -97,7 +103,7 @@ def run_worker(args: argparse.Namespace, case: str, batch: int, C: int, layers: 
                "--batch", str(batch), "--C", str(C), "--layers", str(layers), "--steps", str(args.steps),
                "--warmup", str(args.warmup), "--device", args.device, "--partial-channels", str(args.partial_channels),
                "--checkpoint-cells", str(args.checkpoint_cells)]
-    command += ["--recompute-ops"] * args.recompute_ops
+    command += ["--recompute-ops"] * args.recompute_ops + ["--cuda-graph"] * args.cuda_graph
     command += ["--bf16"] * args.bf16 + ["--channels-last"] * args.channels_last
     command += ["--compile", args.compile] if args.compile else []
     command += ["--official", args.official] if args.official else []
@@ -115,12 +121,18 @@ def point(r: dict[str, Any] | None, case_width: int) -> str:
     return f"{r['case']:<{case_width}} {r['batch']:>5} {r['C'] or '-':>3} {r['layers'] or '-':>5}"
 
 
+def optional(value: float | None, spec: str) -> str:
+    """A value that a worker may not have counted, or '-'."""
+    return "-" if value is None else format(value, spec)
+
+
 def format_table(results: list[dict[str, Any]]) -> str:
-    header = f"{point(None, 16)} {'median s':>9} {'CPU s':>8} {'images/s':>9} {'TFLOP/s':>8} {'peak GB':>8}  memory"
+    header = (f"{point(None, 16)} {'median s':>9} {'CPU s':>8} {'images/s':>9} {'TFLOP/s':>8} {'peak GB':>8} "
+              f"{'kernels':>7} {'syncs':>5}  memory")
     rows = [
         f"{point(r, 16)} {r['median_s']:>9.3f} {r['median_cpu_s']:>8.2f} {r['images_per_s']:>9.1f} "
-        f"{'-' if r['tflops_per_s'] is None else format(r['tflops_per_s'], '.2f'):>8} "
-        f"{r['peak_memory_bytes'] / 1e9:>8.2f}  {r['memory']}"
+        f"{optional(r['tflops_per_s'], '.2f'):>8} {r['peak_memory_bytes'] / 1e9:>8.2f} "
+        f"{optional(r.get('kernels_per_step'), 'd'):>7} {optional(r.get('syncs_per_step'), 'd'):>5}  {r['memory']}"
         for r in results
     ]
     return "\n".join([header, *rows])
@@ -138,16 +150,18 @@ def compare(ours: list[dict[str, Any]], official: list[dict[str, Any]]) -> dict[
     return {"case": first["case"], "batch": first["batch"], "C": first["C"], "layers": first["layers"],
             "rounds": len(ours), "ours_s": ours_s, "official_s": official_s, "speedup": official_s / ours_s,
             "round_speedups": [o["median_s"] / u["median_s"] for u, o in zip(ours, official)],
-            "ours_peak_bytes": ours_peak, "official_peak_bytes": official_peak, "memory_ratio": ours_peak / official_peak}
+            "ours_peak_bytes": ours_peak, "official_peak_bytes": official_peak, "memory_ratio": ours_peak / official_peak,
+            "ours_kernels": first.get("kernels_per_step"), "official_kernels": official[0].get("kernels_per_step")}
 
 
 def format_comparison(rows: list[dict[str, Any]]) -> str:
     header = (f"{point(None, 13)} {'ours s':>7} {'official s':>10} {'speed-up':>8} {'per round':>11} {'ours GB':>7} "
-              f"{'official GB':>11} {'memory':>6}")
+              f"{'official GB':>11} {'memory':>6} {'kernels: ours':>13} {'official':>8}")
     lines = [
         f"{point(r, 13)} {r['ours_s']:>7.2f} {r['official_s']:>10.2f} {r['speedup']:>7.2f}x "
         f"{min(r['round_speedups']):>5.2f}-{max(r['round_speedups']):<5.2f} "
-        f"{r['ours_peak_bytes'] / 1e9:>7.2f} {r['official_peak_bytes'] / 1e9:>11.2f} {r['memory_ratio']:>6.2f}"
+        f"{r['ours_peak_bytes'] / 1e9:>7.2f} {r['official_peak_bytes'] / 1e9:>11.2f} {r['memory_ratio']:>6.2f} "
+        f"{optional(r['ours_kernels'], 'd'):>13} {optional(r['official_kernels'], 'd'):>8}"
         for r in rows
     ]
     return "\n".join([header, *lines])

@@ -41,10 +41,10 @@ def peak_memory(device: torch.device) -> int:
 
 
 def result(args: argparse.Namespace, description: str, times: list[tuple[float, float]], images: int,
-           flops: int | None = None) -> dict[str, Any]:
+           flops: int | None = None, dispatch: tuple[int, int] | None = None) -> dict[str, Any]:
     """One worker's record: the median wall and CPU seconds of the timed units after the warm-up, images/s, peak
-    memory, the FLOPs of one unit and their rate where counted, and the point (case, batch, C, layers, options) it was
-    measured at."""
+    memory, the FLOPs of one unit and their rate where counted, the (kernels, host syncs) one step dispatched where
+    counted (``dispatch.DispatchCount``), and the point (case, batch, C, layers, options) it was measured at."""
     times = times[args.warmup :]
     if len(times) < args.steps:
         raise RuntimeError(f"{args.case}: timed {len(times)} of {args.steps} steps")
@@ -69,6 +69,8 @@ def result(args: argparse.Namespace, description: str, times: list[tuple[float, 
         "images_per_s": images / median,
         "flops_per_step": flops,
         "tflops_per_s": None if flops is None else flops / median / 1e12,
+        "kernels_per_step": None if dispatch is None else dispatch[0],
+        "syncs_per_step": None if dispatch is None else dispatch[1],
         "peak_memory_bytes": peak_memory(device),
         "memory": "max_allocated" if device.type == "cuda" else "max_rss",
         "times_s": [wall for wall, _ in times],

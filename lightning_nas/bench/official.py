@@ -13,13 +13,14 @@ import argparse
 import importlib
 import sys
 import types
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any, Iterator
 
 import torch
 from torch import nn
 
+from lightning_nas.bench.dispatch import DispatchCount
 from lightning_nas.bench.measure import clocks, random_images, reset_peak_memory, result
 from lightning_nas.errors import ConfigError
 
@@ -61,14 +62,15 @@ def run_official(args: argparse.Namespace) -> dict[str, Any]:
     """Time ``warmup + steps`` official search steps in this process and return the record ``measure.result`` makes."""
     device = torch.device(args.device)
     with official_code(args.official, device) as (Network, Architect):
-        times = official_steps(args, device, Network, Architect)
+        times, dispatch = official_steps(args, device, Network, Architect)
     order = "second" if OFFICIAL_CASES[args.case] else "first"
-    return result(args, f"official DARTS search step, {order} order", times, args.batch[0])
+    return result(args, f"official DARTS search step, {order} order", times, args.batch[0], dispatch=dispatch)
 
 
 def official_steps(args: argparse.Namespace, device: torch.device, Network: Any, Architect: Any
-                   ) -> list[tuple[float, float]]:
-    """(wall, CPU) seconds of each official step: α step then w step, as ``train_search.py`` runs them."""
+                   ) -> tuple[list[tuple[float, float]], tuple[int, int] | None]:
+    """(wall, CPU) seconds of each official step: α step then w step, as ``train_search.py`` runs them; and the
+    (kernels, host syncs) the first step dispatched, counted when it is a warm-up step."""
     torch.manual_seed(0)
     batch, repeats = args.batch[0], args.warmup + args.steps
     model = Network(args.C[0], 10, args.layers[0], nn.CrossEntropyLoss()).to(device)
@@ -78,20 +80,23 @@ def official_steps(args: argparse.Namespace, device: torch.device, Network: Any,
     architect = Architect(model, hyper)
     x, y = (t.to(device) for t in random_images(2 * batch * repeats))
     half = batch * repeats
-    times = []
+    times, dispatch = [], None
     for step in range(repeats):
         w_batch = slice(step * batch, (step + 1) * batch)
         arch_batch = slice(half + step * batch, half + (step + 1) * batch)
         if step == args.warmup:
             reset_peak_memory(device)
         start = clocks(device)
-        architect.step(x[w_batch], y[w_batch], x[arch_batch], y[arch_batch], lr, optimizer,
-                       unrolled=OFFICIAL_CASES[args.case])
-        optimizer.zero_grad()
-        loss = model._loss(x[w_batch], y[w_batch])
-        loss.backward()
-        nn.utils.clip_grad_norm_(model.parameters(), 5.0)
-        optimizer.step()
+        with DispatchCount() if step == 0 < args.warmup else nullcontext() as count:
+            architect.step(x[w_batch], y[w_batch], x[arch_batch], y[arch_batch], lr, optimizer,
+                           unrolled=OFFICIAL_CASES[args.case])
+            optimizer.zero_grad()
+            loss = model._loss(x[w_batch], y[w_batch])
+            loss.backward()
+            nn.utils.clip_grad_norm_(model.parameters(), 5.0)
+            optimizer.step()
         end = clocks(device)
         times.append((end[0] - start[0], end[1] - start[1]))
-    return times
+        if count is not None:
+            dispatch = (count.kernels, count.total_syncs)
+    return times, dispatch
