@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import difflib
 import errno
 import inspect
 import io
@@ -14,7 +15,7 @@ import warnings
 from argparse import ArgumentError
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterable, Iterator, cast
+from typing import Any, Iterable, Iterator, Sequence, cast
 
 import fsspec
 import yaml
@@ -147,14 +148,16 @@ def other_strategy_message(path: str, model_class: type) -> str:
             f"give a checkpoint of {program(model_class)}")
 
 
-def parser_error_line(message: str, command: str) -> str:
+def parser_error_line(message: str, command: str, options: Sequence[str] = ()) -> str:
     """jsonargparse's (often multi-line, nested) parse error as one line: the option, the value, what it must be, and
-    where to read the options. Unknown messages keep their text, on one line."""
+    where to read the options (an unknown option: the closest of ``options``, if one is close). Unknown messages keep
+    their text, on one line."""
     help_hint = f"`{command} --help` lists the options"
     keys = re.findall(r'Parser key "([^"]+)"', message)
     option = "--" + ".".join(keys)
     if unknown := re.match(r"unrecognized arguments: (\S+)", message):
-        return f"unknown option {unknown[1]}; {help_hint}"
+        close = difflib.get_close_matches(unknown[1].split("=")[0], options, n=1, cutoff=0.85)  # a typo, not a prefix
+        return f"unknown option {unknown[1]}{f' (did you mean {close[0]}?)' if close else ''}; {help_hint}"
     if unknown_class := re.search(r"Expected a dot import path string: (\S+)", message):
         known = f"; known: {', '.join(subclass_names(NASDataModule))}" if keys == ["data"] else f"; {help_hint}"
         return f"{option}: no class named {unknown_class[1]!r}{known}"
@@ -271,7 +274,16 @@ class NASCLI(LightningCLI):
         ``save_last``, which the recipes do). Checkpoints load with ``weights_only`` unless told otherwise: Lightning
         would unpickle a remote one in full. A relative ``default_root_dir`` is made absolute, so the saved config and
         the commands a run prints work from any folder."""
-        self.config = parser.parse_args(args)
+        try:
+            self.config = parser.parse_args(args)
+        except ArgumentError as error:  # here the parser's options are at hand, to suggest the closest
+            if user_error(error) is not None:
+                raise
+            subcommand = args[0] if args and args[0] in self.subcommands() else ""
+            options = [option for action in getattr(self, "_subcommand_parsers", {}).get(subcommand, parser)._actions
+                       for option in action.option_strings]
+            command = command_line(program(self.strategy), args, self.subcommands())
+            raise ConfigError(parser_error_line(str(error), command, options)) from error
         config = self.config.get(self.config.get("subcommand") or "", None)
         if not isinstance(config, Namespace):
             return

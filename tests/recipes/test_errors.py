@@ -55,6 +55,8 @@ def train_args(root: Path, *extra: str) -> list[str]:
         (["--trainer.max_epochs", "x"], "--trainer.max_epochs must be an int or null, got 'x'"),
         (["--model.nosuch", "1"],
          "unknown option --model.nosuch; `python -m lightning_nas.recipes.train fit --help` lists the options"),
+        (["--model.lrr", "0.1"], "unknown option --model.lrr (did you mean --model.lr?); "
+                                 "`python -m lightning_nas.recipes.train fit --help` lists the options"),
     ],
 )
 def test_train_arguments_fail_before_any_work(tmp_path: Path, extra: list[str], message: str) -> None:
