@@ -322,8 +322,8 @@ class NASCLI(LightningCLI):
         """Checkpoints saved by AtomicCheckpointIO unless the config names another CheckpointIO plugin; the run's
         version folder claimed atomically, so concurrent runs in one root never share it (without a logger, the
         root's checkpoints folder locked while the run lasts); a fit resumed from a checkpoint in a version folder of
-        its logger continues in that folder (``continue_in_checkpoint_folder``). Settings Lightning refuses (a GPU asked for where
-        there is none, ...) and a root folder that cannot be written end in one line."""
+        its logger continues in that folder (``continue_in_checkpoint_folder``). Settings Lightning refuses (a GPU
+        asked for where there is none, ...) and a root folder that cannot be written end in one line."""
         config = self._get(self.config_init, "trainer", default={})
         plugins = kwargs.get("plugins", config.get("plugins"))
         plugins = list(plugins) if isinstance(plugins, (list, tuple)) else [] if plugins is None else [plugins]
