@@ -141,8 +141,8 @@ class FashionMNISTDataModule(NASDataModule):
 
     def _missing_files_message(self) -> str:
         ways = [
-            f"put the extracted idx files ({', '.join(name.removesuffix('.gz') for name in self.spec.file_names)}) "
-            f"in {self.folder.resolve()} (torchvision's layout under --data.data_dir)",
+            f"put the idx files ({', '.join(name.removesuffix('.gz') for name in self.spec.file_names)}, extracted "
+            f"or .gz) in {self.folder.resolve()} (torchvision's layout under --data.data_dir)",
             "pass --data.download true on a machine with internet",
         ]
         if self.spec.package and len(self.folders) > 1:
