@@ -171,8 +171,9 @@ class DARTS(pl.LightningModule):
         self.val_top1 = MulticlassAccuracy(num_classes, top_k=1, average="micro")
         self.val_loss = MeanMetric()
         self.start_entropy: dict[str, float] | None = None
-        self._graphs: dict[bool, GraphedStep] = {}
-        """With ``cuda_graph``: the search step's graph with (True) and without (False) the α step."""
+        self._graph: tuple[bool, GraphedStep] | None = None
+        """With ``cuda_graph``: whether the graph of the step in use takes an α step, and the graph. The w-only graph of
+        the warm-up epochs is dropped (with its memory) when α steps start."""
         self._last_derived = ""
         """The text form of the architecture derived at the last epoch end (or the start of fit)."""
         self.genotype()  # a max_skip_connect the primitives cannot meet fails here, not after the first epoch
@@ -265,11 +266,12 @@ class DARTS(pl.LightningModule):
     def _graphed_search_step(self, batch: dict[str, Batch], arch_step: bool) -> tuple[torch.Tensor, torch.Tensor]:
         """``search_step`` replayed as a CUDA graph. A replay runs none of Lightning's Python, so the optimizer steps
         it took are counted here as the manual-optimization loop counts them (the trainer's global step)."""
-        if arch_step not in self._graphs:
-            self._graphs[arch_step] = GraphedStep(
+        if self._graph is None or self._graph[0] != arch_step:
+            self._graph = None  # the old graph's memory is free before the new one captures
+            self._graph = arch_step, GraphedStep(
                 lambda xw, yw, xa, ya: self.search_step({"weights": (xw, yw), "arch": (xa, ya)}, arch_step)
             )
-        graph = self._graphs[arch_step]
+        graph = self._graph[1]
         outputs = graph(*batch["weights"], *batch["arch"])
         if graph.replayed:
             optimizers = cast(list[LightningOptimizer], self.optimizers())

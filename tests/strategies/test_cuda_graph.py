@@ -73,6 +73,19 @@ def test_schedules_write_into_a_tensor_learning_rate() -> None:
     assert optimizer.param_groups[0]["lr"] is lr and lr.item() == pytest.approx(0.0855017856687341)
 
 
+@pytest.mark.parametrize("mode", ["search", "eval"])
+def test_training_batches_have_one_shape(mode: str) -> None:
+    """The loaders drop the last partial batch, so a captured step's static inputs fit every batch."""
+    data = DigitsDataModule(mode=mode, batch_size=64)
+    data.setup("fit")
+    if mode == "search":  # a CombinedLoader yields (batch, index, loader index) with both halves in the batch
+        pairs = [pair for batch, *_ in data.train_dataloader() for pair in batch.values()]
+    else:
+        pairs = list(data.train_dataloader())
+    shapes = {tuple(x.shape) for x, _ in pairs}
+    assert shapes == {(64, 1, 8, 8)}
+
+
 def darts(**kwargs: Any) -> DARTS:
     return DARTS(num_classes=10, in_chans=1, C=4, layers=3, nodes=2, **kwargs)
 
@@ -115,7 +128,7 @@ def test_replayed_search_steps_match_eager_ones(tmp_path: Path, unrolled: bool) 
     graphed.load_state_dict(eager.state_dict())
     eager_trainer = search(tmp_path / "eager", eager, "gpu")
     graphed_trainer = search(tmp_path / "graphed", graphed, "gpu")
-    assert graphed._graphs[False].replayed and graphed._graphs[True].replayed
+    assert graphed._graph is not None and graphed._graph[0] and graphed._graph[1].replayed
     assert graphed_trainer.global_step == eager_trainer.global_step == 6 + 2 * 6
     for (name, expected), actual in zip(eager.named_parameters(), graphed.parameters()):
         torch.testing.assert_close(actual, expected, rtol=1e-3, atol=1e-4, msg=name)
