@@ -15,7 +15,7 @@ from lightning_nas.bench.official import OFFICIAL_CASES
 def test_cuda_graph_needs_a_gpu_and_darts_cases(capsys):
     with pytest.raises(SystemExit):
         bench.main(["--cases", "darts_first", "--cuda-graph"])
-    assert capsys.readouterr().err.startswith("error: --cuda-graph replays the DARTS search step on a GPU: use --device")
+    assert capsys.readouterr().err.startswith("error: --cuda-graph replays a step on a GPU: use --device cuda")
 
 
 def test_every_case_has_default_batches_and_every_darts_case_an_official_twin():

@@ -216,7 +216,7 @@ def final_step(args: argparse.Namespace, repeats: int) -> tuple:
     from lightning_nas.strategies.final_training import FinalTraining
 
     batch = args.batch[0]
-    module = FinalTraining("DARTS_V2", C=36, layers=20)
+    module = FinalTraining("DARTS_V2", C=36, layers=20, cuda_graph=args.cuda_graph)
     data = RandomImages(batch * repeats, batch_size=batch)
     trainer_args = {"limit_train_batches": repeats, "gradient_clip_val": 5.0}
     return module, data, StepTimer(args.device, args.warmup), trainer_args, batch

@@ -69,8 +69,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--recompute-ops", action="store_true",
                         help="DARTS cases: candidate ops keep their BN outputs only and recompute the rest")
     parser.add_argument("--cuda-graph", action="store_true",
-                        help="DARTS cases on --device cuda: replay each search step as one CUDA graph (use --warmup 5: "
-                             "3 eager steps, then the capture)")
+                        help="DARTS and final_step cases on --device cuda: replay each step as one CUDA graph (use "
+                             "--warmup 5: 3 eager steps, then the capture)")
     parser.add_argument("--against-official", action="store_true",
                         help="DARTS cases only: alternate each with the official code's same step, print the ratios")
     parser.add_argument("--official", default=os.environ.get("DARTS_OFFICIAL"),
@@ -89,9 +89,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         if args.bf16 or args.channels_last or args.compile or args.partial_channels != 1:
             parser.error("--against-official runs the official code as published: drop --bf16, --channels-last, "
                          "--compile and --partial-channels")
-    if args.cuda_graph and (args.device != "cuda" or set(selected) - {"darts_first", "darts_second"}):
-        parser.error("--cuda-graph replays the DARTS search step on a GPU: use --device cuda and --cases darts_first,"
-                     "darts_second")
+    if args.cuda_graph and (args.device != "cuda" or set(selected) - {"darts_first", "darts_second", "final_step"}):
+        parser.error("--cuda-graph replays a step on a GPU: use --device cuda and --cases of darts_first, darts_second "
+                     "and final_step")
     if args.device == "cuda" and not torch.cuda.is_available():
         parser.error("--device cuda but torch sees no CUDA device")
     return args

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Issue 38's GPU measurement, ready for the next GPU lent: eager against CUDA graph for the DARTS first-order search
-# step at batch 64, beside the official code, and the DARTS_V2 training step at batch 96; then the projected
-# 50-epoch CIFAR-10 search and 600-epoch DARTS_V2 training in GPU-hours. About 5-8 minutes on one H100/H200 (give
-# it a 12-minute timeout, leaving room for a rerun in 15). Run from the repository root:
+# step at batch 64, beside the official code, and for the DARTS_V2 training step at batch 96; then the projected
+# 50-epoch CIFAR-10 search and 600-epoch DARTS_V2 training in GPU-hours. About 4-6 minutes on one H100/H200 (give
+# it a 7-minute timeout, leaving room for a rerun in 15). Run from the repository root:
 #   DARTS_OFFICIAL=/path/to/quark0/darts bash lightning_nas/bench/gpu.sh [output folder, default bench-gpu]
 # (PYTHON=.venv/bin/python for a virtual environment's interpreter)
 set -euo pipefail
@@ -11,15 +11,16 @@ py=${PYTHON:-python}
 mkdir -p "$out"
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$out/gpu.txt"
 
-# replayed steps match eager ones (first and second order) and a NaN still stops the search
+# replayed steps match eager ones (DARTS first and second order, final training) and a NaN still stops the run
 "$py" -m pytest -q -n 0 -p no:cacheprovider -m gpu tests/strategies/test_cuda_graph.py 2>&1 | tee "$out/gpu_tests.txt" \
     || echo "the gpu tests failed (see $out/gpu_tests.txt); measuring anyway"
 
 # --warmup 5: the CUDA graph's 3 eager steps and its capture are not timed
-bench="$py -m lightning_nas.bench --device cuda --steps 20 --warmup 5"
+bench="$py -m lightning_nas.bench --device cuda --steps 10 --warmup 5"
 $bench --cases darts_first --batch 64 --against-official --rounds 1 --json "$out/darts_eager.json"
-$bench --cases darts_first --batch 64 --against-official --rounds 1 --cuda-graph --json "$out/darts_graph.json"
+$bench --cases darts_first --batch 64 --cuda-graph --json "$out/darts_graph.json"
 $bench --cases final_step --batch 96 --json "$out/final_eager.json"
+$bench --cases final_step --batch 96 --cuda-graph --json "$out/final_graph.json"
 
 "$py" - "$out" <<'PY'
 import json, sys
@@ -36,7 +37,8 @@ for name in ("darts_eager.json", "darts_graph.json"):
     ours = median_s(name, "darts_first")
     print(f"{name}: {ours:.3f} s/step, {official / ours:.2f}x the official code's {official:.3f} s; "
           f"50-epoch search {ours * search_steps / 3600:.2f} GPU-hours (target < 1, and >= 3x)")
-final = median_s("final_eager.json", "final_step")
-print(f"final_step: {final:.3f} s/step; 600-epoch DARTS_V2 training {final * train_steps / 3600:.2f} GPU-hours "
-      "(target < 3)")
+for name in ("final_eager.json", "final_graph.json"):
+    final = median_s(name, "final_step")
+    print(f"{name}: {final:.3f} s/step; 600-epoch DARTS_V2 training {final * train_steps / 3600:.2f} GPU-hours "
+          "(target < 3)")
 PY

@@ -59,6 +59,7 @@ class GraphedStep:
         self.step, self.warmup = step, warmup
         self.eager_calls = 0
         self.graph: torch.cuda.CUDAGraph | None = None
+        """The captured graph, None until the capture is over (the step's Python may ask, while it is captured)."""
         self.inputs: list[torch.Tensor] = []
         self.outputs: Any = None
         self.replayed = False
@@ -71,9 +72,10 @@ class GraphedStep:
             return self._on_side_stream(inputs)
         if self.graph is None:
             self.inputs = [x.clone() for x in inputs]
-            self.graph = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(self.graph):
+            graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(graph):
                 self.outputs = self.step(*self.inputs)
+            self.graph = graph
         elif [x.shape for x in inputs] != [x.shape for x in self.inputs]:
             return self.step(*inputs)
         else:

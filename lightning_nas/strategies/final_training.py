@@ -11,7 +11,8 @@ the training data's mean, std and input size in its ``pretrained_cfg`` (docs/exp
 """
 
 import math
-from typing import Any, Literal, cast
+import warnings
+from typing import Any, Callable, Literal, cast
 
 import lightning.pytorch as pl
 import timm
@@ -29,7 +30,7 @@ from lightning_nas.callbacks import EpochSeeding
 from lightning_nas.errors import check
 from lightning_nas.genotypes import Genotype, resolve_genotype
 from lightning_nas.networks import StackedCellNetwork
-from lightning_nas.strategies.cuda_graph import fused_sgd
+from lightning_nas.strategies.cuda_graph import GraphedStep, fused_sgd
 from lightning_nas.strategies.finite import check_finite, module_state, nonfinite_on_any_rank, skip_step_if
 
 EVAL_STAGES = ("val", "test")
@@ -76,8 +77,13 @@ class FinalTraining(pl.LightningModule):
         eta_min: NonNegativeFloat = 0.0,
         gamma: Rate = 0.97,
         label_smoothing: Fraction = 0.0,
+        cuda_graph: bool = False,
     ) -> None:
-        """``eta_min``: final lr of the cosine schedule; ``gamma``: lr decay per epoch of the exponential one."""
+        """``eta_min``: final lr of the cosine schedule; ``gamma``: lr decay per epoch of the exponential one.
+        ``cuda_graph``: replay each training step (forward, backward, the Trainer's gradient clipping, update) as one
+        CUDA graph (``cuda_graph.GraphedStep``), captured anew each epoch after 3 eager steps, since drop path's
+        probability changes per epoch; on one CUDA device. Its training logs are then written after each step
+        (``on_train_batch_end``), and callbacks' backward and optimizer-step hooks run at capture only."""
         super().__init__()
         check(network in ("cifar", "imagenet"), f"network must be 'cifar' or 'imagenet', got {network!r}")
         check(scheduler in ("cosine", "exponential"), f"scheduler must be 'cosine' or 'exponential', got {scheduler!r}")
@@ -99,8 +105,14 @@ class FinalTraining(pl.LightningModule):
         self.eval_loss = nn.ModuleDict({stage: MeanMetric() for stage in EVAL_STAGES})
         self.data_config: dict[str, tuple[Any, ...]] | None = None
         """Input size, mean and std of the data module the network was trained on; kept in the checkpoint."""
-        self._train_loss = torch.zeros(())
-        """The last training step's loss, checked after its optimizer step."""
+        self._outputs: dict[str, torch.Tensor] = {}
+        """The last training step's loss and accuracies (a graph's static outputs), checked and logged after it."""
+        self._graph: GraphedStep | None = None
+        """With ``cuda_graph``: this epoch's graph of the training step."""
+        self._inputs: tuple[torch.Tensor, torch.Tensor] | None = None
+        """With ``cuda_graph``: the static batch the graph reads, each batch copied into it."""
+        self._eager_step: Callable[[], Any] = lambda: None
+        """With ``cuda_graph``: Lightning's optimizer step of this batch, for the graph's warm-up and capture."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.network(x)
@@ -147,6 +159,11 @@ class FinalTraining(pl.LightningModule):
         max_epochs = self.trainer.max_epochs
         check(max_epochs is not None and max_epochs >= 1,
               f"final training schedules lr and drop path over the epochs: set trainer.max_epochs, got {max_epochs}")
+        check(not self.hparams["cuda_graph"] or (self.device.type == "cuda" and self.trainer.world_size == 1),
+              f"cuda_graph replays the training step on one CUDA device, not on {self.trainer.world_size} x "
+              f"{self.device.type}: drop --model.cuda_graph or run on one GPU")
+        if self.hparams["cuda_graph"]:  # a replayed step's training_step returns None on purpose (see there)
+            warnings.filterwarnings("ignore", message="`training_step` returned `None`")
 
     def configure_callbacks(self) -> list[pl.Callback]:
         return [EpochSeeding()]
@@ -156,25 +173,63 @@ class FinalTraining(pl.LightningModule):
         exactly)."""
         max_epochs = self.trainer.max_epochs or 1  # on_fit_start checked it
         self.network.set_drop_path_rate(self.hparams["drop_path_prob"] * self.current_epoch / max_epochs)
+        if self.hparams["cuda_graph"]:
+            self._graph = None  # the last epoch's graph (and its memory) goes before this one captures
+            self._graph = GraphedStep(lambda: self._eager_step())
 
-    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
+    def on_train_batch_start(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
+        """With ``cuda_graph``: the batch into the static inputs, before the step is captured or replayed (a batch of
+        another shape gets inputs and a graph of its own)."""
+        if self._graph is None:
+            return
+        if self._inputs is None or [t.shape for t in self._inputs] != [t.shape for t in batch]:
+            self._inputs = batch[0].clone(), batch[1].clone()
+            self._graph = GraphedStep(lambda: self._eager_step())
+        for static, t in zip(self._inputs, batch):
+            static.copy_(t)
+
+    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor | None:
         """Reads nothing on the host: a non-finite loss makes the fused optimizer skip the update on the device, and
-        ``optimizer_step`` raises after it."""
-        x, y = batch
+        ``optimizer_step`` raises after it. With ``cuda_graph`` the step reads the static inputs, and once captured
+        this replays the whole step and returns None, leaving Lightning nothing to back-propagate or update."""
+        if self._graph is not None and self._graph.graph is not None:
+            self._graph()
+            return None
+        x, y = batch if self._inputs is None else self._inputs
         loss, logits = self.loss(x, y)
         skip_step_if(cast(LightningOptimizer, self.optimizers()), nonfinite_on_any_rank(self, loss))
-        self._train_loss = loss.detach()
-        self.log("train/loss", loss, prog_bar=True, batch_size=len(y))
-        for k in top_ks(self.hparams["num_classes"]):
-            self.log(f"train/top{k}", top_k_accuracy(logits, y, k), on_step=False, on_epoch=True, sync_dist=True,
-                     batch_size=len(y))
+        accuracies = {f"train/top{k}": top_k_accuracy(logits, y, k) for k in top_ks(self.hparams["num_classes"])}
+        self._outputs = {"train/loss": loss.detach(), **accuracies}
+        if self._graph is None:  # a graph's step is logged after it (its Python runs once, at capture)
+            self._log_training(len(y))
         return loss
 
-    def optimizer_step(self, *args: Any, **kwargs: Any) -> None:
+    def on_train_batch_end(self, outputs: Any, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
+        if self._graph is not None:
+            self._log_training(len(batch[1]))
+
+    def _log_training(self, batch_size: int) -> None:
+        for name, value in self._outputs.items():
+            if name == "train/loss":
+                self.log(name, value, prog_bar=True, batch_size=batch_size)
+            else:
+                self.log(name, value, on_step=False, on_epoch=True, sync_dist=True, batch_size=batch_size)
+
+    def optimizer_step(
+        self, epoch: int, batch_idx: int, optimizer: Any, optimizer_closure: Callable[[], Any] | None = None
+    ) -> None:
         """The step (training_step, backward, clipping, update), then the check of its loss: a non-finite one stops
-        the run here, before any callback or checkpoint sees the step it skipped."""
-        super().optimizer_step(*args, **kwargs)
-        check_finite(self, "training", {"train/loss": self._train_loss})
+        the run here, before any callback or checkpoint sees the step it skipped. With ``cuda_graph``, Lightning's
+        whole step is the graph's warm-up or capture; once captured, the closure's training_step replays it."""
+        if self._graph is None:
+            super().optimizer_step(epoch, batch_idx, optimizer, optimizer_closure)
+        elif self._graph.graph is not None and optimizer_closure is not None:
+            optimizer_closure()
+        else:
+            self._eager_step = lambda: super(FinalTraining, self).optimizer_step(
+                epoch, batch_idx, optimizer, optimizer_closure)
+            self._graph()
+        check_finite(self, "training", {"train/loss": self._outputs["train/loss"]})
 
     def _evaluate(self, batch: tuple[torch.Tensor, torch.Tensor], stage: str) -> None:
         """Plain cross entropy and accuracy, accumulated as metrics so that DDP ranks reduce them exactly."""

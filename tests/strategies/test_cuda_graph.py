@@ -1,6 +1,6 @@
 """What a CUDA graph needs of a step: fused optimizers that skip a non-finite step on the device and take a first
-gradient late, tensor learning rates that the schedules write into; DARTS's search step replayed as a CUDA graph
-(``-m gpu``, skipped without CUDA)."""
+gradient late, tensor learning rates that the schedules write into; DARTS's search step and final training's step
+replayed as CUDA graphs (``-m gpu``, skipped without CUDA)."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from lightning_nas.data import DigitsDataModule
 from lightning_nas.errors import ConfigError
 from lightning_nas.strategies.cuda_graph import adam_options, fused_sgd
 from lightning_nas.strategies.darts import DARTS
+from lightning_nas.strategies.final_training import FinalTraining
 from lightning_nas.strategies.finite import nonfinite, skip_step_if
 
 
@@ -138,3 +139,55 @@ def test_replayed_search_steps_match_eager_ones(tmp_path: Path, unrolled: bool) 
     nan = NaNAt(epoch=1, step=5)
     with pytest.raises(FloatingPointError, match="in the w step of epoch 1, step 5; stopped before updating"):
         search(tmp_path / "nan", darts(arch_warmup_epochs=1, cuda_graph=True), "gpu", callbacks=[nan])
+
+
+def train(tmp_path: Path, module: FinalTraining, accelerator: str, **kwargs: Any) -> pl.Trainer:
+    torch.manual_seed(0)
+    trainer = pl.Trainer(accelerator=accelerator, devices=1, max_epochs=2, limit_train_batches=6, limit_val_batches=0,
+                         gradient_clip_val=5.0, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                         enable_model_summary=False, default_root_dir=tmp_path, **kwargs)
+    trainer.fit(module, DigitsDataModule(batch_size=16))
+    return trainer
+
+
+def test_final_training_refuses_a_cuda_graph_on_the_cpu_in_one_line(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"^cuda_graph replays the training step on one CUDA device, not on 1 x cpu: "
+                                          r"drop --model.cuda_graph or run on one GPU$"):
+        train(tmp_path, FinalTraining(C=4, layers=3, num_classes=10, in_chans=1, cuda_graph=True), "cpu")
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_replayed_training_steps_match_eager_ones(tmp_path: Path) -> None:
+    """Two epochs, each captured anew (3 eager steps, 1 capture, 2 replays), with the Trainer's gradient clipping;
+    no drop path, whose masks a graph draws from other random numbers."""
+    eager, graphed = (FinalTraining(C=4, layers=3, num_classes=10, in_chans=1, drop_path_prob=0.0, cuda_graph=g)
+                      for g in (False, True))
+    graphed.load_state_dict(eager.state_dict())
+    eager_trainer = train(tmp_path / "eager", eager, "gpu")
+    graphed_trainer = train(tmp_path / "graphed", graphed, "gpu")
+    assert graphed._graph is not None and graphed._graph.replayed
+    assert graphed_trainer.global_step == eager_trainer.global_step == 12
+    for (name, expected), actual in zip(eager.named_parameters(), graphed.parameters()):
+        torch.testing.assert_close(actual, expected, rtol=1e-3, atol=1e-4, msg=name)
+    for name in ("train/loss", "train/top1"):
+        torch.testing.assert_close(graphed_trainer.callback_metrics[name], eager_trainer.callback_metrics[name],
+                                   rtol=1e-3, atol=1e-4)
+
+    nan = NaNImages(epoch=1, step=5)
+    model = FinalTraining(C=4, layers=3, num_classes=10, in_chans=1, cuda_graph=True)
+    with pytest.raises(FloatingPointError, match=r"^train/loss is nan in epoch 1, step 11 \(training\)"):
+        train(tmp_path / "nan", model, "gpu", callbacks=[nan])
+    assert all(torch.equal(p, nan.before[n]) for n, p in model.named_parameters())
+
+
+class NaNImages(pl.Callback):
+    """NaN images at (epoch, step), a replayed step; keeps the parameters as they were before."""
+
+    def __init__(self, epoch: int, step: int) -> None:
+        self.epoch, self.step, self.before = epoch, step, {}
+
+    def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch, batch_idx: int) -> None:
+        if (trainer.current_epoch, batch_idx) == (self.epoch, self.step):
+            batch[0].fill_(float("nan"))
+            self.before = {n: p.detach().clone() for n, p in pl_module.named_parameters()}
