@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import argparse
 import tempfile
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import lightning.pytorch as pl
 import torch
@@ -18,6 +18,9 @@ from torch.utils.data import Dataset, TensorDataset
 from torch.utils.flop_counter import FlopCounterMode
 
 from lightning_nas.bench.dispatch import DispatchCount
+
+if TYPE_CHECKING:
+    from lightning_nas.strategies.darts import Sampler
 from lightning_nas.bench.measure import clocks, random_images, reset_peak_memory, result
 from lightning_nas.data.base import NASDataModule
 
@@ -162,7 +165,7 @@ class ChannelsLast(pl.Callback):
 
 # --- cases: (module, data module, timer, trainer arguments, images per timed unit) from the worker's arguments -------
 
-def darts_case(unrolled: bool, sampler: str = "softmax") -> Callable[..., tuple]:
+def darts_case(unrolled: bool, sampler: Sampler = "softmax") -> Callable[..., tuple]:
     def build(args: argparse.Namespace, repeats: int) -> tuple:
         from lightning_nas.strategies.darts import DARTS
 

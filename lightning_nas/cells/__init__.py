@@ -1,6 +1,7 @@
 """Cells of final networks (search-space cells live in ``lightning_nas.spaces``)."""
 
 from lightning_nas.cells.cell import Cell
-from lightning_nas.cells.nb201 import NB201_EDGES, NB201_NODES, NB201Cell, ResidualReduction, nb201_body, sum_edges
+from lightning_nas.cells.nb201 import EDGE_INPUTS, NB201_EDGES, NB201_NODES, NODE_STARTS, NB201Cell, ResidualReduction, nb201_body
 
-__all__ = ["NB201_EDGES", "NB201_NODES", "Cell", "NB201Cell", "ResidualReduction", "nb201_body", "sum_edges"]
+__all__ = ["EDGE_INPUTS", "NB201_EDGES", "NB201_NODES", "NODE_STARTS", "Cell", "NB201Cell", "ResidualReduction",
+           "nb201_body"]

@@ -5,7 +5,6 @@ BN-ReLU, global pooling and a linear classifier (C=16, N=5 in the benchmark). ``
 genotype="|nor_conv_3x3~0|+|...|")`` builds it; it speaks timm's model interface like ``nas_cifar``.
 """
 
-from __future__ import annotations
 
 import os
 from typing import Any
@@ -81,6 +80,8 @@ class NB201Network(nn.Module):
         weight = self.classifier.weight if isinstance(self.classifier, nn.Linear) else self.stem[0].weight
         self.global_pool, self.classifier = create_classifier(self.num_features, num_classes, pool_type=pool_type,
                                                               device=weight.device, dtype=weight.dtype)
+        self.global_pool.train(self.training)
+        self.classifier.train(self.training)
 
 
 default_cfgs = generate_default_cfgs({

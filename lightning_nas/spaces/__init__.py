@@ -7,10 +7,11 @@ from lightning_nas.spaces.base import (
     Architecture,
     GenotypeSpace,
     SearchSpace,
+    Supernet,
     create_space,
     register_space,
     space_options,
 )
 from lightning_nas.spaces import darts, enas_macro, enas_micro, nb201, pnas  # noqa: F401  (registers the spaces)
 
-__all__ = ["SPACES", "Architecture", "GenotypeSpace", "SearchSpace", "create_space", "register_space", "space_options"]
+__all__ = ["SPACES", "Architecture", "GenotypeSpace", "SearchSpace", "Supernet", "create_space", "register_space", "space_options"]

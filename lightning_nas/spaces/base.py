@@ -13,8 +13,9 @@ from __future__ import annotations
 import copy
 import hashlib
 import random
-from typing import Any, ClassVar, Sequence
+from typing import Any, ClassVar, Protocol, Sequence
 
+import torch
 from torch import nn
 
 from lightning_nas.errors import ConfigError
@@ -27,6 +28,24 @@ SAMPLE_TRIES = 10_000
 """Draws before sampling under a parameter budget gives up."""
 MUTATION_TRIES = 100
 """Edits tried before a mutation gives up: a few spaces map several decision lists to one architecture (PNAS)."""
+
+
+class Supernet(Protocol):
+    """What one-shot strategies (DARTS, GDAS) use of a differentiable supernet (``SearchNetwork``,
+    ``NB201SearchNetwork``): α apart from the weights, the forward pass with either held constant, and derivation."""
+
+    primitives: tuple[str, ...]
+    tau: float | None
+
+    def __call__(self, x: torch.Tensor, alpha_grad: bool = True, weight_grad: bool = True) -> torch.Tensor: ...
+
+    def arch_parameters(self) -> list[nn.Parameter]: ...
+
+    def weight_parameters(self) -> list[nn.Parameter]: ...
+
+    def alphas(self) -> dict[str, nn.Parameter]: ...
+
+    def genotype(self, max_skip_connect: int | None = None) -> Architecture: ...
 
 
 class SearchSpace:
@@ -144,8 +163,6 @@ class SearchSpace:
 
     def num_params(self, arch: Architecture, num_classes: int, in_chans: int, C: int, N: int) -> int:
         """Parameters of ``build(arch, ...)``, counted on the meta device (no memory, no initialisation cost)."""
-        import torch
-
         with torch.device("meta"):
             return sum(p.numel() for p in self.build(arch, num_classes, in_chans, C, N).parameters())
 

@@ -161,9 +161,13 @@ class MixedOp(nn.Module):
     ) -> torch.Tensor:
         """``weights``: one weight per candidate op (softmax(α) of this edge); ``shared``: what the mixed ops reading
         ``x`` so far computed for the others (this one adds to it), or None; ``chosen``: GDAS's sampled op, the only
-        one computed (``weights`` are then one-hot, with the gradient of the Gumbel softmax)."""
-        if chosen is not None:
-            return weights[chosen] * self.ops[chosen](x)
+        one computed (``weights`` are then one-hot, with the gradient of the Gumbel softmax). The other ops' weights
+        are added too, as GDAS's code does: they are 0, but their gradient (the sum of the output's gradient) is the
+        baseline the chosen op is compared with, so α learns even when the chosen op is ``none``; without it a
+        sampled ``none`` gets no gradient and GDAS drifted to all-``none`` cells on NAS-Bench-201 (SEARCH_QUALITY.md)."""
+        if chosen is not None:  # plus the others' weights, exactly 0 but with a gradient, as GDAS's code adds them
+            others = torch.ones_like(weights).index_fill_(0, torch.tensor(chosen, device=weights.device), 0.0)
+            return weights[chosen] * self.ops[chosen](x) + (weights * others).sum()
         k = self.partial_channels
         shared = SharedInput() if shared is None else shared
         if shared.relu is None:  # the first edge of this input

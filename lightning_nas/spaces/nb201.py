@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lightning_nas.cells.nb201 import NB201_EDGES, NB201_NODES, nb201_body, sum_edges
+from lightning_nas.cells.nb201 import EDGE_INPUTS, NB201_EDGES, NB201_NODES, NODE_STARTS, nb201_body
 from lightning_nas.errors import ConfigError
 from lightning_nas.files import write_atomic
 from lightning_nas.ops import NB201_OPS, create_op
@@ -142,11 +142,16 @@ class NB201SearchNetwork(nn.Module):
             weights = weights.detach()
         x = self.stem(x)
         for layer in self.cells:
-            if isinstance(layer, nn.ModuleList):  # a mixed cell; the edges reading one node share its ReLU
+            if isinstance(layer, nn.ModuleList):  # a mixed cell, as NB201Cell; the edges reading a node share its ReLU
                 shared = [SharedInput() for _ in range(NB201_NODES)]
-                edges = [lambda h, edge=edge, w=w, s=shared[i], pick=pick: edge(h, w, s, pick)
-                         for edge, w, (_, i), pick in zip(layer, weights, NB201_EDGES, chosen)]
-                x = sum_edges(edges, x)
+                nodes = [x]
+                for edge, w, i, starts, pick in zip(layer, weights, EDGE_INPUTS, NODE_STARTS, chosen):
+                    out = edge(nodes[i], w, shared[i], pick)
+                    if starts:
+                        nodes.append(out)
+                    else:
+                        nodes[-1] = nodes[-1] + out
+                x = nodes[-1]
             else:
                 x = layer(x)
         return self.classifier(self.lastact(x).mean((2, 3)))

@@ -12,7 +12,7 @@ from typing import Callable, Literal, Protocol, cast
 
 import torch
 
-from lightning_nas.spaces.darts import SearchNetwork
+from lightning_nas.spaces import Supernet
 
 Batch = tuple[torch.Tensor, torch.Tensor]
 VirtualStep = Literal["official", "paper"]
@@ -44,7 +44,7 @@ def virtual_step_direction(
 
 
 def unrolled_arch_gradient(
-    network: SearchNetwork,
+    network: Supernet,
     loss_fn: LossFn,
     weights_batch: Batch,
     arch_batch: Batch,

@@ -280,3 +280,17 @@ def test_decoupled_arch_decay_forgets_in_the_stated_number_of_steps(tmp_path):
 def test_a_space_without_a_differentiable_supernet_is_refused():
     with pytest.raises(ConfigError, match="DARTS searches a differentiable supernet, which the pnas space has not"):
         DARTS(space="pnas")
+
+
+def test_gdas_gives_alpha_a_gradient_when_the_drawn_op_is_none():
+    """GDAS's baseline: the other ops' zero weights join the output, so a drawn `none` still moves α."""
+    from lightning_nas.spaces.darts import MixedOp
+
+    edge = MixedOp(4, 1, ("none", "skip_connect", "avg_pool_3x3"))
+    alpha = torch.tensor([[20.0, 0.0, 0.0]], requires_grad=True)  # `none` all but surely drawn
+    weights, chosen = gumbel_hard(alpha, 1.0)
+    assert chosen == [0]
+    out = edge(torch.randn(2, 4, 5, 5), weights[0], chosen=0)
+    assert torch.equal(out, torch.zeros_like(out))  # `none`, and the added weights are exactly 0
+    (out - 1).pow(2).sum().backward()
+    assert alpha.grad.abs().sum() > 0
