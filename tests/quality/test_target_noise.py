@@ -14,6 +14,7 @@ from lightning_nas.data import DigitsDataModule
 from lightning_nas.errors import ConfigError
 from lightning_nas.genotypes import Genotype
 from lightning_nas.quality.__main__ import main
+from lightning_nas.strategies.candidates import code_key
 from lightning_nas.quality.target_noise import TargetNoise, TargetNoiseMeasurement, format_noise_table
 from lightning_nas.strategies.candidates import CandidatePool
 from lightning_nas.strategies.pnas import PNASSearch
@@ -109,9 +110,10 @@ def test_with_retrain_alone_it_retrains_only_its_cells_under_the_report_budget(t
     assert not (out / "found").exists()
     noise = report["target_noise"]
     records = [json.loads(line) for line in (out / "retrain.jsonl").read_text().splitlines()]
-    assert sorted(r["key"] for r in records) == sorted(f"{a['key']}/seed0" for a in noise["accuracy"])
+    code = code_key()  # the report's retraining is keyed by the code version too
+    assert sorted(r["key"] for r in records) == sorted(f"{a['key']}/seed0/{code}" for a in noise["accuracy"])
     by_key = {r["key"]: r["accuracy"] for r in records}
-    assert noise["retrain"]["accuracy"] == [by_key[f"{a['key']}/seed0"] for a in noise["accuracy"]]
+    assert noise["retrain"]["accuracy"] == [by_key[f"{a['key']}/seed0/{code}"] for a in noise["accuracy"]]
     assert -1 <= noise["retrain"]["spearman"] <= 1
 
 
