@@ -35,8 +35,7 @@ def best_within(table: BenchmarkTable, space: SearchSpace) -> str:
     """The key of the table's best architecture among those ``space`` may propose (its parameter budget)."""
     if space.max_params is None:
         return max(table.scores, key=table.scores.__getitem__)
-    fitting = {space.key(arch): arch for arch in table.architectures()}
-    return max((key for key, arch in fitting.items() if space.fits(arch)), key=table.scores.__getitem__)
+    return max((space.key(arch) for arch in table.architectures() if space.fits(arch)), key=table.scores.__getitem__)
 
 
 def bootstrap_difference(a: Sequence[float], b: Sequence[float], seed: int = 0) -> list[float]:
@@ -84,8 +83,8 @@ def run_benchmark(space_name: str, table_path: str, strategies: Sequence[str], q
     title = (f"{space_name}, {table.metric}, {runs} runs (seeds {first_seed}-{first_seed + runs - 1}), noise sd {noise:g}"
              + (f", at most {max_params:g} params" if max_params is not None else ""))
     return {"space": space_name, "table": str(table_path), "metric": table.metric, "table_best": table.best,
-            "best_proposable": table.scores[best_key], "queries": queries, "runs": runs, "first_seed": first_seed, "noise": noise, "max_params": max_params,
-            "title": title, "strategies": summary,
+            "best_proposable": table.scores[best_key], "queries": queries, "runs": runs, "first_seed": first_seed,
+            "noise": noise, "max_params": max_params, "title": title, "strategies": summary,
             "curves": {name: {"mean": np.mean(curves[name], 0).round(4).tolist(),
                               "sd": np.std(curves[name], 0, ddof=1).round(4).tolist()} for name in strategies}}
 

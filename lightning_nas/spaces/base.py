@@ -52,7 +52,6 @@ class SearchSpace:
     """A space of architectures: decisions, sampling, edits, encodings, text forms and the networks they build."""
 
     name: ClassVar[str]
-    architecture_type: ClassVar[type]
     differentiable: ClassVar[bool] = False
     """Whether ``supernet`` is DARTS-style (a mixed op on every edge, weighted by α), which DARTS and GDAS search;
     ENAS's shared-weight children are supernets too, searched by sampling."""
@@ -169,8 +168,6 @@ class SearchSpace:
 
 class GenotypeSpace(SearchSpace):
     """A space of DARTS-style cell pairs: architectures are Genotypes, stacked into ``NetworkCIFAR`` proxies."""
-
-    architecture_type = Genotype
 
     def to_json(self, arch: Genotype) -> str:
         return arch.to_json()

@@ -167,7 +167,6 @@ class ENASMacroSpace(SearchSpace):
     child is ``MacroNetwork(None)``."""
 
     name = "enas_macro"
-    architecture_type = MacroArchitecture
 
     def __init__(self, layers: int = 12) -> None:
         if layers < 3:

@@ -182,7 +182,6 @@ class NB201Space(SearchSpace):
 
     name = "nb201"
     differentiable = True
-    architecture_type = NB201Architecture
 
     def __init__(self, ops: Sequence[str] = NB201_OPS) -> None:
         unknown = sorted(set(ops) - set(NB201_OPS))

@@ -162,15 +162,15 @@ class Evaluations:
         """``archs`` with their scores; new ones cost a query each, in order, while the budget lasts (those beyond
         it are left out)."""
         self.calls += 1
+        keys = [self.space.key(arch) for arch in archs]
         new: dict[str, Architecture] = {}
-        for arch in archs:
-            key = self.space.key(arch)
+        for arch, key in zip(archs, keys):
             if key not in self._scores and key not in new and len(self.history) + len(new) < self.queries:
                 new[key] = arch
         for (key, arch), value in zip(new.items(), self.evaluator.score(list(new.values()))):
             self._scores[key] = value
             self.history.append((arch, value))
-        return [(arch, self._scores[key]) for arch, key in zip(archs, map(self.space.key, archs)) if key in self._scores]
+        return [(arch, self._scores[key]) for arch, key in zip(archs, keys) if key in self._scores]
 
     def best(self) -> tuple[Architecture, float]:
         return max(self.history, key=lambda item: item[1])

@@ -26,10 +26,6 @@ class FactorisedPolicy:
         cumulative = self.probabilities().cumsum(1)
         return (cumulative < rng.random((len(cumulative), 1))).sum(1).clip(max=self.valid.sum(1) - 1).tolist()
 
-    def entropy(self) -> float:
-        p = self.probabilities()
-        return float(-(p * np.log(np.where(p > 0, p, 1.0))).sum())
-
     def step(self, decisions: list[int], advantage: float, lr: float, entropy_weight: float) -> None:
         """One gradient ascent step on advantage x log p(decisions) + entropy_weight x entropy."""
         p = self.probabilities()
