@@ -95,7 +95,7 @@ class NB201Architecture:
 class NB201SearchNetwork(nn.Module):
     """The supernet of the NAS-Bench-201 space: the benchmark's network with a mixed op on every cell edge (one α of
     6 edges x 5 ops shared by all cells, as the benchmark's DARTS baseline searches it). It offers the DARTS
-    supernet's interface (``arch_parameters``, ``weight_parameters``, ``op_weights``, ``forward(x, alpha_grad,
+    supernet's interface (``arch_parameters``, ``weight_parameters``, ``alphas``, ``forward(x, alpha_grad,
     weight_grad)``, ``genotype``), so one-shot strategies search it unchanged."""
 
     def __init__(self, C: int = 16, N: int = 5, num_classes: int = 10, in_chans: int = 3,
@@ -124,10 +124,6 @@ class NB201SearchNetwork(nn.Module):
     def weight_parameters(self) -> list[nn.Parameter]:
         return [p for p in self.parameters() if p is not self.alpha]
 
-    def op_weights(self) -> tuple[torch.Tensor]:
-        """softmax(α) per edge."""
-        return (F.softmax(self.alpha, dim=-1),)
-
     def forward(self, x: torch.Tensor, alpha_grad: bool = True, weight_grad: bool = True) -> torch.Tensor:
         """As ``SearchNetwork.forward``: ``alpha_grad``/``weight_grad`` False treat α / the weights as constants."""
         if not weight_grad:
@@ -135,7 +131,7 @@ class NB201SearchNetwork(nn.Module):
                 return self(x, alpha_grad)
         chosen: Sequence[int | None]
         if self.tau is None:
-            weights, chosen = self.op_weights()[0], [None] * len(NB201_EDGES)
+            weights, chosen = F.softmax(self.alpha, dim=-1), [None] * len(NB201_EDGES)
         else:
             weights, chosen = gumbel_hard(self.alpha, self.tau)
         if not alpha_grad:
@@ -159,7 +155,7 @@ class NB201SearchNetwork(nn.Module):
     def genotype(self, max_skip_connect: int | None = None) -> NB201Architecture:
         """The strongest op of every edge (``none`` included, as the benchmark derives); ``max_skip_connect`` caps
         the skip_connects by turning the weakest ones into their next strongest op."""
-        weights = self.op_weights()[0].detach()
+        weights = F.softmax(self.alpha.detach(), dim=-1)
         ops = [self.primitives[int(k)] for k in weights.argmax(-1)]
         if max_skip_connect is not None and "skip_connect" in self.primitives:
             skip = self.primitives.index("skip_connect")
