@@ -136,6 +136,7 @@ class QualityReport:
         self.strategy, self.search_config, self.data = strategy, search_config, data
         self.space, self.budget = space, retrain or RetrainBudget()
         self.search_space = create_space(space.name, **space_options(space.nodes, space.ops))
+        self.code_key = code_key()
         check(self.budget.seeds >= 1, f"retrain.seeds={self.budget.seeds} must be at least 1")
         self.seeds = list(range(first_seed, first_seed + seeds))
         self.random, self.random_seed, self.search_args = random, random_seed, list(search_args)
@@ -179,8 +180,8 @@ class QualityReport:
     def retrained(self, architectures: dict[str, Architecture]) -> dict[str, float]:
         """Each architecture's accuracy after the retraining budget, averaged over the training seeds, all trained
         under this process's ``code_key``: results of other code in a shared retrain file are not reused."""
-        code = code_key()
-        jobs = {f"{key}/seed{seed}/{code}": (key, seed) for key in architectures for seed in range(self.budget.seeds)}
+        jobs = {f"{key}/seed{seed}/{self.code_key}": (key, seed)
+                for key in architectures for seed in range(self.budget.seeds)}
         results = self.pool.train_all(
             "retrain", list(jobs),
             lambda job: self.pool.train(job, architectures[jobs[job][0]], seed=jobs[job][1])[1],
@@ -227,7 +228,7 @@ class QualityReport:
                        "genotype": json.loads(self.search_space.to_json(found[seed][0])),
                        "signal": search_signal(self.strategy, self.search_folder(seed))} for seed in self.seeds],
             "random": [{"key": key, "accuracy": accuracy[key]} for key in random],
-            "retrain_seconds": sum(r["seconds"] for r in self.pool.finished().values()), "code_key": code_key(),
+            "retrain_seconds": sum(r["seconds"] for r in self.pool.finished().values()), "code_key": self.code_key,
         }
         write_atomic(self.output_dir / "report.json", json.dumps(report, indent=1))
         title = f"{self.strategy} on {report['data']}"

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from lightning_nas.spaces import Architecture, SearchSpace
+from lightning_nas.strategies.blackbox import STRATEGIES as BLACKBOX_STRATEGIES
 
 @dataclass(frozen=True)
 class Strategy:
@@ -34,7 +35,7 @@ STRATEGIES = {
     "darts": Strategy(lightning=True, space=None),
     "enas": Strategy(lightning=True, space="enas_micro"),
     "pnas": Strategy(lightning=False, space="pnas"),
-    **{name: Strategy(lightning=False, space=None) for name in ("random", "evolution", "reinforce", "predictor", "local")},
+    **{name: Strategy(lightning=False, space=None) for name in BLACKBOX_STRATEGIES},  # recipes named as the strategies
 }
 """Every strategy the report runs, by recipe name (``python -m lightning_nas.recipes.<name>``): the one table of
 them."""
