@@ -46,7 +46,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def main(argv: list[str] | None = None) -> dict:
+def main(argv: list[str] | None = None) -> dict | None:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["build"]:
+        from lightning_nas.benchmark.build import main as build
+
+        build(argv[1:])
+        return None
     args = parse_args(argv)
     try:
         result = run_benchmark(args.space, args.table, args.strategies, args.queries, args.runs, args.first_seed,

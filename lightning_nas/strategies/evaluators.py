@@ -12,6 +12,7 @@ import csv
 import itertools
 import math
 import random
+import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator, Sequence
@@ -34,29 +35,43 @@ class Evaluator:
         raise NotImplementedError
 
 
+RUN_COLUMNS = ("seed", "budget", "cpu_s")
+"""Columns of a table built here (``benchmark build``) that describe a row's training run, not a metric."""
+
+
 @dataclass
 class BenchmarkTable:
     """A benchmark's table of architectures and a metric (e.g. NAS-Bench-201's CIFAR-10 accuracies), read once and
-    checked against the space before any search: an unknown column, an architecture of another space, or (for a space
-    small enough to list) a missing architecture end in one line."""
+    checked against the space before any search: an unknown column, an architecture of another space, a score that
+    is not a finite number (or, for an accuracy column ``*_acc*``, outside 0-100), one architecture listed twice for
+    one seed, or (for a complete table of a space small enough to list) a missing architecture end in one line.
+
+    A built table (``benchmark build``) may list a cell once per training seed (column ``seed``): its score is the
+    mean over seeds, as NAS-Bench-201's is; ``cpu_s``, where present, is the one-thread CPU-seconds of a cell's
+    training. ``complete=False`` reads a table of a sample of the space (look-ups outside it fail)."""
 
     space: SearchSpace
     scores: dict[str, float]
     metric: str
     path: str
+    runs: dict[str, list[float]] = field(default_factory=dict)
+    """Every seed's score of each architecture (a built table's repeats), by key."""
+    cpu_s: list[float] = field(default_factory=list)
 
     @classmethod
-    def read(cls, path: str | Path, space: SearchSpace, metric: str | None = None, arch_column: str = "arch") -> BenchmarkTable:
+    def read(cls, path: str | Path, space: SearchSpace, metric: str | None = None, arch_column: str = "arch",
+             complete: bool = True) -> BenchmarkTable:
         try:
             with open(path, newline="") as file:
-                rows = list(csv.DictReader(file))
+                reader = csv.DictReader(file)
+                rows = list(reader)
+                columns = list(reader.fieldnames or [])
         except (OSError, UnicodeDecodeError, csv.Error) as error:
             raise ConfigError(f"benchmark table {path}: cannot read it as CSV ({error})") from None
-        columns = list(rows[0]) if rows else []
         if arch_column not in columns:
             raise ConfigError(f"benchmark table {path} has no architecture column {arch_column!r}; its columns are "
                               f"{', '.join(columns) or 'none'}")
-        metrics = [name for name in columns if name != arch_column]
+        metrics = [name for name in columns if name != arch_column and name not in RUN_COLUMNS]
         if metric is None:
             if len(metrics) != 1:
                 raise ConfigError(f"benchmark table {path} has {len(metrics)} metric columns ({', '.join(metrics)}); "
@@ -65,20 +80,35 @@ class BenchmarkTable:
         if metric not in metrics:
             raise ConfigError(f"benchmark table {path} has no column {metric!r}; its metric columns are "
                               f"{', '.join(metrics)}")
-        scores: dict[str, float] = {}
+        check(bool(rows), f"benchmark table {path} has no rows")
+        runs: dict[str, dict[str, float]] = {}
+        cpu_s: list[float] = []
         for line, row in enumerate(rows, start=2):
+            if None in row or any(row[name] is None for name in columns):
+                raise ConfigError(f"benchmark table {path} line {line}: {len(columns)} fields expected "
+                                  f"({', '.join(columns)}); repair that row")
             try:
                 arch = space.from_string(row[arch_column])
                 space.decisions(arch)
             except ConfigError as error:
                 raise ConfigError(f"benchmark table {path} line {line}: {row[arch_column]!r} is not an architecture of "
                                   f"the {space.name} space ({error}); pass the table of that space") from None
-            try:
-                scores[space.key(arch)] = float(row[metric])
-            except ValueError:
-                raise ConfigError(f"benchmark table {path} line {line}: {metric} {row[metric]!r} is not a number") from None
-        table = cls(space, scores, metric, str(path))
-        table.check_complete()
+            value = _number(path, line, metric, row[metric])
+            if "acc" in metric and not 0 <= value <= 100:
+                raise ConfigError(f"benchmark table {path} line {line}: {metric} {value:g} is no accuracy in percent "
+                                  f"(0-100)")
+            seed = row.get("seed", "")
+            key = space.key(arch)
+            if seed in runs.setdefault(key, {}):
+                raise ConfigError(f"benchmark table {path} line {line}: {row[arch_column]} is listed twice"
+                                  + (f" for seed {seed}" if seed else "") + "; keep one row per architecture and seed")
+            runs[key][seed] = value
+            if row.get("cpu_s"):
+                cpu_s.append(_number(path, line, "cpu_s", row["cpu_s"]))
+        scores = {key: statistics.fmean(by_seed.values()) for key, by_seed in runs.items()}
+        table = cls(space, scores, metric, str(path), {key: list(v.values()) for key, v in runs.items()}, cpu_s)
+        if complete:
+            table.check_complete()
         return table
 
     def check_complete(self) -> None:
@@ -108,13 +138,23 @@ class BenchmarkTable:
         return max(self.scores.values())
 
 
+def _number(path: str | Path, line: int, column: str, text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise ConfigError(f"benchmark table {path} line {line}: {column} {text!r} is not a number") from None
+    if not math.isfinite(value):
+        raise ConfigError(f"benchmark table {path} line {line}: {column} is {text}; every score must be a finite number")
+    return value
+
+
 class TableEvaluator(Evaluator):
     """Scores by look-up in a benchmark table, plus Gaussian noise of sd ``noise`` (seeded) to stand for training
     noise: a repeated query of one search is answered from its cache, so each architecture gets one draw."""
 
     def __init__(self, table: BenchmarkTable, noise: float = 0.0, seed: int = 0) -> None:
-        if noise < 0:
-            raise ConfigError(f"noise={noise}: the noise sd must be >= 0")
+        if not (0 <= noise < math.inf):
+            raise ConfigError(f"noise={noise}: the noise sd must be a finite number >= 0")
         self.table, self.space, self.noise = table, table.space, noise
         self.rng = random.Random(seed)
 
