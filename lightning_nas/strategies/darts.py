@@ -4,7 +4,8 @@ Each training step reads a search-mode batch ``{"weights": (x, y), "arch": (x, y
 architecture batch, then a w step (SGD, cosine lr, grad-norm clip) on the weight batch; during the first
 ``arch_warmup_epochs`` only w trains. First order uses ∇α L_val(w, α); second order (``unrolled=True``) differentiates
 through one virtual weight step (``darts_architect.unrolled_arch_gradient``). Every backward pass goes through
-``manual_backward`` so DDP averages α and w gradients across ranks.
+``manual_backward`` so DDP averages α and w gradients across ranks. With ``beta_decay`` > 0 the α step's loss adds
+β-DARTS's Beta-Decay regulariser (``beta_decay_loss``).
 """
 
 import math
@@ -29,7 +30,7 @@ from lightning_nas.strategies.cuda_graph import GraphedStep, adam_options, fused
 from lightning_nas.strategies.darts_architect import Batch, VirtualStep, unrolled_arch_gradient
 from lightning_nas.strategies.finite import nonfinite_on_any_rank, skip_step_if
 
-__all__ = ["DARTS", "alpha_entropy", "unrolled_arch_gradient"]
+__all__ = ["DARTS", "alpha_entropy", "beta_decay_loss", "unrolled_arch_gradient"]
 
 
 Sampler = Literal["softmax", "gumbel"]
@@ -39,6 +40,14 @@ def alpha_entropy(alpha: torch.Tensor) -> torch.Tensor:
     """Mean entropy (nats) of softmax(α) over the edges: log(#ops) at the start, 0 once every edge is decided."""
     log_p = F.log_softmax(alpha.detach(), dim=-1)
     return -(log_p.exp() * log_p).sum(-1).mean()
+
+
+def beta_decay_loss(alphas: Sequence[torch.Tensor]) -> torch.Tensor:
+    """β-DARTS's Beta-Decay regulariser (Ye et al., CVPR 2022): the mean over every edge of every α of
+    logsumexp(α_edge), the smooth maximum of the edge's architecture parameters. Its gradient on α_edge is
+    softmax(α_edge) / #edges, which pushes each α down in proportion to its op's weight β = softmax(α): the leading op
+    loses the most, so α's spread on an edge stays small and the softmax stays comparable across edges."""
+    return torch.cat([alpha.logsumexp(-1).flatten() for alpha in alphas]).mean()
 
 
 class DARTSHyperparameters(Protocol):
@@ -59,6 +68,7 @@ class DARTSHyperparameters(Protocol):
     tau_max: float
     tau_min: float
     arch_warmup_epochs: int
+    beta_decay: float
     max_skip_connect: int | None
     num_threads: int | None
     genotype_filename: str
@@ -103,6 +113,7 @@ class DARTS(pl.LightningModule):
         arch_weight_decay: NonNegativeFloat = 1e-3,
         arch_relaxation_steps: PositiveInt | None = None,
         arch_warmup_epochs: NonNegativeInt = 0,
+        beta_decay: NonNegativeFloat = 0.0,
         max_skip_connect: NonNegativeInt | None = None,
         channels_last: bool = True,
         num_threads: PositiveInt | None = None,
@@ -144,6 +155,14 @@ class DARTS(pl.LightningModule):
         gradient) and computes only it, with the temperature annealed linearly from ``tau_max`` to ``tau_min`` over the
         epochs (GDAS: 10 to 0.1).
 
+        ``beta_decay``: λ of β-DARTS (Ye et al., CVPR 2022; 0, the default, is plain DARTS): the α step's loss adds
+        λ_t · ``beta_decay_loss``(α), the mean over edges of logsumexp(α_edge), with λ_t rising linearly over the
+        epochs, λ_t = λ · epoch / max_epochs, as in the authors' code (``50 * epoch / 100``: λ = 50 over their 100
+        epochs). Why: DARTS collapses to parameter-free ops (skip_connect, pooling, none) partly because α grows
+        without bound on the edges where those ops win early, so softmax(α) saturates there and the edges' weights
+        stop being comparable; the regulariser's gradient, λ_t · softmax(α_edge) / #edges, decays the leading op's α
+        the most and keeps α small. It works first and second order, and on either space's supernet.
+
         ``cuda_graph``: replay each search step as one CUDA graph (``cuda_graph.GraphedStep``: 3 eager warm-up steps,
         then one capture per step kind), so its thousands of small kernels launch at once; on one CUDA device, with
         the softmax sampler (GDAS draws its ops on the host) and no ``checkpoint_cells`` (its RNG stash cannot be
@@ -174,6 +193,9 @@ class DARTS(pl.LightningModule):
         self._graph: tuple[bool, GraphedStep] | None = None
         """With ``cuda_graph``: whether the graph of the step in use takes an α step, and the graph. The w-only graph of
         the warm-up epochs is dropped (with its memory) when α steps start."""
+        self._beta_weight = torch.zeros(())
+        """λ_t of ``beta_decay`` in this epoch, a tensor on the module's device written in place (``_anneal``), so
+        that a captured CUDA graph reads each epoch's value."""
         self._last_derived = ""
         """The text form of the architecture derived at the last epoch end (or the start of fit)."""
         self.genotype()  # a max_skip_connect the primitives cannot meet fails here, not after the first epoch
@@ -254,9 +276,15 @@ class DARTS(pl.LightningModule):
                 self.network, self.loss, batch["weights"], batch["arch"], xi, self.manual_backward,
                 self._mean_across_ranks, official, self.skip_unused_gradients,
             )
+            if self.hp.beta_decay:  # the same on every rank: added after DDP averaged the data term
+                regulariser = torch.autograd.grad(self._beta_weight * beta_decay_loss(alphas), alphas)
+                for alpha, gradient in zip(alphas, regulariser):
+                    cast(torch.Tensor, alpha.grad).add_(gradient)
             found = nonfinite_on_any_rank(self, *(a.grad for a in alphas))
         else:
             arch_loss = self.loss(batch["arch"], weight_grad=not self.skip_unused_gradients)
+            if self.hp.beta_decay:
+                arch_loss = arch_loss + self._beta_weight * beta_decay_loss(alphas)
             self.manual_backward(arch_loss)
             found = nonfinite_on_any_rank(self, arch_loss, *(a.grad for a in alphas))
         skip_step_if(arch_optimizer, found)
@@ -312,13 +340,16 @@ class DARTS(pl.LightningModule):
         check(not self.hp.cuda_graph or (self.device.type == "cuda" and self.trainer.world_size == 1),
               f"cuda_graph replays the search step on one CUDA device, not on {self.trainer.world_size} x "
               f"{self.device.type}: drop --model.cuda_graph or run on one GPU")
-        self._anneal_tau()
+        self._beta_weight = torch.zeros((), device=self.device)
+        self._anneal()
 
     def on_train_epoch_start(self) -> None:
-        self._anneal_tau()
+        self._anneal()
 
-    def _anneal_tau(self) -> None:
-        """GDAS's temperature for this epoch: linear from tau_max at the first epoch to tau_min at the last."""
+    def _anneal(self) -> None:
+        """This epoch's GDAS temperature, linear from tau_max at the first epoch to tau_min at the last, and β-DARTS's
+        λ_t = λ · epoch / max_epochs."""
+        self._beta_weight.fill_(self.hp.beta_decay * self.current_epoch / (self.trainer.max_epochs or 1))
         if self.hp.sampler == "gumbel":
             epochs = max((self.trainer.max_epochs or 1) - 1, 1)
             progress = min(self.current_epoch / epochs, 1.0)
