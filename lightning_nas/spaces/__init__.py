@@ -7,11 +7,14 @@ from lightning_nas.spaces.base import (
     Architecture,
     GenotypeSpace,
     SearchSpace,
+    SharedChild,
     Supernet,
     create_space,
     register_space,
+    shared_child,
     space_options,
 )
 from lightning_nas.spaces import darts, enas_macro, enas_micro, nb201, pnas  # noqa: F401  (registers the spaces)
 
-__all__ = ["SPACES", "Architecture", "GenotypeSpace", "SearchSpace", "Supernet", "create_space", "register_space", "space_options"]
+__all__ = ["SPACES", "Architecture", "GenotypeSpace", "SearchSpace", "SharedChild", "Supernet", "create_space",
+           "register_space", "shared_child", "space_options"]

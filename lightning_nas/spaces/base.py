@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import inspect
 import random
 from typing import Any, ClassVar, Protocol, Sequence
 
@@ -46,6 +47,26 @@ class Supernet(Protocol):
     def alphas(self) -> dict[str, nn.Parameter]: ...
 
     def genotype(self, max_skip_connect: int | None = None) -> Architecture: ...
+
+
+class SharedChild(Protocol):
+    """What the sampling one-shot strategies (ENAS on a registered space, random search with parameter sharing) use
+    of a supernet: the weight-sharing child run along one architecture, ``forward(x, path=decisions)`` computing only
+    the options ``decisions`` (the space's ``decisions(arch)``) pick (``NB201SearchNetwork``), and its weights."""
+
+    def __call__(self, x: torch.Tensor, *, path: Sequence[int]) -> torch.Tensor: ...
+
+    def weight_parameters(self) -> list[nn.Parameter]: ...
+
+
+def shared_child(space: SearchSpace, num_classes: int, in_chans: int, **options: Any) -> nn.Module:
+    """``space.supernet(num_classes, in_chans, **options)``, which must run along a given architecture
+    (``SharedChild``); a ConfigError names the space otherwise."""
+    supernet = space.supernet(num_classes, in_chans, **options)
+    if "path" not in inspect.signature(supernet.forward).parameters or not hasattr(supernet, "weight_parameters"):
+        raise ConfigError(f"the {space.name} space's supernet cannot run one sampled architecture (forward(x, path=...)); "
+                          f"search it with DARTS, or choose a space whose supernet can (nb201)")
+    return supernet
 
 
 class SearchSpace:

@@ -11,7 +11,7 @@ import functools
 import json
 import os
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, Sequence, cast
 
 import torch
 import torch.nn.functional as F
@@ -96,7 +96,9 @@ class NB201SearchNetwork(nn.Module):
     """The supernet of the NAS-Bench-201 space: the benchmark's network with a mixed op on every cell edge (one α of
     6 edges x 5 ops shared by all cells, as the benchmark's DARTS baseline searches it). It offers the DARTS
     supernet's interface (``arch_parameters``, ``weight_parameters``, ``alphas``, ``forward(x, alpha_grad,
-    weight_grad)``, ``genotype``), so one-shot strategies search it unchanged."""
+    weight_grad)``, ``genotype``), so one-shot strategies search it unchanged. ``forward(x, path=...)`` runs it as
+    the weight-sharing child of one architecture (ENAS, random search with parameter sharing): only the chosen op of
+    each edge, without α."""
 
     def __init__(self, C: int = 16, N: int = 5, num_classes: int = 10, in_chans: int = 3,
                  primitives: Sequence[str] = NB201_OPS) -> None:
@@ -124,25 +126,35 @@ class NB201SearchNetwork(nn.Module):
     def weight_parameters(self) -> list[nn.Parameter]:
         return [p for p in self.parameters() if p is not self.alpha]
 
-    def forward(self, x: torch.Tensor, alpha_grad: bool = True, weight_grad: bool = True) -> torch.Tensor:
-        """As ``SearchNetwork.forward``: ``alpha_grad``/``weight_grad`` False treat α / the weights as constants."""
+    def forward(self, x: torch.Tensor, alpha_grad: bool = True, weight_grad: bool = True,
+                path: NB201Architecture | Sequence[int] | None = None) -> torch.Tensor:
+        """As ``SearchNetwork.forward``: ``alpha_grad``/``weight_grad`` False treat α / the weights as constants.
+
+        ``path``: one architecture (or its op index per edge, into ``primitives``): every edge computes only its
+        op (``none`` gives zeros), as the mixed ops would with one-hot weights on the path, and α takes no part."""
         if not weight_grad:
             with frozen(self.weight_parameters()):
-                return self(x, alpha_grad)
-        chosen: Sequence[int | None]
-        if self.tau is None:
-            weights, chosen = F.softmax(self.alpha, dim=-1), [None] * len(NB201_EDGES)
-        else:
-            weights, chosen = gumbel_hard(self.alpha, self.tau)
-        if not alpha_grad:
-            weights = weights.detach()
+                return self(x, alpha_grad, path=path)
+        path_ops = None if path is None else self.path_indices(path)
+        weights: torch.Tensor | None = None
+        chosen: Sequence[int | None] = [None] * len(NB201_EDGES)
+        if path_ops is None:
+            if self.tau is None:
+                weights = F.softmax(self.alpha, dim=-1)
+            else:
+                weights, chosen = gumbel_hard(self.alpha, self.tau)
+            if not alpha_grad:
+                weights = weights.detach()
         x = self.stem(x)
         for layer in self.cells:
             if isinstance(layer, nn.ModuleList):  # a mixed cell, as NB201Cell; the edges reading a node share its ReLU
                 shared = [SharedInput() for _ in range(NB201_NODES)]
                 nodes = [x]
-                for edge, w, i, starts, pick in zip(layer, weights, EDGE_INPUTS, NODE_STARTS, chosen):
-                    out = edge(nodes[i], w, shared[i], pick)
+                for e, (edge, i, starts) in enumerate(zip(layer, EDGE_INPUTS, NODE_STARTS)):
+                    if path_ops is not None:  # along the path: the chosen op alone
+                        out = cast(MixedOp, edge).ops[path_ops[e]](nodes[i])
+                    else:
+                        out = edge(nodes[i], cast(torch.Tensor, weights)[e], shared[i], chosen[e])
                     if starts:
                         nodes.append(out)
                     else:
@@ -151,6 +163,20 @@ class NB201SearchNetwork(nn.Module):
             else:
                 x = layer(x)
         return self.classifier(self.lastact(x).mean((2, 3)))
+
+    def path_indices(self, path: NB201Architecture | Sequence[int]) -> list[int]:
+        """``path`` as one index into ``primitives`` per edge."""
+        if isinstance(path, NB201Architecture):
+            outside = sorted(set(path.ops) - set(self.primitives))
+            if outside:
+                raise ConfigError(f"cell {path} uses {', '.join(outside)}, outside the supernet's ops "
+                                  f"{', '.join(self.primitives)}")
+            return [self.primitives.index(op) for op in path.ops]
+        indices = [int(k) for k in path]
+        if len(indices) != len(NB201_EDGES) or not all(0 <= k < len(self.primitives) for k in indices):
+            raise ConfigError(f"path {indices}: give one op index in 0..{len(self.primitives) - 1} per edge "
+                              f"({len(NB201_EDGES)} edges)")
+        return indices
 
     def genotype(self, max_skip_connect: int | None = None) -> NB201Architecture:
         """The strongest op of every edge (``none`` included, as the benchmark derives); ``max_skip_connect`` caps

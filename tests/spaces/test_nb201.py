@@ -78,3 +78,39 @@ def test_supernet_gradients_and_derivation() -> None:
     net.zero_grad()
     net(x, weight_grad=False).sum().backward()  # an α step: no weight gradients
     assert net.alpha.grad is not None and all(p.grad is None for p in net.weight_parameters())
+
+
+@pytest.mark.parametrize("training", [True, False])
+def test_supernet_along_a_path_equals_the_supernet_with_one_hot_weights_on_it(training: bool) -> None:
+    """``forward(x, path=...)`` (the weight-sharing child of ENAS and RSPS) computes what the mixed ops compute when
+    softmax(α) is one-hot on the path (α = 10^4 on it: the others' weights are exactly 0 in float32), ``none`` edges
+    included; α takes no part, and only the path's ops get gradients."""
+    torch.manual_seed(0)
+    net = NB201SearchNetwork(C=4, N=1, num_classes=3, in_chans=1).train(training)
+    space = create_space("nb201")
+    x, y = torch.randn(8, 1, 12, 12), torch.tensor([0, 1, 2, 0, 1, 2, 0, 1])
+    for text in (EXAMPLE, "|none~0|+|skip_connect~0|none~1|+|avg_pool_3x3~0|nor_conv_1x1~1|none~2|"):
+        arch = NB201Architecture.from_string(text)
+        path = space.decisions(arch)
+        with torch.no_grad():
+            net.alpha.copy_(1e4 * torch.nn.functional.one_hot(torch.tensor(path), len(net.primitives)))
+            mixed = net(x)
+        along = net(x, path=path)
+        torch.testing.assert_close(along, mixed, rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(net(x, path=arch), along, rtol=0, atol=0)  # the architecture or its decisions
+    net.zero_grad()
+    torch.nn.functional.cross_entropy(net(x, path=path), y).backward()
+    assert net.alpha.grad is None
+    for cell in (layer for layer in net.cells if isinstance(layer, torch.nn.ModuleList)):
+        for edge, chosen in zip(cell, path):
+            for k, op in enumerate(edge.ops):
+                grads = [p.grad for p in op.parameters()]
+                assert all(g is None for g in grads) if k != chosen else all(g is not None for g in grads)
+
+
+def test_supernet_path_of_the_wrong_length_or_op_is_a_config_error() -> None:
+    net = NB201SearchNetwork(C=4, N=1, num_classes=3, primitives=("none", "skip_connect", "nor_conv_3x3"))
+    with pytest.raises(ConfigError, match=r"path \[0, 1\]: give one op index in 0..2 per edge \(6 edges\)"):
+        net(torch.randn(2, 3, 8, 8), path=[0, 1])
+    with pytest.raises(ConfigError, match="uses avg_pool_3x3, outside the supernet's ops"):
+        net(torch.randn(2, 3, 8, 8), path=NB201Architecture.from_string(EXAMPLE))
