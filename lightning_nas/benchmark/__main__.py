@@ -1,48 +1,85 @@
-"""``python -m lightning_nas.benchmark --space nb201 --table TABLE.csv``: black-box strategies against ground truth.
+"""``python -m lightning_nas.benchmark --space nb201 --table nb201-cifar10``: strategies against ground truth.
 
-Every strategy searches the space ``--runs`` times (seeds ``--first-seed`` onwards) with the table as its evaluator
-(optionally with Gaussian noise standing for training noise); after 10, 50, 100 and ``--queries`` queries each run's
-incumbent (its best-scored architecture) is read at its true table value. The table prints, per strategy and
-budget, the mean and sd over runs, how many runs hold the table's best architecture, and the difference to random
-search with a 95 % bootstrap interval; ``--json`` and ``--plot`` write them.
+Black-box strategies (random, evolution, ...) search the space ``--runs`` times (seeds ``--first-seed`` onwards) with
+the table as their evaluator (optionally with Gaussian noise standing for training noise); after 10, 50, 100 and
+``--queries`` queries each run's incumbent (its best-scored architecture) is read at its true table value. The table
+prints, per strategy and budget, the mean and sd over runs, how many runs hold the table's best architecture, and the
+difference to random search with a 95 % bootstrap interval.
+
+One-shot strategies (darts, gdas, betadarts, enas, rsps) run their recipes on NAS-Bench-201's supernet, ``--workers``
+searches at a time in processes of one thread, and their derived cells are looked up in a table built here
+(``--table nb201-fmnist``; ``benchmark.oneshot``). ``--json`` and ``--plot`` write the results.
+
+``python -m lightning_nas.benchmark build ...`` trains a table (``benchmark.build``).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
+from pathlib import Path
 
-from lightning_nas.benchmark.runs import CHECKPOINTS, run_benchmark
+from lightning_nas.benchmark.runs import run_benchmark
 from lightning_nas.errors import ConfigError
 
 
+def writable_file(parser: argparse.ArgumentParser, flag: str, path: str | None) -> None:
+    """Refuse, before any run, an output path that is a folder or whose folder cannot be written."""
+    if path is None:
+        return
+    folder = Path(path).resolve().parent
+    if Path(path).is_dir():
+        parser.error(f"{flag} {path} is a folder; give a file path")
+    if not folder.is_dir() or not os.access(folder, os.W_OK):
+        parser.error(f"{flag} {path}: cannot write in {folder} (missing or read-only); give another path")
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    from lightning_nas.benchmark.oneshot import ONE_SHOT
     from lightning_nas.spaces import SPACES
     from lightning_nas.strategies.blackbox import STRATEGIES
 
+    known = [*STRATEGIES, *ONE_SHOT]
     parser = argparse.ArgumentParser(prog="python -m lightning_nas.benchmark", description=__doc__.split("\n\n")[0])
     parser.add_argument("--space", default="nb201", choices=sorted(SPACES))
-    parser.add_argument("--table", required=True, help="CSV with an architecture column 'arch' and metric columns")
+    parser.add_argument("--table", required=True, help="a shipped table's name (nb201-cifar10, nb201-fmnist, ...) or "
+                                                       "a CSV with an architecture column 'arch' and metric columns")
     parser.add_argument("--metric", help="the metric column (needed when the table has several)")
-    parser.add_argument("--strategies", default=",".join(STRATEGIES), help=f"comma-separated: {', '.join(STRATEGIES)}")
+    parser.add_argument("--strategies", default=",".join(STRATEGIES), help=f"comma-separated: {', '.join(known)}")
     parser.add_argument("--queries", type=int, default=150, help="distinct architectures each run may score")
     parser.add_argument("--runs", type=int, default=100)
     parser.add_argument("--first-seed", type=int, default=0)
     parser.add_argument("--noise", type=float, default=0.0, help="sd of Gaussian noise added to each look-up")
     parser.add_argument("--max-params", type=float, help="propose only architectures with at most this many parameters")
+    parser.add_argument("--data", help="one-shot: the data module the table was trained on (checked against it)")
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1,
+                        help="one-shot: searches at a time, one thread each (default: one per CPU core)")
+    parser.add_argument("--workdir", help="one-shot: where the searches run and resume (default: beside --json, "
+                                          "else ./benchmark_runs)")
     parser.add_argument("--json", help="write the results here")
     parser.add_argument("--plot", help="write a PNG of best-so-far curves here")
     args = parser.parse_args(argv)
     names = [name.strip() for name in args.strategies.split(",") if name.strip()]
-    unknown = [name for name in names if name not in STRATEGIES]
+    unknown = [name for name in names if name not in known]
     if unknown or not names:
-        parser.error(f"unknown strategy {', '.join(unknown) or '(none given)'}; known: {', '.join(STRATEGIES)}")
-    if args.queries < 1 or args.runs < 1:
-        parser.error(f"--queries and --runs must be at least 1, got {args.queries} and {args.runs}")
+        parser.error(f"unknown strategy {', '.join(unknown) or '(none given)'}; known: {', '.join(known)}")
+    if args.queries < 1 or args.runs < 1 or args.workers < 1:
+        parser.error(f"--queries, --runs and --workers must be at least 1, got {args.queries}, {args.runs} and "
+                     f"{args.workers}")
     if args.runs < 2:
         parser.error("--runs must be at least 2: the table reports a spread and an interval over runs")
-    args.strategies = names
+    if args.first_seed < 0:
+        parser.error(f"--first-seed must be >= 0 (seeds are non-negative), got {args.first_seed}")
+    if args.max_params is not None and not args.max_params > 0:
+        parser.error(f"--max-params must be a positive number, got {args.max_params}")
+    writable_file(parser, "--json", args.json)
+    writable_file(parser, "--plot", args.plot)
+    args.blackbox = [name for name in names if name in STRATEGIES]
+    args.oneshot = [name for name in names if name in ONE_SHOT]
+    if args.workdir is None:
+        args.workdir = str(Path(args.json).with_name(f"{Path(args.json).stem}_runs")) if args.json else "benchmark_runs"
     return args
 
 
@@ -54,22 +91,38 @@ def main(argv: list[str] | None = None) -> dict | None:
         build(argv[1:])
         return None
     args = parse_args(argv)
+    from lightning_nas.benchmark.tables import resolve_table
+    from lightning_nas.spaces import create_space
+
+    result: dict = {}
     try:
-        result = run_benchmark(args.space, args.table, args.strategies, args.queries, args.runs, args.first_seed,
-                               args.noise, args.max_params, args.metric)
+        if args.blackbox:
+            from lightning_nas.benchmark.runs import format_table
+
+            result = run_benchmark(args.space, str(resolve_table(args.table)), args.blackbox, args.queries, args.runs,
+                                   args.first_seed, args.noise, args.max_params, args.metric)
+            print(format_table(result))
+        if args.oneshot:
+            from lightning_nas.benchmark.oneshot import format_oneshot, run_oneshot
+
+            oneshot = run_oneshot(create_space(args.space), args.table, args.oneshot, args.runs, args.first_seed,
+                                  args.workers, Path(args.workdir), args.data)
+            print(format_oneshot(oneshot))
+            strategies = {**result.get("strategies", {}), **oneshot.pop("strategies")}
+            result = {**result, "oneshot": oneshot, "strategies": strategies}
     except ConfigError as error:
         print(f"error: {error}", file=sys.stderr)
         raise SystemExit(2) from None
-    from lightning_nas.benchmark.runs import format_table
+    except KeyboardInterrupt:
+        print("interrupted: nothing written (a one-shot run resumes its finished searches from --workdir)",
+              file=sys.stderr)
+        raise SystemExit(130) from None
+    from lightning_nas.files import write_atomic
 
-    print(format_table(result))
     if args.json:
-        from lightning_nas.files import write_atomic
-
-        write_atomic(args.json, json.dumps(result, indent=1) + "\n")
+        write_atomic(args.json, json.dumps(result, indent=1, allow_nan=False) + "\n")
         print(f"written to {args.json}")
-    if args.plot:
-        from lightning_nas.files import write_atomic
+    if args.plot and "curves" in result:
         from lightning_nas.plots import best_so_far_png
 
         write_atomic(args.plot, best_so_far_png(result["curves"], result["table_best"], title=result["title"]))

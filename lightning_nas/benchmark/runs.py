@@ -3,12 +3,14 @@ bootstrap intervals of the difference to random search)."""
 
 from __future__ import annotations
 
+import math
 import statistics
 from typing import Any, Sequence
 
 import numpy as np
 from tqdm import tqdm
 
+from lightning_nas.errors import check
 from lightning_nas.spaces import SearchSpace, create_space
 from lightning_nas.strategies.blackbox import STRATEGIES
 from lightning_nas.strategies.evaluators import BenchmarkTable, Evaluations, TableEvaluator
@@ -53,6 +55,9 @@ def run_benchmark(space_name: str, table_path: str, strategies: Sequence[str], q
                   metric: str | None = None) -> dict[str, Any]:
     """Run every strategy ``runs`` times on the table; random search always runs, as the reference."""
     space = create_space(space_name)
+    size = math.prod(space.choices())
+    check(queries <= size, f"--queries {queries} is more than the {space_name} space's {size} architectures; "
+                           f"ask for at most {size}")
     table = BenchmarkTable.read(table_path, space, metric)
     searched = space.with_max_params(max_params) if max_params is not None else space
     best_key = best_within(table, searched)

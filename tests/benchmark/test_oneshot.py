@@ -1,0 +1,65 @@
+"""One-shot verdicts: the intervals against a random cell and against random search at equal cost, on planted
+scores with a negative control, and the command's refusals."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from lightning_nas.benchmark.__main__ import main
+from lightning_nas.benchmark.oneshot import ONE_SHOT, percentile, verdict
+from lightning_nas.recipes import config_path
+
+
+TABLE = np.random.default_rng(0).normal(80, 5, size=500)
+
+
+def test_percentile_counts_cells_below_and_half_the_ties() -> None:
+    population = np.array([1.0, 2.0, 2.0, 3.0])
+    assert percentile(2.0, population) == 50.0
+    assert percentile(0.0, population) == 0.0 and percentile(9.0, population) == 100.0
+
+
+def test_a_search_that_finds_the_best_cells_beats_a_random_cell_and_cheap_random_search() -> None:
+    best = np.sort(TABLE)[-5:]
+    result = verdict(list(best), cpu_s=[10.0] * 5, table=TABLE, cell_cpu_s=10.0)
+    assert result["random_search_cells"] == [1] * 5
+    assert result["vs_random"][0] > 10 and result["vs_random_search"][0] > 5
+
+
+def test_random_cells_do_not_beat_a_random_cell_nor_random_search_given_much_more_cpu() -> None:
+    rng = np.random.default_rng(1)
+    drawn = list(rng.choice(TABLE, size=20))
+    result = verdict(drawn, cpu_s=[10.0] * 20, table=TABLE, cell_cpu_s=10.0)
+    assert result["vs_random"][0] < 0 < result["vs_random"][1]
+    costly = verdict(drawn, cpu_s=[500.0] * 20, table=TABLE, cell_cpu_s=10.0)  # the best of 50 random cells
+    assert costly["random_search_cells"] == [50] * 20 and costly["vs_random_search"][1] < 0
+
+
+def test_every_one_shot_strategy_has_a_shipped_config() -> None:
+    assert all(config_path(strategy.config).is_file() for strategy in ONE_SHOT.values())
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--strategies", "darts", "--space", "darts"], "search NAS-Bench-201's supernet"),
+    (["--strategies", "darts", "--data", "CIFAR10DataModule"], "the table was trained on FashionMNISTDataModule"),
+    (["--strategies", "darts", "--first-seed", "-1"], "--first-seed must be >= 0"),
+    (["--strategies", "darts", "--workers", "0"], "must be at least 1"),
+    (["--strategies", "nope"], "unknown strategy nope"),
+])
+def test_bad_one_shot_options_end_in_one_line(tmp_path: Path, capsys: pytest.CaptureFixture, argv: list[str],
+                                             message: str) -> None:
+    with pytest.raises(SystemExit):
+        main(["--table", "nb201-fmnist", "--runs", "2", "--workdir", str(tmp_path / "runs"), *argv])
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "runs").exists()
+
+
+def test_json_to_a_folder_or_an_unwritable_place_is_refused_before_any_run(tmp_path: Path,
+                                                                           capsys: pytest.CaptureFixture) -> None:
+    for target, message in [(tmp_path, "is a folder"), (tmp_path / "missing" / "out.json", "cannot write in")]:
+        with pytest.raises(SystemExit):
+            main(["--table", "nb201-cifar10", "--runs", "2", "--json", str(target)])
+        assert message in capsys.readouterr().err
