@@ -10,7 +10,8 @@ One-shot strategies (darts, gdas, betadarts, enas, rsps) run their recipes on NA
 searches at a time in processes of one thread, and their derived cells are looked up in a table built here
 (``--table nb201-fmnist``; ``benchmark.oneshot``). ``--json`` and ``--plot`` write the results.
 
-``python -m lightning_nas.benchmark build ...`` trains a table (``benchmark.build``).
+``python -m lightning_nas.benchmark build ...`` trains a table (``benchmark.build``); ``... describe --table T``
+measures its noise and its agreement with NAS-Bench-201's CIFAR-10 table (``benchmark.describe``).
 """
 
 from __future__ import annotations
@@ -90,6 +91,10 @@ def main(argv: list[str] | None = None) -> dict | None:
 
         build(argv[1:])
         return None
+    if argv[:1] == ["describe"]:
+        from lightning_nas.benchmark.describe import main as describe
+
+        return describe(argv[1:])
     args = parse_args(argv)
     from lightning_nas.benchmark.tables import resolve_table
     from lightning_nas.spaces import create_space
