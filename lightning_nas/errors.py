@@ -15,3 +15,10 @@ def check(condition: bool, message: str) -> None:
     """Raise ``ConfigError(message)`` unless ``condition`` holds: one line per argument rule."""
     if not condition:
         raise ConfigError(message)
+
+
+def check_counts(owner: str, **counts: int) -> None:
+    """Each of ``counts`` must be a whole number >= 1 (a population, a tournament, a batch): one line naming it."""
+    for name, value in counts.items():
+        check(isinstance(value, int) and not isinstance(value, bool) and value >= 1,
+              f"{owner}: {name}={value!r} must be a whole number >= 1")

@@ -85,7 +85,9 @@ class BlackBoxSearch:
         self.num_samples, self.seed = num_samples, seed
         self.output_dir, self.num_threads = Path(output_dir), num_threads
         self.pool = CandidatePool(data, self.output_dir / "results.jsonl", N, F, epochs, lr, limit_train_batches,
-                                  accelerator, seed, label=self.label, lr_interval=lr_interval, space=self.space)
+                                  accelerator, seed, label=self.label, lr_interval=lr_interval, space=self.space,
+                                  settings={"strategy": self.strategy, "space": space, "nodes": nodes, "ops": ops,
+                                            "max_params": max_params, "options": self.options})
 
     def search(self, evaluations: Evaluations) -> None:
         if self.strategy == "random":  # all samples in one batch: the ranks of a torchrun share them all

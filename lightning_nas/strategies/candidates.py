@@ -194,12 +194,13 @@ class ResultsFile:
         return self.path.with_name(f"{self.path.stem}.fingerprint.json")
 
     def bind(self, fingerprint: dict[str, Any], added: dict[str, Any] | None = None) -> None:
-        """Tie the file to ``fingerprint`` (JSON data): store it on first use; raise a one-line ConfigError naming
-        the keys that differ when the file was written under another one. A file from before fingerprints is adopted.
+        """Tie the file to ``fingerprint`` (JSON data): store it on first use (or while the file holds no result, so
+        that a run that failed on a bad value never blocks its corrected rerun); raise a one-line ConfigError naming
+        the keys that differ when the file holds results written under another one. A file from before fingerprints is adopted.
         ``added`` holds the keys the fingerprint gained later (dotted), each with the value every file written before
         it was trained under: a stored fingerprint without the key reads as that value, so old results still resume."""
         fingerprint = json.loads(json.dumps(fingerprint, default=str))
-        if self.fingerprint_path.is_file():
+        if self.fingerprint_path.is_file() and self.read():  # a run that failed before any result binds nothing
             stored = {**(added or {}), **flatten(json.loads(self.fingerprint_path.read_text()))}
             wanted = flatten(fingerprint)
             differ = sorted(key for key in stored.keys() | wanted.keys() if stored.get(key) != wanted.get(key))

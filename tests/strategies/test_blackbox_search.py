@@ -121,3 +121,40 @@ def test_training_recipes_search_any_space_and_resume(search_class, tmp_path: Pa
     assert len(archs) == 16 and all(space.num_params(arch, 10, 1, 8, 1) <= 0.05e6 for arch in archs)
     assert search_class(DigitsDataModule(val_split=100), str(tmp_path), **kwargs).run() == best
     assert len(trained) == 16  # the restart found every candidate in the results file
+
+
+def test_another_strategy_or_space_in_a_searched_folder_is_refused_and_overwrites_nothing(tmp_path: Path,
+                                                                                         monkeypatch) -> None:
+    def train(self, key, arch, callbacks=(), seed=None):
+        return None, {"key": key, "genotype": {"arch": arch.to_string()}, "curve": [], "epochs": 1, "seconds": 0.0,
+                      "accuracy": arch.ops.count("nor_conv_3x3") / 6}
+
+    monkeypatch.setattr(CandidatePool, "train", train)
+    data = DigitsDataModule(val_split=100)
+    RegularizedEvolution(data, str(tmp_path), space="nb201", num_samples=6, seed=0, N=1, F=8,
+                         options={"population": 3, "tournament": 2}).run()
+    genotype = (tmp_path / "genotype.json").read_text()
+    with pytest.raises(ConfigError, match="another configuration .*strategy 'evolution' -> 'random'"):
+        RandomSearch(data, str(tmp_path), space="nb201", num_samples=6, seed=0, N=1, F=8).run()
+    with pytest.raises(ConfigError, match="space 'nb201' -> 'darts'"):
+        RegularizedEvolution(data, str(tmp_path), space="darts", num_samples=6, seed=0, N=1, F=8,
+                             options={"population": 3, "tournament": 2}).run()
+    assert (tmp_path / "genotype.json").read_text() == genotype
+
+
+@pytest.mark.parametrize("strategy, options, message", [
+    ("evolution", {"population": 0}, "population=0 must be a whole number >= 1"),
+    ("evolution", {"tournament": -1}, "tournament=-1 must be a whole number >= 1"),
+    ("predictor", {"initial": 0}, "initial=0 must be a whole number >= 1"),
+    ("random", {"batch": 0}, "batch=0 must be a whole number >= 1"),
+    ("reinforce", {"lr": float("nan")}, "reinforce: lr=nan must be > 0"),
+])
+def test_bad_strategy_options_end_in_one_line(strategy, options, message) -> None:
+    from lightning_nas.benchmark.tables import resolve_table
+    from lightning_nas.strategies.blackbox import STRATEGIES
+    from lightning_nas.strategies.evaluators import BenchmarkTable, Evaluations, TableEvaluator
+
+    space = create_space("nb201")
+    table = BenchmarkTable.read(resolve_table("nb201-cifar10"), space)
+    with pytest.raises(ConfigError, match=message):
+        STRATEGIES[strategy](space, Evaluations(TableEvaluator(table), 10), 0, **options)

@@ -123,6 +123,7 @@ def test_the_file_is_bound_to_one_configuration(tmp_path):
     config = {"data": {"class": "Digits", "val_split": 300}, "epochs": 3, "lr": 0.05, "F": 8}
     results.bind(config)
     assert json.loads((tmp_path / "results.fingerprint.json").read_text()) == config
+    results.append({"key": "a", "accuracy": 0.5})
     results.bind(dict(config))  # the same configuration resumes
     changed = {"data": {"class": "Digits", "val_split": 200}, "epochs": 5, "lr": 0.05, "F": 8, "ops": ["identity"]}
     with pytest.raises(ConfigError) as refused:
@@ -136,6 +137,7 @@ def test_the_file_is_bound_to_one_configuration(tmp_path):
 def test_a_key_added_to_the_fingerprint_later_reads_as_the_value_older_files_were_made_under(tmp_path):
     results = ResultsFile(tmp_path / "results.jsonl")
     results.bind({"epochs": 3})  # written before "schedule" joined the fingerprint
+    results.append({"key": "a", "accuracy": 0.5})
     results.bind({"epochs": 3, "schedule": "epoch"}, added={"schedule": "epoch"})
     with pytest.raises(ConfigError, match=r"\(schedule 'epoch' -> 'step'\)"):
         results.bind({"epochs": 3, "schedule": "step"}, added={"schedule": "epoch"})
@@ -164,3 +166,12 @@ def test_code_key_changes_with_the_code_and_threads_that_change_the_numbers(tmp_
         assert code_key() != key
     finally:
         torch.set_num_threads(threads)
+
+
+def test_a_run_that_failed_before_any_result_does_not_block_its_corrected_rerun(tmp_path):
+    results = ResultsFile(tmp_path / "results.jsonl")
+    results.bind({"lr": -1.0})  # the run then stopped on its bad lr, before any candidate finished
+    results.bind({"lr": 0.05})
+    results.append({"key": "a", "accuracy": 0.5})
+    with pytest.raises(ConfigError, match=r"lr 0.05 -> -1.0"):
+        results.bind({"lr": -1.0})

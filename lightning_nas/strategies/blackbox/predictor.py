@@ -8,6 +8,7 @@ import random
 
 import numpy as np
 
+from lightning_nas.errors import check_counts
 from lightning_nas.spaces import SearchSpace
 from lightning_nas.strategies.evaluators import Evaluations
 
@@ -45,6 +46,7 @@ def predictor_guided(space: SearchSpace, evaluations: Evaluations, seed: int, in
     """Score ``initial`` random architectures; then each round fit the ensemble on every score so far, propose
     ``proposals`` unseen architectures (half mutations of the 10 best so far, half random) and score the ``k`` with
     the best mean prediction."""
+    check_counts("predictor-guided search", initial=initial, k=k, proposals=proposals, members=members)
     rng = random.Random(seed)
     ensemble = MLPEnsemble(len(space.encode(space.sample(rng))), np.random.default_rng(seed), members)
     seen: set[str] = set()

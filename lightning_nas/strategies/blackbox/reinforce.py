@@ -3,8 +3,11 @@ the shared weights): one softmax per decision of the space."""
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
+from lightning_nas.errors import check
 from lightning_nas.spaces import SearchSpace
 from lightning_nas.strategies.evaluators import Evaluations
 
@@ -43,6 +46,9 @@ def reinforce(space: SearchSpace, evaluations: Evaluations, seed: int, lr: float
     advantage: the score minus a moving-average baseline, divided by a moving average of the scores' spread (so
     ``lr`` means the same in any table's units); an entropy bonus keeps it exploring. ``lr`` and
     ``entropy_weight`` were chosen on NAS-Bench-201 seeds 0-99 from 0.01-0.05 and 0.01-0.3 (SEARCH_QUALITY.md)."""
+    check(0 < lr < math.inf and 0 <= baseline_decay < 1 and 0 <= entropy_weight < math.inf,
+          f"reinforce: lr={lr} must be > 0, baseline_decay={baseline_decay} in [0, 1) and entropy_weight="
+          f"{entropy_weight} >= 0, all finite")
     rng = np.random.default_rng(seed)
     policy = FactorisedPolicy(space.choices())
     baseline = spread = None
