@@ -37,7 +37,9 @@ def best_within(table: BenchmarkTable, space: SearchSpace) -> str:
     """The key of the table's best architecture among those ``space`` may propose (its parameter budget)."""
     if space.max_params is None:
         return max(table.scores, key=table.scores.__getitem__)
-    return max((space.key(arch) for arch in table.architectures() if space.fits(arch)), key=table.scores.__getitem__)
+    fitting = [space.key(arch) for arch in table.architectures() if space.fits(arch)]
+    check(bool(fitting), f"no {space.name} architecture has at most {space.max_params:g} parameters; raise --max-params")
+    return max(fitting, key=table.scores.__getitem__)
 
 
 def bootstrap_difference(a: Sequence[float], b: Sequence[float], seed: int = 0) -> list[float]:

@@ -29,6 +29,9 @@ def resolve_nb201(genotype: NB201Architecture | str | os.PathLike) -> NB201Archi
     writes, ``{"arch": "|...|"}``)."""
     if isinstance(genotype, NB201Architecture):
         return genotype
+    if not isinstance(genotype, (str, os.PathLike)):
+        raise ConfigError(f"NAS-Bench-201 genotype {genotype!r}: give a cell string |op~0|+|...|, a file holding one, "
+                          f"or an NB201Architecture")
     text = os.fspath(genotype)
     if not text.lstrip().startswith("|"):
         content = read_text(text)

@@ -175,7 +175,7 @@ class ResultsFile:
                 record = json.loads(line)
             except json.JSONDecodeError:
                 if number < len(lines):
-                    raise ValueError(f"{self.path}:{number} is not valid JSON; repair or remove that line") from None
+                    raise ConfigError(f"{self.path}:{number} is not valid JSON; repair or remove that line") from None
                 warnings.warn(f"{self.path}: ignoring a truncated last line (that candidate will be trained again)")
                 continue
             if record.get("key") is None or record["key"] not in keys:
@@ -201,7 +201,11 @@ class ResultsFile:
         it was trained under: a stored fingerprint without the key reads as that value, so old results still resume."""
         fingerprint = json.loads(json.dumps(fingerprint, default=str))
         if self.fingerprint_path.is_file() and self.read():  # a run that failed before any result binds nothing
-            stored = {**(added or {}), **flatten(json.loads(self.fingerprint_path.read_text()))}
+            try:
+                stored = {**(added or {}), **flatten(json.loads(self.fingerprint_path.read_text()))}
+            except json.JSONDecodeError:
+                raise ConfigError(f"{self.fingerprint_path} is not valid JSON (truncated?): restore it, or delete it "
+                                  f"to adopt {self.path}'s results under this run's configuration") from None
             wanted = flatten(fingerprint)
             differ = sorted(key for key in stored.keys() | wanted.keys() if stored.get(key) != wanted.get(key))
             if differ:

@@ -118,3 +118,8 @@ def test_command_refuses_bad_input(tmp_path: Path, capsys: pytest.CaptureFixture
         main(["--table", str(tmp_path / "missing.csv")])
     assert exit_.value.code == 2
     assert "missing.csv: no such file and no shipped table of that name" in capsys.readouterr().err
+
+
+def test_a_parameter_budget_below_every_network_ends_in_one_line() -> None:
+    with pytest.raises(ConfigError, match="no nb201 architecture has at most 10 parameters; raise --max-params"):
+        run_benchmark("nb201", str(NB201_TABLE), ["random"], queries=5, runs=2, max_params=10)

@@ -114,3 +114,8 @@ def test_supernet_path_of_the_wrong_length_or_op_is_a_config_error() -> None:
         net(torch.randn(2, 3, 8, 8), path=[0, 1])
     with pytest.raises(ConfigError, match="uses avg_pool_3x3, outside the supernet's ops"):
         net(torch.randn(2, 3, 8, 8), path=NB201Architecture.from_string(EXAMPLE))
+
+
+def test_a_genotype_of_the_wrong_type_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match="NAS-Bench-201 genotype 5: give a cell string"):
+        timm.create_model("nb201", genotype=5)

@@ -175,3 +175,14 @@ def test_a_run_that_failed_before_any_result_does_not_block_its_corrected_rerun(
     results.append({"key": "a", "accuracy": 0.5})
     with pytest.raises(ConfigError, match=r"lr 0.05 -> -1.0"):
         results.bind({"lr": -1.0})
+
+
+def test_a_corrupt_middle_line_or_fingerprint_ends_in_one_line(tmp_path):
+    results = ResultsFile(tmp_path / "results.jsonl")
+    results.path.write_text('{"key": "a", "accuracy": 0.5}\n{"key": "b", "acc\n{"key": "c", "accuracy": 0.25}\n')
+    with pytest.raises(ConfigError, match=r"results.jsonl:2 is not valid JSON; repair or remove that line"):
+        results.read()
+    results.path.write_text('{"key": "a", "accuracy": 0.5}\n')
+    results.fingerprint_path.write_text('{"epochs": ')
+    with pytest.raises(ConfigError, match="fingerprint.json is not valid JSON .*delete it to adopt"):
+        results.bind({"epochs": 3})
