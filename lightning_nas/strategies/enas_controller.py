@@ -1,4 +1,5 @@
-"""The ENAS controllers: LSTM policies that sample micro or macro architectures, as in the authors' code.
+"""The ENAS controllers: LSTM policies that sample micro or macro architectures, as in the authors' code, or the
+categorical decisions of any registered space (``DecisionController``).
 
 They live with the strategies, not the spaces: a controller is a learned policy that the ENAS strategy trains with
 REINFORCE, while a space is the fixed set of choices it picks from (the architecture dataclasses in ``spaces``).
@@ -12,7 +13,7 @@ sample of it would have returned. Both return a ``ControllerSample`` whose log-p
 
 from __future__ import annotations
 
-from typing import NamedTuple, Sequence
+from typing import Any, NamedTuple, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -28,9 +29,11 @@ State = tuple[torch.Tensor, torch.Tensor]
 
 
 class ControllerSample(NamedTuple):
-    """An architecture with its summed log-probability, summed entropy and the macro skip-KL penalty (0 for micro)."""
+    """An architecture with its summed log-probability, summed entropy and the macro skip-KL penalty (0 for micro and
+    decisions). ``arch``: a MicroArchitecture, a MacroArchitecture, or a space's decisions (a tuple of option
+    indices) for ``DecisionController``."""
 
-    arch: MicroArchitecture | MacroArchitecture
+    arch: Any
     log_prob: torch.Tensor
     entropy: torch.Tensor
     skip_penalty: torch.Tensor
@@ -52,19 +55,16 @@ class Decisions:
         return choice
 
 
-class Controller(nn.Module):
-    """What both controllers share: the LSTM, the start embedding ``g_emb``, the attention, the logit squashing."""
+class LSTMController(nn.Module):
+    """What every controller shares: the LSTM, the start embedding ``g_emb``, the logit squashing, the U(-0.1, 0.1)
+    initialisation, sampling and teacher-forced replay."""
 
-    def __init__(self, num_ops: int, lstm_size: int, tanh_constant: float | None, temperature: float | None) -> None:
+    def __init__(self, lstm_size: int, tanh_constant: float | None, temperature: float | None) -> None:
         super().__init__()
         self.tanh_constant = tanh_constant
         self.temperature = temperature
         self.lstm = nn.LSTMCell(lstm_size, lstm_size, bias=False)
         self.g_emb = nn.Parameter(torch.empty(1, lstm_size))
-        self.op_emb = nn.Embedding(num_ops, lstm_size)
-        self.attn_1 = nn.Linear(lstm_size, lstm_size, bias=False)
-        self.attn_2 = nn.Linear(lstm_size, lstm_size, bias=False)
-        self.attn_v = nn.Linear(lstm_size, 1, bias=False)
 
     def reset_parameters(self) -> None:
         for parameter in self.parameters():
@@ -75,21 +75,32 @@ class Controller(nn.Module):
             logits = logits / self.temperature
         return logits if tanh_constant is None else tanh_constant * torch.tanh(logits)
 
-    def attend(self, anchors_w_1: list[torch.Tensor], h: torch.Tensor) -> torch.Tensor:
-        """One attention score per anchor: ``v . tanh(W1 anchor_j + W2 h)``, shape (num_anchors,)."""
-        return self.attn_v(torch.tanh(torch.cat(anchors_w_1) + self.attn_2(h))).squeeze(-1)
-
     def sample(self) -> ControllerSample:
         """A fresh architecture, with its log-probability (with gradient) and entropy."""
         return self()
 
-    def log_prob(self, arch: MicroArchitecture | MacroArchitecture) -> ControllerSample:
+    def log_prob(self, arch: Any) -> ControllerSample:
         """Log-probability and entropy of ``arch``, recomputed by teacher forcing through the sampling path."""
         return self(arch)
 
     def initial_state(self) -> State:
         zeros = self.g_emb.new_zeros(self.g_emb.shape)
         return zeros, zeros
+
+
+class Controller(LSTMController):
+    """What the micro and macro controllers share besides: the op embedding and the attention over anchors."""
+
+    def __init__(self, num_ops: int, lstm_size: int, tanh_constant: float | None, temperature: float | None) -> None:
+        super().__init__(lstm_size, tanh_constant, temperature)
+        self.op_emb = nn.Embedding(num_ops, lstm_size)
+        self.attn_1 = nn.Linear(lstm_size, lstm_size, bias=False)
+        self.attn_2 = nn.Linear(lstm_size, lstm_size, bias=False)
+        self.attn_v = nn.Linear(lstm_size, 1, bias=False)
+
+    def attend(self, anchors_w_1: list[torch.Tensor], h: torch.Tensor) -> torch.Tensor:
+        """One attention score per anchor: ``v . tanh(W1 anchor_j + W2 h)``, shape (num_anchors,)."""
+        return self.attn_v(torch.tanh(torch.cat(anchors_w_1) + self.attn_2(h))).squeeze(-1)
 
 
 class MicroController(Controller):
@@ -229,3 +240,42 @@ class MacroController(Controller):
         penalty = torch.stack(penalties).mean() if penalties else torch.zeros(())
         return ControllerSample(MacroArchitecture(tuple(ops), tuple(skips)), decisions.log_prob, decisions.entropy, penalty)
 
+
+
+class DecisionController(LSTMController):
+    """Samples the architecture of any space written as categorical decisions (``SearchSpace.choices``), one LSTM
+    step per decision, as NAS-Bench-201's ENAS baseline samples one op per edge.
+
+    Step d feeds the embedding of decision d-1's option (``g_emb`` first) and picks one of decision d's ``choices[d]``
+    options from the logits ``tanh_c tanh(W_d h / temperature)`` (a head and an embedding per decision, as NNI's
+    ENAS controller keeps per choice, since decisions may differ in their options). The architecture is the tuple of
+    option indices, for ``space.decode``. Defaults are NAS-Bench-201's ENAS values (tanh constant 2.5, temperature
+    5.0, which bound the most likely of 5 options to p ≤ 0.97) with this module's 64-unit, 1-layer LSTM.
+    """
+
+    def __init__(self, choices: Sequence[int], lstm_size: int = 64, tanh_constant: float | None = 2.5,
+                 temperature: float | None = 5.0) -> None:
+        super().__init__(lstm_size, tanh_constant, temperature)
+        check(len(choices) > 0 and all(n >= 1 for n in choices), f"choices={list(choices)}: give the number of options "
+                                                                  "of every decision, each 1 or more")
+        self.choices = tuple(choices)
+        self.decision_emb = nn.ModuleList(nn.Embedding(n, lstm_size) for n in self.choices[:-1])
+        """The input of step d + 1 (the last decision feeds no step)."""
+        self.decision_logits = nn.ModuleList(nn.Linear(lstm_size, n, bias=False) for n in self.choices)
+        self.reset_parameters()
+
+    def forward(self, arch: Sequence[int] | None = None) -> ControllerSample:
+        if arch is not None and len(arch) != len(self.choices):
+            raise ValueError(f"architecture has {len(arch)} decisions, controller {len(self.choices)}")
+        decisions = Decisions()
+        state = self.initial_state()
+        x: torch.Tensor = self.g_emb
+        picked: list[int] = []
+        for d, head in enumerate(self.decision_logits):
+            state = self.lstm(x, state)
+            target = None if arch is None else torch.tensor([arch[d]])
+            option = decisions.choose(self.squash(head(state[0]), self.tanh_constant), target)
+            picked.append(int(option))
+            if d < len(self.decision_emb):
+                x = self.decision_emb[d](option)
+        return ControllerSample(tuple(picked), decisions.log_prob, decisions.entropy, torch.zeros(()))

@@ -62,6 +62,13 @@ def test_fashion_mnist_config_builds_the_reduced_search(tmp_path: Path) -> None:
     assert cli.model.hparams.C == 16 and cli.model.hparams.in_chans == 1 and cli.trainer.limit_train_batches == 30
 
 
+def test_nb201_fashion_mnist_config_builds_the_supernet_search(tmp_path: Path) -> None:
+    cli = main(["--config", str(ROOT / "recipes" / "enas_nb201_fmnist.yaml"), "--trainer.default_root_dir",
+                str(tmp_path)], run=False)
+    assert cli.model.search_space.name == "nb201" and cli.model.hparams.C == 8 and cli.model.hparams.in_chans == 1
+    assert cli.datamodule.mode == "search" and cli.datamodule.val_split == 2000
+
+
 def test_validate_scores_the_derived_architecture_of_a_search_checkpoint(tmp_path: Path, capsys) -> None:
     config = ["--config", str(ROOT / "recipes" / "enas_digits.yaml"), "--trainer.default_root_dir", str(tmp_path)]
     search = main(["fit", *config, *TINY])

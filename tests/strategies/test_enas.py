@@ -1,5 +1,6 @@
 """The ENAS LightningModule: a tiny search writes its architecture; the controller learns a planted reward (and a
-negated one fails); held-out scoring and derivation; bad arguments; resume continues exactly; DDP keeps ranks equal."""
+negated one fails); held-out scoring and derivation; bad arguments; resume continues exactly; DDP keeps ranks equal;
+on NAS-Bench-201's supernet (a registered space searched by its decisions) the same, with its genotype file."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from lightning_nas.errors import ConfigError
 from lightning_nas.genotypes import Genotype
 from lightning_nas.spaces.enas_macro import MacroArchitecture
 from lightning_nas.spaces.enas_micro import MicroArchitecture
+from lightning_nas.spaces.nb201 import NB201Architecture
 from lightning_nas.strategies.enas import ENAS
 
 TINY = dict(in_chans=1, C=4, num_layers=3, controller_steps=2, controller_aggregate=2, derive_samples=2, lstm_size=8,
@@ -173,3 +175,64 @@ def test_ddp_ranks_keep_identical_controller_and_shared_weights(tmp_path: Path) 
             torch.testing.assert_close(rank1[name], value, rtol=0, atol=0, msg=name)
     moved = [name for name in rank0 if name.startswith("controller.") and not torch.equal(rank0[name], fresh[name])]
     assert moved and float(rank0["baseline"]) > 0  # the controller trained, identically on both ranks
+
+
+NB201_TINY = dict(TINY, space="nb201", C=2)
+
+
+def test_nb201_search_writes_the_best_of_its_derive_samples_as_a_benchmark_cell(tmp_path: Path) -> None:
+    model = fit(tmp_path, epochs=1, **NB201_TINY)
+    text = (tmp_path / "ckpt" / "genotype.json").read_text()
+    assert set(json.loads(text)) == {"arch"} and NB201Architecture.from_json(text) == model.genotype()
+    assert model.search_space is not None and model.hparams.tanh_constant == 2.5 and model.hparams.temperature == 5.0
+    torch.manual_seed(1)
+    archs = model.sample_archs(model.hparams.derive_samples)
+    torch.manual_seed(1)
+    derived, top1 = model.derive()
+    scores = model.heldout_accuracy(archs)
+    assert derived == archs[int(scores.argmax())] and top1 == pytest.approx(float(scores.max()))
+    assert model.search_space.decode(derived) in {model.search_space.decode(arch) for arch in archs}
+    checkpoint = torch.load(tmp_path / "ckpt" / "last.ckpt", weights_only=False)
+    restored = ENAS(**{**TINY, **NB201_TINY})
+    restored.on_load_checkpoint(checkpoint)
+    assert restored.genotype() == NB201Architecture.from_json(text)  # the derived decisions travel in the checkpoint
+    child_weights = model.trainer.optimizers[0].param_groups[0]["params"]
+    assert not any(p is model.child.alpha for p in child_weights)  # the supernet's α is no weight of the child
+
+
+class PlantedNB201ENAS(ENAS):
+    """ENAS on nb201 rewarded by a planted score in place of the child's accuracy: the fraction of edges using
+    nor_conv_3x3, times ``sign``. Sampling, baseline, REINFORCE step and comparison are the real ones."""
+
+    def __init__(self, sign: float = 1.0, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.sign = sign
+
+    def accuracy(self, arch: tuple[int, ...], batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+        return torch.tensor(self.sign * arch.count(NB201_CONV) / len(arch))
+
+
+NB201_CONV = 3
+"""nor_conv_3x3's index among the benchmark's ops."""
+
+
+def planted_nb201_search(root: Path, sign: float) -> dict[str, float]:
+    """200 controller samples with the nb201 defaults (tanh constant 2.5, temperature 5) at controller lr 0.05; then
+    the planted score of 100 controller samples vs 100 uniform ones."""
+    pl.seed_everything(0)
+    model = PlantedNB201ENAS(sign, space="nb201", in_chans=1, C=2, num_layers=3, lstm_size=16, controller_lr=0.05,
+                             controller_steps=20, controller_aggregate=5, baseline_decay=0.9,
+                             baseline_from_first_reward=True, derive_samples=1, compare_samples=0)
+    trainer = pl.Trainer(max_epochs=2, accelerator="cpu", devices=1, limit_train_batches=1, limit_val_batches=0,
+                         logger=False, enable_progress_bar=False, enable_model_summary=False, enable_checkpointing=False,
+                         default_root_dir=root)
+    trainer.fit(model, DigitsDataModule(val_split=16, batch_size=16))
+    model.sign = 1.0  # score what was planted, whatever the controller was rewarded with
+    return model.compare_with_uniform(100)
+
+
+def test_nb201_controller_learns_a_planted_op_and_a_negated_reward_avoids_it(tmp_path: Path) -> None:
+    learned = planted_nb201_search(tmp_path / "planted", 1.0)
+    assert learned["controller_top1"] > learned["uniform_top1"] + 0.2  # uniform: 1/5 of the edges
+    negated = planted_nb201_search(tmp_path / "negated", -1.0)
+    assert negated["controller_top1"] < negated["uniform_top1"]
