@@ -29,17 +29,21 @@ class GenotypeExport(pl.Callback):
     ``<checkpoint dir>/<filename>``; at the end, also print it with the file's path.
 
     Works with any LightningModule that has a ``genotype()`` method returning an object with ``save(path)``.
+    ``every_epoch=False`` saves at the end of fit only, for a search whose architecture exists only then (random
+    search with parameter sharing scores its candidates once, after training).
     """
 
-    def __init__(self, filename: str = "genotype.json") -> None:
+    def __init__(self, filename: str = "genotype.json", every_epoch: bool = True) -> None:
         self.filename = filename
+        self.every_epoch = every_epoch
 
     def path(self, trainer: pl.Trainer) -> str:
         return join(run_directory(trainer), self.filename)
 
     @rank_zero_only
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        cast(SearchModule, pl_module).genotype().save(self.path(trainer))
+        if self.every_epoch:
+            cast(SearchModule, pl_module).genotype().save(self.path(trainer))
 
     @rank_zero_only
     def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:

@@ -103,6 +103,7 @@ PROGRAMS = {
     "FinalTraining": "python -m lightning_nas.recipes.train",
     "PNASSearch": "python -m lightning_nas.recipes.pnas",
     "RandomSearch": "python -m lightning_nas.recipes.random",
+    "RSPS": "python -m lightning_nas.recipes.rsps",
     "RegularizedEvolution": "python -m lightning_nas.recipes.evolution",
     "Reinforce": "python -m lightning_nas.recipes.reinforce",
     "PredictorGuided": "python -m lightning_nas.recipes.predictor",
