@@ -6,11 +6,11 @@ grad-norm clip). Nothing else learns: there is no architecture parameter and no 
 
 Derivation, once after training: ``eval_samples`` architectures drawn uniformly are each scored with the shared
 weights on the same fixed held-out images (the first ``eval_batches`` batches of the data module's held-out split, in
-order; all of them by default), and the best is the search's result. BN normalises with each batch's own statistics
-(training mode, as NAS-Bench-201's one-shot supernets, whose BN tracks no running statistics, and ENAS's rewards;
-the running statistics, a mixture over paths, fit no single path), and is restored after (``shared_weights.scoring``).
-The paper's own selection scores 1,000 samples on a few validation minibatches and retrains the best few; here one
-score on fixed images ranks them, as ENAS's derivation does.
+order; all of them by default), and the best is the search's result, as ENAS's derivation picks its best. BN
+normalises with each batch's own statistics (training mode, not recalibrated), as for ENAS's rewards: the running
+statistics are a mixture over all the paths trained and fit no single one; they are restored after scoring
+(``shared_weights.scoring``). Scoring every candidate on the same images makes their scores comparable, where one
+minibatch per candidate would add the batches' differences to the architectures'.
 """
 
 from __future__ import annotations

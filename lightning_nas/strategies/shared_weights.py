@@ -27,10 +27,10 @@ def draw_decisions(space: SearchSpace) -> tuple[int, ...]:
 
 @contextmanager
 def scoring(child: nn.Module) -> Iterator[None]:
-    """The child as it scores architectures outside training: BN on the batch's statistics (training mode, as ENAS's
-    rewards and NAS-Bench-201's one-shot supernets, whose BN tracks no statistics, score), and dropout off, so a score
-    is a function of the weights alone; BN's running statistics are restored after, so scoring changes nothing a
-    resumed run would not repeat."""
+    """The child as it scores architectures outside training: BN on the batch's statistics (training mode, as for
+    ENAS's rewards; the running statistics mix every path trained), and dropout off, so a score is a function of the
+    weights alone; BN's running statistics are restored after, so scoring changes nothing a resumed run would not
+    repeat."""
     training = child.training
     child.train()
     dropout = getattr(child, "dropout", None)  # the ENAS micro and macro children's; the nb201 supernet has none
