@@ -157,11 +157,14 @@ class DARTS(pl.LightningModule):
 
         ``beta_decay``: λ of β-DARTS (Ye et al., CVPR 2022; 0, the default, is plain DARTS): the α step's loss adds
         λ_t · ``beta_decay_loss``(α), the mean over edges of logsumexp(α_edge), with λ_t rising linearly over the
-        epochs, λ_t = λ · epoch / max_epochs, as in the authors' code (``50 * epoch / 100``: λ = 50 over their 100
-        epochs). Why: DARTS collapses to parameter-free ops (skip_connect, pooling, none) partly because α grows
+        epochs that train α, from 0 at the first: λ_t = λ · k / K in the k-th of K α epochs, as in the authors' code
+        (``50 * epoch / 100``, no warm-up: λ = 50 over their 100 epochs). Why: DARTS collapses to parameter-free ops (skip_connect, pooling, none) partly because α grows
         without bound on the edges where those ops win early, so softmax(α) saturates there and the edges' weights
         stop being comparable; the regulariser's gradient, λ_t · softmax(α_edge) / #edges, decays the leading op's α
-        the most and keeps α small. It works first and second order, and on either space's supernet.
+        the most and keeps α small. It works first and second order, and on either space's supernet. Under Adam only
+        its ratio to α's data gradient matters: where λ_t · softmax(α) / #edges is far above that gradient's RMS,
+        every α falls alike by the lr per step and the data term's effect on α shrinks in proportion, so a short
+        search needs a smaller λ than the paper's (recipes/betadarts_nb201_fmnist.yaml).
 
         ``cuda_graph``: replay each search step as one CUDA graph (``cuda_graph.GraphedStep``: 3 eager warm-up steps,
         then one capture per step kind), so its thousands of small kernels launch at once; on one CUDA device, with
@@ -348,8 +351,10 @@ class DARTS(pl.LightningModule):
 
     def _anneal(self) -> None:
         """This epoch's GDAS temperature, linear from tau_max at the first epoch to tau_min at the last, and β-DARTS's
-        λ_t = λ · epoch / max_epochs."""
-        self._beta_weight.fill_(self.hp.beta_decay * self.current_epoch / (self.trainer.max_epochs or 1))
+        λ_t, linear from 0 at the first α epoch (after the warm-up) to λ · (K - 1) / K at the last of K."""
+        arch_epochs = max((self.trainer.max_epochs or 1) - self.hp.arch_warmup_epochs, 1)
+        arch_epoch = max(self.current_epoch - self.hp.arch_warmup_epochs, 0)
+        self._beta_weight.fill_(self.hp.beta_decay * arch_epoch / arch_epochs)
         if self.hp.sampler == "gumbel":
             epochs = max((self.trainer.max_epochs or 1) - 1, 1)
             progress = min(self.current_epoch / epochs, 1.0)

@@ -54,14 +54,15 @@ class ArchGradients(pl.Callback):
 
 @pytest.mark.parametrize("unrolled", [False, True], ids=["first order", "second order"])
 def test_alpha_step_adds_the_regulariser_with_lambda_rising_linearly_over_the_epochs(tmp_path, unrolled):
-    """λ_t = λ · epoch / max_epochs: 0 in the first epoch, so both searches are identical until the second, whose
-    α gradient then differs from plain DARTS's by exactly λ_t · softmax(α) / #edges."""
+    """λ_t = λ · k / K in the k-th of K α epochs (after one warm-up epoch of w steps): 0 in the first, so both searches
+    are identical until the second α step, whose gradient then differs from plain DARTS's by exactly
+    λ_t · softmax(α) / #edges."""
     runs = []
     for beta_decay in (0.0, 6.0):
         pl.seed_everything(0)
-        module = DARTS(**NB201, unrolled=unrolled, beta_decay=beta_decay, arch_lr=0.05)
+        module = DARTS(**NB201, unrolled=unrolled, beta_decay=beta_decay, arch_lr=0.05, arch_warmup_epochs=1)
         record = ArchGradients()
-        make_trainer(tmp_path, max_epochs=3, limit_train_batches=1, callbacks=[record]).fit(
+        make_trainer(tmp_path, max_epochs=4, limit_train_batches=1, callbacks=[record]).fit(
             module, DigitsDataModule(mode="search", batch_size=8))
         runs.append(record)
     plain, beta = runs
