@@ -96,6 +96,26 @@ def test_fmnist_recipe_searches_a_reduced_network_on_fashion_mnist_with_alpha_wa
     assert cli.datamodule.mode == "search" and cli.trainer.limit_train_batches == 40
 
 
+@pytest.mark.parametrize(("recipe", "sampler", "beta_decay"), [
+    ("darts_nb201_fmnist", "softmax", 0.0), ("gdas_nb201_fmnist", "gumbel", 0.0),
+    ("betadarts_nb201_fmnist", "softmax", 0.6)])
+def test_nb201_recipes_use_the_papers_arch_optimizer(recipe, sampler, beta_decay):
+    cli = run_recipe(DARTS, ["--config", str(ROOT / "recipes" / f"{recipe}.yaml")], run=False)
+    hp = cli.model.hparams
+    assert (hp.space, hp.C, hp.layers, hp.in_chans, hp.sampler, hp.beta_decay) == (
+        "nb201", 8, 3, 1, sampler, beta_decay)
+    assert (hp.arch_lr, hp.arch_weight_decay, hp.arch_relaxation_steps, hp.tau_max, hp.tau_min) == (
+        3e-4, 1e-3, None, 10.0, 0.1)
+    assert cli.datamodule.mode == "search"
+
+
+def test_a_negative_beta_decay_is_refused_in_one_line():
+    with pytest.raises(SystemExit) as exit_info:
+        darts.main(["fit", "--config", str(ROOT / "recipes" / "betadarts_nb201_fmnist.yaml"),
+                    "--model.beta_decay", "-1"])
+    assert exit_info.value.code == "error: --model.beta_decay must be greater than or equal to 0, got -1"
+
+
 def test_reuse_example_runs(tmp_path, monkeypatch, capsys):
     text = (Path(__file__).parents[2] / "README.md").read_text()
     section = text.split("## Reuse the DARTS search space in your own LightningModule", 1)[1]
