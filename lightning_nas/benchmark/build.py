@@ -60,9 +60,9 @@ class Budget:
         import lightning_nas.data as data
 
         cls = getattr(data, self.data, None)
-        check(isinstance(cls, type) and issubclass(cls, data.NASDataModule),
-              f"--data {self.data!r} is not a data module of lightning_nas.data; pick one of "
-              f"{', '.join(n for n in data.__all__ if n.endswith('DataModule') and n != 'NASDataModule')}")
+        if not (isinstance(cls, type) and issubclass(cls, data.NASDataModule)):
+            raise ConfigError(f"--data {self.data!r} is not a data module of lightning_nas.data; pick one of "
+                              f"{', '.join(n for n in data.__all__ if n.endswith('DataModule') and n != 'NASDataModule')}")
         return cls(mode="eval", batch_size=self.batch_size, val_split=self.heldout, seed=0)
 
 
@@ -74,7 +74,7 @@ def budget_id(fingerprint: dict[str, Any]) -> str:
 def draw_cells(space: Any, count: int, draw_seed: int) -> list[Any]:
     """The first ``count`` distinct architectures of a uniform stream seeded by ``draw_seed`` (a prefix of any longer
     draw)."""
-    rng, cells = random.Random(draw_seed), {}
+    rng, cells = random.Random(draw_seed), dict[str, Any]()
     for _ in range(1000 * count):
         if len(cells) == count:
             break

@@ -63,3 +63,36 @@ def test_json_to_a_folder_or_an_unwritable_place_is_refused_before_any_run(tmp_p
         with pytest.raises(SystemExit):
             main(["--table", "nb201-cifar10", "--runs", "2", "--json", str(target)])
         assert message in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_a_verdict_looks_cells_up_and_trains_the_missing_ones_under_the_tables_budget(tmp_path: Path,
+                                                                                      monkeypatch) -> None:
+    from lightning_nas.benchmark import oneshot
+    from lightning_nas.benchmark.build import main as build
+    from lightning_nas.spaces import create_space
+    from lightning_nas.strategies.evaluators import BenchmarkTable
+
+    table = tmp_path / "table.csv"
+    build(["--cells", "3", "--output", str(table), "--workers", "1", "--data", "DigitsDataModule", "--C", "2",
+           "--steps", "3", "--batch-size", "16", "--heldout", "64"])
+    space = create_space("nb201")
+    known = BenchmarkTable.read(table, space, complete=False)
+    inside = space.to_string(space.decode([int(c) for c in next(iter(known.scores))]))
+    outside = "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|skip_connect~0|nor_conv_3x3~1|nor_conv_1x1~2|"
+    assert space.key(space.from_string(outside)) not in known.scores
+
+    def planted(name: str, seed: int, folder: Path) -> dict:
+        return {"seed": seed, "arch": inside if seed == 0 else outside, "cpu_s": 100.0, "wall_s": 1.0}
+
+    monkeypatch.setattr(oneshot, "run_search", planted)
+    result = oneshot.run_oneshot(space, str(table), ["darts"], runs=2, first_seed=0, workers=1, workdir=tmp_path / "w")
+    runs = result["strategies"]["darts"]["runs"]
+    assert runs[0]["score"] == known.lookup(space.from_string(inside))
+    added = BenchmarkTable.read(tmp_path / "w" / "added_cells.csv", space, complete=False)
+    assert runs[1]["score"] == added.lookup(space.from_string(outside)) and len(added.scores) == 1
+    assert runs[1]["cifar10"] == pytest.approx(94.37, abs=0.005) and 0 <= runs[1]["percentile"] <= 100
+    row = result["strategies"]["darts"]
+    assert set(row) >= {"runs", "mean", "sd", "percentile_median", "vs_random", "vs_random_search"}
+    k = row["random_search_cells"][0]  # random search gets the search's 100 CPU-s in cells of this table's cost
+    assert row["random_search_cells"] == [k, k] and abs(k * result["cell_cpu_s"] - 100) <= result["cell_cpu_s"]
