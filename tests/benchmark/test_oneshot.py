@@ -94,5 +94,5 @@ def test_a_verdict_looks_cells_up_and_trains_the_missing_ones_under_the_tables_b
     assert runs[1]["cifar10"] == pytest.approx(94.37, abs=0.005) and 0 <= runs[1]["percentile"] <= 100
     row = result["strategies"]["darts"]
     assert set(row) >= {"runs", "mean", "sd", "percentile_median", "vs_random", "vs_random_search"}
-    k = row["random_search_cells"][0]  # random search gets the search's 100 CPU-s in cells of this table's cost
-    assert row["random_search_cells"] == [k, k] and abs(k * result["cell_cpu_s"] - 100) <= result["cell_cpu_s"]
+    k = max(1, round(100 / (sum(known.cpu_s) / len(known.cpu_s))))  # the search's 100 CPU-s in this table's cells
+    assert row["random_search_cells"] == [k, k]
