@@ -179,6 +179,8 @@ class DARTS(pl.LightningModule):
         check(sampler in ("softmax", "gumbel"), f"sampler must be softmax (DARTS) or gumbel (GDAS), got {sampler!r}")
         check(sampler == "softmax" or (not unrolled and partial_channels == 1),
               "GDAS (sampler gumbel) is first order on whole channels: drop --model.unrolled and partial_channels")
+        check(tau_min <= tau_max, f"GDAS's temperature anneals down: tau_min={tau_min} must not exceed "
+                                  f"tau_max={tau_max} (GDAS: 10 -> 0.1)")
         check(not cuda_graph or (sampler == "softmax" and checkpoint_cells == 0),
               "cuda_graph replays a step whose ops are fixed: drop --model.sampler gumbel and checkpoint_cells")
         self.save_hyperparameters()

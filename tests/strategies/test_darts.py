@@ -260,6 +260,8 @@ def test_gdas_anneals_its_temperature_and_refuses_what_it_cannot_do(tmp_path):
     assert taus == pytest.approx([10.0, 5.05, 0.1])
     with pytest.raises(ConfigError, match="GDAS .* is first order on whole channels"):
         DARTS(**TINY, sampler="gumbel", unrolled=True)
+    with pytest.raises(ConfigError, match="tau_min=20.0 must not exceed tau_max=10.0"):
+        DARTS(**TINY, sampler="gumbel", tau_min=20.0)
 
 
 def test_decoupled_arch_decay_forgets_in_the_stated_number_of_steps(tmp_path):
