@@ -76,7 +76,7 @@ def test_random_search_returns_the_best_of_its_samples_and_resumes(tmp_path: Pat
 
 
 @pytest.mark.parametrize("kwargs, message", [
-    ({"space": "nasbench"}, "unknown search space 'nasbench'; registered spaces: darts, enas_macro, enas_micro"),
+    ({"space": "nasbench"}, "unknown search space 'nasbench'; registered spaces: .*darts, enas_macro, enas_micro"),
     ({"num_samples": 0}, "num_samples=0 must be at least 1"),
     ({"ops": []}, "ops is empty"),
     ({"epochs": 0}, "epochs=0 must be at least 1"),
