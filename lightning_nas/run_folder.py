@@ -81,13 +81,19 @@ def lock_run_folder(trainer: pl.Trainer) -> IO[str] | None:
     root = str(trainer.default_root_dir)
     if trainer.loggers or not is_local(root):
         return None
-    os.makedirs(root, exist_ok=True)
-    path = os.path.join(root, ".run.lock")
+    return lock_folder(root, f"another run without a logger is writing to {root}", "give this run another "
+                       "default_root_dir, or a logger, which gives each run a version folder")
+
+
+def lock_folder(folder: str, busy: str, fix: str) -> IO[str]:
+    """An exclusive lock on ``<folder>/.run.lock`` for as long as the returned file stays open; while another process
+    holds it, a ConfigError ``busy (it holds ...): fix``."""
+    os.makedirs(folder, exist_ok=True)
+    path = os.path.join(folder, ".run.lock")
     lock = open(path, "w")
     try:
         fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         lock.close()
-        raise ConfigError(f"another run without a logger is writing to {root} (it holds {path}): give this run "
-                          f"another default_root_dir, or a logger, which gives each run a version folder") from None
+        raise ConfigError(f"{busy} (it holds {path}): {fix}") from None
     return lock

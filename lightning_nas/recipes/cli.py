@@ -15,7 +15,7 @@ import warnings
 from argparse import ArgumentError
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Sequence, cast
+from typing import IO, Any, Iterable, Iterator, Sequence, cast
 
 import fsspec
 import yaml
@@ -30,11 +30,11 @@ from lightning.pytorch.plugins.io import CheckpointIO
 from lightning.pytorch.utilities import rank_zero_only
 
 from lightning_nas.checkpoint_io import AtomicCheckpointIO
-from lightning_nas.files import absolute, join, write_atomic
+from lightning_nas.files import absolute, is_local, join, write_atomic
 from lightning_nas.data import NASDataModule
 from lightning_nas.errors import ConfigError
 from lightning_nas.recipes import config_path
-from lightning_nas.run_folder import claim_version, lock_run_folder, run_directory
+from lightning_nas.run_folder import claim_version, lock_folder, lock_run_folder, run_directory
 
 
 WANDB_CONFIG_FILE = "lightning_config.yaml"
@@ -338,11 +338,12 @@ class NASCLI(LightningCLI):
                               "--trainer.accelerator auto uses what this machine has") from None
         if trainer.is_global_zero:
             try:
+                resumed = None
                 for logger in trainer.loggers:
                     if self.subcommand == "fit":
-                        continue_in_checkpoint_folder(logger, self.config.fit.get("ckpt_path"))
+                        resumed = continue_in_checkpoint_folder(logger, self.config.fit.get("ckpt_path")) or resumed
                     claim_version(logger)
-                self.run_lock = lock_run_folder(trainer)
+                self.run_lock = resumed or lock_run_folder(trainer)
             except OSError as error:
                 if error.errno not in UNWRITABLE:
                     raise
@@ -351,22 +352,27 @@ class NASCLI(LightningCLI):
         return trainer
 
 
-def continue_in_checkpoint_folder(logger: Logger, ckpt_path: str | None) -> None:
+def continue_in_checkpoint_folder(logger: Logger, ckpt_path: str | None) -> IO[str] | None:
     """Give a CSV or TensorBoard logger without a set version the version folder ``ckpt_path`` lies in
     (``<root_dir>/version_K/checkpoints/...``), so a resumed run keeps its plots, metrics, history and checkpoints
-    in one folder. Lightning's CSV writer deletes the metrics file of a folder it finds in use: the rows of the steps
-    the checkpoint holds are written back (later ones, logged after it was saved, are trained again)."""
+    in one folder, and lock that folder while the run lasts (returned: a second resume of the same run at once is
+    refused in one line, instead of both writing every epoch's metrics and checkpoints there). Lightning's CSV writer
+    deletes the metrics file of a folder it finds in use: the rows of the steps the checkpoint holds are written back
+    (later ones, logged after it was saved, are trained again)."""
     root_dir = getattr(logger, "root_dir", None)
     if ckpt_path is None or root_dir is None or getattr(logger, "_version", 0) is not None:
-        return
+        return None
     folder, separator, _ = str(ckpt_path).rpartition("/checkpoints/")
     root, _, version = folder.rpartition("/version_")
     (filesystem, path), (root_filesystem, root_path) = fsspec.core.url_to_fs(root), fsspec.core.url_to_fs(root_dir)
     if not separator or not version.isdigit() or (type(filesystem), path) != (type(root_filesystem), root_path):
-        return
+        return None
+    lock = lock_folder(folder, f"another run is resuming {ckpt_path} in {folder}", "wait for it to end; "
+                       "two resumes of one run would write one folder") if is_local(folder) else None
     logger._version = int(version)  # type: ignore[attr-defined]  # CSVLogger and TensorBoardLogger keep it there
     if isinstance(logger, CSVLogger):
         keep_metrics_before(logger, ckpt_path)
+    return lock
 
 
 def keep_metrics_before(logger: CSVLogger, ckpt_path: str) -> None:

@@ -16,6 +16,7 @@ from lightning_nas.errors import ConfigError
 from lightning_nas.recipes import config_names, config_path
 from lightning_nas.recipes.cli import last_checkpoint, run_recipe, shipped_configs
 from lightning_nas.recipes.train import main
+from lightning_nas.run_folder import lock_folder
 from lightning_nas.strategies.final_training import FinalTraining
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -87,6 +88,11 @@ def test_ckpt_path_last_resumes_the_last_run_of_the_root_dir(tmp_path: Path) -> 
     fit(1)
     (last,) = tmp_path.glob("**/last.ckpt")
     written = last.stat().st_mtime_ns
+    holder = lock_folder(str(last.parent.parent), "held", "by this test")  # another resume of the run, running
+    with pytest.raises(ConfigError, match=r"another run is resuming \S+last.ckpt in \S+version_0 \(it holds"):
+        fit(2, "--ckpt_path", "last")
+    holder.close()
+    assert last.stat().st_mtime_ns == written
     resumed = fit(2, "--ckpt_path", "last")  # Lightning alone looks in the new run's empty folder and starts over
     assert resumed.ckpt_path == str(last) and resumed.global_step == 4
     assert last_checkpoint(tmp_path) == str(last) and last.stat().st_mtime_ns > written  # continued in its folder
