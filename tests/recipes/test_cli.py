@@ -48,7 +48,7 @@ def test_shipped_recipe_configs_are_found_by_name() -> None:
     assert config_path("darts_digits").read_text() == (ROOT / "recipes" / "darts_digits.yaml").read_text()
     assert config_path("sweeps/train.yaml") == config_path("sweeps/train")
     assert {"train_digits", "darts_digits", "quality/darts_digits", "sweeps/darts_search"} <= set(config_names())
-    with pytest.raises(ConfigError, match=r"no recipe config named 'darts_digit'; the package ships darts_cifar10, "):
+    with pytest.raises(ConfigError, match=r"no recipe config named 'darts_digit'; the package ships .*darts_cifar10, "):
         config_path("darts_digit")
 
 
