@@ -21,7 +21,6 @@ import io
 import json
 import multiprocessing
 import os
-import random
 import sys
 import time
 from dataclasses import asdict, dataclass
@@ -73,15 +72,10 @@ def budget_id(fingerprint: dict[str, Any]) -> str:
 
 def draw_cells(space: Any, count: int, draw_seed: int) -> list[Any]:
     """The first ``count`` distinct architectures of a uniform stream seeded by ``draw_seed`` (a prefix of any longer
-    draw)."""
-    rng, cells = random.Random(draw_seed), dict[str, Any]()
-    for _ in range(1000 * count):
-        if len(cells) == count:
-            break
-        arch = space.sample(rng)
-        cells.setdefault(space.key(arch), arch)
-    check(len(cells) == count, f"--cells {count}: the {space.name} space gave only {len(cells)} distinct cells")
-    return list(cells.values())
+    draw), as random search draws them."""
+    from lightning_nas.strategies.blackbox_search import sample_architectures
+
+    return list(sample_architectures(space, count, draw_seed).values())
 
 
 _worker: dict[str, Any] = {}
