@@ -11,7 +11,26 @@ from __future__ import annotations
 
 from typing import Any, Callable, Iterable
 
+import lightning.pytorch as pl
 import torch
+
+from lightning_nas.errors import check
+
+
+def check_graphable(module: pl.LightningModule, step: str) -> None:
+    """What a replayed ``step`` needs of the Trainer, refused in one line at fit start: one CUDA device without a
+    distributed strategy (a graph replays no collective; ``strategy=ddp`` on one device passes a world-size check),
+    and no gradient accumulation (automatic optimization: on accumulation batches Lightning calls the closure alone, so the replay would
+    apply the whole step, update included)."""
+    trainer = module.trainer
+    distributed = isinstance(trainer.strategy, pl.strategies.ParallelStrategy)
+    check(trainer.accumulate_grad_batches == 1,
+          f"cuda_graph replays whole steps, update included: drop --trainer.accumulate_grad_batches "
+          f"{trainer.accumulate_grad_batches} (raise the batch size instead) or --model.cuda_graph")
+    check(module.device.type == "cuda" and trainer.world_size == 1 and not distributed,
+          f"cuda_graph replays the {step} on one CUDA device, not on {trainer.world_size} x {module.device.type} "
+          f"({type(trainer.strategy).__name__}): drop --model.cuda_graph or run on one GPU without a distributed "
+          f"strategy")
 
 
 def fused_sgd(

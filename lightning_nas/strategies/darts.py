@@ -26,7 +26,7 @@ from lightning_nas.files import absolute, join
 from lightning_nas.genotypes import Genotype
 from lightning_nas.run_folder import run_directory
 from lightning_nas.spaces import Architecture, Supernet, create_space, space_options
-from lightning_nas.strategies.cuda_graph import GraphedStep, adam_options, fused_sgd
+from lightning_nas.strategies.cuda_graph import GraphedStep, adam_options, check_graphable, fused_sgd
 from lightning_nas.strategies.darts_architect import Batch, VirtualStep, unrolled_arch_gradient
 from lightning_nas.strategies.finite import nonfinite_on_any_rank, skip_step_if
 
@@ -344,9 +344,8 @@ class DARTS(pl.LightningModule):
             torch.set_num_threads(self.hp.num_threads)
 
     def on_fit_start(self) -> None:
-        check(not self.hp.cuda_graph or (self.device.type == "cuda" and self.trainer.world_size == 1),
-              f"cuda_graph replays the search step on one CUDA device, not on {self.trainer.world_size} x "
-              f"{self.device.type}: drop --model.cuda_graph or run on one GPU")
+        if self.hp.cuda_graph:
+            check_graphable(self, "search step")
         self._beta_weight = torch.zeros((), device=self.device)
         self._anneal()
 

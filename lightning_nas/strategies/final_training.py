@@ -30,7 +30,7 @@ from lightning_nas.callbacks import EpochSeeding
 from lightning_nas.errors import check
 from lightning_nas.genotypes import Genotype, resolve_genotype
 from lightning_nas.networks import StackedCellNetwork
-from lightning_nas.strategies.cuda_graph import GraphedStep, fused_sgd
+from lightning_nas.strategies.cuda_graph import GraphedStep, check_graphable, fused_sgd
 from lightning_nas.strategies.finite import check_finite, module_state, nonfinite_on_any_rank, skip_step_if
 
 EVAL_STAGES = ("val", "test")
@@ -159,10 +159,8 @@ class FinalTraining(pl.LightningModule):
         max_epochs = self.trainer.max_epochs
         check(max_epochs is not None and max_epochs >= 1,
               f"final training schedules lr and drop path over the epochs: set trainer.max_epochs, got {max_epochs}")
-        check(not self.hparams["cuda_graph"] or (self.device.type == "cuda" and self.trainer.world_size == 1),
-              f"cuda_graph replays the training step on one CUDA device, not on {self.trainer.world_size} x "
-              f"{self.device.type}: drop --model.cuda_graph or run on one GPU")
         if self.hparams["cuda_graph"]:  # a replayed step's training_step returns None on purpose (see there)
+            check_graphable(self, "training step")
             warnings.filterwarnings("ignore", message="`training_step` returned `None`")
 
     def configure_callbacks(self) -> list[pl.Callback]:

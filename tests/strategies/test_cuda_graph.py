@@ -101,9 +101,10 @@ def search(tmp_path: Path, module: DARTS, accelerator: str, **kwargs: Any) -> pl
 
 
 def test_cuda_graph_is_refused_on_the_cpu_and_for_gdas_in_one_line(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match=r"^cuda_graph replays the search step on one CUDA device, not on 1 x cpu: "
-                                          r"drop --model.cuda_graph or run on one GPU$"):
+    with pytest.raises(ConfigError, match=r"^cuda_graph replays the search step on one CUDA device, not on 1 x cpu "
+                                          r"\(SingleDeviceStrategy\): drop --model.cuda_graph or run on one GPU"):
         search(tmp_path, darts(cuda_graph=True), "cpu")
+
     with pytest.raises(ConfigError, match=r"^cuda_graph replays a step whose ops are fixed: drop --model.sampler"):
         darts(cuda_graph=True, sampler="gumbel")
 
@@ -151,9 +152,13 @@ def train(tmp_path: Path, module: FinalTraining, accelerator: str, **kwargs: Any
 
 
 def test_final_training_refuses_a_cuda_graph_on_the_cpu_in_one_line(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match=r"^cuda_graph replays the training step on one CUDA device, not on 1 x cpu: "
-                                          r"drop --model.cuda_graph or run on one GPU$"):
+    with pytest.raises(ConfigError, match=r"^cuda_graph replays the training step on one CUDA device, not on 1 x cpu "
+                                          r"\(SingleDeviceStrategy\): drop --model.cuda_graph or run on one GPU"):
         train(tmp_path, FinalTraining(C=4, layers=3, num_classes=10, in_chans=1, cuda_graph=True), "cpu")
+    with pytest.raises(ConfigError, match=r"^cuda_graph replays whole steps, update included: drop "
+                                          r"--trainer.accumulate_grad_batches 2"):
+        train(tmp_path, FinalTraining(C=4, layers=3, num_classes=10, in_chans=1, cuda_graph=True), "cpu",
+              accumulate_grad_batches=2)
 
 
 @pytest.mark.gpu
