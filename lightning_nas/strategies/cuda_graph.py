@@ -20,8 +20,8 @@ from lightning_nas.errors import check
 def check_graphable(module: pl.LightningModule, step: str) -> None:
     """What a replayed ``step`` needs of the Trainer, refused in one line at fit start: one CUDA device without a
     distributed strategy (a graph replays no collective; ``strategy=ddp`` on one device passes a world-size check),
-    and no gradient accumulation (automatic optimization: on accumulation batches Lightning calls the closure alone, so the replay would
-    apply the whole step, update included)."""
+    and no gradient accumulation (under automatic optimization Lightning calls the closure alone on accumulation
+    batches, so the replay would apply the whole step, update included)."""
     trainer = module.trainer
     distributed = isinstance(trainer.strategy, pl.strategies.ParallelStrategy)
     check(trainer.accumulate_grad_batches == 1,
