@@ -59,6 +59,17 @@ def _make_momentum_buffers(optimizer: torch.optim.Optimizer) -> None:
                 optimizer.state[p]["momentum_buffer"] = torch.zeros_like(p, memory_format=torch.preserve_format)
 
 
+def lr_tensors_to(optimizers: Iterable[torch.optim.Optimizer], device: torch.device) -> None:
+    """Put every tensor learning rate back on ``device``. Lightning loads a checkpoint onto the CPU and
+    ``Optimizer.load_state_dict`` swaps in the saved ``lr`` (a new CPU tensor), moving only the state: a CUDA fused
+    step would read that lr with ``.item()``, which a capture bakes in, so a resumed graph would run with a frozen
+    schedule. The schedulers write into the group's tensor in place, so they follow it."""
+    for optimizer in optimizers:
+        for group in optimizer.param_groups:
+            if isinstance(group["lr"], torch.Tensor) and group["lr"].device != device:
+                group["lr"] = group["lr"].to(device)
+
+
 def adam_options(device: torch.device) -> dict[str, Any]:
     """Adam/AdamW options for a step that may be skipped on the device (fused) and captured (capturable on CUDA)."""
     return {"fused": True, "capturable": device.type == "cuda"}

@@ -26,7 +26,7 @@ from lightning_nas.files import absolute, join
 from lightning_nas.genotypes import Genotype
 from lightning_nas.run_folder import run_directory
 from lightning_nas.spaces import Architecture, Supernet, create_space, space_options
-from lightning_nas.strategies.cuda_graph import GraphedStep, adam_options, check_graphable, fused_sgd
+from lightning_nas.strategies.cuda_graph import GraphedStep, adam_options, check_graphable, fused_sgd, lr_tensors_to
 from lightning_nas.strategies.darts_architect import Batch, VirtualStep, unrolled_arch_gradient
 from lightning_nas.strategies.finite import nonfinite_on_any_rank, skip_step_if
 
@@ -364,6 +364,7 @@ class DARTS(pl.LightningModule):
             self.network.tau = self.hp.tau_max - (self.hp.tau_max - self.hp.tau_min) * progress
 
     def on_train_start(self) -> None:
+        lr_tensors_to(self.trainer.optimizers, self.device)  # after a resume's load (its lrs come back on the CPU)
         self.start_entropy = self._entropies()
         self._last_derived = str(self.genotype())
 

@@ -30,7 +30,7 @@ from lightning_nas.callbacks import EpochSeeding
 from lightning_nas.errors import check
 from lightning_nas.genotypes import Genotype, resolve_genotype
 from lightning_nas.networks import StackedCellNetwork
-from lightning_nas.strategies.cuda_graph import GraphedStep, check_graphable, fused_sgd
+from lightning_nas.strategies.cuda_graph import GraphedStep, check_graphable, fused_sgd, lr_tensors_to
 from lightning_nas.strategies.finite import check_finite, module_state, nonfinite_on_any_rank, skip_step_if
 
 EVAL_STAGES = ("val", "test")
@@ -165,6 +165,9 @@ class FinalTraining(pl.LightningModule):
 
     def configure_callbacks(self) -> list[pl.Callback]:
         return [EpochSeeding()]
+
+    def on_train_start(self) -> None:
+        lr_tensors_to(self.trainer.optimizers, self.device)  # after a resume's load (its lrs come back on the CPU)
 
     def on_train_epoch_start(self) -> None:
         """Raise drop path linearly: ``drop_path_prob * epoch / max_epochs`` (EpochSeeding makes its draws resume

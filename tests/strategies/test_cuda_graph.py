@@ -196,3 +196,22 @@ class NaNImages(pl.Callback):
         if (trainer.current_epoch, batch_idx) == (self.epoch, self.step):
             batch[0].fill_(float("nan"))
             self.before = {n: p.detach().cpu() for n, p in pl_module.named_parameters()}
+
+
+def test_a_loaded_optimizers_lr_tensor_goes_back_to_the_device_and_the_schedule_follows_it() -> None:
+    from lightning_nas.strategies.cuda_graph import lr_tensors_to
+
+    def sgd() -> torch.optim.SGD:
+        return torch.optim.SGD([torch.nn.Parameter(torch.zeros(3))], lr=torch.tensor(0.1))
+
+    optimizer = sgd()
+    optimizer.load_state_dict(sgd().state_dict())
+    assert optimizer.param_groups[0]["lr"].device.type == "cpu"  # where a loaded checkpoint puts it
+    lr_tensors_to([optimizer], torch.device("meta"))  # a device the loaded tensor is not on
+    assert optimizer.param_groups[0]["lr"].device.type == "meta"
+    optimizer = sgd()
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=4)
+    lr = optimizer.param_groups[0]["lr"]
+    lr_tensors_to([optimizer], torch.device("cpu"))  # already there: the same tensor stays
+    scheduler.step()
+    assert optimizer.param_groups[0]["lr"] is lr and float(lr) < 0.1  # the schedule writes into it in place
