@@ -13,13 +13,14 @@ from __future__ import annotations
 import copy
 import hashlib
 import inspect
+import math
 import random
 from typing import Any, ClassVar, Protocol, Sequence
 
 import torch
 from torch import nn
 
-from lightning_nas.errors import ConfigError
+from lightning_nas.errors import ConfigError, check
 from lightning_nas.genotypes import Genotype
 
 Architecture = Any
@@ -111,6 +112,8 @@ class SearchSpace:
                         N: int = 5) -> SearchSpace:
         """This space restricted to architectures whose ``build(arch, num_classes, in_chans, C, N)`` has at most
         ``max_params`` parameters (a cost budget); ``None`` lifts the restriction."""
+        check(max_params is None or 0 < max_params < math.inf,
+              f"max_params={max_params}: give a positive number of parameters (or leave it out for no budget)")
         budgeted = copy.copy(self)
         budgeted.max_params, budgeted._network = max_params, (num_classes, in_chans, C, N)
         budgeted._params = {}
