@@ -84,14 +84,20 @@ def controller_curves_png(history: Sequence[Mapping[str, float]]) -> bytes:
 def found_vs_random_png(found: Sequence[float], random: Sequence[float], title: str) -> bytes:
     """The search-quality report: one point per retrained architecture, the random ones beside the found ones, each
     group's median as a bar."""
-    figure = Figure(figsize=(4.5, 4.5))
+    return groups_png({f"random ({len(random)})": random, f"found ({len(found)})": found}, "retrained accuracy", title)
+
+
+def groups_png(groups: Mapping[str, Sequence[float]], ylabel: str, title: str) -> bytes:
+    """One column of points per group (the first grey, the others red), each group's median as a bar."""
+    figure = Figure(figsize=(max(4.5, 1.6 * len(groups)), 4.5))
     axis = figure.subplots()
     jitter = Random(0)
-    for x, values, colour in ((0, random, "grey"), (1, found, "tab:red")):
+    for x, values in enumerate(groups.values()):
+        colour = "grey" if x == 0 else "tab:red"
         axis.scatter([x + jitter.uniform(-0.08, 0.08) for _ in values], values, color=colour, s=20)
         axis.hlines(statistics.median(values), x - 0.25, x + 0.25, color=colour)
-    axis.set(xticks=[0, 1], xticklabels=[f"random ({len(random)})", f"found ({len(found)})"], xlim=(-0.6, 1.6),
-             ylabel="retrained accuracy", title=title)
+    axis.set(xticks=range(len(groups)), xticklabels=list(groups), xlim=(-0.6, len(groups) - 0.4), ylabel=ylabel,
+             title=title)
     return figure_png(figure)
 
 

@@ -37,6 +37,12 @@ def writable_file(parser: argparse.ArgumentParser, flag: str, path: str | None) 
         parser.error(f"{flag} {path}: cannot write in {folder} (missing or read-only); give another path")
 
 
+def oneshot_plot(path: str, both: bool) -> str:
+    """Where the one-shot figure goes: ``--plot`` itself, or beside it (``<stem>_oneshot.png``) when the black-box
+    curves take it."""
+    return str(Path(path).with_name(f"{Path(path).stem}_oneshot.png")) if both else path
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     from lightning_nas.benchmark.oneshot import ONE_SHOT
     from lightning_nas.spaces import SPACES
@@ -60,7 +66,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--workdir", help="one-shot: where the searches run and resume (default: beside --json, "
                                           "else ./benchmark_runs)")
     parser.add_argument("--json", help="write the results here")
-    parser.add_argument("--plot", help="write a PNG of best-so-far curves here")
+    parser.add_argument("--plot", help="write a PNG here: black-box best-so-far curves; one-shot, the found cells' "
+                                       "scores beside the table's (both: the one-shot one as <stem>_oneshot.png)")
     args = parser.parse_args(argv)
     names = [name.strip() for name in args.strategies.split(",") if name.strip()]
     unknown = [name for name in names if name not in known]
@@ -127,10 +134,15 @@ def main(argv: list[str] | None = None) -> dict | None:
     if args.json:
         write_atomic(args.json, json.dumps(result, indent=1, allow_nan=False) + "\n")
         print(f"written to {args.json}")
-    if args.plot and "curves" in result:
+    if args.plot:
         from lightning_nas.plots import best_so_far_png
 
-        write_atomic(args.plot, best_so_far_png(result["curves"], result["table_best"], title=result["title"]))
+        if args.blackbox:
+            write_atomic(args.plot, best_so_far_png(result["curves"], result["table_best"], title=result["title"]))
+        if args.oneshot:
+            from lightning_nas.benchmark.oneshot import oneshot_png
+
+            write_atomic(oneshot_plot(args.plot, both=bool(args.blackbox)), oneshot_png(result))
         print(f"plot written to {args.plot}")
     return result
 

@@ -29,7 +29,7 @@ from lightning_nas.benchmark.build import Budget, TableBuild
 from lightning_nas.benchmark.tables import resolve_table
 from lightning_nas.errors import ConfigError, check
 from lightning_nas.files import write_atomic
-from lightning_nas.spaces import SearchSpace
+from lightning_nas.spaces import SearchSpace, create_space
 from lightning_nas.strategies.evaluators import BenchmarkTable
 
 BOOTSTRAP_SAMPLES = 2000
@@ -172,6 +172,17 @@ def run_oneshot(space: SearchSpace, table_name: str, strategies: Sequence[str], 
     return {"space": space.name, "table": str(table_path), "metric": table.metric, "cells": len(population),
             "table_mean": round(float(population.mean()), 3), "table_best": round(float(population.max()), 3),
             "cell_cpu_s": round(cell_cpu_s, 2), "runs": runs, "first_seed": first_seed, "strategies": summary}
+
+
+def oneshot_png(result: dict[str, Any]) -> bytes:
+    """The found cells' table scores per one-shot strategy beside the table's cells."""
+    from lightning_nas.plots import groups_png
+
+    table = BenchmarkTable.read(result["oneshot"]["table"], create_space(result["oneshot"]["space"]), complete=False)
+    groups = {f"table ({len(table.scores)})": list(table.scores.values())}
+    groups.update({name: [run["score"] for run in row["runs"]] for name, row in result["strategies"].items()
+                   if name in ONE_SHOT})
+    return groups_png(groups, result["oneshot"]["metric"], f"one-shot cells on {Path(result['oneshot']['table']).name}")
 
 
 def format_oneshot(result: dict[str, Any]) -> str:

@@ -3,6 +3,7 @@ scores with a negative control, and the command's refusals."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -86,7 +87,11 @@ def test_a_verdict_looks_cells_up_and_trains_the_missing_ones_under_the_tables_b
         return {"seed": seed, "arch": inside if seed == 0 else outside, "cpu_s": 100.0, "wall_s": 1.0}
 
     monkeypatch.setattr(oneshot, "run_search", planted)
-    result = oneshot.run_oneshot(space, str(table), ["darts"], runs=2, first_seed=0, workers=1, workdir=tmp_path / "w")
+    out, plot = tmp_path / "out.json", tmp_path / "cells.png"
+    main(["--table", str(table), "--strategies", "darts", "--runs", "2", "--workers", "1", "--workdir",
+          str(tmp_path / "w"), "--json", str(out), "--plot", str(plot)])
+    result = json.loads(out.read_text())
+    assert plot.read_bytes()[:4] == b"\x89PNG" and result["oneshot"]["table"] == str(table)
     runs = result["strategies"]["darts"]["runs"]
     assert runs[0]["score"] == known.lookup(space.from_string(inside))
     added = BenchmarkTable.read(tmp_path / "w" / "added_cells.csv", space, complete=False)
