@@ -9,6 +9,7 @@ import subprocess
 import sys
 import textwrap
 from pathlib import Path
+from typing import Any
 
 import lightning.pytorch as pl
 import pytest
@@ -92,18 +93,24 @@ def test_controller_learns_a_planted_reward_and_a_negated_one_does_not_pass(tmp_
     assert negated["controller_top1"] < negated["uniform_top1"]
 
 
+def derive_takes_the_best(model: ENAS) -> tuple[Any, list[Any]]:
+    """``derive`` returns the best, by held-out accuracy on the shared weights, of the samples it draws."""
+    torch.manual_seed(1)
+    archs = model.sample_archs(model.hparams.derive_samples)
+    torch.manual_seed(1)
+    derived, top1 = model.derive()
+    scores = model.heldout_accuracy(archs)
+    assert derived == archs[int(scores.argmax())] and top1 == pytest.approx(float(scores.max()))
+    return derived, archs
+
+
 def test_heldout_scores_count_every_heldout_image_repeatably_and_derive_takes_the_best(tmp_path: Path) -> None:
     model = fit(tmp_path, epochs=1)
     arch = model.sample_archs(1)[0]
     scores = model.heldout_accuracy([arch, arch])
     assert scores[0] == scores[1] == model.heldout_accuracy([arch])[0]  # no dropout noise: a function of the weights
     assert float(scores[0]) * 100 == pytest.approx(round(float(scores[0]) * 100), abs=1e-3)  # a count out of all 100
-    torch.manual_seed(1)
-    archs = model.sample_archs(model.hparams.derive_samples)
-    torch.manual_seed(1)
-    derived, top1 = model.derive()
-    candidates = model.heldout_accuracy(archs)
-    assert derived == archs[int(candidates.argmax())] and top1 == pytest.approx(float(candidates.max()))
+    derive_takes_the_best(model)
 
 
 def test_too_few_layers_is_a_config_error_naming_value_and_fix() -> None:
@@ -185,12 +192,7 @@ def test_nb201_search_writes_the_best_of_its_derive_samples_as_a_benchmark_cell(
     text = (tmp_path / "ckpt" / "genotype.json").read_text()
     assert set(json.loads(text)) == {"arch"} and NB201Architecture.from_json(text) == model.genotype()
     assert model.search_space is not None and model.hparams.tanh_constant == 2.5 and model.hparams.temperature == 5.0
-    torch.manual_seed(1)
-    archs = model.sample_archs(model.hparams.derive_samples)
-    torch.manual_seed(1)
-    derived, top1 = model.derive()
-    scores = model.heldout_accuracy(archs)
-    assert derived == archs[int(scores.argmax())] and top1 == pytest.approx(float(scores.max()))
+    derived, archs = derive_takes_the_best(model)
     assert model.search_space.decode(derived) in {model.search_space.decode(arch) for arch in archs}
     checkpoint = torch.load(tmp_path / "ckpt" / "last.ckpt", weights_only=False)
     restored = ENAS(**{**TINY, **NB201_TINY})
