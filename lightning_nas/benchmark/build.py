@@ -16,11 +16,13 @@ from __future__ import annotations
 
 import argparse
 import csv
+import ctypes
 import hashlib
 import io
 import json
 import multiprocessing
 import os
+import signal
 import sys
 import time
 from dataclasses import asdict, dataclass
@@ -79,12 +81,17 @@ def draw_cells(space: Any, count: int, draw_seed: int) -> list[Any]:
 
 
 _worker: dict[str, Any] = {}
+PR_SET_PDEATHSIG = 1
+"""prctl's option: the signal a process gets when its parent dies."""
 
 
 def _start_worker(space_name: str, budget: Budget, state: str) -> None:
-    """Each worker builds the data module and pool once and trains on one thread."""
+    """Each worker builds the data module and pool once and trains on one thread. On Linux it is killed with its
+    parent (a killed build leaves no worker training on)."""
     import torch
 
+    if sys.platform == "linux":
+        ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
     torch.set_num_threads(1)
     _worker["pool"] = _pool(space_name, budget, state)
 

@@ -72,3 +72,50 @@ def test_bad_build_options_end_in_one_line(tmp_path: Path, capsys: pytest.Captur
 def test_the_output_must_be_a_csv_file(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="give a .csv path"):
         TableBuild("nb201", Budget(data="DigitsDataModule"), tmp_path / "t.txt")
+
+
+@pytest.mark.slow
+def test_a_build_killed_by_sigkill_takes_its_workers_with_it_and_resumes(tmp_path: Path) -> None:
+    """Killed while its worker is inside a cell (cells of 400 steps, several seconds each): the worker dies within a
+    second, not after its cell; a restart trains only what the state lacks."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    output, state = tmp_path / "table.csv", tmp_path / "table.results.jsonl"
+    args = ["--cells", "4", "--output", str(output), *TINY, "--steps", "400"]
+    build = subprocess.Popen([sys.executable, "-m", "lightning_nas.benchmark", "build", *args, "--workers", "1"],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 180
+    while (not state.is_file() or not state.read_text().strip()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    children = [int(pid) for pid in os.listdir("/proc") if pid.isdigit() and _parent(int(pid)) == build.pid]
+    assert children, "the build has no worker process"
+    build.send_signal(signal.SIGKILL)  # its worker has just started the second cell
+    build.wait()
+    time.sleep(1.0)
+    assert not any(_alive(pid) for pid in children)
+    done = {json.loads(line)["key"] for line in state.read_text().splitlines() if line.strip()}
+    assert 1 <= len(done) < 4
+    main([*args, "--workers", "2"])
+    records = [json.loads(line) for line in state.read_text().splitlines()]
+    assert len(records) == len({r["key"] for r in records}) == 4  # nothing trained twice, nothing lost
+    assert done <= {r["key"] for r in records}
+
+
+def _parent(pid: int) -> int | None:
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return int(stat.read().rsplit(")", 1)[1].split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
