@@ -124,7 +124,7 @@ class TableBuild:
         self.space_name, self.budget, self.output = space_name, budget, Path(output)
         check(self.output.suffix == ".csv", f"--output {output}: give a .csv path (its state is kept beside it)")
         check(not self.output.is_dir(), f"--output {output} is a folder; give a .csv file path")
-        self.state = self.output.with_name(f"{self.output.stem}.results.jsonl")
+        self.state = state_path(self.output)
         self.pool = _pool(space_name, budget, str(self.state))
         self.pool.settings = {"space": space_name, "budget": asdict(budget), "code": code_key()}
 
@@ -169,6 +169,21 @@ class TableBuild:
         for record in self.finished().values():
             writer.writerow([record["arch"], record[METRIC], record["seed"], budget, record["cpu_s"]])
         write_atomic(self.output, buffer.getvalue())
+
+
+def state_path(table: Path) -> Path:
+    """Where a built table keeps its results; its fingerprint lies beside them (``ResultsFile.fingerprint_path``)."""
+    return table.with_name(f"{table.stem}.results.jsonl")
+
+
+def table_budget(table: Path) -> Budget:
+    """The budget a built table's cells were trained under, read from its fingerprint."""
+    from lightning_nas.strategies.candidates import ResultsFile
+
+    path = ResultsFile(state_path(table)).fingerprint_path
+    check(path.is_file(), f"{table} has no budget beside it ({path.name}): give a table made by "
+                          f"`python -m lightning_nas.benchmark build`")
+    return Budget(**json.loads(path.read_text())["budget"])
 
 
 def code_key() -> str:

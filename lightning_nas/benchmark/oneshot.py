@@ -25,7 +25,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from lightning_nas.benchmark.build import Budget, TableBuild
+from lightning_nas.benchmark.build import Budget, TableBuild, table_budget
 from lightning_nas.benchmark.tables import resolve_table
 from lightning_nas.errors import ConfigError, check
 from lightning_nas.files import write_atomic
@@ -116,16 +116,16 @@ def vs_random_cell(found: np.ndarray, table: np.ndarray, rng: np.random.Generato
     return interval(found_means - table[rng.integers(len(table), size=(BOOTSTRAP_SAMPLES, len(table)))].mean(1))
 
 
-def score_cells(table: BenchmarkTable, space: SearchSpace, archs: Sequence[str], workers: int,
+def score_cells(table: BenchmarkTable, budget: Budget, archs: Sequence[str], workers: int,
                 added_path: Path) -> dict[str, float]:
-    """Each cell's table score; the cells the table lacks are trained under its budget into ``added_path`` (a
+    """Each cell's table score; the cells the table lacks are trained under its ``budget`` into ``added_path`` (a
     table of its own, bound to the same budget) and scored from there."""
-    missing = [a for a in dict.fromkeys(archs) if space.key(space.from_string(a)) not in table.scores]
-    scores = {a: table.scores[space.key(space.from_string(a))] for a in archs if a not in missing}
+    space = table.space
+    keys = {a: space.key(space.from_string(a)) for a in archs}
+    missing = [a for a, key in keys.items() if key not in table.scores]
+    scores = {a: table.scores[key] for a, key in keys.items() if a not in missing}
     if missing:
-        fingerprint = json.loads(Path(table.path).with_name(f"{Path(table.path).stem}.results.fingerprint.json")
-                                 .read_text())
-        build = TableBuild(space.name, Budget(**fingerprint["budget"]), added_path)
+        build = TableBuild(space.name, budget, added_path)
         records = build.run([(a, 0) for a in missing], workers)
         by_arch = {r["arch"]: r["heldout_acc"] for r in records.values()}
         scores.update({a: by_arch[a] for a in missing})
@@ -139,18 +139,15 @@ def run_oneshot(space: SearchSpace, table_name: str, strategies: Sequence[str], 
     check(space.name == "nb201", f"the one-shot strategies search NAS-Bench-201's supernet; got --space {space.name}")
     table_path = resolve_table(table_name)
     table = BenchmarkTable.read(table_path, space, complete=False)
-    fingerprint_path = table_path.with_name(f"{table_path.stem}.results.fingerprint.json")
-    check(fingerprint_path.is_file(), f"{table_path} has no budget beside it ({fingerprint_path.name}): the one-shot "
-                                      f"verdict needs a table made by `python -m lightning_nas.benchmark build`")
-    budget = json.loads(fingerprint_path.read_text())["budget"]
-    check(data is None or data == budget["data"], f"--data {data}: the table was trained on {budget['data']}; "
-                                                  f"pass that or another table")
+    budget = table_budget(table_path)
+    check(data is None or data == budget.data, f"--data {data}: the table was trained on {budget.data}; "
+                                               f"pass that or another table")
     check(bool(table.cpu_s), f"{table_path} has no cpu_s column: random search's cost per cell is unknown")
     cifar10 = BenchmarkTable.read(resolve_table("nb201-cifar10"), space)
     jobs = [(name, seed) for name in strategies for seed in range(first_seed, first_seed + runs)]
     with ThreadPoolExecutor(workers) as pool:
         found = list(pool.map(lambda job: run_search(job[0], job[1], workdir / job[0] / f"seed{job[1]}"), jobs))
-    scores = score_cells(table, space, [f["arch"] for f in found], workers, workdir / "added_cells.csv")
+    scores = score_cells(table, budget, [f["arch"] for f in found], workers, workdir / "added_cells.csv")
     population = np.asarray(list(table.scores.values()))
     cifar10_population = np.asarray(list(cifar10.scores.values()))
     cell_cpu_s = statistics.fmean(table.cpu_s)
