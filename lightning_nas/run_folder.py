@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import fcntl
 import os
+import shutil
 import socket
+from pathlib import Path
 from typing import IO, Protocol, cast
 
 import fsspec
@@ -38,14 +40,14 @@ def run_directory(trainer: pl.Trainer) -> str:
     return str(getattr(logger, "log_dir", None) or logger.save_dir or trainer.default_root_dir)
 
 
-def claim_version(logger: Logger) -> None:
+def claim_version(logger: Logger) -> str | None:
     """Give a CSV or TensorBoard logger without a set version the first ``version_N`` folder this process creates
     itself. Lightning picks max(N) + 1 from a listing, so two runs started together in one root both take the same
     folder; an exclusive ``mkdir`` fails for all but one of them, so each run's folder (checkpoints, genotype, config,
     history) is its own. Call it on rank zero before the fit resolves its folders; the recipes do. Object stores have
-    no folders to claim: there the first free version is only likely to stay free."""
+    no folders to claim: there the first free version is only likely to stay free. Returns the folder claimed."""
     if getattr(logger, "_version", 0) is not None or not hasattr(logger, "_get_next_version"):
-        return
+        return None
     versioned = cast(VersionedLogger, logger)
     filesystem, root = fsspec.core.url_to_fs(str(versioned.root_dir))
     filesystem.makedirs(root, exist_ok=True)
@@ -60,7 +62,23 @@ def claim_version(logger: Logger) -> None:
             version += 1
             continue
         versioned._version = version
-        return
+        return join(root, f"version_{version}")
+
+
+class DropUnusedRunFolder(pl.Callback):
+    """A run that fails before its first training step (a bad value its module or data module refuses in setup) takes
+    back the version folders it claimed, so no empty ``version_N`` (only a config in it) is left beside the user's
+    runs and the corrected rerun takes the same number. A folder holding a checkpoint is never touched."""
+
+    def __init__(self, folders: list[str]) -> None:
+        self.folders = folders
+
+    def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
+        if trainer.global_step > 0:
+            return
+        for folder in (f for f in self.folders if is_local(f)):
+            if not any(Path(folder).rglob("*.ckpt")):
+                shutil.rmtree(folder, ignore_errors=True)
 
 
 def run_id(trainer: pl.Trainer) -> str:

@@ -34,7 +34,7 @@ from lightning_nas.files import absolute, is_local, join, write_atomic
 from lightning_nas.data import NASDataModule
 from lightning_nas.errors import ConfigError
 from lightning_nas.recipes import config_path
-from lightning_nas.run_folder import claim_version, lock_folder, lock_run_folder, run_directory
+from lightning_nas.run_folder import DropUnusedRunFolder, claim_version, lock_folder, lock_run_folder, run_directory
 
 
 WANDB_CONFIG_FILE = "lightning_config.yaml"
@@ -323,7 +323,8 @@ class NASCLI(LightningCLI):
         """Checkpoints saved by AtomicCheckpointIO unless the config names another CheckpointIO plugin; the run's
         version folder claimed atomically, so concurrent runs in one root never share it (without a logger, the
         root's checkpoints folder locked while the run lasts); a fit resumed from a checkpoint in a version folder of
-        its logger continues in that folder (``continue_in_checkpoint_folder``). Settings Lightning refuses (a GPU
+        its logger continues in that folder (``continue_in_checkpoint_folder``), and a run that fails before training
+        gives its claimed folder back (``DropUnusedRunFolder``). Settings Lightning refuses (a GPU
         asked for where there is none, ...) and a root folder that cannot be written end in one line."""
         config = self._get(self.config_init, "trainer", default={})
         plugins = kwargs.get("plugins", config.get("plugins"))
@@ -338,11 +339,12 @@ class NASCLI(LightningCLI):
                               "--trainer.accelerator auto uses what this machine has") from None
         if trainer.is_global_zero:
             try:
-                resumed = None
+                resumed, claimed = None, []
                 for logger in trainer.loggers:
                     if self.subcommand == "fit":
                         resumed = continue_in_checkpoint_folder(logger, self.config.fit.get("ckpt_path")) or resumed
-                    claim_version(logger)
+                    claimed.append(claim_version(logger))
+                trainer.callbacks.append(DropUnusedRunFolder([folder for folder in claimed if folder]))
                 self.run_lock = resumed or lock_run_folder(trainer)
             except OSError as error:
                 if error.errno not in UNWRITABLE:

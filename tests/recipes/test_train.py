@@ -109,6 +109,14 @@ def test_missing_dataset_is_a_one_line_error(tmp_path: Path, data: str) -> None:
     assert message.startswith("error: ") and "not found" in message and str(missing) in message
 
 
+@pytest.mark.parametrize(("bad", "problem"), [(["--model.cuda_graph", "true"], "cuda_graph"),
+                                             (["--data.val_split", "100000"], "val_split=100000")])
+def test_a_run_refused_in_setup_leaves_no_version_folder(tmp_path: Path, bad: list[str], problem: str) -> None:
+    message = error_line(fit_args(tmp_path, *bad))
+    assert message.startswith("error: ") and problem in message
+    assert not list(tmp_path.rglob("version_*")), "the refused run left its version folder behind"
+
+
 def read_val_metrics(folder: Path) -> dict[str, float]:
     (metrics,) = folder.glob("**/metrics.csv")
     rows = [row for row in csv.DictReader(metrics.open()) if row.get("val/top1")]
