@@ -1,4 +1,4 @@
-"""Steps with no host synchronisation (issue 38): each step kind, counted with bench.dispatch.DispatchCount on the CPU,
+"""Steps with no host synchronisation (issue 38): each step kind, counted with speed.dispatch.DispatchCount on the CPU,
 reads no value on the host, the non-finite guard reads one after the step, and a step with one ``.item()`` counts
 one."""
 
@@ -11,8 +11,8 @@ import lightning.pytorch as pl
 import pytest
 import torch
 
-from lightning_nas.bench.dispatch import DispatchCount
 from lightning_nas.data import DigitsDataModule
+from lightning_nas.speed.dispatch import DispatchCount
 from lightning_nas.strategies.darts import DARTS
 from lightning_nas.strategies.enas import ENAS
 from lightning_nas.strategies.final_training import FinalTraining

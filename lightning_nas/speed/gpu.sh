@@ -3,10 +3,10 @@
 # step at batch 64, beside the official code, and for the DARTS_V2 training step at batch 96; then the projected
 # 50-epoch CIFAR-10 search and 600-epoch DARTS_V2 training in GPU-hours. About 4-6 minutes on one H100/H200 (give
 # it a 7-minute timeout, leaving room for a rerun in 15). Run from the repository root:
-#   DARTS_OFFICIAL=/path/to/quark0/darts bash lightning_nas/bench/gpu.sh [output folder, default bench-gpu]
+#   DARTS_OFFICIAL=/path/to/quark0/darts bash lightning_nas/speed/gpu.sh [output folder, default speed-gpu]
 # (PYTHON=.venv/bin/python for a virtual environment's interpreter)
 set -euo pipefail
-out=${1:-bench-gpu}
+out=${1:-speed-gpu}
 py=${PYTHON:-python}
 mkdir -p "$out"
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$out/gpu.txt"
@@ -16,7 +16,7 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$out
     || echo "the gpu tests failed (see $out/gpu_tests.txt); measuring anyway"
 
 # --warmup 5: the CUDA graph's 3 eager steps and its capture are not timed
-bench="$py -m lightning_nas.bench --device cuda --steps 10 --warmup 5"
+bench="$py -m lightning_nas.speed --device cuda --steps 10 --warmup 5"
 $bench --cases darts_first --batch 64 --against-official --rounds 1 --json "$out/darts_eager.json"
 $bench --cases darts_first --batch 64 --cuda-graph --json "$out/darts_graph.json"
 $bench --cases final_step --batch 96 --json "$out/final_eager.json"

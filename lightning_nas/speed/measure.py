@@ -13,7 +13,7 @@ import torch
 
 
 def random_images(images: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """The benchmark's data: ``images`` CIFAR-sized random images (3x32x32) and labels of 10 classes, one fixed draw."""
+    """The speed bench's data: ``images`` CIFAR-sized random images (3x32x32) and labels of 10 classes, one fixed draw."""
     generator = torch.Generator().manual_seed(0)
     return torch.randn(images, 3, 32, 32, generator=generator), torch.randint(0, 10, (images,), generator=generator)
 

@@ -6,15 +6,15 @@ import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from lightning_nas import bench
-from lightning_nas.bench.cases import CASES
-from lightning_nas.bench.cli import DEFAULT_BATCHES, OFFICIAL
-from lightning_nas.bench.official import OFFICIAL_CASES
+from lightning_nas import speed
+from lightning_nas.speed.cases import CASES
+from lightning_nas.speed.cli import DEFAULT_BATCHES, OFFICIAL
+from lightning_nas.speed.official import OFFICIAL_CASES
 
 
 def test_cuda_graph_needs_a_gpu_and_darts_cases(capsys):
     with pytest.raises(SystemExit):
-        bench.main(["--cases", "darts_first", "--cuda-graph"])
+        speed.main(["--cases", "darts_first", "--cuda-graph"])
     assert capsys.readouterr().err.startswith("error: --cuda-graph replays a step on a GPU: use --device cuda")
 
 
@@ -24,9 +24,9 @@ def test_every_case_has_default_batches_and_every_darts_case_an_official_twin():
 
 
 @pytest.mark.slow  # a subprocess building a DARTS supernet
-def test_bench_times_one_darts_step_in_its_own_process_and_writes_json(tmp_path, capsys):
-    out = tmp_path / "bench.json"
-    results = bench.main(["--cases", "darts_first", "--batch", "2", "--C", "4", "--layers", "3", "--steps", "1",
+def test_speed_times_one_darts_step_in_its_own_process_and_writes_json(tmp_path, capsys):
+    out = tmp_path / "speed.json"
+    results = speed.main(["--cases", "darts_first", "--batch", "2", "--C", "4", "--layers", "3", "--steps", "1",
                           "--warmup", "1", "--partial-channels", "4", "--json", str(out)])
     (result,) = json.loads(out.read_text())["results"]
     assert result == results[0]
@@ -95,7 +95,7 @@ def fake_official(tmp_path):
 
 def test_official_worker_runs_the_checkouts_step_at_the_requested_point_on_cpu(fake_official, capsys):
     cuda = torch.Tensor.cuda
-    bench.main(["--case", "official_second", "--cases", "official_second", "--batch", "3", "--C", "6",
+    speed.main(["--case", "official_second", "--cases", "official_second", "--batch", "3", "--C", "6",
                 "--layers", "5", "--steps", "2", "--warmup", "1", "--official", str(fake_official)])
     out, err = capsys.readouterr()
     record = json.loads(out.strip().splitlines()[-1])
@@ -109,8 +109,8 @@ def test_official_worker_runs_the_checkouts_step_at_the_requested_point_on_cpu(f
 @pytest.mark.slow  # two subprocesses per round, one of them building a DARTS supernet
 def test_against_official_alternates_fresh_processes_and_reports_the_ratios(fake_official, tmp_path, monkeypatch):
     monkeypatch.setenv("DARTS_OFFICIAL", str(fake_official))
-    out = tmp_path / "bench.json"
-    bench.main(["--cases", "darts_first", "--against-official", "--rounds", "2", "--batch", "2", "--C", "4",
+    out = tmp_path / "speed.json"
+    speed.main(["--cases", "darts_first", "--against-official", "--rounds", "2", "--batch", "2", "--C", "4",
                 "--layers", "3", "--steps", "1", "--warmup", "0", "--json", str(out)])
     written = json.loads(out.read_text())
     cases = [r["case"] for r in written["results"]]
@@ -128,18 +128,18 @@ def test_against_official_alternates_fresh_processes_and_reports_the_ratios(fake
 def test_against_official_without_a_checkout_says_how_to_get_one(monkeypatch, capsys):
     monkeypatch.delenv("DARTS_OFFICIAL", raising=False)
     with pytest.raises(SystemExit, match="needs a checkout of quark0/darts: give --official PATH or set DARTS_OFFICIAL"):
-        bench.main(["--cases", "darts_first", "--against-official"])
+        speed.main(["--cases", "darts_first", "--against-official"])
 
 
 def test_against_official_refuses_what_the_official_code_cannot_run(capsys):
     with pytest.raises(SystemExit):
-        bench.main(["--cases", "enas_child", "--against-official"])
+        speed.main(["--cases", "enas_child", "--against-official"])
     assert "compares DARTS cases only" in capsys.readouterr().err
 
 
-def test_bench_rejects_unknown_cases(capsys):
+def test_speed_rejects_unknown_cases(capsys):
     with pytest.raises(SystemExit):
-        bench.main(["--cases", "darts_third"])
+        speed.main(["--cases", "darts_third"])
     assert "unknown case(s) darts_third" in capsys.readouterr().err
 
 
@@ -150,14 +150,14 @@ def test_bench_rejects_unknown_cases(capsys):
 ])
 def test_bad_counts_end_in_one_line_before_any_worker_starts(capsys, args, message):
     with pytest.raises(SystemExit) as exit_info:
-        bench.main(args)
+        speed.main(args)
     assert exit_info.value.code == 2
-    assert capsys.readouterr().err == f"error: {message}; `python -m lightning_nas.bench --help` lists the options\n"
+    assert capsys.readouterr().err == f"error: {message}; `python -m lightning_nas.speed --help` lists the options\n"
 
 
 def test_flop_count_is_three_forward_passes_of_a_depthwise_conv():
     """2·k²·C·H·W per depthwise forward; torch's own backward count (its groups ignored) would be far more."""
-    from lightning_nas.bench.cases import FlopCount
+    from lightning_nas.speed.cases import FlopCount
 
     C, H, k, batch = 16, 8, 3, 2
     conv = torch.nn.Conv2d(C, C, k, padding=1, groups=C, bias=False)
@@ -174,9 +174,9 @@ def test_flop_count_is_three_forward_passes_of_a_depthwise_conv():
 
 
 def test_compile_takes_a_torch_compile_mode(capsys):
-    assert bench.cli.parse_args(["--compile"]).compile == "default"
-    assert bench.cli.parse_args(["--compile", "reduce-overhead"]).compile == "reduce-overhead"
-    assert bench.cli.parse_args([]).compile is None
+    assert speed.cli.parse_args(["--compile"]).compile == "default"
+    assert speed.cli.parse_args(["--compile", "reduce-overhead"]).compile == "reduce-overhead"
+    assert speed.cli.parse_args([]).compile is None
     with pytest.raises(SystemExit):
-        bench.main(["--cases", "darts_first", "--against-official", "--official", ".", "--compile"])
+        speed.main(["--cases", "darts_first", "--against-official", "--official", ".", "--compile"])
     assert "drop --bf16, --channels-last, --compile" in capsys.readouterr().err

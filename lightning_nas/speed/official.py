@@ -20,8 +20,8 @@ from typing import Any, Iterator
 import torch
 from torch import nn
 
-from lightning_nas.bench.dispatch import DispatchCount
-from lightning_nas.bench.measure import clocks, random_images, reset_peak_memory, result
+from lightning_nas.speed.dispatch import DispatchCount
+from lightning_nas.speed.measure import clocks, random_images, reset_peak_memory, result
 from lightning_nas.errors import ConfigError
 
 OFFICIAL_CASES = {"official_first": False, "official_second": True}

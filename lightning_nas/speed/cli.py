@@ -1,4 +1,4 @@
-"""The benchmark's command line: every (case, point) in a fresh worker process, a table, and JSON."""
+"""The speed bench's command line: every (case, point) in a fresh worker process, a table, and JSON."""
 
 from __future__ import annotations
 
@@ -47,7 +47,7 @@ def at_least(minimum: int) -> Callable[[str], int]:
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = OneLineParser(
-        prog="python -m lightning_nas.bench",
+        prog="python -m lightning_nas.speed",
         description="Speed and memory of the search and training steps, each case in its own process.",
     )
     cases = ", ".join(DEFAULT_BATCHES)
@@ -99,7 +99,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def run_worker(args: argparse.Namespace, case: str, batch: int, C: int, layers: int) -> dict[str, Any]:
     """One case at one point in a fresh process (so its peak memory is its own); its record."""
-    command = [sys.executable, "-m", "lightning_nas.bench", "--case", case, "--cases", case,
+    command = [sys.executable, "-m", "lightning_nas.speed", "--case", case, "--cases", case,
                "--batch", str(batch), "--C", str(C), "--layers", str(layers), "--steps", str(args.steps),
                "--warmup", str(args.warmup), "--device", args.device, "--partial-channels", str(args.partial_channels),
                "--checkpoint-cells", str(args.checkpoint_cells)]
@@ -170,17 +170,17 @@ def format_comparison(rows: list[dict[str, Any]]) -> str:
 def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     args = parse_args(argv)
     if args.case:  # worker
-        from lightning_nas.bench.official import OFFICIAL_CASES, run_official
+        from lightning_nas.speed.official import OFFICIAL_CASES, run_official
 
         if args.case in OFFICIAL_CASES:
             print(json.dumps(run_official(args)))
         else:
-            from lightning_nas.bench.cases import run_case
+            from lightning_nas.speed.cases import run_case
 
             print(json.dumps(run_case(args)))
         return []
     if args.against_official:
-        from lightning_nas.bench.official import official_source
+        from lightning_nas.speed.official import official_source
 
         try:
             official_source(args.official)

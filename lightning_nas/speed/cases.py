@@ -1,4 +1,4 @@
-"""The benchmark's cases: the strategies' own LightningModules driven by an ordinary Trainer on random images.
+"""The speed bench's cases: the strategies' own LightningModules driven by an ordinary Trainer on random images.
 
 A callback times what the module does: a training step (``training_step``: for DARTS the α step and the w step), a
 candidate epoch (PNAS) or a controller step (ENAS, the gap between two controller optimizer steps). No algorithm is
@@ -17,11 +17,11 @@ from torch import nn
 from torch.utils.data import Dataset, TensorDataset
 from torch.utils.flop_counter import FlopCounterMode
 
-from lightning_nas.bench.dispatch import DispatchCount
+from lightning_nas.speed.dispatch import DispatchCount
 
 if TYPE_CHECKING:
     from lightning_nas.strategies.darts import Sampler
-from lightning_nas.bench.measure import clocks, random_images, reset_peak_memory, result
+from lightning_nas.speed.measure import clocks, random_images, reset_peak_memory, result
 from lightning_nas.data.base import NASDataModule
 
 

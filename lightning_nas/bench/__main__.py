@@ -1,3 +1,0 @@
-from lightning_nas.bench.cli import main
-
-main()

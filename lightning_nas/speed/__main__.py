@@ -1,0 +1,3 @@
+from lightning_nas.speed.cli import main
+
+main()
