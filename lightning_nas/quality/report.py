@@ -22,6 +22,7 @@ where it stopped.
 from __future__ import annotations
 
 import json
+import math
 import statistics
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -86,6 +87,31 @@ def summarize(found: Sequence[float], random: Sequence[float]) -> dict[str, Any]
     }
 
 
+def search_recipe(search_config: str) -> str:
+    """The search recipe's config file: a path as given, else a shipped recipe of that name (``darts_digits``), so
+    the shipped quality configs run from any folder."""
+    if Path(search_config).is_file():
+        return search_config
+    from lightning_nas.recipes import config_names, config_path
+
+    if Path(search_config).stem in config_names() and not Path(search_config).parent.name:
+        return str(config_path(search_config))
+    raise ConfigError(f"search_config {search_config!r} is neither a file nor a shipped recipe: give the search "
+                      f"recipe's YAML file or one of {', '.join(n for n in config_names() if '/' not in n)}")
+
+
+def check_retrain_records(pool: CandidatePool) -> None:
+    """Every record a retrain file already holds has a finite accuracy in [0, 1] and seconds >= 0 (a hand-edited
+    line otherwise stops the report after hours of retraining, before report.json is written)."""
+    for record in pool.finished().values():
+        for field, top in (("accuracy", 1.0), ("seconds", math.inf)):
+            value = record.get(field)
+            check(isinstance(value, (int, float)) and not isinstance(value, bool) and 0 <= value <= top
+                  and math.isfinite(value),
+                  f"{pool.results.path}: the record of {record.get('key')} has {field}={value!r} (a number in [0, "
+                  f"{top:g}] is needed); repair that line, or delete it to retrain that architecture")
+
+
 class QualityReport:
     """Search S times, draw R random architectures, retrain all under one budget, compare (see the module doc)."""
 
@@ -130,8 +156,7 @@ class QualityReport:
         check(STRATEGIES[strategy].space is not None or not STRATEGIES[strategy].lightning or space.name in differentiable,
               f"the {strategy} strategy searches a differentiable supernet and the {space.name} space has none: set "
               f"space.name to {' or '.join(differentiable)} (the space its search config's model.space names)")
-        check(Path(search_config).is_file(), f"search_config {search_config!r} does not exist: give the search "
-                                             f"recipe's YAML config")
+        search_config = search_recipe(search_config)
         check(data.mode == "eval", "retraining needs the data module in mode=eval (val_split 0 scores on the test set)")
         self.strategy, self.search_config, self.data = strategy, search_config, data
         self.space, self.budget = space, retrain or RetrainBudget()
@@ -146,6 +171,7 @@ class QualityReport:
                                   self.budget.epochs, self.budget.lr, self.budget.limit_train_batches,
                                   accelerator="cpu", label="retrain", limit_val_batches=self.budget.limit_val_batches,
                                   space=self.search_space)
+        check_retrain_records(self.pool)
         self.sections: dict[str, tuple[Any, bool, Callable[[dict[str, Any]], str]]] = {}
         """The PNAS sections asked for: name -> (measurement, runs alone, its table)."""
         recipe = (search_config, self.search_args)

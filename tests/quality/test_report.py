@@ -101,7 +101,7 @@ def test_report_searches_retrains_found_and_random_alike_and_resumes(tmp_path: P
                                                           "pnas space has none: set space.name to darts or nb201"),
         (["--seeds", "0"], "seeds=0: the report needs at least 1 search seed"),
         (["--parallel", "0"], "parallel=0: at least 1 search runs at a time"),
-        (["--search_config", "missing.yaml"], "search_config 'missing.yaml' does not exist"),
+        (["--search_config", "missing.yaml"], "search_config 'missing.yaml' is neither a file nor a shipped recipe"),
     ],
 )
 def test_bad_input_ends_in_one_line_before_any_work(tmp_path: Path, capsys, override, message) -> None:
@@ -110,6 +110,29 @@ def test_bad_input_ends_in_one_line_before_any_work(tmp_path: Path, capsys, over
         main(["--config", str(config), *override])
     assert message in str(exit.value.code) and str(exit.value.code).startswith("error: ")
     assert not (tmp_path / "report").exists()
+
+
+def test_a_retrain_record_without_seconds_ends_in_one_line_before_any_search(tmp_path: Path) -> None:
+    config = write_configs(tmp_path)
+    (tmp_path / "report").mkdir()
+    (tmp_path / "report" / "retrain.jsonl").write_text(json.dumps({"key": "abc/seed0/k", "accuracy": 0.5}) + "\n")
+    with pytest.raises(SystemExit) as exit:
+        main(["--config", str(config)])
+    message = str(exit.value.code)
+    assert message.startswith("error: ") and "retrain.jsonl: the record of abc/seed0/k has seconds=None" in message
+    assert not (tmp_path / "report" / "searches").exists()
+
+
+def test_shipped_quality_configs_name_search_recipes_found_from_any_folder(tmp_path: Path, monkeypatch) -> None:
+    from lightning_nas.quality.report import search_recipe
+    from lightning_nas.recipes import config_names, config_path
+
+    monkeypatch.chdir(tmp_path)  # outside the repository, as an installed package runs
+    names = [name for name in config_names() if name.startswith("quality/")]
+    assert names
+    for name in names:
+        value = yaml.safe_load(config_path(name).read_text())["search_config"]
+        assert Path(search_recipe(value)) == config_path(value)
 
 
 def test_signal_of_a_finished_search_that_was_resumed_comes_from_its_trained_run(tmp_path: Path) -> None:
