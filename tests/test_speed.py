@@ -15,7 +15,8 @@ from lightning_nas.speed.official import OFFICIAL_CASES
 def test_cuda_graph_needs_a_gpu_and_darts_cases(capsys):
     with pytest.raises(SystemExit):
         speed.main(["--cases", "darts_first", "--cuda-graph"])
-    assert capsys.readouterr().err.startswith("error: --cuda-graph replays a step on a GPU: use --device cuda")
+    assert capsys.readouterr().err.startswith(
+        "python -m lightning_nas.speed: error: --cuda-graph replays a step on a GPU: use --device cuda")
 
 
 def test_every_case_has_default_batches_and_every_darts_case_an_official_twin():
@@ -152,7 +153,25 @@ def test_bad_counts_end_in_one_line_before_any_worker_starts(capsys, args, messa
     with pytest.raises(SystemExit) as exit_info:
         speed.main(args)
     assert exit_info.value.code == 2
-    assert capsys.readouterr().err == f"error: {message}; `python -m lightning_nas.speed --help` lists the options\n"
+    assert capsys.readouterr().err == f"python -m lightning_nas.speed: error: {message} (see --help)\n"
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--cases", "darts_first", "--partial-channels", "3"],
+     "--partial-channels 3 must divide every --C (each edge mixes C/K of the C channels): 16 is not a multiple of 3"),
+    (["--cases", "darts_second", "--C", "8", "12", "--partial-channels", "8"], "12 is not a multiple of 8"),
+    (["--cases", "darts_gdas", "--partial-channels", "2"], "darts_gdas (GDAS) samples whole channels"),
+])
+def test_partial_channels_the_darts_cases_cannot_run_are_refused_before_any_worker_starts(
+        monkeypatch, capsys, args, message):
+    from lightning_nas.speed import cli
+
+    monkeypatch.setattr(cli, "run_worker", lambda *a, **k: pytest.fail("a worker started"))
+    with pytest.raises(SystemExit) as exit_info:
+        speed.main(args)
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("python -m lightning_nas.speed: error: ") and message in err and err.count("\n") == 1
 
 
 def test_flop_count_is_three_forward_passes_of_a_depthwise_conv():

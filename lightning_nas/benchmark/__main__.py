@@ -23,7 +23,7 @@ import sys
 from pathlib import Path
 
 from lightning_nas.benchmark.runs import run_benchmark
-from lightning_nas.errors import ConfigError
+from lightning_nas.errors import ConfigError, OneLineParser
 
 
 def writable_file(parser: argparse.ArgumentParser, flag: str, path: str | None) -> None:
@@ -49,7 +49,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     from lightning_nas.strategies.blackbox import STRATEGIES
 
     known = [*STRATEGIES, *ONE_SHOT]
-    parser = argparse.ArgumentParser(prog="python -m lightning_nas.benchmark", description=__doc__.split("\n\n")[0])
+    parser = OneLineParser(prog="python -m lightning_nas.benchmark", description=__doc__.split("\n\n")[0])
     parser.add_argument("--space", default="nb201", choices=sorted(SPACES))
     parser.add_argument("--table", required=True, help="a shipped table's name (nb201-cifar10, nb201-fmnist, ...) or "
                                                        "a CSV with an architecture column 'arch' and metric columns")

@@ -29,7 +29,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
-from lightning_nas.errors import ConfigError, check
+from lightning_nas.errors import ConfigError, OneLineParser, check
 
 METRIC = "heldout_acc"
 """The table's score column: top-1 accuracy in percent on the held-out training images."""
@@ -208,7 +208,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     from lightning_nas.spaces import SPACES
 
     defaults = Budget()
-    parser = argparse.ArgumentParser(prog="python -m lightning_nas.benchmark build", description=__doc__.split("\n\n")[0])
+    parser = OneLineParser(prog="python -m lightning_nas.benchmark build", description=__doc__.split("\n\n")[0])
     parser.add_argument("--space", default="nb201", choices=sorted(SPACES))
     parser.add_argument("--data", default=defaults.data, help="a data module of lightning_nas.data")
     parser.add_argument("--cells", type=int, required=True, help="how many distinct uniformly drawn cells")

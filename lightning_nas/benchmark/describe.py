@@ -8,7 +8,6 @@ table's top 1 % of cells beside its mean over all of them.
 
 from __future__ import annotations
 
-import argparse
 import json
 import statistics
 import sys
@@ -17,10 +16,9 @@ from typing import Any, Sequence
 import numpy as np
 from scipy.stats import spearmanr
 
-from lightning_nas.benchmark.tables import resolve_table
-from lightning_nas.errors import ConfigError
+from lightning_nas.benchmark.tables import BenchmarkTable, resolve_table
+from lightning_nas.errors import ConfigError, OneLineParser
 from lightning_nas.spaces import create_space
-from lightning_nas.strategies.evaluators import BenchmarkTable
 
 
 def describe(table: BenchmarkTable, against: BenchmarkTable) -> dict[str, Any]:
@@ -57,8 +55,7 @@ def format_description(result: dict[str, Any]) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
-    parser = argparse.ArgumentParser(prog="python -m lightning_nas.benchmark describe",
-                                     description=__doc__.split("\n\n")[0])
+    parser = OneLineParser(prog="python -m lightning_nas.benchmark describe", description=__doc__.split("\n\n")[0])
     parser.add_argument("--table", required=True, help="a shipped table's name or a CSV")
     parser.add_argument("--against", default="nb201-cifar10", help="a complete table of the same space")
     parser.add_argument("--space", default="nb201")

@@ -26,11 +26,10 @@ from typing import Any, Sequence
 import numpy as np
 
 from lightning_nas.benchmark.build import Budget, TableBuild, table_budget
-from lightning_nas.benchmark.tables import resolve_table
+from lightning_nas.benchmark.tables import BenchmarkTable, resolve_table
 from lightning_nas.errors import ConfigError, check
 from lightning_nas.files import write_atomic
 from lightning_nas.spaces import SearchSpace, create_space
-from lightning_nas.strategies.evaluators import BenchmarkTable
 
 BOOTSTRAP_SAMPLES = 2000
 

@@ -10,10 +10,11 @@ from typing import Any, Sequence
 import numpy as np
 from tqdm import tqdm
 
+from lightning_nas.benchmark.tables import BenchmarkTable
 from lightning_nas.errors import check
 from lightning_nas.spaces import SearchSpace, create_space
 from lightning_nas.strategies.blackbox import STRATEGIES
-from lightning_nas.strategies.evaluators import BenchmarkTable, Evaluations, TableEvaluator
+from lightning_nas.strategies.evaluators import Evaluations, TableEvaluator
 
 CHECKPOINTS = (10, 50, 100)
 """Query budgets reported besides the full one."""

@@ -10,11 +10,11 @@ import statistics
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any, Callable, NoReturn
+from typing import Any, Callable
 
 import torch
 
-from lightning_nas.errors import ConfigError
+from lightning_nas.errors import ConfigError, OneLineParser
 from lightning_nas.files import write_atomic
 
 DEFAULT_BATCHES = {"darts_first": (32, 64), "darts_second": (32, 64), "darts_gdas": (32, 64), "enas_child": (160,), "enas_controller": (160,),
@@ -23,13 +23,6 @@ DEFAULT_BATCHES = {"darts_first": (32, 64), "darts_second": (32, 64), "darts_gda
 
 OFFICIAL = {"darts_first": "official_first", "darts_second": "official_second"}
 """Our DARTS cases and the official code's same step (``official.OFFICIAL_CASES``), for ``--against-official``."""
-
-
-class OneLineParser(argparse.ArgumentParser):
-    """argparse whose errors are one line, as the recipes' are: the usage only with ``--help``."""
-
-    def error(self, message: str) -> NoReturn:
-        self.exit(2, f"error: {message}; `{self.prog} --help` lists the options\n")
 
 
 def at_least(minimum: int) -> Callable[[str], int]:
@@ -63,7 +56,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--compile", nargs="?", const="default", choices=("default", "reduce-overhead", "max-autotune"),
                         help="torch.compile the network in this mode (default: 'default'; 'reduce-overhead' replays "
                              "CUDA graphs)")
-    parser.add_argument("--partial-channels", type=at_least(1), default=1, help="PC-DARTS K for the DARTS cases (1: off)")
+    parser.add_argument("--partial-channels", type=at_least(1), default=1,
+                        help="PC-DARTS K for darts_first and darts_second, a divisor of --C (1: off)")
     parser.add_argument("--checkpoint-cells", type=at_least(0), default=0,
                         help="DARTS cases: recompute the first k cells in the backward pass (0: off)")
     parser.add_argument("--recompute-ops", action="store_true",
@@ -89,6 +83,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         if args.bf16 or args.channels_last or args.compile or args.partial_channels != 1:
             parser.error("--against-official runs the official code as published: drop --bf16, --channels-last, "
                          "--compile and --partial-channels")
+    darts = [case for case in selected if case.startswith("darts_")]
+    if args.partial_channels != 1 and darts:  # refused here, not in each worker's traceback
+        if "darts_gdas" in darts:
+            parser.error("--partial-channels is PC-DARTS's, and darts_gdas (GDAS) samples whole channels: drop one of "
+                         "them (--cases darts_first,darts_second)")
+        if indivisible := [C for C in args.C if C % args.partial_channels]:
+            parser.error(f"--partial-channels {args.partial_channels} must divide every --C (each edge mixes C/K of "
+                         f"the C channels): {', '.join(map(str, indivisible))} is not a multiple of "
+                         f"{args.partial_channels}")
     if args.cuda_graph and (args.device != "cuda" or set(selected) - {"darts_first", "darts_second", "final_step"}):
         parser.error("--cuda-graph replays a step on a GPU: use --device cuda and --cases of darts_first, darts_second "
                      "and final_step")

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from lightning_nas.benchmark.build import Budget, TableBuild, build_jobs, draw_cells, main
+from lightning_nas.benchmark.tables import BenchmarkTable
 from lightning_nas.errors import ConfigError
 from lightning_nas.spaces import create_space
-from lightning_nas.strategies.evaluators import BenchmarkTable
 
 TINY = ["--data", "DigitsDataModule", "--C", "2", "--steps", "3", "--batch-size", "16", "--heldout", "64"]
 
@@ -67,6 +67,18 @@ def test_bad_build_options_end_in_one_line(tmp_path: Path, capsys: pytest.Captur
         main([*argv, "--output", str(tmp_path / "t.csv")])
     assert message in capsys.readouterr().err
     assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--cells", "0"], "--cells must be at least 1, got 0"),
+    (["--cells", "x"], "argument --cells: invalid int value: 'x'"),
+    (["--output", "t.csv"], "the following arguments are required: --cells"),
+])
+def test_a_bad_option_is_one_line(capsys: pytest.CaptureFixture, argv: list[str], message: str) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        main(argv if "--output" in argv else [*argv, "--output", "t.csv"])
+    assert exit_.value.code == 2
+    assert capsys.readouterr().err == f"python -m lightning_nas.benchmark build: error: {message} (see --help)\n"
 
 
 def test_the_output_must_be_a_csv_file(tmp_path: Path) -> None:

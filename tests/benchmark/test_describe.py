@@ -7,10 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lightning_nas.benchmark.describe import describe
-from lightning_nas.benchmark.tables import resolve_table
+from lightning_nas.benchmark.describe import describe, main
+from lightning_nas.benchmark.tables import BenchmarkTable, resolve_table
 from lightning_nas.spaces import create_space
-from lightning_nas.strategies.evaluators import BenchmarkTable
 
 
 def built_table(path: Path, noise: float, sign: float = 1.0) -> BenchmarkTable:
@@ -41,3 +40,14 @@ def test_a_faithful_quiet_table_agrees_and_a_noisy_or_reversed_one_does_not(tmp_
     assert noisy["spearman_between_seeds"] < 0.5 and noisy["sd_between_seeds"] > noisy["sd_between_cells_repeated"] / 2
     reversed_ = describe(built_table(tmp_path / "r.csv", noise=0.01, sign=-1.0), cifar10)
     assert reversed_["spearman_against"] < -0.99 and reversed_["against_top1pct_mean"] < reversed_["against_mean"]
+
+
+@pytest.mark.parametrize("argv, message", [
+    ([], "the following arguments are required: --table"),
+    (["--table", "nb201-fmnist", "--bogus"], "unrecognized arguments: --bogus"),
+])
+def test_a_bad_option_is_one_line(capsys: pytest.CaptureFixture, argv: list[str], message: str) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        main(argv)
+    assert exit_.value.code == 2
+    assert capsys.readouterr().err == f"python -m lightning_nas.benchmark describe: error: {message} (see --help)\n"

@@ -54,7 +54,8 @@ def test_bad_one_shot_options_end_in_one_line(tmp_path: Path, capsys: pytest.Cap
                                              message: str) -> None:
     with pytest.raises(SystemExit):
         main(["--table", "nb201-fmnist", "--runs", "2", "--workdir", str(tmp_path / "runs"), *argv])
-    assert message in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1
     assert not (tmp_path / "runs").exists()
 
 
@@ -63,7 +64,8 @@ def test_json_to_a_folder_or_an_unwritable_place_is_refused_before_any_run(tmp_p
     for target, message in [(tmp_path, "is a folder"), (tmp_path / "missing" / "out.json", "cannot write in")]:
         with pytest.raises(SystemExit):
             main(["--table", "nb201-cifar10", "--runs", "2", "--json", str(target)])
-        assert message in capsys.readouterr().err
+        err = capsys.readouterr().err
+        assert message in err and err.count("\n") == 1
 
 
 @pytest.mark.slow
@@ -72,7 +74,7 @@ def test_a_verdict_looks_cells_up_and_trains_the_missing_ones_under_the_tables_b
     from lightning_nas.benchmark import oneshot
     from lightning_nas.benchmark.build import main as build
     from lightning_nas.spaces import create_space
-    from lightning_nas.strategies.evaluators import BenchmarkTable
+    from lightning_nas.benchmark.tables import BenchmarkTable
 
     table = tmp_path / "table.csv"
     build(["--cells", "3", "--output", str(table), "--workers", "1", "--data", "DigitsDataModule", "--C", "2",

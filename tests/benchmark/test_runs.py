@@ -4,20 +4,22 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import random
 import statistics
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from lightning_nas.benchmark.__main__ import main
 from lightning_nas.benchmark.runs import run_benchmark
-from lightning_nas.benchmark.tables import resolve_table
+from lightning_nas.benchmark.tables import BenchmarkTable, resolve_table
 from lightning_nas.errors import ConfigError
 from lightning_nas.spaces import create_space
 from lightning_nas.spaces.nb201 import NB201Architecture
 from lightning_nas.strategies.blackbox import STRATEGIES
-from lightning_nas.strategies.evaluators import BenchmarkTable
 
 NB201_TABLE = resolve_table("nb201-cifar10")
 ALL_SKIP = "|skip_connect~0|+|skip_connect~0|skip_connect~1|+|skip_connect~0|skip_connect~1|skip_connect~2|"
@@ -109,11 +111,26 @@ def test_command_writes_json_and_plot(tmp_path: Path, capsys: pytest.CaptureFixt
     assert "evolution       60" in capsys.readouterr().out
 
 
-def test_command_refuses_bad_input(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.mark.parametrize("argv, message", [
+    (["--queries", "0"], "--queries, --runs and --workers must be at least 1, got 0, 100 and"),
+    (["--runs", "0"], "--queries, --runs and --workers must be at least 1, got 150, 0 and"),
+    (["--runs", "1"], "--runs must be at least 2"),
+    (["--strategies", "random,annealing"], "unknown strategy annealing; known: random, evolution,"),
+    (["--strategies", "foo"], "unknown strategy foo; known:"),
+    (["--queries", "x"], "argument --queries: invalid int value: 'x'"),
+    (["--space", "nb202"], "argument --space: invalid choice: 'nb202'"),
+])
+def test_a_bad_option_is_one_line_before_any_run(argv: list[str], message: str,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exit_:
-        main(["--table", "x.csv", "--strategies", "random,annealing"])
+        main(["--table", "nb201-cifar10", *argv])
     assert exit_.value.code == 2
-    assert "unknown strategy annealing; known: random, evolution," in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert err.startswith(f"python -m lightning_nas.benchmark: error: {message}") and err.endswith(" (see --help)\n")
+    assert err.count("\n") == 1  # no usage block
+
+
+def test_command_refuses_bad_input(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exit_:
         main(["--table", str(tmp_path / "missing.csv")])
     assert exit_.value.code == 2
@@ -123,3 +140,22 @@ def test_command_refuses_bad_input(tmp_path: Path, capsys: pytest.CaptureFixture
 def test_a_parameter_budget_below_every_network_ends_in_one_line() -> None:
     with pytest.raises(ConfigError, match="no nb201 architecture has at most 10 parameters; raise --max-params"):
         run_benchmark("nb201", str(NB201_TABLE), ["random"], queries=5, runs=2, max_params=10)
+
+
+def test_a_black_box_run_loads_no_lightning(tmp_path: Path) -> None:
+    """Look-ups need no Lightning: ``python -m lightning_nas.benchmark`` with every black-box strategy, JSON and plot
+    included, and the imports of its one-shot, build and describe modules, load none of it (one-shot runs load it in
+    their own processes)."""
+    argv = ["lightning_nas.benchmark", "--table", "nb201-cifar10", "--strategies", ",".join(STRATEGIES),
+            "--queries", "10", "--runs", "2", "--json", str(tmp_path / "r.json"), "--plot", str(tmp_path / "r.png")]
+    code = ("import runpy, sys\n"
+            "import lightning_nas.benchmark.build, lightning_nas.benchmark.describe, lightning_nas.benchmark.oneshot\n"
+            f"sys.argv = {argv!r}\n"
+            "runpy.run_module('lightning_nas.benchmark', run_name='__main__', alter_sys=True)\n"
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('lightning', 'lightning_fabric', "
+            "'pytorch_lightning', 'torchmetrics')))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "random          10" in done.stdout and (tmp_path / "r.png").is_file()
+    assert done.stdout.splitlines()[-1] == "[]"

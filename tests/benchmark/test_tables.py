@@ -6,10 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from lightning_nas.benchmark.tables import TABLES, resolve_table
+from lightning_nas.benchmark.tables import TABLES, BenchmarkTable, resolve_table
 from lightning_nas.errors import ConfigError
 from lightning_nas.spaces import create_space
-from lightning_nas.strategies.evaluators import BenchmarkTable
 
 BEST = "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|skip_connect~0|nor_conv_3x3~1|nor_conv_1x1~2|"
 ALL_SKIP = "|skip_connect~0|+|skip_connect~0|skip_connect~1|+|skip_connect~0|skip_connect~1|skip_connect~2|"

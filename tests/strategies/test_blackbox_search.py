@@ -150,9 +150,9 @@ def test_another_strategy_or_space_in_a_searched_folder_is_refused_and_overwrite
     ("reinforce", {"lr": float("nan")}, "reinforce: lr=nan must be > 0"),
 ])
 def test_bad_strategy_options_end_in_one_line(strategy, options, message) -> None:
-    from lightning_nas.benchmark.tables import resolve_table
+    from lightning_nas.benchmark.tables import BenchmarkTable, resolve_table
     from lightning_nas.strategies.blackbox import STRATEGIES
-    from lightning_nas.strategies.evaluators import BenchmarkTable, Evaluations, TableEvaluator
+    from lightning_nas.strategies.evaluators import Evaluations, TableEvaluator
 
     space = create_space("nb201")
     table = BenchmarkTable.read(resolve_table("nb201-cifar10"), space)
