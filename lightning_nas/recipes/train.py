@@ -3,8 +3,16 @@
     python -m lightning_nas.recipes.train fit --config recipes/train_cifar10.yaml
 
 ``--model.genotype DARTS_V2`` picks a published cell, ``--model.genotype runs/search/genotype.json`` the cell a search
-wrote. Bad input (a malformed genotype, images the network cannot take, a missing dataset) and a diverged loss end
-with one line ``error: ...`` and exit status 1 instead of a traceback. ``--ckpt_path .../last.ckpt`` resumes a run,
+wrote. ``--model.space`` names the registered search space the architecture belongs to (``darts`` by default; its
+DARTS-style cells, and ``enas_micro``'s and ``pnas``'s, train in the published networks): any other space's
+architecture trains in the network the space builds, e.g. a NAS-Bench-201 cell
+
+    python -m lightning_nas.recipes.train fit --config train_nb201_fmnist --model.genotype '|nor_conv_3x3~0|+|...|'
+
+or an ENAS macro search's ``genotype.json`` (``--config train_enas_macro_cifar10``). Bad input (an unknown space, an
+architecture that does not parse in its space, a malformed genotype file, images the network cannot take, a missing
+dataset) and a diverged loss end with one line ``error: ...`` and exit status 1 instead of a traceback, bad input
+before any training starts. ``--ckpt_path .../last.ckpt`` resumes a run,
 ``--ckpt_path last`` the last run in the same ``--trainer.default_root_dir``;
 ``--trainer.callbacks+=EMAWeightAveraging --trainer.callbacks.decay 0.9998`` validates and saves an EMA of the weights.
 ``fit`` ends by printing the best score, its checkpoint and the command that tests it. ``fit``, ``validate``, ``test``

@@ -6,11 +6,19 @@ drop path whose probability rises linearly with the epoch, SGD with cosine (CIFA
 (``gradient_clip_val``); an EMA of the weights to Lightning's ``EMAWeightAveraging`` callback, which also validates,
 tests and checkpoints with the averaged weights.
 
+Any registered search space's architecture trains here (``space``). The DARTS-style cells of ``darts`` (the default),
+``enas_micro`` and ``pnas`` stack into the published networks above, with every trick; the architectures of the other
+spaces (a NAS-Bench-201 cell, an ENAS macro network) train in the network their space builds,
+``space.build(arch, num_classes, in_chans, C, layers // 3)``, which has no auxiliary head (and, in the shipped
+spaces, no drop path): those are refused in one line rather than silently left out.
+
 ``FinalTraining.load_from_checkpoint(path).timm_model()`` takes the trained network out as a plain timm model, with
 the training data's mean, std and input size in its ``pretrained_cfg`` (docs/export.md).
 """
 
+import json
 import math
+import os
 import warnings
 from typing import Any, Callable, Literal, cast
 
@@ -27,9 +35,11 @@ from torchmetrics.classification import MulticlassAccuracy
 
 from lightning_nas.arguments import Fraction, NonNegativeFloat, PositiveFloat, PositiveInt, Rate
 from lightning_nas.callbacks import EpochSeeding
-from lightning_nas.errors import check
-from lightning_nas.genotypes import Genotype, resolve_genotype
+from lightning_nas.errors import ConfigError, check
+from lightning_nas.files import read_text
+from lightning_nas.genotypes import published_genotypes, resolve_genotype
 from lightning_nas.networks import StackedCellNetwork
+from lightning_nas.spaces import Architecture, GenotypeSpace, SearchSpace, create_space
 from lightning_nas.strategies.cuda_graph import GraphedStep, check_graphable, fused_sgd, lr_tensors_to
 from lightning_nas.strategies.finite import check_finite, module_state, nonfinite_on_any_rank, skip_step_if
 
@@ -54,14 +64,52 @@ def top_k_accuracy(logits: torch.Tensor, y: torch.Tensor, k: int) -> torch.Tenso
     return (logits.topk(k, dim=1).indices == y[:, None]).any(dim=1).float().mean()
 
 
+def resolve_architecture(space: SearchSpace, value: str | dict[str, Any]) -> Architecture:
+    """An architecture of ``space`` from its text form (``space.from_string``: NB201's ``|op~0|+|...|``), a dict of
+    its JSON form (from a config), or a file holding its JSON form (the ``genotype.json`` a search writes)."""
+    if isinstance(value, dict):
+        return space.from_json(json.dumps(value))
+    text = os.fspath(value)
+    try:
+        return space.from_string(text)
+    except (ValueError, TypeError) as error:  # ConfigError is a ValueError
+        parse_error = error
+    try:
+        content = read_text(text)
+    except (OSError, ValueError):
+        content = None
+    if content is None and text in published_genotypes():
+        raise ConfigError(f"genotype {text!r} is a published DARTS-style cell, not an architecture of the {space.name} "
+                          f"space: give the {space.name} space's text form or the genotype.json its search wrote")
+    if content is None and text.endswith((".json", ".yaml", ".yml")):
+        raise ConfigError(f"genotype file {text!r} does not exist")
+    if content is None:
+        raise ConfigError(f"genotype {text!r} is neither a file nor an architecture of the {space.name} space: "
+                          f"{parse_error}")
+    try:
+        return space.from_json(content)
+    except (ValueError, TypeError) as error:
+        raise ConfigError(f"{text}: not an architecture of the {space.name} space: {error}") from None
+
+
+def cells_per_stage(layers: int, space: str) -> int:
+    """The ``N`` of ``space.build``: its networks have 3 stages of N cells (or layers), so ``layers // 3``."""
+    check(layers >= 3, f"layers={layers}: the {space} network has 3 stages of layers // 3 cells; give at least 3")
+    return layers // 3
+
+
 class FinalTraining(pl.LightningModule):
-    """Train ``nas_cifar`` or ``nas_imagenet`` built from ``genotype`` (a published name, a genotype file written by
-    a search, or a dict). The genotype is kept in the hyperparameters as a plain dict, so a checkpoint rebuilds the
-    exact network and loads with ``weights_only=True``."""
+    """Train an architecture of a registered search space from scratch. ``space``'s DARTS-style cells (``darts``,
+    ``enas_micro``, ``pnas``: ``genotype`` a published name, a genotype file written by a search, or a dict) stack into
+    ``nas_cifar`` or ``nas_imagenet``; any other space's architecture (its text form, a dict, or the file a search
+    wrote) trains in ``space.build(arch, num_classes, in_chans, C, N=layers // 3)``. The architecture is kept in the
+    hyperparameters as a plain dict, so a checkpoint rebuilds the exact network and loads with
+    ``weights_only=True``."""
 
     def __init__(
         self,
         genotype: str | dict[str, Any] = "DARTS_V2",
+        space: str = "darts",
         network: Literal["cifar", "imagenet"] = "cifar",
         C: PositiveInt = 36,
         layers: PositiveInt = 20,
@@ -79,7 +127,12 @@ class FinalTraining(pl.LightningModule):
         label_smoothing: Fraction = 0.0,
         cuda_graph: bool = False,
     ) -> None:
-        """``eta_min``: final lr of the cosine schedule; ``gamma``: lr decay per epoch of the exponential one.
+        """``space``: the registered search space ``genotype`` belongs to (``create_space``). ``network``, ``C`` and
+        ``layers`` shape a DARTS-style cell's network; for another space, ``C`` is the width of ``space.build``'s first
+        stage and ``layers`` its cells in all, 3 stages of ``layers // 3`` (NB201: C=16, layers=15 is the benchmark's
+        network; an ENAS macro architecture fixes its own depth and ignores ``layers``), and ``network`` must stay
+        ``cifar``, ``auxiliary_weight`` 0 and ``drop_path_prob`` 0 unless that network has ``set_drop_path_rate``.
+        ``eta_min``: final lr of the cosine schedule; ``gamma``: lr decay per epoch of the exponential one.
         ``cuda_graph``: replay each training step (forward, backward, the Trainer's gradient clipping, update) as one
         CUDA graph (``cuda_graph.GraphedStep``), captured anew each epoch after 3 eager steps, since drop path's
         probability changes per epoch; on one CUDA device. Its training logs are then written after each step
@@ -87,20 +140,36 @@ class FinalTraining(pl.LightningModule):
         super().__init__()
         check(network in ("cifar", "imagenet"), f"network must be 'cifar' or 'imagenet', got {network!r}")
         check(scheduler in ("cosine", "exponential"), f"scheduler must be 'cosine' or 'exponential', got {scheduler!r}")
-        check(network == "cifar" or C % 2 == 0,
-              f"the imagenet network halves C in its stem: C must be even, got {C}; try {C + 1}")
-        self.genotype: Genotype = resolve_genotype(genotype)
-        self.save_hyperparameters()
-        self.hparams["genotype"] = self.genotype.to_dict()
-        self.network = cast(StackedCellNetwork, timm.create_model(
-            f"nas_{network}",
-            genotype=self.genotype,
-            C=C,
-            layers=layers,
-            num_classes=num_classes,
-            in_chans=in_chans,
-            auxiliary=auxiliary_weight > 0,
-        ))
+        self.search_space = create_space(space)
+        self.network: nn.Module
+        if isinstance(self.search_space, GenotypeSpace):
+            check(network == "cifar" or C % 2 == 0,
+                  f"the imagenet network halves C in its stem: C must be even, got {C}; try {C + 1}")
+            self.genotype: Architecture = resolve_genotype(genotype)
+            self.save_hyperparameters()
+            self.hparams["genotype"] = self.genotype.to_dict()
+            self.network = timm.create_model(
+                f"nas_{network}",
+                genotype=self.genotype,
+                C=C,
+                layers=layers,
+                num_classes=num_classes,
+                in_chans=in_chans,
+                auxiliary=auxiliary_weight > 0,
+            )
+        else:
+            check(network == "cifar", f"network={network!r} stacks DARTS-style cells; the {space} space builds its own "
+                                      f"network: leave network at 'cifar'")
+            self.genotype = resolve_architecture(self.search_space, genotype)
+            self.save_hyperparameters()
+            self.hparams["genotype"] = json.loads(self.search_space.to_json(self.genotype))
+            N = cells_per_stage(layers, space)
+            self.network = self.search_space.build(self.genotype, num_classes, in_chans, C, N)
+            missing = {"auxiliary_weight": "auxiliary head"} if auxiliary_weight > 0 else {}  # build takes no aux
+            if drop_path_prob > 0 and not hasattr(self.network, "set_drop_path_rate"):
+                missing["drop_path_prob"] = "drop path"
+            check(not missing, f"the {space} space's network ({type(self.network).__name__}) has no "
+                               f"{' and no '.join(missing.values())}: set {' and '.join(f'{k}=0' for k in missing)}")
         self.eval_accuracy = nn.ModuleDict({stage: accuracy_metrics(num_classes, f"{stage}/") for stage in EVAL_STAGES})
         self.eval_loss = nn.ModuleDict({stage: MeanMetric() for stage in EVAL_STAGES})
         self.data_config: dict[str, tuple[Any, ...]] | None = None
@@ -119,7 +188,10 @@ class FinalTraining(pl.LightningModule):
 
     def loss(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Training loss (label-smoothed cross entropy + auxiliary weight x auxiliary loss) and the logits."""
-        logits, aux_logits = self.network.forward_with_aux(x)
+        if isinstance(self.network, StackedCellNetwork):
+            logits, aux_logits = self.network.forward_with_aux(x)
+        else:  # a space's own network: no auxiliary head (__init__ refused auxiliary_weight > 0)
+            logits, aux_logits = self.network(x), None
         smoothing = self.hparams["label_smoothing"]
         loss = F.cross_entropy(logits, y, label_smoothing=smoothing)
         if aux_logits is not None:
@@ -137,11 +209,17 @@ class FinalTraining(pl.LightningModule):
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         self.data_config = checkpoint.get("data_config")
 
-    def timm_model(self) -> StackedCellNetwork:
+    def timm_model(self) -> nn.Module:
         """The trained network as a plain timm model in eval mode: ``timm.create_model`` with the genotype (as a dict,
         so ``timm.models.save_for_hf`` can write it) and the trained weights, without the auxiliary head; its
-        pretrained_cfg holds the training data's input size, mean and std."""
+        pretrained_cfg holds the training data's input size, mean and std. Another space's network comes back as
+        its ``space.build`` with the trained weights (``data_config`` holds the data's input size, mean and std)."""
         hp = self.hparams
+        if not isinstance(self.network, StackedCellNetwork):
+            model = self.search_space.build(self.genotype, hp["num_classes"], hp["in_chans"], hp["C"],
+                                            cells_per_stage(hp["layers"], hp["space"]))
+            model.load_state_dict(self.network.state_dict())
+            return model.eval()
         overlay: dict[str, Any] = {"num_classes": hp["num_classes"]}
         if self.data_config is not None:
             _, height, width = self.data_config["input_size"]
@@ -173,7 +251,9 @@ class FinalTraining(pl.LightningModule):
         """Raise drop path linearly: ``drop_path_prob * epoch / max_epochs`` (EpochSeeding makes its draws resume
         exactly)."""
         max_epochs = self.trainer.max_epochs or 1  # on_fit_start checked it
-        self.network.set_drop_path_rate(self.hparams["drop_path_prob"] * self.current_epoch / max_epochs)
+        set_drop_path_rate = getattr(self.network, "set_drop_path_rate", None)  # absent: __init__ checked the prob is 0
+        if set_drop_path_rate is not None:
+            set_drop_path_rate(self.hparams["drop_path_prob"] * self.current_epoch / max_epochs)
         if self.hparams["cuda_graph"]:
             self._graph = None  # the last epoch's graph (and its memory) goes before this one captures
             self._graph = GraphedStep(lambda: self._eager_step())

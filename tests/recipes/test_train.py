@@ -1,5 +1,6 @@
 """The train recipe: published settings in its configs, genotype files, one-line errors, DDP metrics, predict, the
-subcommands each recipe offers, refused optimizer options."""
+subcommands each recipe offers, refused optimizer options, and any registered space's architecture (NB201 cells,
+ENAS macro networks) trained in the network its space builds."""
 
 from __future__ import annotations
 
@@ -19,8 +20,12 @@ import yaml
 from lightning_nas.data import DigitsDataModule
 from lightning_nas.errors import ConfigError
 from lightning_nas.genotypes import published_genotypes
+from lightning_nas.networks.nb201 import NB201Network
+from lightning_nas.recipes import darts
 from lightning_nas.recipes.cli import run_recipe
 from lightning_nas.recipes.train import main
+from lightning_nas.spaces import create_space
+from lightning_nas.spaces.enas_macro import MacroArchitecture, MacroNetwork
 from lightning_nas.strategies.darts import DARTS
 from lightning_nas.strategies.final_training import FinalTraining
 
@@ -182,3 +187,135 @@ def test_optimizer_options_are_refused_in_one_line(option: str) -> None:
     with pytest.raises(SystemExit, match=rf"^error: {option.split('=')[0].split('.')[0]} is not supported: "
                                          r"FinalTraining configures its own optimizer and schedule; set them with"):
         main(["fit", "--config", "train_digits", option])
+
+
+# --- any registered space: the network its space builds --------------------------------------------------------------
+
+NB201_CELL = "|nor_conv_3x3~0|+|nor_conv_3x3~0|avg_pool_3x3~1|+|skip_connect~0|nor_conv_3x3~1|skip_connect~2|"
+NO_AUX = ["--model.auxiliary_weight", "0", "--model.drop_path_prob", "0"]
+FEW_BATCHES = ["--trainer.limit_train_batches", "3", "--trainer.limit_val_batches", "1"]
+
+
+def trained(tmp_path: Path) -> FinalTraining:
+    (last,) = tmp_path.glob("**/checkpoints/last.ckpt")
+    return FinalTraining.load_from_checkpoint(last, weights_only=True)
+
+
+def test_recipe_trains_an_nb201_cell_in_the_network_its_space_builds(tmp_path: Path) -> None:
+    """QUICK's C=4, layers=3: NB201's network of 3 stages of layers // 3 = 1 cell, 4, 8 and 16 channels."""
+    main(fit_args(tmp_path, "--model.space", "nb201", "--model.genotype", NB201_CELL, *NO_AUX, *FEW_BATCHES))
+    (last,) = tmp_path.glob("**/checkpoints/last.ckpt")
+    checkpoint = torch.load(last, weights_only=True)
+    assert checkpoint["global_step"] == 3
+    assert checkpoint["hyper_parameters"]["space"] == "nb201"
+    assert checkpoint["hyper_parameters"]["genotype"] == {"arch": NB201_CELL}
+
+    model = trained(tmp_path)
+    space = create_space("nb201")
+    arch = space.from_string(NB201_CELL)
+    assert isinstance(model.network, NB201Network) and model.genotype == arch
+    parameters = sum(p.numel() for p in model.network.parameters())
+    assert parameters == space.num_params(arch, 10, 1, 4, 1) == 14_062
+    built = space.build(arch, 10, 1, 4, 1)
+    assert [(k, v.shape) for k, v in built.state_dict().items()] == [
+        (k, v.shape) for k, v in model.network.state_dict().items()]
+
+
+def test_nb201_layers_are_three_stages_of_layers_over_three_cells() -> None:
+    space = create_space("nb201")
+    arch = space.from_string(NB201_CELL)
+    model = FinalTraining(NB201_CELL, space="nb201", C=16, layers=15, num_classes=10, in_chans=3,
+                          auxiliary_weight=0, drop_path_prob=0)
+    assert sum(p.numel() for p in model.network.parameters()) == space.num_params(arch, 10, 3, 16, 5)
+    every_conv = FinalTraining("|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|nor_conv_3x3~0|nor_conv_3x3~1|"
+                               "nor_conv_3x3~2|", space="nb201", C=16, layers=15, auxiliary_weight=0, drop_path_prob=0)
+    assert sum(p.numel() for p in every_conv.network.parameters()) == 1_531_546  # the benchmark paper's 1.53 M
+
+
+def test_recipe_trains_the_genotype_json_an_nb201_search_wrote(tmp_path: Path) -> None:
+    darts.main(["fit", "--config", "darts_digits", "--model.space", "nb201", "--model.C", "4", "--model.layers", "3",
+                "--trainer.max_epochs", "1", "--trainer.limit_train_batches", "2", "--trainer.limit_val_batches", "1",
+                "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false",
+                "--trainer.default_root_dir", str(tmp_path / "search")])
+    (genotype,) = (tmp_path / "search").glob("**/genotype.json")
+    found = create_space("nb201").from_json(genotype.read_text())
+
+    main(fit_args(tmp_path / "train", "--model.space", "nb201", "--model.genotype", str(genotype), *NO_AUX,
+                  *FEW_BATCHES))
+    model = trained(tmp_path / "train")
+    assert model.genotype == found and model.hparams["genotype"] == {"arch": found.to_string()}
+    assert torch.load(next((tmp_path / "train").glob("**/last.ckpt")), weights_only=True)["global_step"] == 3
+
+
+def test_recipe_trains_an_enas_macro_architecture(tmp_path: Path) -> None:
+    """The README's retraining of a macro search's genotype.json, through the recipe; its depth is the
+    architecture's (6 layers here), whatever ``layers`` says."""
+    arch = MacroArchitecture.uniform(6, torch.Generator().manual_seed(0))
+    path = arch.save(tmp_path / "search" / "genotype.json")
+    main(fit_args(tmp_path / "train", "--model.space", "enas_macro", "--model.genotype", str(path), *NO_AUX,
+                  *FEW_BATCHES))
+    checkpoint = torch.load(next((tmp_path / "train").glob("**/last.ckpt")), weights_only=True)
+    assert checkpoint["global_step"] == 3 and checkpoint["hyper_parameters"]["genotype"] == arch.to_dict()
+    model = trained(tmp_path / "train")
+    assert isinstance(model.network, MacroNetwork) and model.network.arch == arch
+    assert (sum(p.numel() for p in model.network.parameters())
+            == create_space("enas_macro").num_params(arch, 10, 1, 4, 1)
+            == sum(p.numel() for p in MacroNetwork(arch, C=4, num_classes=10, in_chans=1).parameters()))
+
+
+@pytest.mark.parametrize(("config", "genotype", "in_chans", "network", "parameters"), [
+    ("train_nb201_fmnist.yaml", None, 1, NB201Network, 473_082),
+    ("train_enas_macro_cifar10.yaml", "macro", 3, MacroNetwork, None),
+])
+def test_shipped_configs_of_other_spaces_build_their_networks(
+    tmp_path: Path, config: str, genotype: str | None, in_chans: int, network: type, parameters: int | None
+) -> None:
+    model_args = yaml.safe_load((ROOT / "recipes" / config).read_text())["model"]
+    space = create_space(model_args["space"])
+    if genotype == "macro":
+        arch = MacroArchitecture.uniform(12, torch.Generator().manual_seed(0))
+        model_args["genotype"] = str(arch.save(tmp_path / "genotype.json"))
+    else:
+        arch = space.from_string(model_args["genotype"])
+    model = FinalTraining(**model_args, num_classes=10, in_chans=in_chans)
+    assert isinstance(model.network, network)
+    count = sum(p.numel() for p in model.network.parameters())
+    assert count == space.num_params(arch, 10, in_chans, model_args["C"], model_args["layers"] // 3)
+    if parameters is not None:
+        assert count == parameters  # the config's comment: 0.47M
+
+
+@pytest.mark.parametrize(("extra", "message"), [
+    (["--model.space", "nb201", "--model.genotype", "|nor_conv_3x3~0|+|nor_conv_3x3~1|", *NO_AUX],
+     "error: genotype '|nor_conv_3x3~0|+|nor_conv_3x3~1|' is neither a file nor an architecture of the nb201 space: "
+     "NAS-Bench-201 cell '|nor_conv_3x3~0|+|nor_conv_3x3~1|': expected 3 nodes joined by '+', got 2"),
+    (["--model.space", "nb202", "--model.genotype", NB201_CELL, *NO_AUX],
+     "error: unknown search space 'nb202'; registered spaces: darts, enas_macro, enas_micro, nb201, pnas"),
+    (["--model.space", "nb201", *NO_AUX],
+     "error: genotype 'DARTS_V2' is a published DARTS-style cell, not an architecture of the nb201 space: give the "
+     "nb201 space's text form or the genotype.json its search wrote"),
+    (["--model.space", "nb201", "--model.genotype", NB201_CELL],
+     "error: the nb201 space's network (NB201Network) has no auxiliary head and no drop path: set auxiliary_weight=0 "
+     "and drop_path_prob=0"),
+    (["--model.space", "enas_macro", "--model.genotype", "runs/nowhere/genotype.json", *NO_AUX],
+     "error: genotype file 'runs/nowhere/genotype.json' does not exist"),
+    (["--model.space", "nb201", "--model.genotype", NB201_CELL, "--model.network", "imagenet", *NO_AUX],
+     "error: network='imagenet' stacks DARTS-style cells; the nb201 space builds its own network: leave network at "
+     "'cifar'"),
+])
+def test_bad_architecture_or_space_is_one_line_before_training(
+    tmp_path: Path, extra: list[str], message: str
+) -> None:
+    assert error_line(fit_args(tmp_path, *extra)) == message
+    assert not list(tmp_path.rglob("*.ckpt")) and not list(tmp_path.rglob("version_*"))
+
+
+def test_unparsable_architecture_ends_the_program_in_one_line(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "lightning_nas.recipes.train",
+         *fit_args(tmp_path, "--model.space", "nb201", "--model.genotype", "|conv_9x9~0|+|...|", *NO_AUX)],
+        capture_output=True, text=True, cwd=ROOT, env=os.environ | {"WANDB_MODE": "offline"},
+    )
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert result.stderr.splitlines()[-1].startswith(
+        "error: genotype '|conv_9x9~0|+|...|' is neither a file nor an architecture of the nb201 space: ")

@@ -1,4 +1,5 @@
-"""FinalTraining: the loss with its auxiliary term, the drop path and lr schedules, NaN stops, exact resume."""
+"""FinalTraining: the loss with its auxiliary term, the drop path and lr schedules, NaN stops, exact resume, and other
+spaces' architectures in the networks their spaces build."""
 
 from __future__ import annotations
 
@@ -14,6 +15,9 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from lightning_nas.data import DigitsDataModule
 from lightning_nas.genotypes import published_genotypes
+from lightning_nas.networks.nb201 import NB201Network
+from lightning_nas.spaces import create_space
+from lightning_nas.spaces.enas_macro import MacroArchitecture, MacroNetwork
 from lightning_nas.strategies.final_training import FinalTraining
 
 TINY = {"C": 4, "layers": 3, "num_classes": 10, "in_chans": 1}
@@ -180,3 +184,54 @@ def test_ema_weights_are_validated_and_kept(tmp_path: Path) -> None:
     raw, averaged = checkpoint["current_model_state"], checkpoint["state_dict"]
     assert all(torch.equal(averaged[key], value) for key, value in model.state_dict().items())
     assert not torch.equal(raw["network.classifier.weight"], averaged["network.classifier.weight"])
+
+
+NB201_CELL = "|nor_conv_1x1~0|+|skip_connect~0|nor_conv_3x3~1|+|avg_pool_3x3~0|none~1|nor_conv_3x3~2|"
+OTHER_SPACE = TINY | {"auxiliary_weight": 0.0, "drop_path_prob": 0.0}
+
+
+def test_another_space_trains_its_built_network_with_plain_cross_entropy() -> None:
+    torch.manual_seed(0)
+    x, y = torch.randn(6, 1, 8, 8), torch.randint(0, 10, (6,))
+    model = FinalTraining(NB201_CELL, space="nb201", label_smoothing=0.1, **OTHER_SPACE)
+    assert isinstance(model.network, NB201Network) and str(model.genotype) == NB201_CELL
+    loss, logits = model.loss(x, y)
+    torch.testing.assert_close(logits, model.network(x))
+    torch.testing.assert_close(loss, F.cross_entropy(logits, y, label_smoothing=0.1))
+
+
+def test_another_space_checkpoint_rebuilds_its_network_and_exports_it(tmp_path: Path) -> None:
+    """Two epochs of an NB201 cell (drop path is left alone: the network has none), saved, loaded with
+    ``weights_only``, and taken out as the plain network its space builds."""
+    pl.seed_everything(0)
+    model = FinalTraining(NB201_CELL, space="nb201", **OTHER_SPACE)
+    fit = trainer(tmp_path, 2, limit_train_batches=2, limit_val_batches=1)
+    fit.fit(model, DigitsDataModule(batch_size=16))
+    fit.save_checkpoint(tmp_path / "model.ckpt")
+
+    loaded = FinalTraining.load_from_checkpoint(tmp_path / "model.ckpt", weights_only=True).eval()
+    assert loaded.hparams["space"] == "nb201" and loaded.genotype == model.genotype
+    exported = loaded.timm_model()
+    assert type(exported) is NB201Network and not exported.training
+    x = torch.stack([DigitsDataModule().make_test_set()[i][0] for i in range(4)])
+    torch.testing.assert_close(exported(x), model.eval()(x), rtol=0, atol=0)
+    torch.testing.assert_close(loaded(x), model(x), rtol=0, atol=0)
+
+
+def test_an_enas_macro_architecture_from_a_config_dict() -> None:
+    """A YAML config gives the architecture as a mapping: the space's JSON form."""
+    arch = MacroArchitecture.uniform(3, torch.Generator().manual_seed(1))
+    model = FinalTraining(arch.to_dict(), space="enas_macro", **OTHER_SPACE)
+    assert isinstance(model.network, MacroNetwork) and model.network.arch == arch
+    assert model.hparams["genotype"] == arch.to_dict()
+    assert (sum(p.numel() for p in model.network.parameters())
+            == create_space("enas_macro").num_params(arch, 10, 1, 4, 1))
+
+
+def test_darts_style_cells_of_other_spaces_keep_the_published_network() -> None:
+    """enas_micro and pnas architectures are genotypes: they stack into nas_cifar with its auxiliary head."""
+    for space, name in (("enas_micro", "ENAS"), ("pnas", "PNASNet")):
+        model = tiny_model(genotype=name, space=space)
+        assert model.genotype == published_genotypes()[name]
+        assert model.network.aux_head is not None
+        assert model.network.num_parameters() == tiny_model(genotype=name).network.num_parameters()
