@@ -38,7 +38,7 @@ from lightning_nas.quality.predictor_eval import PredictorEval, PredictorEvaluat
 from lightning_nas.quality.searches import STRATEGIES, run_search, search_signal
 from lightning_nas.quality.target_noise import TargetNoise, TargetNoiseMeasurement, format_noise_table
 from lightning_nas.strategies.candidates import CandidatePool, code_key
-from lightning_nas.spaces import SPACES, Architecture, create_space, space_options
+from lightning_nas.spaces import SPACES, Architecture, create_space, space_options, spaces_offering
 from lightning_nas.strategies.blackbox_search import sample_architectures
 
 
@@ -152,7 +152,7 @@ class QualityReport:
         expected = STRATEGIES[strategy].space or space.name
         check(space.name == expected, f"the {strategy} strategy searches the {expected} space, but the config's space "
                                       f"is {space.name!r}: set space.name to {expected!r}")
-        differentiable = sorted(name for name, cls in SPACES.items() if cls.differentiable)
+        differentiable = spaces_offering("mixture_supernet")
         check(STRATEGIES[strategy].space is not None or not STRATEGIES[strategy].lightning or space.name in differentiable,
               f"the {strategy} strategy searches a differentiable supernet and the {space.name} space has none: set "
               f"space.name to {' or '.join(differentiable)} (the space its search config's model.space names)")

@@ -1,7 +1,8 @@
 """ENAS search: ``python -m lightning_nas.recipes.enas fit --config recipes/enas_digits.yaml``.
 
-``recipes/enas_micro_cifar10.yaml`` and ``recipes/enas_macro_cifar10.yaml`` are the authors' searches. The derived
-architecture is written to ``genotype.json`` next to the checkpoints: a micro search's is a Genotype for
+``--model.space`` names any registered space with a shared child: ``enas_micro`` (the default), ``enas_macro``,
+``nb201``. ``recipes/enas_micro_cifar10.yaml`` and ``recipes/enas_macro_cifar10.yaml`` are the authors' searches. The
+derived architecture is written to ``genotype.json`` next to the checkpoints: a micro search's is a Genotype for
 ``lightning_nas.recipes.train``; a macro search's is a MacroArchitecture for
 ``lightning_nas.spaces.enas_macro.MacroNetwork``. Bad arguments end with one line ``error: ...`` before training.
 ``--trainer.strategy ddp`` runs as ``ddp_find_unused_parameters_true``: each architecture uses a subset of the child.

@@ -6,13 +6,16 @@ a fixed list of categorical decisions (``choices()`` gives the number of options
 convert), which gives uniform sampling, one-edit mutations and neighbours, the predictors' one-hot encoding and a
 factorised policy for every space at once; a space overrides what it does its own way (its published sampler, its
 text form). Spaces register by name with ``register_space`` and are built with ``create_space(name, **options)``.
+
+A space offers the one-shot strategies up to two networks, each a method of its own that it overrides or leaves out:
+``mixture_supernet`` (``Supernet``: DARTS, GDAS, β-DARTS) and ``shared_child`` (``SharedChild``: ENAS, RSPS);
+``offers(hook)`` says which, and a space asked for one it lacks refuses in one line naming the spaces that have it.
 """
 
 from __future__ import annotations
 
 import copy
 import hashlib
-import inspect
 import math
 import random
 from typing import Any, ClassVar, Protocol, Sequence
@@ -33,8 +36,9 @@ MUTATION_TRIES = 100
 
 
 class Supernet(Protocol):
-    """What one-shot strategies (DARTS, GDAS) use of a differentiable supernet (``SearchNetwork``,
-    ``NB201SearchNetwork``): α apart from the weights, the forward pass with either held constant, and derivation."""
+    """A mixture supernet (DARTS's continuous relaxation): a mixed op on every edge, weighting its candidate ops by
+    softmax(α), which DARTS, GDAS and β-DARTS search (``SearchNetwork``, ``NB201SearchNetwork``): α apart from the
+    weights, the forward pass with either held constant, and derivation."""
 
     primitives: tuple[str, ...]
     tau: float | None
@@ -51,32 +55,27 @@ class Supernet(Protocol):
 
 
 class SharedChild(Protocol):
-    """What the sampling one-shot strategies (ENAS on a registered space, random search with parameter sharing) use
-    of a supernet: the weight-sharing child run along one architecture, ``forward(x, path=decisions)`` computing only
-    the options ``decisions`` (the space's ``decisions(arch)``) pick (``NB201SearchNetwork``), and its weights."""
+    """ENAS's child with shared weights, which ENAS and random search with parameter sharing train: every option of
+    every decision holds its own weights, and ``forward(x, path=decisions)`` computes only the options ``decisions``
+    (the space's ``decisions(arch)``) pick, so every architecture making the same choice trains the same weights
+    (``MicroChild``, ``MacroNetwork(None)``, ``NB201SearchNetwork``); ``weight_parameters`` are what trains."""
 
     def __call__(self, x: torch.Tensor, *, path: Sequence[int]) -> torch.Tensor: ...
 
     def weight_parameters(self) -> list[nn.Parameter]: ...
 
 
-def shared_child(space: SearchSpace, num_classes: int, in_chans: int, **options: Any) -> nn.Module:
-    """``space.supernet(num_classes, in_chans, **options)``, which must run along a given architecture
-    (``SharedChild``); a ConfigError names the space otherwise."""
-    supernet = space.supernet(num_classes, in_chans, **options)
-    if "path" not in inspect.signature(supernet.forward).parameters or not hasattr(supernet, "weight_parameters"):
-        raise ConfigError(f"the {space.name} space's supernet cannot run one sampled architecture (forward(x, path=...)); "
-                          f"search it with DARTS, or choose a space whose supernet can (nb201)")
-    return supernet
+HOOKS = {
+    "mixture_supernet": "mixture supernet, which DARTS, GDAS and β-DARTS search",
+    "shared_child": "shared child, which ENAS and RSPS train along one architecture at a time",
+}
+"""The one-shot networks a space may offer, each a method of ``SearchSpace``, with what they are."""
 
 
 class SearchSpace:
     """A space of architectures: decisions, sampling, edits, encodings, text forms and the networks they build."""
 
     name: ClassVar[str]
-    differentiable: ClassVar[bool] = False
-    """Whether ``supernet`` is DARTS-style (a mixed op on every edge, weighted by α), which DARTS and GDAS search;
-    ENAS's shared-weight children are supernets too, searched by sampling."""
     _network: tuple[int, int, int, int]
     _params: dict[str, int]
 
@@ -180,9 +179,26 @@ class SearchSpace:
         """The network a candidate trains: ``arch`` in 3 stages of ``N`` cells (or layers) from ``C`` channels."""
         raise NotImplementedError
 
-    def supernet(self, num_classes: int, in_chans: int, **options: Any) -> nn.Module:
-        """The one-shot supernet holding every architecture of the space, for the one-shot strategies."""
-        raise ConfigError(f"the {self.name} space has no one-shot supernet; search it with a black-box strategy")
+    def mixture_supernet(self, num_classes: int, in_chans: int, **options: Any) -> Supernet:
+        """The mixture supernet holding every architecture of the space (``Supernet``), for DARTS, GDAS and β-DARTS;
+        ``options`` are the network's (``C``, ``layers``, ...). A space without one leaves this out."""
+        raise self.lacks("mixture_supernet")
+
+    def shared_child(self, num_classes: int, in_chans: int, **options: Any) -> SharedChild:
+        """The child with shared weights, run along one architecture's decisions (``SharedChild``), for ENAS and
+        RSPS; ``options`` are the network's (``C``, ``layers``, ...). A space without one leaves this out."""
+        raise self.lacks("shared_child")
+
+    @classmethod
+    def offers(cls, hook: str) -> bool:
+        """Whether the space offers the one-shot network ``hook`` of ``HOOKS`` ("mixture_supernet", "shared_child"):
+        whether it overrides that method."""
+        return getattr(cls, hook) is not getattr(SearchSpace, hook)
+
+    def lacks(self, hook: str) -> ConfigError:
+        """The one-line refusal of a one-shot network this space does not offer, naming the spaces that do."""
+        return ConfigError(f"the {self.name} space has no {HOOKS[hook]}; spaces that have one: "
+                           f"{', '.join(spaces_offering(hook))}")
 
     def num_params(self, arch: Architecture, num_classes: int, in_chans: int, C: int, N: int) -> int:
         """Parameters of ``build(arch, ...)``, counted on the meta device (no memory, no initialisation cost)."""
@@ -213,6 +229,11 @@ def register_space(space: type[SearchSpace]) -> type[SearchSpace]:
     """Class decorator: make ``space`` available to ``create_space`` under ``space.name``."""
     SPACES[space.name] = space
     return space
+
+
+def spaces_offering(hook: str) -> list[str]:
+    """The registered spaces that offer the one-shot network ``hook`` of ``HOOKS``, by name."""
+    return sorted(name for name, space in SPACES.items() if space.offers(hook))
 
 
 def space_options(nodes: int | None = None, ops: Sequence[str] | None = None) -> dict[str, Any]:

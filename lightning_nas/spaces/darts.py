@@ -476,10 +476,9 @@ def random_genotype(rng: random.Random, nodes: int = 4, primitives: Sequence[str
 @register_space
 class DARTSSpace(GenotypeSpace):
     """DARTS cells: per cell type and node, two distinct earlier inputs (one of C(2+i, 2) pairs) and an op other
-    than ``none`` on each, as ``derive_cell`` keeps; the supernet is ``SearchNetwork``."""
+    than ``none`` on each, as ``derive_cell`` keeps; the mixture supernet is ``SearchNetwork``."""
 
     name = "darts"
-    differentiable = True
 
     def __init__(self, nodes: int = 4, ops: Sequence[str] = DARTS_PRIMITIVES) -> None:
         if nodes < 1:
@@ -519,5 +518,6 @@ class DARTSSpace(GenotypeSpace):
     def draw(self, rng: random.Random) -> Genotype:
         return random_genotype(rng, self.nodes, self.primitives)
 
-    def supernet(self, num_classes: int, in_chans: int, C: int = 16, layers: int = 8, **options: Any) -> SearchNetwork:
+    def mixture_supernet(self, num_classes: int, in_chans: int, C: int = 16, layers: int = 8, **options: Any
+                         ) -> SearchNetwork:
         return SearchNetwork(C, layers, num_classes, in_chans, self.nodes, primitives=self.primitives, **options)

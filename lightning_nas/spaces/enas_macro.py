@@ -52,6 +52,24 @@ class MacroArchitecture:
         skips = tuple(tuple(torch.randint(2, (layer,), generator=generator).tolist()) for layer in range(num_layers))
         return cls(tuple(ENAS_MACRO_OPS[op] for op in ops), skips)
 
+    @classmethod
+    def from_decisions(cls, decisions: Sequence[int], ops: Sequence[str] = ENAS_MACRO_OPS) -> MacroArchitecture:
+        """The architecture ``ENASMacroSpace``'s decisions pick: per layer its op as an index into ``ops``, then one
+        skip (0 or 1) per earlier layer."""
+        chosen: list[str] = []
+        skips: list[tuple[int, ...]] = []
+        position = 0
+        while position < len(decisions):
+            layer = len(chosen)
+            chosen.append(ops[decisions[position]])
+            skips.append(tuple(decisions[position + 1: position + 1 + layer]))
+            position += 1 + layer
+        return cls(tuple(chosen), tuple(skips))
+
+    def decisions(self, ops: Sequence[str] = ENAS_MACRO_OPS) -> tuple[int, ...]:
+        """``from_decisions``' inverse."""
+        return tuple(d for op, row in zip(self.ops, self.skips) for d in (ops.index(op), *row))
+
     @property
     def num_layers(self) -> int:
         return len(self.ops)
@@ -105,8 +123,9 @@ class MacroBranch(nn.Sequential):
 class MacroNetwork(nn.Module):
     """Stem conv, ``num_layers`` macro layers with reductions after each third, ReLU, pool, dropout, classifier.
 
-    With ``arch=None`` this is the search child (36 channels throughout, all ops shared, ``forward(x, arch)``); with
-    an architecture it is the fixed network to retrain (``forward(x)``), channels doubling at each reduction.
+    With ``arch=None`` this is the search child, the space's shared child (``spaces.SharedChild``: 36 channels
+    throughout, all ops shared, ``forward(x, path)`` along a ``MacroArchitecture`` or its decisions); with an
+    architecture it is the fixed network to retrain (``forward(x)``), channels doubling at each reduction.
     """
 
     def __init__(self, arch: MacroArchitecture | str | os.PathLike | dict | None = None, C: int = 36,
@@ -139,10 +158,15 @@ class MacroNetwork(nn.Module):
         self.dropout = nn.Dropout(dropout)
         self.classifier = nn.Linear(C, num_classes)
 
-    def forward(self, x: torch.Tensor, arch: MacroArchitecture | None = None) -> torch.Tensor:
-        arch = arch or self.arch
+    def weight_parameters(self) -> list[nn.Parameter]:
+        """Every parameter: the network has no architecture parameter."""
+        return list(self.parameters())
+
+    def forward(self, x: torch.Tensor, path: MacroArchitecture | Sequence[int] | None = None) -> torch.Tensor:
+        arch = self.arch if path is None else path if isinstance(path, MacroArchitecture) else (
+            MacroArchitecture.from_decisions(path))
         if arch is None:
-            raise ValueError("the search child needs an architecture: call forward(x, arch)")
+            raise ValueError("the search child needs an architecture: call forward(x, path)")
         if arch.num_layers != self.num_layers:
             raise ValueError(f"architecture has {arch.num_layers} layers, the network {self.num_layers}")
         outputs: list[torch.Tensor] = []
@@ -163,8 +187,8 @@ class MacroNetwork(nn.Module):
 @register_space
 class ENASMacroSpace(SearchSpace):
     """ENAS macro networks of ``layers`` layers: each layer's op, and each skip from an earlier layer on or off
-    (``MacroArchitecture.uniform``). ``build`` ignores ``N``: the architecture fixes the depth; the shared-weights
-    child is ``MacroNetwork(None)``."""
+    (``MacroArchitecture.uniform``). ``build`` ignores ``N``: the architecture fixes the depth; the shared child is
+    ``MacroNetwork(None)`` of the space's ``layers``."""
 
     name = "enas_macro"
 
@@ -179,15 +203,13 @@ class ENASMacroSpace(SearchSpace):
     def decisions(self, arch: MacroArchitecture) -> tuple[int, ...]:
         if arch.num_layers != self.layers:
             raise ConfigError(f"macro architecture has {arch.num_layers} layers; this space has {self.layers}")
-        return tuple(d for op, row in zip(arch.ops, arch.skips) for d in (ENAS_MACRO_OPS.index(op), *row))
+        return arch.decisions()
 
     def decode(self, decisions: Sequence[int]) -> MacroArchitecture:
-        ops, skips, position = [], [], 0
-        for layer in range(self.layers):
-            ops.append(ENAS_MACRO_OPS[decisions[position]])
-            skips.append(tuple(decisions[position + 1: position + 1 + layer]))
-            position += 1 + layer
-        return MacroArchitecture(tuple(ops), tuple(skips))
+        arch = MacroArchitecture.from_decisions(decisions)
+        if arch.num_layers != self.layers:
+            raise ConfigError(f"{len(decisions)} decisions make {arch.num_layers} layers; this space has {self.layers}")
+        return arch
 
     def to_json(self, arch: MacroArchitecture) -> str:
         return json.dumps(arch.to_dict())
@@ -201,5 +223,15 @@ class ENASMacroSpace(SearchSpace):
     def build(self, arch: MacroArchitecture, num_classes: int, in_chans: int, C: int, N: int) -> nn.Module:
         return MacroNetwork(arch, C=C, num_classes=num_classes, in_chans=in_chans)
 
-    def supernet(self, num_classes: int, in_chans: int, **options: Any) -> MacroNetwork:
-        return MacroNetwork(None, num_layers=self.layers, num_classes=num_classes, in_chans=in_chans, **options)
+    def shared_child(self, num_classes: int, in_chans: int, C: int = 36, layers: int | None = None, **options: Any
+                     ) -> MacroNetwork:
+        """``MacroNetwork(None)`` of ``C`` channels (the authors' 36 by default) with the space's layers, which
+        ``layers`` may repeat but not change; ``options``: ``dropout``."""
+        unknown = sorted(set(options) - {"dropout"})
+        if unknown:
+            raise ConfigError(f"the enas_macro shared child does not take {', '.join(unknown)}; it takes C, layers "
+                              f"and dropout")
+        if layers is not None and layers != self.layers:
+            raise ConfigError(f"layers={layers}: the enas_macro space has {self.layers} layers, and so has its shared "
+                              f"child; create the space with layers={layers}")
+        return MacroNetwork(None, C, self.layers, num_classes, in_chans, **options)

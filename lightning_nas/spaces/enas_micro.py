@@ -69,6 +69,19 @@ class MicroArchitecture:
 
         return cls(normal=cell(), reduce=cell())
 
+    @classmethod
+    def from_decisions(cls, decisions: Sequence[int], ops: Sequence[str] = ENAS_MICRO_OPS) -> MicroArchitecture:
+        """The architecture ``ENASMicroSpace``'s decisions pick: per cell type (normal first), per edge its input
+        node, then its op as an index into ``ops``."""
+        half = len(decisions) // 2
+        normal, reduce_ = (tuple((int(cell[k]), ops[cell[k + 1]]) for k in range(0, len(cell), 2))
+                           for cell in (decisions[:half], decisions[half:]))
+        return cls(normal=normal, reduce=reduce_)
+
+    def decisions(self, ops: Sequence[str] = ENAS_MICRO_OPS) -> tuple[int, ...]:
+        """``from_decisions``' inverse: per cell type and edge, its input node and its op's index into ``ops``."""
+        return tuple(d for cell in CELL_TYPES for index, op in getattr(self, cell) for d in (index, ops.index(op)))
+
     @property
     def num_nodes(self) -> int:
         return len(self.normal) // EDGES_PER_NODE
@@ -106,7 +119,8 @@ class Calibrate(nn.Module):
 class MicroCell(nn.Module):
     """A search cell: every (node, slot, input, op) edge holds its own op; an architecture picks which run."""
 
-    def __init__(self, C_prev_prev: int, C_prev: int, C: int, reduce_prev_prev: bool, num_nodes: int = 5) -> None:
+    def __init__(self, C_prev_prev: int, C_prev: int, C: int, reduce_prev_prev: bool, num_nodes: int = 5,
+                 ops: Sequence[str] = ENAS_MICRO_OPS) -> None:
         super().__init__()
         self.num_nodes = num_nodes
         self.calibrate = Calibrate(C_prev_prev, C_prev, C, reduce_prev_prev)
@@ -115,7 +129,7 @@ class MicroCell(nn.Module):
             for node in range(2, 2 + num_nodes)
             for slot in range(EDGES_PER_NODE)
             for index in range(node)
-            for op in ENAS_MICRO_OPS
+            for op in ops
         })
         # One F x F 1x1 conv weight per node; the weights of the loose ends are gathered into the output conv.
         self.output_weight = nn.Parameter(torch.empty(num_nodes, C, C))
@@ -140,18 +154,21 @@ class MicroCell(nn.Module):
 
 
 class MicroChild(nn.Module):
-    """The ENAS micro child: stem, ``num_layers`` normal cells with a reduction after each third, pool, classifier.
+    """The ENAS micro child (the space's shared child, ``spaces.SharedChild``): stem, ``num_layers`` normal cells
+    with a reduction after each third, pool, classifier; every edge holds one op per name in ``ops``.
 
-    ``forward(x, arch)`` runs the sub-network ``arch`` selects. Defaults are the authors' search child: F=20, 6
-    normal cells, reductions at layers 2 and 5 (8 cells in all), dropout 0.1 before the classifier.
+    ``forward(x, path)`` runs the sub-network ``path`` selects: a ``MicroArchitecture`` or its decisions. Defaults are
+    the authors' search child: F=20, 6 normal cells, reductions at layers 2 and 5 (8 cells in all), dropout 0.1
+    before the classifier.
     """
 
     def __init__(self, C: int = 20, num_layers: int = 6, num_nodes: int = 5, num_classes: int = 10,
-                 in_chans: int = 3, stem_multiplier: int = 3, dropout: float = 0.1) -> None:
+                 in_chans: int = 3, stem_multiplier: int = 3, dropout: float = 0.1,
+                 ops: Sequence[str] = ENAS_MICRO_OPS) -> None:
         super().__init__()
         if num_layers < 3:
             raise ValueError(f"num_layers must be at least 3 (one normal cell per stage), got {num_layers}")
-        self.num_nodes = num_nodes
+        self.num_nodes, self.ops = num_nodes, tuple(ops)
         pool_distance = num_layers // 3
         self.reduction_layers = (pool_distance, 2 * pool_distance + 1)
         C_stem = stem_multiplier * C
@@ -165,12 +182,17 @@ class MicroChild(nn.Module):
                 C_curr *= 2
                 self.reductions[str(layer)] = FactorizedReduce(C_prev, C_curr, affine=False)
                 C_prev_prev, C_prev = C_prev, C_curr
-            self.cells.append(MicroCell(C_prev_prev, C_prev, C_curr, reduction, num_nodes))
+            self.cells.append(MicroCell(C_prev_prev, C_prev, C_curr, reduction, num_nodes, self.ops))
             C_prev_prev, C_prev = C_prev, C_curr
         self.dropout = nn.Dropout(dropout)
         self.classifier = nn.Linear(C_prev, num_classes)
 
-    def forward(self, x: torch.Tensor, arch: MicroArchitecture) -> torch.Tensor:
+    def weight_parameters(self) -> list[nn.Parameter]:
+        """Every parameter: the child has no architecture parameter."""
+        return list(self.parameters())
+
+    def forward(self, x: torch.Tensor, path: MicroArchitecture | Sequence[int]) -> torch.Tensor:
+        arch = path if isinstance(path, MicroArchitecture) else MicroArchitecture.from_decisions(path, self.ops)
         if arch.num_nodes != self.num_nodes:
             raise ValueError(f"architecture has {arch.num_nodes} nodes per cell, the child {self.num_nodes}")
         loose_ends = {cell: arch.loose_ends(cell) for cell in CELL_TYPES}
@@ -198,7 +220,7 @@ def random_architecture(rng: random.Random, num_nodes: int = 5, ops: Sequence[st
 @register_space
 class ENASMicroSpace(GenotypeSpace):
     """ENAS micro cells: per cell type, every edge picks any earlier node and any op (``random_architecture``); the
-    cell concatenates its loose ends. The shared-weights child is ``MicroChild``."""
+    cell concatenates its loose ends. The shared child is ``MicroChild``."""
 
     name = "enas_micro"
 
@@ -222,13 +244,17 @@ class ENASMicroSpace(GenotypeSpace):
         return tuple(out)
 
     def decode(self, decisions: Sequence[int]) -> Genotype:
-        half = len(decisions) // 2
-        normal, reduce_ = ([(d[k], self.ops[d[k + 1]]) for k in range(0, half, 2)]
-                           for d in (decisions[:half], decisions[half:]))
-        return MicroArchitecture(normal=tuple(normal), reduce=tuple(reduce_)).to_genotype()
+        return MicroArchitecture.from_decisions(decisions, self.ops).to_genotype()
 
     def draw(self, rng: random.Random) -> Genotype:
         return random_architecture(rng, self.nodes, self.ops).to_genotype()
 
-    def supernet(self, num_classes: int, in_chans: int, **options: Any) -> MicroChild:
-        return MicroChild(num_nodes=self.nodes, num_classes=num_classes, in_chans=in_chans, **options)
+    def shared_child(self, num_classes: int, in_chans: int, C: int = 20, layers: int = 6, **options: Any
+                     ) -> MicroChild:
+        """``MicroChild`` with ``layers`` normal cells of ``C`` channels (the authors' 20 and 6 by default), this
+        space's nodes and ops; ``options``: ``stem_multiplier``, ``dropout``."""
+        unknown = sorted(set(options) - {"stem_multiplier", "dropout"})
+        if unknown:
+            raise ConfigError(f"the enas_micro shared child does not take {', '.join(unknown)}; it takes C, layers, "
+                              f"stem_multiplier and dropout")
+        return MicroChild(C, layers, self.nodes, num_classes, in_chans, ops=self.ops, **options)

@@ -94,11 +94,11 @@ class NB201Architecture:
 
 class NB201SearchNetwork(nn.Module):
     """The supernet of the NAS-Bench-201 space: the benchmark's network with a mixed op on every cell edge (one α of
-    6 edges x 5 ops shared by all cells, as the benchmark's DARTS baseline searches it). It offers the DARTS
-    supernet's interface (``arch_parameters``, ``weight_parameters``, ``alphas``, ``forward(x, alpha_grad,
-    weight_grad)``, ``genotype``), so one-shot strategies search it unchanged. ``forward(x, path=...)`` runs it as
-    the weight-sharing child of one architecture (ENAS, random search with parameter sharing): only the chosen op of
-    each edge, without α."""
+    6 edges x 5 ops shared by all cells, as the benchmark's DARTS baseline searches it). It is a mixture supernet
+    (``spaces.Supernet``: ``arch_parameters``, ``weight_parameters``, ``alphas``, ``forward(x, alpha_grad,
+    weight_grad)``, ``genotype``), so DARTS and GDAS search it unchanged, and a shared child (``spaces.SharedChild``):
+    ``forward(x, path=...)`` runs the weight-sharing child of one architecture (ENAS, random search with parameter
+    sharing): only the chosen op of each edge, without α."""
 
     def __init__(self, C: int = 16, N: int = 5, num_classes: int = 10, in_chans: int = 3,
                  primitives: Sequence[str] = NB201_OPS) -> None:
@@ -200,10 +200,10 @@ ops)."""
 @register_space
 class NB201Space(SearchSpace):
     """NAS-Bench-201 cells: one of ``ops`` (the benchmark's five by default) on each of the 6 edges. Candidates
-    train in the benchmark's network (``networks.nb201``); the supernet is ``NB201SearchNetwork``."""
+    train in the benchmark's network (``networks.nb201``); ``NB201SearchNetwork`` is both its mixture supernet and,
+    run along one cell's path, its shared child."""
 
     name = "nb201"
-    differentiable = True
 
     def __init__(self, ops: Sequence[str] = NB201_OPS) -> None:
         unknown = sorted(set(ops) - set(NB201_OPS))
@@ -250,14 +250,26 @@ class NB201Space(SearchSpace):
         parts = _part_params(self.ops, num_classes, in_chans, C, N)
         return parts["skeleton"] + N * sum(parts[op, stage] for op in arch.ops for stage in range(3))
 
-    def supernet(self, num_classes: int, in_chans: int, C: int = 16, layers: int = 15, **options: Any
-                 ) -> NB201SearchNetwork:
+    def mixture_supernet(self, num_classes: int, in_chans: int, C: int = 16, layers: int = 15, **options: Any
+                         ) -> NB201SearchNetwork:
         """The supernet of ``layers`` cells (three stages of layers // 3); DARTS's other supernet options have no
         meaning here and are refused unless left at their defaults."""
         unsupported = {k: v for k, v in options.items() if v != SUPERNET_DEFAULTS.get(k, object())}
         if unsupported:
             raise ConfigError(f"the nb201 supernet does not take {', '.join(f'{k}={v}' for k, v in unsupported.items())}"
                               f"; leave {' and '.join(unsupported)} at the default or search the darts space")
+        return self._supernet(num_classes, in_chans, C, layers)
+
+    def shared_child(self, num_classes: int, in_chans: int, C: int = 16, layers: int = 15, **options: Any
+                     ) -> NB201SearchNetwork:
+        """The same supernet of ``layers`` cells, run along one cell's decisions (``forward(x, path=...)``: only the
+        chosen op of each edge, without α); it takes no other option."""
+        if options:
+            given = ", ".join(f"{k}={v}" for k, v in options.items())
+            raise ConfigError(f"the nb201 shared child does not take {given}; leave {' and '.join(options)} out")
+        return self._supernet(num_classes, in_chans, C, layers)
+
+    def _supernet(self, num_classes: int, in_chans: int, C: int, layers: int) -> NB201SearchNetwork:
         if layers < 3:
             raise ConfigError(f"layers={layers}: the nb201 supernet needs at least 3 cells, one per stage")
         return NB201SearchNetwork(C, layers // 3, num_classes, in_chans, self.ops)

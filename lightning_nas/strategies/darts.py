@@ -25,7 +25,7 @@ from lightning_nas.errors import ConfigError, check
 from lightning_nas.files import absolute, join
 from lightning_nas.genotypes import Genotype
 from lightning_nas.run_folder import run_directory
-from lightning_nas.spaces import Architecture, Supernet, create_space, space_options
+from lightning_nas.spaces import Architecture, create_space, space_options
 from lightning_nas.strategies.cuda_graph import GraphedStep, adam_options, check_graphable, fused_sgd, lr_tensors_to
 from lightning_nas.strategies.darts_architect import Batch, VirtualStep, unrolled_arch_gradient
 from lightning_nas.strategies.finite import nonfinite_on_any_rank, skip_step_if
@@ -186,14 +186,12 @@ class DARTS(pl.LightningModule):
         self.save_hyperparameters()
         self.automatic_optimization = False
         search_space = create_space(space, **space_options(nodes, primitives))
-        check(search_space.differentiable, f"DARTS searches a differentiable supernet, which the {space} space has not: "
-                                           f"use --model.space darts or nb201, or a black-box strategy")
-        supernet = search_space.supernet(
+        self.network = search_space.mixture_supernet(
             num_classes, in_chans, C=C, layers=layers, stem_multiplier=stem_multiplier,
             partial_channels=partial_channels, checkpoint_cells=checkpoint_cells, recompute_ops=recompute_ops,
         )
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
-        self.network = cast(Supernet, supernet.to(memory_format=self.memory_format))  # differentiable: checked above
+        cast(torch.nn.Module, self.network).to(memory_format=self.memory_format)
         self.val_top1 = MulticlassAccuracy(num_classes, top_k=1, average="micro")
         self.val_loss = MeanMetric()
         self.start_entropy: dict[str, float] | None = None

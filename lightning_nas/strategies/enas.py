@@ -1,10 +1,11 @@
 """ENAS (Pham et al., 2018) as a LightningModule: a shared-weight child trained on sampled architectures, and an LSTM
 controller trained with REINFORCE to sample better ones.
 
-The spaces: the authors' ``micro`` (cells) and ``macro`` (whole network) with their own children and controllers, or
-any registered space written as categorical decisions whose supernet runs along one architecture
-(``spaces.SharedChild``, e.g. ``nb201``): its supernet is the shared child, run along the sampled path only, and
-``DecisionController`` samples one option per decision.
+The spaces: any registered space that offers a shared child (``SearchSpace.shared_child``, ``spaces.SharedChild``):
+the authors' ``enas_micro`` (cells) and ``enas_macro`` (whole network), searched with the authors' controllers and
+values (``AUTHORS``), or another (``nb201``: its supernet run along one cell's path), whose decisions
+``DecisionController`` samples one by one. The child always runs along the space's decisions, which the space decodes
+into the architecture written out.
 
 Each epoch is the authors' loop: one pass of child training with a fresh architecture per minibatch, then the
 controller phase: ``controller_steps`` Adam steps, each averaging ``controller_aggregate`` sampled architectures,
@@ -32,7 +33,7 @@ recipe picks it when asked for ``ddp``).
 
 import dataclasses
 from contextlib import AbstractContextManager
-from typing import Any, Iterator, Protocol, Sequence, cast
+from typing import Any, Callable, Iterator, Protocol, Sequence, cast
 
 import lightning.pytorch as pl
 import torch
@@ -47,9 +48,9 @@ from lightning_nas.errors import ConfigError, check
 from lightning_nas.files import join, write_atomic
 from lightning_nas.plots import controller_curves_png
 from lightning_nas.run_folder import run_directory
-from lightning_nas.spaces import SPACES, SearchSpace, SharedChild, create_space, shared_child
-from lightning_nas.spaces.enas_macro import MacroArchitecture, MacroNetwork
-from lightning_nas.spaces.enas_micro import MicroArchitecture, MicroChild
+from lightning_nas.spaces import SPACES, SearchSpace, SharedChild, create_space, spaces_offering
+from lightning_nas.spaces.enas_macro import ENASMacroSpace
+from lightning_nas.spaces.enas_micro import ENASMicroSpace
 from lightning_nas.strategies.enas_controller import (ControllerSample, DecisionController, LSTMController,
                                                       MacroController, MicroController)
 from lightning_nas.strategies.cuda_graph import fused_sgd
@@ -57,37 +58,32 @@ from lightning_nas.strategies.finite import check_finite, nonfinite_on_any_rank,
 from lightning_nas.strategies.shared_weights import draw_decisions, heldout_accuracy, scoring
 
 Space = str
-"""``micro``, ``macro``, or a registered space's name (``nb201``)."""
-Architecture = MicroArchitecture | MacroArchitecture | tuple[int, ...]
-"""A micro or macro architecture, or a registered space's decisions (one option index per decision)."""
+"""A registered space that offers a shared child (``enas_micro``, ``enas_macro``, ``nb201``), or an alias."""
+Architecture = tuple[int, ...]
+"""An architecture as its space's decisions (one option index per decision): what the child runs along."""
 Batch = tuple[torch.Tensor, torch.Tensor]
 
-SPACE_DEFAULTS: dict[str, dict[str, Any]] = {
-    "micro": {"C": 20, "num_layers": 6, "tanh_constant": 1.1, "temperature": None, "controller_lr": 0.0035,
-              "controller_steps": 30, "controller_aggregate": 10},
-    "macro": {"C": 36, "num_layers": 12, "tanh_constant": 1.5, "temperature": None, "controller_lr": 0.001,
-              "controller_steps": 50, "controller_aggregate": 20},
-}
-"""The authors' values for every argument left as None."""
-DECISION_DEFAULTS: dict[str, Any] = {"C": 16, "num_layers": 15, "tanh_constant": 2.5, "temperature": 5.0,
-                                     "controller_lr": 0.001, "controller_steps": 50, "controller_aggregate": 20}
-"""The same for a registered space: NAS-Bench-201's ENAS baseline (its network, C=16 and 5 cells per stage; its
-controller's tanh constant and temperature; the authors' macro controller's lr, steps and aggregate, which it
-kept)."""
+ALIASES = {"micro": "enas_micro", "macro": "enas_macro"}
+"""The authors' spaces by the names ENAS gave them before they were registered (older configs and checkpoints)."""
 
 MIN_LAYERS = 3
 """The fewest layers of an ENAS child: its reduction layers (or cells) sit 1/3 and 2/3 deep."""
 
 
 class ENASHyperparameters(Protocol):
-    """The types of the ``hparams`` ENAS reads, with the None defaults resolved from ``SPACE_DEFAULTS``."""
+    """The types of the ``hparams`` ENAS reads, with the None defaults resolved from the space's ``SpaceSearch``."""
 
     space: Space
     C: int
     num_layers: int
     num_nodes: int
+    dropout: float | None
+    lstm_size: int
     tanh_constant: float
+    op_tanh_reduce: float
+    op_bias: tuple[float, ...]
     temperature: float | None
+    skip_target: float
     lr: float
     lr_min: float
     momentum: float
@@ -107,18 +103,67 @@ class ENASHyperparameters(Protocol):
     genotype_filename: str
 
 
+def micro_controller(space: SearchSpace, hp: ENASHyperparameters) -> LSTMController:
+    """The authors' micro controller over the space's nodes and ops."""
+    micro = cast(ENASMicroSpace, space)
+    return MicroController(micro.nodes, micro.ops, lstm_size=hp.lstm_size, tanh_constant=hp.tanh_constant,
+                           op_tanh_reduce=hp.op_tanh_reduce, temperature=hp.temperature, op_bias=hp.op_bias)
+
+
+def macro_controller(space: SearchSpace, hp: ENASHyperparameters) -> LSTMController:
+    """The authors' macro controller over the space's layers, with its skip-KL target."""
+    return MacroController(cast(ENASMacroSpace, space).layers, lstm_size=hp.lstm_size, tanh_constant=hp.tanh_constant,
+                           temperature=hp.temperature, skip_target=hp.skip_target)
+
+
+def decision_controller(space: SearchSpace, hp: ENASHyperparameters) -> LSTMController:
+    """One LSTM step per decision of the space (NAS-Bench-201's ENAS baseline)."""
+    return DecisionController(space.choices(), lstm_size=hp.lstm_size, tanh_constant=hp.tanh_constant,
+                              temperature=hp.temperature)
+
+
+@dataclasses.dataclass(frozen=True)
+class SpaceSearch:
+    """How ENAS searches one space: the values of the arguments left None, the controller, and the space's options
+    that ENAS's arguments set (option -> argument)."""
+
+    defaults: dict[str, Any]
+    controller: Callable[[SearchSpace, ENASHyperparameters], LSTMController]
+    space_options: dict[str, str] = dataclasses.field(default_factory=dict)
+
+
+AUTHORS: dict[str, SpaceSearch] = {
+    "enas_micro": SpaceSearch({"C": 20, "num_layers": 6, "tanh_constant": 1.1, "temperature": None,
+                               "controller_lr": 0.0035, "controller_steps": 30, "controller_aggregate": 10},
+                              micro_controller, {"nodes": "num_nodes"}),
+    "enas_macro": SpaceSearch({"C": 36, "num_layers": 12, "tanh_constant": 1.5, "temperature": None,
+                               "controller_lr": 0.001, "controller_steps": 50, "controller_aggregate": 20},
+                              macro_controller, {"layers": "num_layers"}),
+}
+"""The authors' searches of their two spaces, with their code's values."""
+DECISIONS = SpaceSearch({"C": 16, "num_layers": 15, "tanh_constant": 2.5, "temperature": 5.0, "controller_lr": 0.001,
+                         "controller_steps": 50, "controller_aggregate": 20}, decision_controller)
+"""The search of any other space: NAS-Bench-201's ENAS baseline (its network, C=16 and 5 cells per stage; its
+controller's tanh constant and temperature; the authors' macro controller's lr, steps and aggregate, which it
+kept)."""
+
+
 class ENAS(pl.LightningModule):
-    """ENAS search over the ``micro`` (cells) or ``macro`` (whole network) space, or a registered space (``nb201``).
+    """ENAS search over a registered space that offers a shared child: ``enas_micro`` (cells, the default),
+    ``enas_macro`` (whole network), ``nb201`` or any other (``micro`` and ``macro`` name the first two too).
 
     ``genotype()`` is the derived architecture of the last controller phase: the best of ``derive_samples``
     controller samples by held-out accuracy on the shared weights (ENAS's derivation, not the controller's argmax),
-    as a Genotype (micro, for the final training recipe), a MacroArchitecture (macro, for MacroNetwork) or the
-    registered space's architecture (an NB201Architecture, written ``{"arch": "|op~0|+|...|"}``).
+    as the space decodes it: a Genotype (enas_micro, for the final training recipe), a MacroArchitecture
+    (enas_macro, for MacroNetwork) or another space's architecture (an NB201Architecture, written
+    ``{"arch": "|op~0|+|...|"}``).
 
-    On a registered space the child is its supernet with ``C`` channels and ``num_layers`` cells (``nb201``: three
-    stages of num_layers // 3), trained along the sampled path only; ``num_nodes``, ``dropout``, ``op_tanh_reduce``,
-    ``op_bias`` and the skip options are the micro and macro spaces' and unused. ``channels_last``: the child's
-    weights and inputs in channels_last memory format (about 1.5x faster on CPU for the nb201 supernet).
+    The child is the space's ``shared_child`` with ``C`` channels and ``num_layers`` cells or layers (``nb201``: three
+    stages of num_layers // 3), trained along the sampled decisions only; ``dropout``, if given, goes to it too (the
+    micro and macro children's default is 0.1; the nb201 supernet has none). ``num_nodes`` (enas_micro) and
+    ``num_layers`` (enas_macro) are also the space's options; ``op_tanh_reduce`` and ``op_bias`` are the micro
+    controller's, ``skip_target`` and ``skip_weight`` the macro controller's, and unused elsewhere. ``channels_last``:
+    the child's weights and inputs in channels_last memory format (about 1.5x faster on CPU for the nb201 supernet).
 
     ``tanh_constant``, ``op_tanh_reduce``, ``op_bias`` and ``temperature`` shape the controller's logits; the
     authors' values bound its entropy below (about 45 nats for 5 nodes, see ``MicroController``).
@@ -133,13 +178,13 @@ class ENAS(pl.LightningModule):
 
     def __init__(
         self,
-        space: Space = "micro",
+        space: Space = "enas_micro",
         num_classes: int = 10,
         in_chans: int = 3,
         C: PositiveInt | None = None,
         num_layers: int | None = None,
         num_nodes: PositiveInt = 5,
-        dropout: Fraction = 0.1,
+        dropout: Fraction | None = None,
         lstm_size: PositiveInt = 64,
         tanh_constant: PositiveFloat | None = None,
         op_tanh_reduce: PositiveFloat = 2.5,
@@ -167,36 +212,27 @@ class ENAS(pl.LightningModule):
         channels_last: bool = False,
     ) -> None:
         super().__init__()
-        check(space in SPACE_DEFAULTS or space in SPACES, f"model.space={space!r}: use 'micro' (cells), 'macro' (whole "
-              f"network) or a registered space whose supernet runs one architecture (nb201)")
-        defaults = SPACE_DEFAULTS.get(space, DECISION_DEFAULTS)
+        name = ALIASES.get(space, space)
+        search = AUTHORS.get(name, DECISIONS)
         given = {"C": C, "num_layers": num_layers, "tanh_constant": tanh_constant, "temperature": temperature,
                  "controller_lr": controller_lr, "controller_steps": controller_steps,
                  "controller_aggregate": controller_aggregate}
-        resolved = {key: defaults[key] if value is None else value for key, value in given.items()}
+        resolved = {key: search.defaults[key] if value is None else value for key, value in given.items()}
         self.save_hyperparameters()
         self.hparams.update(resolved)
         self.automatic_optimization = False
         check(self.hparams["num_layers"] >= MIN_LAYERS, f"model.num_layers={self.hparams['num_layers']} is too small "
               f"for an ENAS search: set --model.num_layers {MIN_LAYERS} or more")
         hp = self.hp
-        self.search_space: SearchSpace | None = None
-        """The registered space searched by its decisions; None for micro and macro."""
-        self.child: torch.nn.Module
-        self.controller: LSTMController
-        if space == "micro":
-            self.child = MicroChild(hp.C, hp.num_layers, num_nodes, num_classes, in_chans, dropout=dropout)
-            self.controller = MicroController(num_nodes, lstm_size=lstm_size, tanh_constant=hp.tanh_constant,
-                                              op_tanh_reduce=op_tanh_reduce, temperature=temperature, op_bias=op_bias)
-        elif space == "macro":
-            self.child = MacroNetwork(None, hp.C, hp.num_layers, num_classes, in_chans, dropout=dropout)
-            self.controller = MacroController(hp.num_layers, lstm_size=lstm_size, tanh_constant=hp.tanh_constant,
-                                              temperature=temperature, skip_target=skip_target)
-        else:
-            self.search_space = create_space(space)
-            self.child = shared_child(self.search_space, num_classes, in_chans, C=hp.C, layers=hp.num_layers)
-            self.controller = DecisionController(self.search_space.choices(), lstm_size=lstm_size,
-                                                 tanh_constant=hp.tanh_constant, temperature=hp.temperature)
+        check(name in SPACES, f"model.space={space!r} is not a registered space; ENAS searches one with a shared "
+                              f"child: {', '.join(spaces_offering('shared_child'))}")
+        self.search_space: SearchSpace = create_space(name, **{option: self.hparams[argument]
+                                                               for option, argument in search.space_options.items()})
+        """The space searched, by its decisions."""
+        child_options = {} if dropout is None else {"dropout": dropout}
+        self.child = cast(torch.nn.Module, self.search_space.shared_child(num_classes, in_chans, C=hp.C,
+                                                                          layers=hp.num_layers, **child_options))
+        self.controller = search.controller(self.search_space, hp)
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         if channels_last:
             self.child.to(memory_format=self.memory_format)
@@ -229,10 +265,11 @@ class ENAS(pl.LightningModule):
     # --- child -------------------------------------------------------------------------------------------------
 
     def sample_shared(self) -> ControllerSample:
-        """A controller sample whose architecture is rank 0's on every rank (its log-probability recomputed)."""
-        sample = self.controller.sample()
+        """A controller sample, as the space's decisions, whose architecture is rank 0's on every rank (its
+        log-probability recomputed)."""
+        sample = self.controller.sample_decisions()
         arch = self.trainer.strategy.broadcast(sample.arch, src=0)
-        return sample if arch == sample.arch else self.controller.log_prob(arch)
+        return sample if arch == sample.arch else self.controller.log_prob_decisions(arch)
 
     def training_step(self, batch: Batch | dict[str, Batch], batch_idx: int) -> torch.Tensor:
         """One child step on a sampled architecture (a search-mode batch: its weights half; the arch half is unused,
@@ -269,11 +306,8 @@ class ENAS(pl.LightningModule):
         return loss.detach()
 
     def child_logits(self, x: torch.Tensor, arch: Architecture) -> torch.Tensor:
-        """The shared child's logits with ``arch`` (on a registered space: its supernet along the decisions)."""
-        x = x.contiguous(memory_format=self.memory_format)
-        if self.search_space is None:
-            return self.child(x, arch)
-        return cast(SharedChild, self.child)(x, path=cast(tuple[int, ...], arch))
+        """The shared child's logits along the decisions ``arch``."""
+        return cast(SharedChild, self.child)(x.contiguous(memory_format=self.memory_format), path=arch)
 
     # --- controller --------------------------------------------------------------------------------------------
 
@@ -343,16 +377,10 @@ class ENAS(pl.LightningModule):
         return heldout_accuracy(self, self.child, archs, self.accuracy, self.hp.derive_batches)
 
     def sample_archs(self, count: int, uniform: bool = False) -> list[Architecture]:
-        """``count`` architectures from the controller (or drawn uniformly), rank 0's on every rank."""
-        hp = self.hp
-        if not uniform:
-            archs = [self.controller.sample().arch for _ in range(count)]
-        elif self.search_space is not None:
-            archs = [draw_decisions(self.search_space) for _ in range(count)]
-        elif hp.space == "micro":
-            archs = [MicroArchitecture.uniform(hp.num_nodes) for _ in range(count)]
-        else:
-            archs = [MacroArchitecture.uniform(hp.num_layers) for _ in range(count)]
+        """``count`` architectures' decisions from the controller (or drawn as the space draws), rank 0's on every
+        rank."""
+        archs = [draw_decisions(self.search_space) if uniform else self.controller.sample_decisions().arch
+                 for _ in range(count)]
         return self.trainer.strategy.broadcast(archs, src=0)
 
     @torch.no_grad()
@@ -371,20 +399,17 @@ class ENAS(pl.LightningModule):
         return {"controller_top1": float(scores[:num_samples].mean()), "uniform_top1": float(scores[num_samples:].mean())}
 
     def genotype(self) -> Any:
-        """The derived architecture of the last controller phase (derived now if there was none yet): a Genotype
-        (micro), a MacroArchitecture (macro) or the registered space's architecture."""
+        """The derived architecture of the last controller phase (derived now if there was none yet), as the space
+        decodes it: a Genotype (enas_micro), a MacroArchitecture (enas_macro), an NB201Architecture (nb201)."""
         if self._derived is None:
             self._derived, _ = self.derive()
-        if self.search_space is not None:
-            return self.search_space.decode(cast(tuple[int, ...], self._derived))
-        return self._derived.to_genotype() if isinstance(self._derived, MicroArchitecture) else self._derived
+        return self.search_space.decode(self._derived)
 
     # --- optimisers and checkpoints ----------------------------------------------------------------------------
 
     def configure_optimizers(self) -> Any:
         hp = self.hp
-        weights = (self.child.parameters() if self.search_space is None  # the nb201 supernet's α is not the child's
-                   else cast(SharedChild, self.child).weight_parameters())
+        weights = cast(SharedChild, self.child).weight_parameters()  # the nb201 supernet's α is not the child's
         child = fused_sgd(weights, hp.lr, hp.momentum, hp.weight_decay, nesterov=True)
         # The authors' Adam: beta1 = 0, epsilon = 1e-3.
         controller = torch.optim.Adam(self.controller.parameters(), lr=hp.controller_lr, betas=(0.0, 0.999), eps=1e-3)
@@ -396,18 +421,19 @@ class ENAS(pl.LightningModule):
         return [GenotypeExport(self.hp.genotype_filename), GenotypeLogger(), EpochSeeding()]
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """The history and the derived architecture as the controller samples it: the authors' micro and macro
+        architectures as their fields, other spaces' decisions as a list."""
         checkpoint["enas_history"] = self.history
-        derived = self._derived
-        checkpoint["enas_derived"] = (None if derived is None else list(derived) if isinstance(derived, tuple)
-                                      else dataclasses.asdict(derived))
+        derived = None
+        if self._derived is not None:
+            arch = self.controller.architecture(self._derived)
+            derived = list(arch) if isinstance(arch, tuple) else dataclasses.asdict(arch)
+        checkpoint["enas_derived"] = derived
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         self.history = list(checkpoint.get("enas_history", []))
         derived = checkpoint.get("enas_derived")
-        if derived is None or self.search_space is not None:
-            self._derived = None if derived is None else tuple(derived)
-        else:
-            self._derived = (MicroArchitecture if self.hp.space == "micro" else MacroArchitecture)(**derived)
+        self._derived = None if derived is None else self.controller.decisions(derived)
 
     # --- validate ----------------------------------------------------------------------------------------------
 

@@ -1,6 +1,9 @@
 """The ENAS controllers: LSTM policies that sample micro or macro architectures, as in the authors' code, or the
 categorical decisions of any registered space (``DecisionController``).
 
+Whatever its samples are, every controller gives them as its space's decisions too (``sample_decisions``,
+``log_prob_decisions``): the form ENAS trains the space's shared child along, scores, derives and decodes.
+
 They live with the strategies, not the spaces: a controller is a learned policy that the ENAS strategy trains with
 REINFORCE, while a space is the fixed set of choices it picks from (the architecture dataclasses in ``spaces``).
 
@@ -83,6 +86,24 @@ class LSTMController(nn.Module):
         """Log-probability and entropy of ``arch``, recomputed by teacher forcing through the sampling path."""
         return self(arch)
 
+    def decisions(self, arch: Any) -> tuple[int, ...]:
+        """``arch`` (what this controller samples, or its fields as ``dataclasses.asdict`` gives them) as its space's
+        decisions, one option index per decision; the decision controller samples decisions."""
+        return tuple(int(d) for d in arch)
+
+    def architecture(self, decisions: Sequence[int]) -> Any:
+        """``decisions``' inverse: what this controller samples."""
+        return tuple(decisions)
+
+    def sample_decisions(self) -> ControllerSample:
+        """``sample``, the architecture given as its space's decisions."""
+        sample = self()
+        return sample._replace(arch=self.decisions(sample.arch))
+
+    def log_prob_decisions(self, decisions: Sequence[int]) -> ControllerSample:
+        """``log_prob`` of the architecture ``decisions`` pick, given as those decisions."""
+        return self(self.architecture(decisions))._replace(arch=tuple(decisions))
+
     def initial_state(self) -> State:
         zeros = self.g_emb.new_zeros(self.g_emb.shape)
         return zeros, zeros
@@ -138,6 +159,13 @@ class MicroController(Controller):
         self.reset_parameters()
         with torch.no_grad():
             self.op_logits.bias.copy_(torch.tensor(op_bias, dtype=torch.float32))
+
+    def decisions(self, arch: MicroArchitecture | dict[str, Any]) -> tuple[int, ...]:
+        arch = arch if isinstance(arch, MicroArchitecture) else MicroArchitecture(**arch)
+        return arch.decisions(self.ops)
+
+    def architecture(self, decisions: Sequence[int]) -> MicroArchitecture:
+        return MicroArchitecture.from_decisions(decisions, self.ops)
 
     def forward(self, arch: MicroArchitecture | None = None) -> ControllerSample:
         decisions = Decisions()
@@ -207,6 +235,13 @@ class MacroController(Controller):
         self.op_logits = nn.Linear(lstm_size, len(ops), bias=False)
         self.register_buffer("skip_targets", torch.tensor([1.0 - skip_target, skip_target]))
         self.reset_parameters()
+
+    def decisions(self, arch: MacroArchitecture | dict[str, Any]) -> tuple[int, ...]:
+        arch = arch if isinstance(arch, MacroArchitecture) else MacroArchitecture.from_dict(arch)
+        return arch.decisions(self.ops)
+
+    def architecture(self, decisions: Sequence[int]) -> MacroArchitecture:
+        return MacroArchitecture.from_decisions(decisions, self.ops)
 
     def forward(self, arch: MacroArchitecture | None = None) -> ControllerSample:
         if arch is not None and arch.num_layers != self.num_layers:

@@ -1,8 +1,8 @@
 """Random search with parameter sharing (RSPS; Li & Talwalkar, UAI 2019) as a LightningModule.
 
-Training: the supernet's shared weights take one SGD step per minibatch along one architecture drawn uniformly from
-the space (one path of the supernet, ``spaces.SharedChild``), with DARTS's weight optimizer (momentum SGD, cosine lr,
-grad-norm clip). Nothing else learns: there is no architecture parameter and no controller.
+Training: the shared weights take one SGD step per minibatch along one architecture drawn uniformly from the space
+(one path of the space's shared child, ``SearchSpace.shared_child``), with DARTS's weight optimizer (momentum SGD,
+cosine lr, grad-norm clip). Nothing else learns: there is no architecture parameter and no controller.
 
 Derivation, once after training: ``eval_samples`` architectures drawn uniformly are each scored with the shared
 weights on the same fixed held-out images (the first ``eval_batches`` batches of the data module's held-out split, in
@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from lightning_nas.arguments import Fraction, NonNegativeFloat, PositiveFloat, PositiveInt
 from lightning_nas.callbacks import EpochSeeding, GenotypeExport
 from lightning_nas.errors import check
-from lightning_nas.spaces import Architecture, SharedChild, create_space, shared_child
+from lightning_nas.spaces import Architecture, SharedChild, create_space
 from lightning_nas.strategies.cuda_graph import fused_sgd
 from lightning_nas.strategies.finite import check_finite
 from lightning_nas.strategies.shared_weights import Batch, draw_decisions, heldout_accuracy
@@ -46,8 +46,8 @@ class RSPSHyperparameters(Protocol):
 
 
 class RSPS(pl.LightningModule):
-    """Random search with parameter sharing on the supernet of a registered space (``nb201``) of ``C`` channels and
-    ``layers`` cells.
+    """Random search with parameter sharing on the shared child of a registered space that offers one (``nb201``,
+    ``enas_micro``, ``enas_macro``: ``SearchSpace.shared_child``) of ``C`` channels and ``layers`` cells.
 
     ``genotype()`` is the best of the ``eval_samples`` uniformly drawn architectures by held-out accuracy on the
     shared weights, scored when the last training epoch ends (or when fit ends, if it stops earlier); a
@@ -77,7 +77,8 @@ class RSPS(pl.LightningModule):
         self.save_hyperparameters()
         self.search_space = create_space(space)
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
-        self.supernet = shared_child(self.search_space, num_classes, in_chans, C=C, layers=layers)
+        child = self.search_space.shared_child(num_classes, in_chans, C=C, layers=layers)
+        self.supernet = cast(torch.nn.Module, child)
         self.supernet.to(memory_format=self.memory_format)
         self._derived: Decisions | None = None
         self.scores: list[tuple[Decisions, float]] = []

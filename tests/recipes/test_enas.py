@@ -1,18 +1,19 @@
 """The ENAS recipe end to end on digits: its genotype file feeds the train recipe unchanged; its curves are plotted;
-it picks the DDP strategy ENAS needs; bad arguments end in one line; README's macro training runs."""
+it picks the DDP strategy ENAS needs; bad arguments (and a space without a shared child) end in one line; the shipped
+configs search the registered spaces, whose old names still work; a macro search's architecture trains in the
+train recipe, as README says."""
 
 from __future__ import annotations
 
 import re
 from pathlib import Path
 
-import lightning.pytorch as pl
 import pytest
 import torch
 
-from lightning_nas.data import DigitsDataModule
 from lightning_nas.genotypes import Genotype
 from lightning_nas.recipes.enas import main
+from lightning_nas.recipes.train import main as train
 from lightning_nas.spaces.enas_macro import MacroArchitecture
 from lightning_nas.strategies.final_training import FinalTraining
 
@@ -60,6 +61,25 @@ def test_fashion_mnist_config_builds_the_reduced_search(tmp_path: Path) -> None:
     cli = main(["--config", str(ROOT / "recipes" / "enas_fmnist.yaml"), "--trainer.default_root_dir", str(tmp_path)],
                run=False)
     assert cli.model.hparams.C == 16 and cli.model.hparams.in_chans == 1 and cli.trainer.limit_train_batches == 30
+    assert cli.model.search_space.name == "enas_micro"
+
+
+@pytest.mark.parametrize("config, space", [("enas_micro_cifar10", "enas_micro"), ("enas_macro_cifar10", "enas_macro")])
+def test_the_authors_configs_search_their_registered_spaces_and_the_old_names_still_work(
+        tmp_path: Path, config: str, space: str) -> None:
+    arguments = ["--config", str(ROOT / "recipes" / f"{config}.yaml"), "--trainer.default_root_dir", str(tmp_path),
+                 "--model.C", "4", "--model.lstm_size", "8"]
+    assert main(arguments, run=False).model.search_space.name == space
+    old_name = space.removeprefix("enas_")
+    assert main([*arguments, "--model.space", old_name], run=False).model.search_space.name == space
+
+
+def test_a_space_without_a_shared_child_ends_with_one_line(tmp_path: Path) -> None:
+    with pytest.raises(SystemExit) as exit:
+        main(["fit", "--config", str(ROOT / "recipes" / "enas_digits.yaml"), "--trainer.default_root_dir",
+              str(tmp_path), "--model.space", "pnas"])
+    assert str(exit.value.code).startswith("error: the pnas space has no shared child, which ENAS and RSPS train")
+    assert "\n" not in str(exit.value.code) and not any(tmp_path.iterdir())
 
 
 def test_nb201_fashion_mnist_config_builds_the_supernet_search(tmp_path: Path) -> None:
@@ -84,15 +104,17 @@ def test_validate_scores_the_derived_architecture_of_a_search_checkpoint(tmp_pat
                                "yet: give a search checkpoint with --ckpt_path (e.g. last)")
 
 
-def test_readme_macro_training_trains_a_macro_architecture(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    text = (ROOT / "README.md").read_text()
-    section = text.split("### Retrain an ENAS macro architecture", 1)[1]
-    code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
-    namespace = {"__name__": "macro_training"}
-    exec(compile(code, "README.md", "exec"), namespace)
-    path = MacroArchitecture.uniform(6, torch.Generator().manual_seed(0)).save(tmp_path / "genotype.json")
-    model = namespace["MacroTraining"](path, in_chans=1, C=4)
-    trainer = pl.Trainer(max_epochs=1, limit_train_batches=2, limit_val_batches=1, logger=False,
-                         enable_checkpointing=False, enable_progress_bar=False, default_root_dir=tmp_path)
-    trainer.fit(model, DigitsDataModule(batch_size=16))
-    assert trainer.global_step == 2 and "val/top1" in trainer.callback_metrics
+def test_a_macro_search_writes_a_macro_architecture_the_train_recipe_trains(tmp_path: Path, capsys) -> None:
+    """README's "Retrain an ENAS macro architecture": the search's genotype.json through the train recipe."""
+    cli = main(["fit", "--config", str(ROOT / "recipes" / "enas_digits.yaml"), "--trainer.default_root_dir",
+                str(tmp_path / "search"), *TINY, "--model.space", "enas_macro", "--model.num_layers", "3"])
+    genotype_file = Path(re.search(r"written to (\S+)", capsys.readouterr().out).group(1))
+    arch = MacroArchitecture.load(genotype_file)
+    assert arch == cli.model.genotype() and arch.num_layers == 3
+    train(["fit", "--config", str(ROOT / "recipes" / "train_digits.yaml"), "--trainer.default_root_dir",
+           str(tmp_path / "train"), "--model.space", "enas_macro", "--model.genotype", str(genotype_file),
+           "--model.C", "4", "--model.auxiliary_weight", "0", "--model.drop_path_prob", "0", "--trainer.max_epochs",
+           "1", "--trainer.limit_train_batches", "2", "--trainer.limit_val_batches", "1",
+           "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false"])
+    checkpoint = torch.load(next((tmp_path / "train").glob("**/last.ckpt")), weights_only=True)
+    assert checkpoint["global_step"] == 2 and checkpoint["hyper_parameters"]["genotype"] == arch.to_dict()

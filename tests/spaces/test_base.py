@@ -1,4 +1,5 @@
-"""Every registered space honours the interface strategies search through."""
+"""Every registered space honours the interface strategies search through, and offers the one-shot networks it says
+it offers (and refuses the others in one line)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import pytest
 import torch
 
 from lightning_nas.errors import ConfigError
-from lightning_nas.spaces import SPACES, SearchSpace, create_space
+from lightning_nas.spaces import HOOKS, SPACES, SearchSpace, create_space, spaces_offering
 
 
 def test_the_five_spaces_are_registered() -> None:
@@ -55,3 +56,41 @@ def test_parameter_budget_restricts_every_proposal() -> None:
 def test_a_parameter_budget_that_is_no_positive_number_is_refused_at_once(max_params: float) -> None:
     with pytest.raises(ConfigError, match=f"max_params={max_params}: give a positive number of parameters"):
         create_space("darts").with_max_params(max_params)
+
+
+def test_each_space_offers_the_one_shot_networks_it_overrides() -> None:
+    assert {"darts", "nb201"} <= set(spaces_offering("mixture_supernet"))
+    assert {"enas_micro", "enas_macro", "nb201"} <= set(spaces_offering("shared_child"))
+    assert not SPACES["pnas"].offers("mixture_supernet") and not SPACES["pnas"].offers("shared_child")
+    assert not SPACES["darts"].offers("shared_child") and not SPACES["enas_micro"].offers("mixture_supernet")
+
+
+@pytest.mark.parametrize("hook", sorted(HOOKS))
+@pytest.mark.parametrize("name", sorted(SPACES))
+def test_a_one_shot_network_a_space_lacks_is_refused_in_one_line_naming_the_spaces_that_have_one(name: str,
+                                                                                                 hook: str) -> None:
+    if SPACES[name].offers(hook):
+        return
+    with pytest.raises(ConfigError) as refused:
+        getattr(create_space(name), hook)(10, 3)
+    assert str(refused.value) == f"the {name} space has no {HOOKS[hook]}; spaces that have one: " + ", ".join(
+        spaces_offering(hook))
+
+
+SMALL = {"enas_macro": {"layers": 3}}
+"""Space options that make a small shared child: the macro space's depth is its own."""
+
+
+@pytest.mark.parametrize("name", spaces_offering("shared_child"))
+def test_every_shared_child_runs_along_a_drawn_architectures_decisions(name: str) -> None:
+    """Only the options the decisions pick get a gradient: two architectures differing in one decision train different
+    weights there."""
+    torch.manual_seed(0)
+    space, rng = create_space(name, **SMALL.get(name, {})), random.Random(0)
+    child = space.shared_child(7, 1, C=4, layers=3)
+    decisions = space.decisions(space.sample(rng))
+    logits = child(torch.randn(2, 1, 16, 16), path=decisions)
+    assert logits.shape == (2, 7)
+    logits.sum().backward()
+    trained = {id(p) for p in child.weight_parameters() if p.grad is not None}
+    assert trained and len(trained) < len(child.weight_parameters())  # a path, not the whole child

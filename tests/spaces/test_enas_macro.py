@@ -1,4 +1,5 @@
-"""The ENAS macro space: architecture file round trip, shared search child, fixed network built from an architecture."""
+"""The ENAS macro space: architecture file round trip, shared search child (the space's, run along its decisions as
+along the architecture), fixed network built from an architecture."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from lightning_nas.errors import ConfigError
+from lightning_nas.spaces import create_space
 from lightning_nas.spaces.enas_macro import MacroArchitecture, MacroNetwork
 
 ARCH = MacroArchitecture(
@@ -62,3 +65,23 @@ def test_uniform_arch_turns_half_the_skips_on_and_repeats_with_its_generator() -
     assert abs(sum(arch.skip_rate() for arch in archs) / len(archs) - 0.5) < 0.03
     ops = [op for arch in archs for op in arch.ops]
     assert abs(ops.count("conv_3x3") / len(ops) - 1 / 6) < 0.03
+
+
+def test_the_spaces_shared_child_runs_along_the_decisions_as_along_the_architecture() -> None:
+    space = create_space("enas_macro", layers=6)
+    decisions = space.decisions(ARCH)
+    assert decisions == ARCH.decisions()
+    assert MacroArchitecture.from_decisions(decisions) == ARCH == space.decode(decisions)
+    torch.manual_seed(0)
+    child = space.shared_child(10, 1, C=4, layers=6)
+    torch.manual_seed(0)
+    direct = MacroNetwork(None, C=4, num_layers=6, in_chans=1)  # what ENAS built before it asked the space
+    assert child.state_dict().keys() == direct.state_dict().keys()
+    assert sum(p.numel() for p in child.weight_parameters()) == sum(p.numel() for p in direct.parameters())
+    x = torch.randn(2, 1, 8, 8)
+    child.eval()
+    torch.testing.assert_close(child(x, path=decisions), child(x, ARCH), rtol=0, atol=0)
+    with pytest.raises(ConfigError, match="layers=12: the enas_macro space has 6 layers, and so has its shared child"):
+        space.shared_child(10, 1, layers=12)
+    with pytest.raises(ConfigError, match="6 decisions make 3 layers; this space has 6"):
+        space.decode(decisions[:6])

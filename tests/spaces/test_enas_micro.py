@@ -1,11 +1,14 @@
-"""The ENAS micro child: weights shared per (node, slot, input, op), loose-end output, conversion to a Genotype."""
+"""The ENAS micro child: weights shared per (node, slot, input, op), loose-end output, conversion to a Genotype; the
+space's shared child runs along its decisions as along the architecture."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
+from lightning_nas.errors import ConfigError
 from lightning_nas.networks import NetworkCIFAR
+from lightning_nas.spaces import create_space
 from lightning_nas.spaces.enas_micro import MicroArchitecture, MicroCell, MicroChild
 
 NORMAL = ((0, "sep_conv_3x3"), (1, "identity"), (2, "max_pool_3x3"), (1, "sep_conv_5x5"), (0, "avg_pool_3x3"),
@@ -84,3 +87,21 @@ def test_uniform_arch_draws_every_input_and_op_equally_and_repeats_with_its_gene
     assert abs(sum(index == 0 for index, _ in last_node) / len(last_node) - 1 / 6) < 0.04
     ops = [op for arch in archs for _, op in arch.reduce]
     assert abs(ops.count("identity") / len(ops) - 1 / 5) < 0.03
+
+
+def test_the_spaces_shared_child_runs_along_the_decisions_as_along_the_architecture() -> None:
+    space = create_space("enas_micro")
+    decisions = space.decisions(ARCH.to_genotype())
+    assert decisions == ARCH.decisions() and MicroArchitecture.from_decisions(decisions) == ARCH
+    assert space.decode(decisions) == ARCH.to_genotype()
+    torch.manual_seed(0)
+    child = space.shared_child(10, 1, C=4, layers=3)
+    torch.manual_seed(0)
+    direct = MicroChild(C=4, num_layers=3, in_chans=1)  # what ENAS built before it asked the space
+    assert child.state_dict().keys() == direct.state_dict().keys()
+    assert sum(p.numel() for p in child.weight_parameters()) == sum(p.numel() for p in direct.parameters())
+    x = torch.randn(2, 1, 8, 8)
+    child.eval()
+    torch.testing.assert_close(child(x, path=decisions), child(x, ARCH), rtol=0, atol=0)
+    with pytest.raises(ConfigError, match="the enas_micro shared child does not take width; it takes C, layers"):
+        space.shared_child(10, 1, width=3)

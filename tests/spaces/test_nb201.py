@@ -1,4 +1,5 @@
-"""NAS-Bench-201: the string form, the network's size against the paper and the supernet."""
+"""NAS-Bench-201: the string form, the network's size against the paper and the supernet, which the space offers as
+its mixture supernet and its shared child."""
 
 from __future__ import annotations
 
@@ -119,3 +120,20 @@ def test_supernet_path_of_the_wrong_length_or_op_is_a_config_error() -> None:
 def test_a_genotype_of_the_wrong_type_is_a_config_error() -> None:
     with pytest.raises(ConfigError, match="NAS-Bench-201 genotype 5: give a cell string"):
         timm.create_model("nb201", genotype=5)
+
+
+def test_the_space_offers_its_supernet_as_mixture_supernet_and_shared_child_each_with_its_own_options() -> None:
+    space = create_space("nb201")
+    torch.manual_seed(0)
+    mixture = space.mixture_supernet(10, 1, C=4, layers=3, partial_channels=1)  # DARTS's options at their defaults
+    torch.manual_seed(0)
+    child = space.shared_child(10, 1, C=4, layers=3)
+    assert isinstance(mixture, NB201SearchNetwork) and isinstance(child, NB201SearchNetwork)
+    assert all(torch.equal(a, b) for a, b in zip(mixture.state_dict().values(), child.state_dict().values()))
+    with pytest.raises(ConfigError, match="^the nb201 supernet does not take partial_channels=2; leave "
+                                          "partial_channels at the default or search the darts space$"):
+        space.mixture_supernet(10, 1, partial_channels=2)
+    with pytest.raises(ConfigError, match="^the nb201 shared child does not take dropout=0.1; leave dropout out$"):
+        space.shared_child(10, 1, dropout=0.1)
+    with pytest.raises(ConfigError, match="layers=2: the nb201 supernet needs at least 3 cells"):
+        space.shared_child(10, 1, layers=2)

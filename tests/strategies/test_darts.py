@@ -279,9 +279,12 @@ def test_decoupled_arch_decay_forgets_in_the_stated_number_of_steps(tmp_path):
         assert torch.allclose(alpha, torch.full_like(alpha, (1 - 1 / 50) ** 50), rtol=1e-5)
 
 
-def test_a_space_without_a_differentiable_supernet_is_refused():
-    with pytest.raises(ConfigError, match="DARTS searches a differentiable supernet, which the pnas space has not"):
-        DARTS(space="pnas")
+@pytest.mark.parametrize("space", ["pnas", "enas_micro"])  # no one-shot network; a shared child only
+def test_a_space_without_a_mixture_supernet_is_refused_in_one_line(space):
+    with pytest.raises(ConfigError) as refused:
+        DARTS(space=space)
+    assert str(refused.value) == (f"the {space} space has no mixture supernet, which DARTS, GDAS and β-DARTS search; "
+                                  f"spaces that have one: darts, nb201")
 
 
 def test_gdas_gives_alpha_a_gradient_when_the_drawn_op_is_none():

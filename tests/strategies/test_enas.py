@@ -1,15 +1,19 @@
 """The ENAS LightningModule: a tiny search writes its architecture; the controller learns a planted reward (and a
 negated one fails); held-out scoring and derivation; bad arguments; resume continues exactly; DDP keeps ranks equal;
-on NAS-Bench-201's supernet (a registered space searched by its decisions) the same, with its genotype file."""
+on NAS-Bench-201's supernet (a registered space searched by its decisions) the same, with its genotype file; the
+authors' spaces through the registry build what they built before; a space defined here, offering only a shared
+child, is searched too, and a space without one is refused in one line."""
 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import textwrap
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import lightning.pytorch as pl
 import pytest
@@ -17,11 +21,15 @@ import torch
 
 from lightning_nas.data import DigitsDataModule
 from lightning_nas.errors import ConfigError
+from lightning_nas.files import write_atomic
 from lightning_nas.genotypes import Genotype
+from lightning_nas.ops import create_op
+from lightning_nas.spaces import SPACES, SearchSpace, spaces_offering
 from lightning_nas.spaces.enas_macro import MacroArchitecture
 from lightning_nas.spaces.enas_micro import MicroArchitecture
 from lightning_nas.spaces.nb201 import NB201Architecture
 from lightning_nas.strategies.enas import ENAS
+from lightning_nas.strategies.enas_controller import DecisionController, MacroController, MicroController
 
 TINY = dict(in_chans=1, C=4, num_layers=3, controller_steps=2, controller_aggregate=2, derive_samples=2, lstm_size=8,
             compare_samples=2)
@@ -29,7 +37,10 @@ TINY = dict(in_chans=1, C=4, num_layers=3, controller_steps=2, controller_aggreg
 
 def fit(root: Path, epochs: int, ckpt_path: str | None = None, **model_args) -> ENAS:
     pl.seed_everything(0)
-    model = ENAS(**{**TINY, **model_args})
+    return fit_model(root, epochs, ENAS(**{**TINY, **model_args}), ckpt_path)
+
+
+def fit_model(root: Path, epochs: int, model: ENAS, ckpt_path: str | None = None) -> ENAS:
     trainer = pl.Trainer(max_epochs=epochs, accelerator="cpu", devices=1, limit_train_batches=2, limit_val_batches=0,
                          default_root_dir=root, logger=False, enable_progress_bar=False, enable_model_summary=False,
                          callbacks=[pl.callbacks.ModelCheckpoint(dirpath=root / "ckpt", save_last=True)])
@@ -63,8 +74,9 @@ class PlantedENAS(ENAS):
         super().__init__(**kwargs)
         self.sign = sign
 
-    def accuracy(self, arch: MicroArchitecture, batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
-        ops = [op for _, op in arch.normal + arch.reduce]
+    def accuracy(self, arch: tuple[int, ...], batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+        cells = MicroArchitecture.from_decisions(arch)  # ENAS scores the space's decisions
+        ops = [op for _, op in cells.normal + cells.reduce]
         return torch.tensor(self.sign * ops.count("identity") / len(ops))
 
 
@@ -128,9 +140,51 @@ def test_search_without_heldout_images_stops_before_training(tmp_path: Path) -> 
 
 
 def test_macro_search_writes_a_macro_architecture(tmp_path: Path) -> None:
-    model = fit(tmp_path, epochs=1, space="macro", num_layers=6)
+    model = fit(tmp_path, epochs=1, space="enas_macro", num_layers=6)
     arch = MacroArchitecture.load(tmp_path / "ckpt" / "genotype.json")
     assert arch == model.genotype() and arch.num_layers == 6
+    checkpoint = torch.load(tmp_path / "ckpt" / "last.ckpt", weights_only=False)
+    assert MacroArchitecture(**checkpoint["enas_derived"]) == arch  # the architecture's fields, as before decisions
+
+
+@pytest.mark.parametrize("space, alias, num_layers, controller, child_params, controller_params", [
+    ("enas_micro", "micro", 3, MicroController, 250_398, 741),
+    ("enas_macro", "macro", 6, MacroController, 6_046, 752),
+])
+def test_the_authors_spaces_through_the_registry_build_the_child_and_controller_they_built_before(
+        space: str, alias: str, num_layers: int, controller: type, child_params: int, controller_params: int) -> None:
+    """The parameter counts are those ENAS(space="micro"/"macro") built before it asked the registered spaces for
+    their shared child; the old names still work and build the same, with the same initial weights."""
+    models = []
+    for name in (space, alias):
+        torch.manual_seed(0)
+        models.append(ENAS(space=name, in_chans=1, C=4, num_layers=num_layers, lstm_size=8))
+    registered, aliased = models
+    assert registered.search_space.name == aliased.search_space.name == space
+    assert isinstance(registered.controller, controller)
+    assert sum(p.numel() for p in registered.child.parameters()) == child_params
+    assert sum(p.numel() for p in registered.controller.parameters()) == controller_params
+    aliased_state = aliased.state_dict()
+    for key, value in registered.state_dict().items():
+        torch.testing.assert_close(aliased_state[key], value, rtol=0, atol=0, msg=key)
+
+
+def test_the_micro_space_nodes_and_macro_space_layers_follow_the_arguments() -> None:
+    micro = ENAS(**{**TINY, "num_nodes": 3})
+    assert micro.search_space.nodes == 3 and micro.controller.num_nodes == 3 and micro.child.num_nodes == 3
+    macro = ENAS(**{**TINY, "space": "enas_macro", "num_layers": 6})
+    assert macro.search_space.layers == 6 and macro.controller.num_layers == 6 and macro.child.num_layers == 6
+
+
+def test_a_space_without_a_shared_child_or_no_space_at_all_is_refused_in_one_line() -> None:
+    with pytest.raises(ConfigError) as refused:
+        ENAS(**{**TINY, "space": "darts"})
+    assert str(refused.value) == ("the darts space has no shared child, which ENAS and RSPS train along one "
+                                  "architecture at a time; spaces that have one: "
+                                  + ", ".join(spaces_offering("shared_child")))
+    with pytest.raises(ConfigError, match=r"^model\.space='nope' is not a registered space; ENAS searches one with a "
+                                          r"shared child: .*enas_micro.*nb201"):
+        ENAS(**{**TINY, "space": "nope"})
 
 
 @pytest.mark.slow
@@ -238,3 +292,86 @@ def test_nb201_controller_learns_a_planted_op_and_a_negated_reward_avoids_it(tmp
     assert learned["controller_top1"] > learned["uniform_top1"] + 0.2  # uniform: 1/5 of the edges
     negated = planted_nb201_search(tmp_path / "negated", -1.0)
     assert negated["controller_top1"] < negated["uniform_top1"]
+
+
+CHAIN_OPS = ("nor_conv_3x3", "avg_pool_3x3", "skip_connect")
+
+
+@dataclass(frozen=True)
+class ChainArchitecture:
+    """An architecture of the chain space: one op per layer, saved as ``{"ops": [...]}``."""
+
+    ops: tuple[str, ...]
+
+    def to_dict(self) -> dict[str, list[str]]:
+        return {"ops": list(self.ops)}
+
+    def save(self, path: str | os.PathLike) -> str:
+        return write_atomic(path, json.dumps(self.to_dict()) + "\n")
+
+
+class ChainChild(torch.nn.Module):
+    """The chain space's shared child: a stem, then per layer every op of CHAIN_OPS with its own weights, of which
+    ``forward(x, path=decisions)`` runs the chosen one."""
+
+    def __init__(self, C: int, layers: int, num_classes: int, in_chans: int) -> None:
+        super().__init__()
+        self.stem = torch.nn.Conv2d(in_chans, C, 3, padding=1)
+        self.layers = torch.nn.ModuleList(torch.nn.ModuleList(create_op(op, C, 1, affine=False) for op in CHAIN_OPS)
+                                          for _ in range(layers))
+        self.classifier = torch.nn.Linear(C, num_classes)
+
+    def weight_parameters(self) -> list[torch.nn.Parameter]:
+        return list(self.parameters())
+
+    def forward(self, x: torch.Tensor, *, path: Sequence[int]) -> torch.Tensor:
+        x = self.stem(x)
+        for ops, option in zip(self.layers, path):
+            x = ops[option](x)
+        return self.classifier(x.mean((2, 3)))
+
+
+class ChainSpace(SearchSpace):
+    """A space defined here, not in the package: a chain of ``layers`` layers, one op of CHAIN_OPS each. It offers a
+    shared child and nothing else one-shot."""
+
+    name = "chain"
+
+    def __init__(self, layers: int = 3) -> None:
+        self.layers = layers
+
+    def choices(self) -> tuple[int, ...]:
+        return (len(CHAIN_OPS),) * self.layers
+
+    def decisions(self, arch: ChainArchitecture) -> tuple[int, ...]:
+        return tuple(CHAIN_OPS.index(op) for op in arch.ops)
+
+    def decode(self, decisions: Sequence[int]) -> ChainArchitecture:
+        return ChainArchitecture(tuple(CHAIN_OPS[d] for d in decisions))
+
+    def to_json(self, arch: ChainArchitecture) -> str:
+        return json.dumps(arch.to_dict())
+
+    def from_json(self, text: str) -> ChainArchitecture:
+        return ChainArchitecture(tuple(json.loads(text)["ops"]))
+
+    def shared_child(self, num_classes: int, in_chans: int, C: int = 16, layers: int = 3, **options: Any
+                     ) -> ChainChild:
+        return ChainChild(C, self.layers, num_classes, in_chans)
+
+
+def test_a_space_defined_outside_the_package_offering_only_a_shared_child_is_searched(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(SPACES, "chain", ChainSpace)
+    assert ChainSpace.offers("shared_child") and not ChainSpace.offers("mixture_supernet")
+    pl.seed_everything(0)
+    model = ENAS(**{**TINY, "space": "chain"})
+    assert isinstance(model.controller, DecisionController) and model.controller.choices == (3, 3, 3)
+    before = {key: value.clone() for key, value in model.state_dict().items()}
+    fit_model(tmp_path, 1, model)
+    moved = {key.split(".")[0] for key, value in model.state_dict().items() if not torch.equal(value, before[key])}
+    assert {"child", "controller", "baseline"} <= moved  # the shared weights, the controller and its baseline learned
+    arch = model.genotype()
+    assert isinstance(arch, ChainArchitecture) and len(arch.ops) == 3
+    assert json.loads((tmp_path / "ckpt" / "genotype.json").read_text()) == arch.to_dict()
+    assert set(model.comparison) == {"controller_top1", "uniform_top1"}

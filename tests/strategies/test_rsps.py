@@ -101,6 +101,12 @@ def test_derivation_picks_the_planted_best_path(tmp_path: Path) -> None:
     assert [score for _, score in model.scores] == pytest.approx([0.5 * 5 / 6] * 7 + [1.0] + [0.5 * 5 / 6] * 12)
 
 
+def test_a_space_without_a_shared_child_is_refused_in_one_line() -> None:
+    with pytest.raises(ConfigError, match="^the darts space has no shared child, which ENAS and RSPS train along one "
+                                          "architecture at a time; spaces that have one: .*nb201"):
+        RSPS(space="darts", **TINY)
+
+
 def test_search_without_heldout_images_stops_before_training(tmp_path: Path) -> None:
     fit = trainer(tmp_path)
     with pytest.raises(ConfigError, match="data.val_split=0: RSPS scores its candidates on held-out"):
