@@ -67,16 +67,17 @@ def run_benchmark(space_name: str, table_path: str, strategies: Sequence[str], q
     names = list(dict.fromkeys(["random", *strategies]))
     curves: dict[str, list[list[float]]] = {name: [] for name in names}
     hits: dict[str, list[list[bool]]] = {name: [] for name in names}
-    with tqdm(total=len(names) * runs, desc="benchmark", unit="run", leave=False) as progress:
+    with tqdm(total=len(names) * runs * queries, desc="benchmark", unit="query", leave=False) as progress:
         for name in names:
             for seed in range(first_seed, first_seed + runs):
-                evaluations = Evaluations(TableEvaluator(table, noise, seed), queries)
+                progress.set_postfix_str(f"{name} seed {seed}")
+                evaluations = Evaluations(TableEvaluator(table, noise, seed), queries, on_queries=progress.update)
                 STRATEGIES[name](searched, evaluations, seed)
                 curve, hit = incumbent_curve(table, evaluations, best_key)
                 pad = queries - len(curve)  # a run that ran out of new architectures keeps its incumbent
                 curves[name].append(curve + curve[-1:] * pad)
                 hits[name].append(hit + hit[-1:] * pad)
-                progress.update()
+                progress.update(pad)
     budgets = [q for q in CHECKPOINTS if q < queries] + [queries]
     summary: dict[str, dict[str, dict[str, Any]]] = {}
     for name in strategies:

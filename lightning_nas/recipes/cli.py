@@ -344,7 +344,8 @@ class NASCLI(LightningCLI):
                     if self.subcommand == "fit":
                         resumed = continue_in_checkpoint_folder(logger, self.config.fit.get("ckpt_path")) or resumed
                     claimed.append(claim_version(logger))
-                trainer.callbacks.append(DropUnusedRunFolder([folder for folder in claimed if folder]))
+                unused = DropUnusedRunFolder([folder for folder in claimed if folder])
+                trainer.callbacks.append(unused)  # type: ignore[attr-defined]  # set by Lightning, not annotated
                 self.run_lock = resumed or lock_run_folder(trainer)
             except OSError as error:
                 if error.errno not in UNWRITABLE:

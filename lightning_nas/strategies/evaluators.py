@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import random
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Protocol, Sequence
+from typing import TYPE_CHECKING, Callable, Protocol, Sequence
 
 from lightning_nas.errors import ConfigError
 from lightning_nas.spaces import Architecture, SearchSpace
@@ -77,6 +77,8 @@ class Evaluations:
     history: list[tuple[Architecture, float]] = field(default_factory=list)
     calls: int = 0
     _scores: dict[str, float] = field(default_factory=dict)
+    on_queries: Callable[[int], None] | None = None
+    """Told how many new queries each call spent (a progress bar within one long search)."""
 
     @property
     def space(self) -> SearchSpace:
@@ -100,6 +102,8 @@ class Evaluations:
         for (key, arch), value in zip(new.items(), self.evaluator.score(list(new.values()))):
             self._scores[key] = value
             self.history.append((arch, value))
+        if self.on_queries is not None and new:
+            self.on_queries(len(new))
         return [(arch, self._scores[key]) for arch, key in zip(archs, keys) if key in self._scores]
 
     def best(self) -> tuple[Architecture, float]:
