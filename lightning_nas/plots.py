@@ -7,10 +7,12 @@ safe in the worker threads W&B and Lightning use.
 from __future__ import annotations
 
 import io
+import math
 import statistics
 from random import Random
 from typing import Mapping, Sequence
 
+import numpy as np
 import torch
 from matplotlib.figure import Figure
 from PIL import Image
@@ -101,21 +103,30 @@ def groups_png(groups: Mapping[str, Sequence[float]], ylabel: str, title: str) -
     return figure_png(figure)
 
 
-def best_so_far_png(curves: Mapping[str, Mapping[str, Sequence[float]]], optimum: float | None = None,
-                    title: str = "") -> bytes:
-    """Best-so-far curves per strategy: the mean over runs with a band of one sd, against the number of queries;
-    a dashed line at the optimum."""
+def best_so_far_figure(curves: Mapping[str, Mapping[str, Sequence[float]]], runs: int, optimum: float | None = None,
+                       title: str = "") -> Figure:
+    """Best-so-far curves per strategy as the field draws them: the mean over ``runs`` runs with its 95 % interval
+    (1.96 standard errors), on a log query axis, the y axis fitted to the curves from the 10th query on (where the
+    strategies differ), and the table's best as a dashed line."""
     figure = Figure(figsize=(6.5, 4.5))
     axis = figure.subplots()
+    low, high = math.inf, -math.inf
     for name, curve in curves.items():
-        x = range(1, len(curve["mean"]) + 1)
-        mean, sd = curve["mean"], curve["sd"]
+        mean, sd = np.asarray(curve["mean"]), np.asarray(curve["sd"])
+        half = 1.96 * sd / math.sqrt(runs)
+        x = np.arange(1, len(mean) + 1)
         axis.plot(x, mean, label=name)
-        axis.fill_between(x, [m - s for m, s in zip(mean, sd)], [m + s for m, s in zip(mean, sd)], alpha=0.15)
+        axis.fill_between(x, mean - half, mean + half, alpha=0.2)
+        start = min(9, len(mean) - 1)
+        low, high = min(low, float((mean - half)[start:].min())), max(high, float((mean + half)[start:].max()))
     if optimum is not None:
         axis.axhline(optimum, color="black", linestyle="--", linewidth=0.8, label="table best")
-    axis.set_xlabel("queries")
-    axis.set_ylabel("true score of the incumbent")
+        high = max(high, optimum)
+    margin = 0.05 * (high - low) or 0.5
+    axis.set_ylim(low - margin, high + margin)
+    axis.set_xscale("log")
+    axis.set_xlabel("queries (log scale)")
+    axis.set_ylabel(f"true score of the incumbent: mean, 95 % CI ({runs} runs)")
     axis.set_title(title, fontsize=9)
     axis.legend()
-    return figure_png(figure)
+    return figure

@@ -135,10 +135,11 @@ def main(argv: list[str] | None = None) -> dict | None:
         write_atomic(args.json, json.dumps(result, indent=1, allow_nan=False) + "\n")
         print(f"written to {args.json}")
     if args.plot:
-        from lightning_nas.plots import best_so_far_png
+        from lightning_nas.plots import best_so_far_figure, figure_png
 
         if args.blackbox:
-            write_atomic(args.plot, best_so_far_png(result["curves"], result["table_best"], title=result["title"]))
+            write_atomic(args.plot, figure_png(best_so_far_figure(
+                result["curves"], result["runs"], result["table_best"], title=result["title"]))))
         if args.oneshot:
             from lightning_nas.benchmark.oneshot import oneshot_png
 
