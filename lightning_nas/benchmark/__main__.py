@@ -139,7 +139,7 @@ def main(argv: list[str] | None = None) -> dict | None:
 
         if args.blackbox:
             write_atomic(args.plot, figure_png(best_so_far_figure(
-                result["curves"], result["runs"], result["table_best"], title=result["title"]))))
+                result["curves"], result["runs"], result["table_best"], title=result["title"])))
         if args.oneshot:
             from lightning_nas.benchmark.oneshot import oneshot_png
 
