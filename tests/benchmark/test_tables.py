@@ -26,7 +26,16 @@ def test_shipped_nb201_tables_hold_the_published_figures(name: str, best: float,
 
 
 def test_every_shipped_table_is_installed_with_the_package() -> None:
-    assert all(resolve_table(name).is_file() for name in TABLES)
+    """Each table, its README and NATS-Bench's licence notice exist and match the wheel's package-data patterns."""
+    import fnmatch
+    import tomllib
+
+    pyproject = tomllib.loads((Path(__file__).resolve().parents[2] / "pyproject.toml").read_text())
+    patterns = pyproject["tool"]["setuptools"]["package-data"]["lightning_nas.benchmark.tables"]
+    folder = resolve_table("nb201-cifar10").parent
+    files = [resolve_table(name).name for name in TABLES] + ["README.md", "LICENSE-NATS-Bench"]
+    for name in files:
+        assert (folder / name).is_file() and any(fnmatch.fnmatch(name, p) for p in patterns), name
 
 
 def test_an_unknown_table_or_a_folder_ends_in_one_line(tmp_path: Path) -> None:

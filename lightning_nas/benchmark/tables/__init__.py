@@ -6,13 +6,14 @@
   (``python -m lightning_nas.benchmark build``; the budget, data and code key in
   ``nb201_fmnist.results.fingerprint.json``; how it was made and how noisy it is in SEARCH_QUALITY.md).
 
-``BenchmarkTable.read`` reads one (shipped or not) against a search space and checks it before any search;
+``BenchmarkTable.read`` reads one (shipped or not, a CSV or a gzip-compressed ``.csv.gz``) against a search space and checks it before any search;
 ``strategies.evaluators.TableEvaluator`` scores by look-up in it. Reading a table loads neither torch nor Lightning.
 """
 
 from __future__ import annotations
 
 import csv
+import gzip
 import itertools
 import math
 import statistics
@@ -26,8 +27,10 @@ if TYPE_CHECKING:  # a table takes the space it is read against: importing one l
     from lightning_nas.spaces import Architecture, SearchSpace
 
 FOLDER = Path(__file__).resolve().parent
-TABLES = {"nb201-cifar10": "nb201_cifar10.csv", "nb201-cifar100": "nb201_cifar100.csv",
-          "nb201-imagenet16": "nb201_imagenet16.csv", "nb201-fmnist": "nb201_fmnist.csv"}
+TABLES = {"nb201-cifar10": "nb201_cifar10.csv.gz", "nb201-cifar100": "nb201_cifar100.csv.gz",
+          "nb201-imagenet16": "nb201_imagenet16.csv.gz", "nb201-fmnist": "nb201_fmnist.csv"}
+"""Shipped tables by name; NAS-Bench-201's are gzip-compressed (about 95 kB each; where they come from and their
+licence in README.md beside them)."""
 
 
 def resolve_table(table: str | Path) -> Path:
@@ -73,7 +76,7 @@ class BenchmarkTable:
     def read(cls, path: str | Path, space: SearchSpace, metric: str | None = None, arch_column: str = "arch",
              complete: bool = True) -> BenchmarkTable:
         try:
-            with open(path, newline="") as file:
+            with (gzip.open(path, "rt", newline="") if str(path).endswith(".gz") else open(path, newline="")) as file:
                 reader = csv.DictReader(file)
                 rows = list(reader)
                 columns = list(reader.fieldnames or [])
