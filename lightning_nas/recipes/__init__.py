@@ -1,12 +1,15 @@
 """CLI programs: ``python -m lightning_nas.recipes.<darts|enas|pnas|random|train> fit --config <name or file>``.
 
 The recipe configs ship with the package (``configs/`` is the repository's ``recipes/`` folder): ``--config
-darts_digits`` or ``config_path("darts_digits")`` finds one by name wherever the package is installed.
+darts_digits`` or ``config_path("darts_digits")`` finds one by name wherever the package is installed. ``PROGRAMS``
+names the command that runs each strategy or driver class.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+
+import yaml
 
 from lightning_nas.errors import ConfigError
 
@@ -24,3 +27,56 @@ def config_path(name: str) -> Path:
     if not path.is_file():
         raise ConfigError(f"no recipe config named {name!r}; the package ships {', '.join(config_names())}")
     return path
+
+
+def shipped_config(value: str) -> str:
+    """A ``--config`` value: a file (a ConfigError unless it holds YAML) or an inline YAML string as it is, else the
+    path of the shipped recipe config of that name (an unknown name is a ConfigError listing the shipped ones)."""
+    if Path(value).is_file():
+        try:
+            yaml.safe_load(Path(value).read_bytes())
+        except yaml.MarkedYAMLError as error:
+            mark = error.problem_mark
+            where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+            raise ConfigError(f"--config {value} is not a YAML file ({error.problem}{where}); fix it or give "
+                              "another") from None
+        except yaml.reader.ReaderError as error:
+            raise ConfigError(f"--config {value} is not a YAML file (not text: byte {error.character:#04x} at "
+                              f"position {error.position}); give a YAML file") from None
+        return value
+    if Path(value).exists() or any(c in value for c in ":{\n"):
+        return value
+    return str(config_path(value))
+
+
+def shipped_configs(args: list[str]) -> list[str]:
+    """``args`` with each ``--config NAME`` / ``--config=NAME`` resolved by ``shipped_config``."""
+    resolved = list(args)
+    for i, arg in enumerate(args):
+        if arg.startswith("--config="):
+            resolved[i] = "--config=" + shipped_config(arg.removeprefix("--config="))
+        elif i > 0 and args[i - 1] == "--config":
+            resolved[i] = shipped_config(arg)
+    return resolved
+
+
+PROGRAMS = {
+    "DARTS": "python -m lightning_nas.recipes.darts",
+    "ENAS": "python -m lightning_nas.recipes.enas",
+    "FinalTraining": "python -m lightning_nas.recipes.train",
+    "PNASSearch": "python -m lightning_nas.recipes.pnas",
+    "RandomSearch": "python -m lightning_nas.recipes.random",
+    "RSPS": "python -m lightning_nas.recipes.rsps",
+    "RegularizedEvolution": "python -m lightning_nas.recipes.evolution",
+    "Reinforce": "python -m lightning_nas.recipes.reinforce",
+    "PredictorGuided": "python -m lightning_nas.recipes.predictor",
+    "LocalSearch": "python -m lightning_nas.recipes.local",
+    "QualityReport": "python -m lightning_nas.quality",
+}
+"""The command that runs each strategy or driver class, by class name: its recipe's program name in usage and error
+lines, and the recipe a checkpoint of that strategy resumes with."""
+
+
+def program(cls: type) -> str:
+    """The command line that runs ``cls`` (its class name for a class no recipe runs)."""
+    return PROGRAMS.get(cls.__name__, cls.__name__)

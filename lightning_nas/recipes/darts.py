@@ -6,7 +6,8 @@ genotype is written to ``genotype.json`` next to the checkpoints; train it with 
 
 from __future__ import annotations
 
-from lightning_nas.recipes.cli import one_line_errors, run_recipe
+from lightning_nas.recipes.cli import run_recipe
+from lightning_nas.recipes.errors import one_line_errors
 from lightning_nas.strategies.darts import DARTS
 
 

@@ -12,8 +12,9 @@ from typing import Any
 from jsonargparse import ActionConfigFile, ArgumentParser
 
 from lightning_nas.data import NASDataModule
-from lightning_nas.recipes.cli import (
-    command_line, one_line_errors, parser_errors_in_one_line, program, quiet_third_party_notices, shipped_configs,
+from lightning_nas.recipes import program, shipped_configs
+from lightning_nas.recipes.errors import (
+    command_line, one_line_errors, parser_errors_in_one_line, quiet_third_party_notices,
 )
 
 

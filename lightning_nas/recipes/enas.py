@@ -12,7 +12,8 @@ from __future__ import annotations
 
 from lightning.pytorch.strategies import StrategyRegistry
 
-from lightning_nas.recipes.cli import NASCLI, one_line_errors, run_recipe
+from lightning_nas.recipes.cli import NASCLI, run_recipe
+from lightning_nas.recipes.errors import one_line_errors
 from lightning_nas.strategies.enas import ENAS
 
 

@@ -8,7 +8,8 @@ next to the checkpoints (``{"arch": "|op~0|+|...|"}`` on NAS-Bench-201).
 
 from __future__ import annotations
 
-from lightning_nas.recipes.cli import NASCLI, one_line_errors, run_recipe
+from lightning_nas.recipes.cli import NASCLI, run_recipe
+from lightning_nas.recipes.errors import one_line_errors
 from lightning_nas.strategies.rsps import RSPS
 
 

@@ -25,7 +25,9 @@ from __future__ import annotations
 import lightning.pytorch as pl
 
 from lightning_nas.files import absolute, join
-from lightning_nas.recipes.cli import one_line_errors, program, run_recipe
+from lightning_nas.recipes import program
+from lightning_nas.recipes.cli import run_recipe
+from lightning_nas.recipes.errors import one_line_errors
 from lightning_nas.run_folder import run_directory
 from lightning_nas.strategies.final_training import FinalTraining
 

@@ -13,8 +13,9 @@ from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from lightning_nas.checkpoint_io import AtomicCheckpointIO
 from lightning_nas.errors import ConfigError
-from lightning_nas.recipes import config_names, config_path
-from lightning_nas.recipes.cli import last_checkpoint, run_recipe, shipped_configs
+from lightning_nas.recipes import config_names, config_path, shipped_configs
+from lightning_nas.recipes.cli import run_recipe
+from lightning_nas.recipes.resume import last_checkpoint
 from lightning_nas.recipes.train import main
 from lightning_nas.run_folder import lock_folder
 from lightning_nas.strategies.final_training import FinalTraining
