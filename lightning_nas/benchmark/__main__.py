@@ -46,15 +46,15 @@ def oneshot_plot(path: str, both: bool) -> str:
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     from lightning_nas.benchmark.oneshot import ONE_SHOT
     from lightning_nas.spaces import SPACES
-    from lightning_nas.strategies.blackbox import STRATEGIES
+    from lightning_nas.strategies.blackbox import METHODS
 
-    known = [*STRATEGIES, *ONE_SHOT]
+    known = [*METHODS, *ONE_SHOT]
     parser = OneLineParser(prog="python -m lightning_nas.benchmark", description=__doc__.split("\n\n")[0])
     parser.add_argument("--space", default="nb201", choices=sorted(SPACES))
     parser.add_argument("--table", required=True, help="a shipped table's name (nb201-cifar10, nb201-fmnist, ...) or "
                                                        "a CSV with an architecture column 'arch' and metric columns")
     parser.add_argument("--metric", help="the metric column (needed when the table has several)")
-    parser.add_argument("--strategies", default=",".join(STRATEGIES), help=f"comma-separated: {', '.join(known)}")
+    parser.add_argument("--strategies", default=",".join(METHODS), help=f"comma-separated: {', '.join(known)}")
     parser.add_argument("--queries", type=int, default=150, help="distinct architectures each run may score")
     parser.add_argument("--runs", type=int, default=100)
     parser.add_argument("--first-seed", type=int, default=0)
@@ -84,7 +84,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         parser.error(f"--max-params must be a positive number, got {args.max_params}")
     writable_file(parser, "--json", args.json)
     writable_file(parser, "--plot", args.plot)
-    args.blackbox = [name for name in names if name in STRATEGIES]
+    args.blackbox = [name for name in names if name in METHODS]
     args.oneshot = [name for name in names if name in ONE_SHOT]
     if args.workdir is None:
         args.workdir = str(Path(args.json).with_name(f"{Path(args.json).stem}_runs")) if args.json else "benchmark_runs"

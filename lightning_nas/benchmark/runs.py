@@ -13,7 +13,7 @@ from tqdm import tqdm
 from lightning_nas.benchmark.tables import BenchmarkTable
 from lightning_nas.errors import check
 from lightning_nas.spaces import SearchSpace, create_space
-from lightning_nas.strategies.blackbox import STRATEGIES
+from lightning_nas.strategies.blackbox import search_method
 from lightning_nas.strategies.evaluators import Evaluations, TableEvaluator
 
 CHECKPOINTS = (10, 50, 100)
@@ -65,6 +65,7 @@ def run_benchmark(space_name: str, table_path: str, strategies: Sequence[str], q
     searched = space.with_max_params(max_params) if max_params is not None else space
     best_key = best_within(table, searched)
     names = list(dict.fromkeys(["random", *strategies]))
+    methods = {name: search_method(name) for name in names}
     curves: dict[str, list[list[float]]] = {name: [] for name in names}
     hits: dict[str, list[list[bool]]] = {name: [] for name in names}
     with tqdm(total=len(names) * runs * queries, desc="benchmark", unit="query", leave=False) as progress:
@@ -72,7 +73,7 @@ def run_benchmark(space_name: str, table_path: str, strategies: Sequence[str], q
             for seed in range(first_seed, first_seed + runs):
                 progress.set_postfix_str(f"{name} seed {seed}")
                 evaluations = Evaluations(TableEvaluator(table, noise, seed), queries, on_queries=progress.update)
-                STRATEGIES[name](searched, evaluations, seed)
+                methods[name].search(searched, evaluations, seed)
                 curve, hit = incumbent_curve(table, evaluations, best_key)
                 pad = queries - len(curve)  # a run that ran out of new architectures keeps its incumbent
                 curves[name].append(curve + curve[-1:] * pad)

@@ -1,8 +1,9 @@
 """Running one search of the report: the strategy's own recipe in a fresh process, and what it leaves behind.
 
 Each search is exactly the command a user would type (``python -m lightning_nas.recipes.<strategy> fit --config
-...``) plus the seed and an output folder, so the report measures the recipes users run, and one search cannot leak
-state (threads, seeds, Lightning globals) into the next.
+...``, or ``python -m lightning_nas.recipes.blackbox fit --method <method> ...``) plus the seed and an output
+folder, so the report measures the recipes users run, and one search cannot leak state (threads, seeds, Lightning
+globals) into the next.
 """
 
 from __future__ import annotations
@@ -18,7 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from lightning_nas.spaces import Architecture, SearchSpace
-from lightning_nas.strategies.blackbox import STRATEGIES as BLACKBOX_STRATEGIES
+from lightning_nas.strategies.blackbox import METHODS
+
 
 @dataclass(frozen=True)
 class Strategy:
@@ -35,17 +37,22 @@ STRATEGIES = {
     "darts": Strategy(lightning=True, space=None),
     "enas": Strategy(lightning=True, space="enas_micro"),
     "pnas": Strategy(lightning=False, space="pnas"),
-    **{name: Strategy(lightning=False, space=None) for name in BLACKBOX_STRATEGIES},  # recipes named as the strategies
+    **{name: Strategy(lightning=False, space=None) for name in METHODS},  # run by the black-box recipe
 }
-"""Every strategy the report runs, by recipe name (``python -m lightning_nas.recipes.<name>``): the one table of
-them."""
+"""Every strategy the report runs: the one-shot ones and PNAS by recipe name (``python -m
+lightning_nas.recipes.<name>``), and every black-box method of ``strategies.blackbox.METHODS``
+(``python -m lightning_nas.recipes.blackbox --method <name>``)."""
 SIGNAL_WORDS = ("entropy", "reward", "spearman", "uniform", "top1", "best")
 """Logged numbers that show whether a search is searching: α entropy, controller reward and entropy, predictor
 Spearman, supernet accuracy, controller samples vs uniform samples, best accuracy so far."""
 
 
 def search_command(strategy: str, config: str, seed: int, folder: Path, extra: list[str]) -> list[str]:
-    recipe = [sys.executable, "-m", f"lightning_nas.recipes.{strategy}", "fit", "--config", config]
+    """The recipe's command: ``python -m lightning_nas.recipes.<strategy>``, the black-box recipe with ``--method``
+    for a black-box method."""
+    program = ["lightning_nas.recipes.blackbox", "fit", "--method", strategy] if strategy in METHODS else [
+        f"lightning_nas.recipes.{strategy}", "fit"]
+    recipe = [sys.executable, "-m", *program, "--config", config]
     if STRATEGIES[strategy].lightning:
         overrides = [f"--seed_everything={seed}", f"--trainer.default_root_dir={folder}"]
     else:

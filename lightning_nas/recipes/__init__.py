@@ -1,4 +1,4 @@
-"""CLI programs: ``python -m lightning_nas.recipes.<darts|enas|pnas|random|train> fit --config <name or file>``.
+"""CLI programs: ``python -m lightning_nas.recipes.<darts|enas|rsps|pnas|blackbox|train> fit --config <name or file>``.
 
 The recipe configs ship with the package (``configs/`` is the repository's ``recipes/`` folder): ``--config
 darts_digits`` or ``config_path("darts_digits")`` finds one by name wherever the package is installed. ``PROGRAMS``
@@ -65,16 +65,14 @@ PROGRAMS = {
     "ENAS": "python -m lightning_nas.recipes.enas",
     "FinalTraining": "python -m lightning_nas.recipes.train",
     "PNASSearch": "python -m lightning_nas.recipes.pnas",
-    "RandomSearch": "python -m lightning_nas.recipes.random",
     "RSPS": "python -m lightning_nas.recipes.rsps",
-    "RegularizedEvolution": "python -m lightning_nas.recipes.evolution",
-    "Reinforce": "python -m lightning_nas.recipes.reinforce",
-    "PredictorGuided": "python -m lightning_nas.recipes.predictor",
-    "LocalSearch": "python -m lightning_nas.recipes.local",
+    "BlackBoxSearch": "python -m lightning_nas.recipes.blackbox",
     "QualityReport": "python -m lightning_nas.quality",
 }
 """The command that runs each strategy or driver class, by class name: its recipe's program name in usage and error
-lines, and the recipe a checkpoint of that strategy resumes with."""
+lines, and the recipe a checkpoint of that strategy resumes with. Each black-box method of
+``strategies.blackbox.METHODS`` also has a command of its own, ``python -m lightning_nas.recipes.<method>``
+(``recipes.blackbox.command``)."""
 
 
 def program(cls: type) -> str:

@@ -1,20 +1,20 @@
 """Regularized evolution (Real et al., 2019) with proxy training:
 ``python -m lightning_nas.recipes.evolution fit --config recipes/evolution_digits.yaml``.
 
-The same arguments as the random-search recipe (``--space``, ``--num_samples``, the proxy budget, ``--max_params``)
-plus ``--options`` for the strategy's hyper-parameters; resumes from its results file, shares work under ``torchrun``.
+The black-box recipe (``recipes.blackbox``) with ``--method evolution``: ``--space``, ``--num_samples``, the proxy budget,
+``--max_params`` and ``--options`` for the method's hyper-parameters; it resumes from its results file and shares its
+work under ``torchrun``.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from lightning_nas.recipes.driver import run_driver
-from lightning_nas.strategies.blackbox_search import RegularizedEvolution
+from lightning_nas.recipes.blackbox import main as blackbox
 
 
 def main(args: list[str] | None = None) -> Any:
-    return run_driver(RegularizedEvolution, "Regularized evolution", args)
+    return blackbox(args, method="evolution")
 
 
 if __name__ == "__main__":

@@ -1,19 +1,20 @@
-"""Random-search baseline recipe: ``python -m lightning_nas.recipes.random fit --config recipes/random_digits.yaml``.
+"""Random search (Li & Talwalkar, 2019), the baseline every NAS method must beat with proxy training:
+``python -m lightning_nas.recipes.random fit --config recipes/random_digits.yaml``.
 
-Like the PNAS recipe it drives many short Trainer fits (see ``driver``). ``--space`` picks a registered space
-(``lightning_nas.spaces.SPACES``: darts, enas_micro, enas_macro, pnas, nb201).
+The black-box recipe (``recipes.blackbox``) with ``--method random``: ``--space``, ``--num_samples``, the proxy budget,
+``--max_params`` and ``--options`` for the method's hyper-parameters; it resumes from its results file and shares its
+work under ``torchrun``.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from lightning_nas.recipes.driver import run_driver
-from lightning_nas.strategies.blackbox_search import RandomSearch
+from lightning_nas.recipes.blackbox import main as blackbox
 
 
 def main(args: list[str] | None = None) -> Any:
-    return run_driver(RandomSearch, "Random search", args)
+    return blackbox(args, method="random")
 
 
 if __name__ == "__main__":

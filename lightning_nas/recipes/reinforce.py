@@ -1,20 +1,20 @@
 """REINFORCE with a factorised policy with proxy training:
 ``python -m lightning_nas.recipes.reinforce fit --config recipes/reinforce_digits.yaml``.
 
-The same arguments as the random-search recipe (``--space``, ``--num_samples``, the proxy budget, ``--max_params``)
-plus ``--options`` for the strategy's hyper-parameters; resumes from its results file, shares work under ``torchrun``.
+The black-box recipe (``recipes.blackbox``) with ``--method reinforce``: ``--space``, ``--num_samples``, the proxy budget,
+``--max_params`` and ``--options`` for the method's hyper-parameters; it resumes from its results file and shares its
+work under ``torchrun``.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from lightning_nas.recipes.driver import run_driver
-from lightning_nas.strategies.blackbox_search import Reinforce
+from lightning_nas.recipes.blackbox import main as blackbox
 
 
 def main(args: list[str] | None = None) -> Any:
-    return run_driver(Reinforce, "REINFORCE", args)
+    return blackbox(args, method="reinforce")
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """Black-box searches with proxy training as their evaluator: the recipes of random search (Li & Talwalkar, 2019;
 the baseline every NAS method must beat), regularized evolution, REINFORCE, predictor-guided and local search.
 
-``BlackBoxSearch`` runs one strategy of ``blackbox.STRATEGIES`` over a registered space, every architecture it
+``BlackBoxSearch`` runs one method of ``blackbox.METHODS`` (``method``, by name) over a registered space, every architecture it
 proposes trained as a proxy network exactly like a PNAS candidate (``CandidatePool``: same proxy network, results
 file, resume and multi-process sharing), scored on held-out images; it writes the best to ``genotype.json``. The
 strategies are deterministic given the seed and every result stays in the results file, so a restarted search
@@ -14,13 +14,13 @@ from __future__ import annotations
 import json
 import random
 from pathlib import Path
-from typing import Any, ClassVar, Sequence
+from typing import Any, Sequence
 
 from lightning_nas.data import NASDataModule
 from lightning_nas.errors import ConfigError, check
 from lightning_nas.files import write_atomic
 from lightning_nas.spaces import Architecture, SearchSpace, create_space, space_options
-from lightning_nas.strategies.blackbox import STRATEGIES
+from lightning_nas.strategies.blackbox import search_method
 from lightning_nas.strategies.candidates import CandidatePool, LRInterval
 from lightning_nas.strategies.evaluators import Evaluations, TrainingEvaluator, best_so_far
 from lightning_nas.strategies.ranks import Ranks
@@ -40,21 +40,20 @@ def sample_architectures(space: SearchSpace, count: int, seed: int) -> dict[str,
 
 
 class BlackBoxSearch:
-    """A black-box search over ``space`` (a registered name; ``nodes``/``ops`` its options) that trains at most
-    ``num_samples`` architectures and keeps the best; ``max_params`` proposes only architectures whose proxy network
-    has at most that many parameters; ``options`` are the strategy's hyper-parameters.
+    """A black-box search by ``method`` (a name of ``blackbox.METHODS``: random, evolution, reinforce, predictor,
+    local) over ``space`` (a registered name; ``nodes``/``ops`` its options) that trains at most ``num_samples``
+    architectures and keeps the best; ``max_params`` proposes only architectures whose proxy network has at most that
+    many parameters; ``options`` are the method's hyper-parameters.
 
     ``data`` must be an eval-mode data module with ``val_split`` > 0 (candidates are scored on held-out images, never
     on the test set). A restarted search with the same arguments skips every finished candidate.
     """
 
-    strategy: ClassVar[str] = "random"
-    label: ClassVar[str] = "random search"
-
     def __init__(
         self,
         data: NASDataModule,
-        output_dir: str = "runs/random",
+        output_dir: str = "runs/blackbox",
+        method: str = "random",
         space: str = "darts",
         num_samples: int = 8,
         nodes: int | None = None,
@@ -71,6 +70,8 @@ class BlackBoxSearch:
         max_params: float | None = None,
         options: dict[str, Any] | None = None,
     ) -> None:
+        self.method, self.search_method = method, search_method(method)
+        self.label = self.search_method.label
         check(num_samples >= 1, f"num_samples={num_samples} must be at least 1: it is how many architectures to train")
         check(nodes is None or nodes >= 1, f"nodes={nodes} must be at least 1 (or left out for the space's default)")
         check(ops is None or len(ops) > 0, "ops is empty: name at least one candidate op, or leave it out")
@@ -84,16 +85,17 @@ class BlackBoxSearch:
         self.options = dict(options or {})
         self.num_samples, self.seed = num_samples, seed
         self.output_dir, self.num_threads = Path(output_dir), num_threads
+        # the results file is bound to these settings: "strategy" keeps its name, so searches written before
+        # ``method`` was an argument resume
         self.pool = CandidatePool(data, self.output_dir / "results.jsonl", N, F, epochs, lr, limit_train_batches,
                                   accelerator, seed, label=self.label, lr_interval=lr_interval, space=self.space,
-                                  settings={"strategy": self.strategy, "space": space, "nodes": nodes, "ops": ops,
+                                  settings={"strategy": method, "space": space, "nodes": nodes, "ops": ops,
                                             "max_params": max_params, "options": self.options})
 
     def search(self, evaluations: Evaluations) -> None:
-        if self.strategy == "random":  # all samples in one batch: the ranks of a torchrun share them all
-            STRATEGIES["random"](self.space, evaluations, self.seed, **{"batch": self.num_samples, **self.options})
-        else:
-            STRATEGIES[self.strategy](self.space, evaluations, self.seed, **self.options)
+        batch = self.search_method.batch_option  # e.g. all of random search's samples in one batch, for the ranks
+        options = {batch: self.num_samples, **self.options} if batch else self.options
+        self.search_method.search(self.space, evaluations, self.seed, **options)
 
     def run(self) -> Architecture:
         """Run (or resume) the search; write the best architecture to ``genotype.json`` and return it."""
@@ -101,16 +103,16 @@ class BlackBoxSearch:
 
         if self.num_threads:
             torch.set_num_threads(self.num_threads)
-        self.pool.ranks = Ranks.launch(self.strategy)
+        self.pool.ranks = Ranks.launch(self.method)
         evaluations = Evaluations(TrainingEvaluator(self.pool, self.label), self.num_samples)
         try:
             self.search(evaluations)
         except TypeError as error:  # an option the strategy does not take
-            raise ConfigError(f"options of {self.strategy}: {error}") from None
+            raise ConfigError(f"options of {self.method}: {error}") from None
         best, accuracy = evaluations.best()
         if self.pool.ranks.rank == 0:
             accuracies = [score for _, score in evaluations.history]
-            summary = {"space": self.space.name, "strategy": self.strategy, "best_key": self.space.key(best),
+            summary = {"space": self.space.name, "strategy": self.method, "best_key": self.space.key(best),
                        "best_accuracy": accuracy, "accuracies": accuracies, "best_so_far": best_so_far(accuracies)}
             write_atomic(self.output_dir / "progress.json", json.dumps(summary, indent=1))
             path = write_atomic(self.output_dir / "genotype.json", self.space.to_json(best) + "\n")
@@ -118,30 +120,3 @@ class BlackBoxSearch:
                   f"{best}\nwritten to {path}", flush=True)
         return best
 
-
-class RandomSearch(BlackBoxSearch):
-    """Random search: ``num_samples`` architectures drawn uniformly, all trained, the best kept."""
-
-
-class RegularizedEvolution(BlackBoxSearch):
-    """Regularized evolution (``blackbox.evolution``) with proxy training."""
-
-    strategy, label = "evolution", "regularized evolution"
-
-
-class Reinforce(BlackBoxSearch):
-    """REINFORCE with a factorised policy (``blackbox.reinforce``) with proxy training."""
-
-    strategy, label = "reinforce", "reinforce"
-
-
-class PredictorGuided(BlackBoxSearch):
-    """Predictor-guided search (``blackbox.predictor``) with proxy training."""
-
-    strategy, label = "predictor", "predictor-guided search"
-
-
-class LocalSearch(BlackBoxSearch):
-    """Local search (``blackbox.local``) with proxy training."""
-
-    strategy, label = "local", "local search"

@@ -19,7 +19,7 @@ from lightning_nas.benchmark.tables import BenchmarkTable, resolve_table
 from lightning_nas.errors import ConfigError
 from lightning_nas.spaces import create_space
 from lightning_nas.spaces.nb201 import NB201Architecture
-from lightning_nas.strategies.blackbox import STRATEGIES
+from lightning_nas.strategies.blackbox import METHODS
 
 NB201_TABLE = resolve_table("nb201-cifar10")
 ALL_SKIP = "|skip_connect~0|+|skip_connect~0|skip_connect~1|+|skip_connect~0|skip_connect~1|skip_connect~2|"
@@ -76,7 +76,7 @@ def test_table_errors_are_one_line(tmp_path: Path) -> None:
 def test_planted_structure_is_found(tmp_path: Path) -> None:
     """Every learning strategy reaches the planted optimum in most runs of 150 queries; random search almost never."""
     table = write_table(tmp_path / "planted.csv", planted_scores())
-    result = run_benchmark("nb201", str(table), list(STRATEGIES), queries=150, runs=20)
+    result = run_benchmark("nb201", str(table), list(METHODS), queries=150, runs=20)
     hits = {name: rows["150"]["optimum_hits"] for name, rows in result["strategies"].items()}
     assert hits["random"] <= 2
     for name in ("evolution", "reinforce", "predictor", "local"):
@@ -91,7 +91,7 @@ def test_shuffled_table_is_a_negative_control(tmp_path: Path) -> None:
     values = list(scores.values())
     random.Random(1).shuffle(values)
     table = write_table(tmp_path / "shuffled.csv", dict(zip(scores, values)))
-    result = run_benchmark("nb201", str(table), list(STRATEGIES), queries=150, runs=20)
+    result = run_benchmark("nb201", str(table), list(METHODS), queries=150, runs=20)
     for name, rows in result["strategies"].items():
         assert rows["150"]["optimum_hits"] <= 2, name
         assert rows["150"]["vs_random"][0] < 0.05, name
@@ -146,7 +146,7 @@ def test_a_black_box_run_loads_no_lightning(tmp_path: Path) -> None:
     """Look-ups need no Lightning: ``python -m lightning_nas.benchmark`` with every black-box strategy, JSON and plot
     included, and the imports of its one-shot, build and describe modules, load none of it (one-shot runs load it in
     their own processes)."""
-    argv = ["lightning_nas.benchmark", "--table", "nb201-cifar10", "--strategies", ",".join(STRATEGIES),
+    argv = ["lightning_nas.benchmark", "--table", "nb201-cifar10", "--strategies", ",".join(METHODS),
             "--queries", "10", "--runs", "2", "--json", str(tmp_path / "r.json"), "--plot", str(tmp_path / "r.png")]
     code = ("import runpy, sys\n"
             "import lightning_nas.benchmark.build, lightning_nas.benchmark.describe, lightning_nas.benchmark.oneshot\n"

@@ -17,14 +17,7 @@ from lightning_nas.spaces.enas_micro import MicroArchitecture
 from lightning_nas.spaces.pnas import PNASCell
 from lightning_nas.strategies.candidates import CandidatePool
 from lightning_nas.spaces import create_space
-from lightning_nas.strategies.blackbox_search import (
-    LocalSearch,
-    PredictorGuided,
-    RandomSearch,
-    RegularizedEvolution,
-    Reinforce,
-    sample_architectures,
-)
+from lightning_nas.strategies.blackbox_search import BlackBoxSearch, sample_architectures
 
 
 @pytest.mark.parametrize("space, nodes, ops", [("darts", 4, DARTS_PRIMITIVES), ("enas_micro", 5, ENAS_MICRO_OPS),
@@ -66,12 +59,12 @@ def test_random_search_returns_the_best_of_its_samples_and_resumes(tmp_path: Pat
 
     monkeypatch.setattr(CandidatePool, "train", train)
     data = DigitsDataModule(val_split=100)
-    search = RandomSearch(data, str(tmp_path), num_samples=12, seed=3)
+    search = BlackBoxSearch(data, str(tmp_path), num_samples=12, seed=3)
     best = search.run()
     assert planted_accuracy(best) == max(planted_accuracy(g) for g in sample_architectures(search.space, 12, 3).values())
     assert Genotype.load(tmp_path / "genotype.json") == best
     assert len(trained) == 12
-    assert RandomSearch(data, str(tmp_path), num_samples=12, seed=3).run() == best
+    assert BlackBoxSearch(data, str(tmp_path), num_samples=12, seed=3).run() == best
     assert len(trained) == 12  # the restarted search found every candidate in the results file
 
 
@@ -83,9 +76,9 @@ def test_random_search_returns_the_best_of_its_samples_and_resumes(tmp_path: Pat
 ])
 def test_bad_arguments_are_refused_before_any_training(kwargs, message) -> None:
     with pytest.raises(ConfigError, match=message):
-        RandomSearch(DigitsDataModule(val_split=100), **kwargs)
+        BlackBoxSearch(DigitsDataModule(val_split=100), **kwargs)
     with pytest.raises(ConfigError, match="val_split > 0"):
-        RandomSearch(DigitsDataModule())
+        BlackBoxSearch(DigitsDataModule())
 
 
 def test_a_space_too_small_for_the_samples_is_refused() -> None:
@@ -94,8 +87,8 @@ def test_a_space_too_small_for_the_samples_is_refused() -> None:
     assert len(sample_architectures(create_space("pnas", nodes=1, ops=["identity", "max_pool_3x3"]), 3, seed=0)) == 3
 
 
-@pytest.mark.parametrize("search_class", [RegularizedEvolution, Reinforce, PredictorGuided, LocalSearch])
-def test_training_recipes_search_any_space_and_resume(search_class, tmp_path: Path, monkeypatch) -> None:
+@pytest.mark.parametrize("method", ["evolution", "reinforce", "predictor", "local"])
+def test_training_recipes_search_any_space_and_resume(method, tmp_path: Path, monkeypatch) -> None:
     """Each strategy as a training recipe on NAS-Bench-201 cells: the planted accuracy (share of nor_conv_3x3 edges)
     decides the best; a restart replays the search from the results file without training anything again."""
     trained: list[str] = []
@@ -106,20 +99,20 @@ def test_training_recipes_search_any_space_and_resume(search_class, tmp_path: Pa
                       "accuracy": arch.ops.count("nor_conv_3x3") / 6}
 
     monkeypatch.setattr(CandidatePool, "train", train)
-    options = {RegularizedEvolution: {"population": 4, "tournament": 2}, PredictorGuided: {"initial": 4, "k": 2}}
-    kwargs = dict(space="nb201", num_samples=16, seed=3, options=options.get(search_class), N=1, F=8,
+    options = {"evolution": {"population": 4, "tournament": 2}, "predictor": {"initial": 4, "k": 2}}
+    kwargs = dict(method=method, space="nb201", num_samples=16, seed=3, options=options.get(method), N=1, F=8,
                   max_params=0.05e6)
-    search = search_class(DigitsDataModule(val_split=100), str(tmp_path), **kwargs)
+    search = BlackBoxSearch(DigitsDataModule(val_split=100), str(tmp_path), **kwargs)
     best = search.run()
     assert len(trained) == len(set(trained)) == 16
     progress = json.loads((tmp_path / "progress.json").read_text())
-    assert progress["strategy"] == search_class.strategy and len(progress["accuracies"]) == 16
+    assert progress["strategy"] == method and len(progress["accuracies"]) == 16
     assert progress["best_accuracy"] == max(progress["accuracies"]) == best.ops.count("nor_conv_3x3") / 6
     assert (tmp_path / "genotype.json").read_text().strip() == best.to_json()
     space = create_space("nb201")  # every proposal within the budget: 10 digit classes, 1 channel, F=8, N=1
     archs = [space.from_json(json.dumps(record["genotype"])) for record in search.pool.finished().values()]
     assert len(archs) == 16 and all(space.num_params(arch, 10, 1, 8, 1) <= 0.05e6 for arch in archs)
-    assert search_class(DigitsDataModule(val_split=100), str(tmp_path), **kwargs).run() == best
+    assert BlackBoxSearch(DigitsDataModule(val_split=100), str(tmp_path), **kwargs).run() == best
     assert len(trained) == 16  # the restart found every candidate in the results file
 
 
@@ -131,14 +124,14 @@ def test_another_strategy_or_space_in_a_searched_folder_is_refused_and_overwrite
 
     monkeypatch.setattr(CandidatePool, "train", train)
     data = DigitsDataModule(val_split=100)
-    RegularizedEvolution(data, str(tmp_path), space="nb201", num_samples=6, seed=0, N=1, F=8,
-                         options={"population": 3, "tournament": 2}).run()
+    BlackBoxSearch(data, str(tmp_path), "evolution", space="nb201", num_samples=6, seed=0, N=1, F=8,
+                   options={"population": 3, "tournament": 2}).run()
     genotype = (tmp_path / "genotype.json").read_text()
     with pytest.raises(ConfigError, match="another configuration .*strategy 'evolution' -> 'random'"):
-        RandomSearch(data, str(tmp_path), space="nb201", num_samples=6, seed=0, N=1, F=8).run()
+        BlackBoxSearch(data, str(tmp_path), space="nb201", num_samples=6, seed=0, N=1, F=8).run()
     with pytest.raises(ConfigError, match="space 'nb201' -> 'darts'"):
-        RegularizedEvolution(data, str(tmp_path), space="darts", num_samples=6, seed=0, N=1, F=8,
-                             options={"population": 3, "tournament": 2}).run()
+        BlackBoxSearch(data, str(tmp_path), "evolution", space="darts", num_samples=6, seed=0, N=1, F=8,
+                       options={"population": 3, "tournament": 2}).run()
     assert (tmp_path / "genotype.json").read_text() == genotype
 
 
@@ -151,10 +144,10 @@ def test_another_strategy_or_space_in_a_searched_folder_is_refused_and_overwrite
 ])
 def test_bad_strategy_options_end_in_one_line(strategy, options, message) -> None:
     from lightning_nas.benchmark.tables import BenchmarkTable, resolve_table
-    from lightning_nas.strategies.blackbox import STRATEGIES
+    from lightning_nas.strategies.blackbox import METHODS
     from lightning_nas.strategies.evaluators import Evaluations, TableEvaluator
 
     space = create_space("nb201")
     table = BenchmarkTable.read(resolve_table("nb201-cifar10"), space)
     with pytest.raises(ConfigError, match=message):
-        STRATEGIES[strategy](space, Evaluations(TableEvaluator(table), 10), 0, **options)
+        METHODS[strategy].search(space, Evaluations(TableEvaluator(table), 10), 0, **options)

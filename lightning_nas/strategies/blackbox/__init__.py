@@ -1,22 +1,52 @@
 """Black-box search strategies over any registered space: each is a short loop that asks the space for
 architectures (sample, mutate, neighbours, encode) and an ``Evaluations`` for their scores, so each runs unchanged on
-a benchmark table (seconds) or on proxy training (the recipes). ``STRATEGIES`` names them; each takes ``(space,
-evaluations, seed, **hyper-parameters)`` and stops when the evaluations' budget is spent."""
+a benchmark table (seconds) or on proxy training (the recipes). ``METHODS`` is the one table of them, by name: the
+benchmark (``--strategies``), the black-box recipes (``--method``, ``python -m lightning_nas.recipes.<name>``) and the
+found-vs-random report read it. Each takes ``(space, evaluations, seed, **hyper-parameters)`` and stops when the
+evaluations' budget is spent."""
 
+from __future__ import annotations
+
+from dataclasses import dataclass
 from typing import Any, Callable
 
+from lightning_nas.errors import ConfigError
 from lightning_nas.strategies.blackbox.evolution import regularized_evolution
 from lightning_nas.strategies.blackbox.local import local_search
 from lightning_nas.strategies.blackbox.predictor import predictor_guided
 from lightning_nas.strategies.blackbox.random import random_search
 from lightning_nas.strategies.blackbox.reinforce import reinforce
 
-STRATEGIES: dict[str, Callable[..., Any]] = {
-    "random": random_search,
-    "evolution": regularized_evolution,
-    "reinforce": reinforce,
-    "predictor": predictor_guided,
-    "local": local_search,
-}
 
-__all__ = ["STRATEGIES", "local_search", "predictor_guided", "random_search", "regularized_evolution", "reinforce"]
+@dataclass(frozen=True)
+class SearchMethod:
+    """A black-box search method: ``search(space, evaluations, seed, **options)``, the name the papers give it
+    (``label``, in progress lines and messages), and ``batch_option``, the option of ``search`` that the training
+    recipe sets to its whole budget, so that every proposal is one batch the ranks of a ``torchrun`` share (random
+    search's ``batch``); None for a method that proposes as it learns."""
+
+    search: Callable[..., Any]
+    label: str
+    batch_option: str | None = None
+
+
+METHODS: dict[str, SearchMethod] = {
+    "random": SearchMethod(random_search, "random search", batch_option="batch"),
+    "evolution": SearchMethod(regularized_evolution, "regularized evolution"),
+    "reinforce": SearchMethod(reinforce, "reinforce"),
+    "predictor": SearchMethod(predictor_guided, "predictor-guided search"),
+    "local": SearchMethod(local_search, "local search"),
+}
+"""Every black-box search method by name (the benchmark's ``--strategies``, the recipes' ``--method`` and their
+``python -m lightning_nas.recipes.<name>`` commands, the report's ``--strategy``)."""
+
+
+def search_method(name: str) -> SearchMethod:
+    """The method ``name`` names in ``METHODS``; an unknown name is a ConfigError listing them."""
+    if name not in METHODS:
+        raise ConfigError(f"unknown search method {name!r}; known: {', '.join(METHODS)}")
+    return METHODS[name]
+
+
+__all__ = ["METHODS", "SearchMethod", "local_search", "predictor_guided", "random_search", "regularized_evolution",
+           "reinforce", "search_method"]
