@@ -54,18 +54,20 @@ def predictor_guided(space: SearchSpace, evaluations: Evaluations, seed: int, in
     the best mean prediction."""
     check_counts("predictor-guided search", initial=initial, k=k, proposals=proposals, members=members)
     rng = random.Random(seed)
-    ensemble = MLPEnsemble(len(space.encode(space.sample(rng))), np.random.default_rng(seed), members)
+    inputs = len(space.encode(space.sample(rng)))
+    ensemble = MLPEnsemble(inputs, np.random.default_rng(seed), members)
     seen: set[str] = set()
-    encoded: list[list[float]] = []  # the history's encodings, each computed once
+    x, y = np.empty((evaluations.queries, inputs)), np.empty(evaluations.queries)  # the history, encoded once
     best: list[tuple[Architecture, float]] = []
     batch = [space.sample(rng) for _ in range(initial)]
     while not evaluations.done:
         added = len(evaluations.history)
         seen.update(space.key(arch) for arch, _ in evaluations(batch))
         history = evaluations.history
-        encoded.extend(space.encode(arch) for arch, _ in history[added:])
-        y = np.array([score for _, score in history])
-        ensemble.fit(np.array(encoded), (y - y.mean()) / (y.std() + 1e-8))
+        for row, (arch, score) in enumerate(history[added:], added):
+            x[row], y[row] = space.encode(arch), score
+        scores = y[:len(history)]
+        ensemble.fit(x[:len(history)], (scores - scores.mean()) / (scores.std() + 1e-8))
         best = heapq.nlargest(10, best + history[added:], key=lambda pair: pair[1])
         parents = [arch for arch, _ in best]
         candidates: dict[str, Architecture] = {}
