@@ -6,6 +6,9 @@ the table as their evaluator (optionally with Gaussian noise standing for traini
 prints, per strategy and budget, the mean and sd over runs, how many runs hold the table's best architecture, and the
 difference to random search with a 95 % bootstrap interval.
 
+``--space`` and ``--strategies`` take a space or a black-box search function of the user's own module by its import
+path, ``package.module:Name`` (``lightning_nas.plugins``).
+
 One-shot strategies (darts, gdas, betadarts, enas, rsps) run their recipes on NAS-Bench-201's supernet, ``--workers``
 searches at a time in processes of one thread, and their derived cells are looked up in a table built here
 (``--table nb201-fmnist``; ``benchmark.oneshot``). ``--json`` and ``--plot`` write the results.
@@ -22,6 +25,7 @@ import os
 import sys
 from pathlib import Path
 
+from lightning_nas.benchmark import space_argument
 from lightning_nas.benchmark.runs import run_benchmark
 from lightning_nas.errors import ConfigError, OneLineParser
 
@@ -45,16 +49,21 @@ def oneshot_plot(path: str, both: bool) -> str:
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     from lightning_nas.benchmark.oneshot import ONE_SHOT
+    from lightning_nas.plugins import is_import_path
     from lightning_nas.spaces import SPACES
-    from lightning_nas.strategies.blackbox import METHODS
+    from lightning_nas.strategies.blackbox import METHODS, search_method
 
     known = [*METHODS, *ONE_SHOT]
     parser = OneLineParser(prog="python -m lightning_nas.benchmark", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--space", default="nb201", choices=sorted(SPACES))
+    parser.add_argument("--space", default="nb201", type=space_argument,
+                        help=f"a registered space ({', '.join(sorted(SPACES))}) or one of your own module by its "
+                             "import path, package.module:Class")
     parser.add_argument("--table", required=True, help="a shipped table's name (nb201-cifar10, nb201-fmnist, ...) or "
                                                        "a CSV with an architecture column 'arch' and metric columns")
     parser.add_argument("--metric", help="the metric column (needed when the table has several)")
-    parser.add_argument("--strategies", default=",".join(METHODS), help=f"comma-separated: {', '.join(known)}")
+    parser.add_argument("--strategies", default=",".join(METHODS),
+                        help=f"comma-separated: {', '.join(known)}, or a black-box search function of your own "
+                             "module by its import path, package.module:function")
     parser.add_argument("--queries", type=int, default=150, help="distinct architectures each run may score")
     parser.add_argument("--runs", type=int, default=100)
     parser.add_argument("--first-seed", type=int, default=0)
@@ -70,9 +79,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                                        "scores beside the table's (both: the one-shot one as <stem>_oneshot.png)")
     args = parser.parse_args(argv)
     names = [name.strip() for name in args.strategies.split(",") if name.strip()]
-    unknown = [name for name in names if name not in known]
+    unknown = [name for name in names if name not in known and not is_import_path(name)]
     if unknown or not names:
-        parser.error(f"unknown strategy {', '.join(unknown) or '(none given)'}; known: {', '.join(known)}")
+        parser.error(f"unknown strategy {', '.join(unknown) or '(none given)'}; known: {', '.join(known)}, or a "
+                     "search function of your own by its import path, package.module:function")
+    for name in filter(is_import_path, names):
+        try:
+            search_method(name)
+        except ConfigError as error:
+            parser.error(f"--strategies: {error}")
     if args.queries < 1 or args.runs < 1 or args.workers < 1:
         parser.error(f"--queries, --runs and --workers must be at least 1, got {args.queries}, {args.runs} and "
                      f"{args.workers}")
@@ -84,7 +99,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         parser.error(f"--max-params must be a positive number, got {args.max_params}")
     writable_file(parser, "--json", args.json)
     writable_file(parser, "--plot", args.plot)
-    args.blackbox = [name for name in names if name in METHODS]
+    args.blackbox = [name for name in names if name not in ONE_SHOT]
     args.oneshot = [name for name in names if name in ONE_SHOT]
     if args.workdir is None:
         args.workdir = str(Path(args.json).with_name(f"{Path(args.json).stem}_runs")) if args.json else "benchmark_runs"

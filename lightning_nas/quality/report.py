@@ -34,6 +34,7 @@ from lightning_nas.data import NASDataModule
 from lightning_nas.errors import ConfigError, check
 from lightning_nas.files import write_atomic
 from lightning_nas.plots import found_vs_random_png
+from lightning_nas.plugins import is_import_path
 from lightning_nas.quality.predictor_eval import PredictorEval, PredictorEvaluation, format_predictor_table
 from lightning_nas.quality.searches import STRATEGIES, run_search, search_signal
 from lightning_nas.quality.target_noise import TargetNoise, TargetNoiseMeasurement, format_noise_table
@@ -148,7 +149,9 @@ class QualityReport:
         check(seeds >= 1, f"seeds={seeds}: the report needs at least 1 search seed (3 or more to see a spread)")
         check(parallel >= 1, f"parallel={parallel}: at least 1 search runs at a time")
         check(random >= 1, f"random={random}: the report needs at least 1 random architecture (8 or more)")
-        check(space.name in SPACES, f"space.name={space.name!r} is not a space; use one of {', '.join(sorted(SPACES))}")
+        check(space.name in SPACES or is_import_path(space.name),
+              f"space.name={space.name!r} is not a space; use one of {', '.join(sorted(SPACES))} or "
+              "package.module:Class")
         expected = STRATEGIES[strategy].space or space.name
         check(space.name == expected, f"the {strategy} strategy searches the {expected} space, but the config's space "
                                       f"is {space.name!r}: set space.name to {expected!r}")

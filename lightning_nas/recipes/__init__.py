@@ -7,11 +7,13 @@ names the command that runs each strategy or driver class.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import yaml
 
 from lightning_nas.errors import ConfigError
+from lightning_nas.plugins import load
 
 CONFIGS = Path(__file__).with_name("configs")
 
@@ -58,6 +60,33 @@ def shipped_configs(args: list[str]) -> list[str]:
         elif i > 0 and args[i - 1] == "--config":
             resolved[i] = shipped_config(arg)
     return resolved
+
+
+IMPORT_PATH = r"[\w.]+:[\w.]+"
+"""``package.module:Name``."""
+
+CLASS_OPTIONS = ("--data", "--data.class_path")
+"""The options that name a class, which a command line may give by its import path, ``package.module:Class``."""
+
+
+def class_paths(args: list[str]) -> list[str]:
+    """``args`` with each class of ``CLASS_OPTIONS`` given by its import path (``--data mypkg.data:MyData``, a data
+    module of the user's own) written as jsonargparse takes it, ``mypkg.data.MyData``; a module or class that is not
+    there is a one-line ConfigError naming it."""
+    resolved = list(args)
+    for i, arg in enumerate(args):
+        option, equals, value = arg.partition("=")
+        if equals and option in CLASS_OPTIONS and re.fullmatch(IMPORT_PATH, value):
+            resolved[i] = f"{option}={class_path(value)}"
+        elif i > 0 and args[i - 1] in CLASS_OPTIONS and re.fullmatch(IMPORT_PATH, arg):
+            resolved[i] = class_path(arg)
+    return resolved
+
+
+def class_path(import_path: str) -> str:
+    """The class ``package.module:Class`` as jsonargparse names it, once it is found."""
+    load(import_path, "data module")
+    return import_path.replace(":", ".")
 
 
 PROGRAMS = {

@@ -1,11 +1,13 @@
 """Black-box search with proxy training, by any method of ``strategies.blackbox.METHODS``:
 ``python -m lightning_nas.recipes.blackbox fit --method evolution --config evolution_digits``.
 
-``--method`` picks the method (random, evolution, reinforce, predictor, local), ``--options`` its hyper-parameters,
-``--space`` the registered space (``--nodes``, ``--ops`` its options), ``--num_samples`` the budget and ``--max_params``
-a parameter cap; the proxy budget and data are as the PNAS recipe's. A search resumes from its results file and shares
-its work under ``torchrun`` (see ``driver``). Each method also has a command of its own with the method fixed,
-``python -m lightning_nas.recipes.<method>`` (``recipes/<method>_digits.yaml`` configs).
+``--method`` picks the method (random, evolution, reinforce, predictor, local, or a search function of your own module
+by its import path, ``package.module:function``), ``--options`` its hyper-parameters, ``--space`` the space (a
+registered one or ``package.module:Class``; ``--nodes``, ``--ops`` its options), ``--data`` the data module (``--data
+package.module:Class`` for one of your own), ``--num_samples`` the budget and ``--max_params`` a parameter cap; the
+proxy budget and data are as the PNAS recipe's. A search resumes from its results file and shares its work under
+``torchrun`` (see ``driver``). Each method also has a command of its own with the method fixed, ``python -m
+lightning_nas.recipes.<method>`` (``recipes/<method>_digits.yaml`` configs).
 """
 
 from __future__ import annotations

@@ -23,7 +23,7 @@ from lightning_nas.checkpoint_io import AtomicCheckpointIO
 from lightning_nas.data import NASDataModule
 from lightning_nas.errors import ConfigError
 from lightning_nas.files import absolute, join, write_atomic
-from lightning_nas.recipes import program, shipped_configs
+from lightning_nas.recipes import class_paths, program, shipped_configs
 from lightning_nas.recipes.errors import (
     command_line, parser_error_line, parser_errors_in_one_line, quiet_third_party_notices, user_error,
 )
@@ -189,7 +189,7 @@ def run_recipe(model_class: type[pl.LightningModule], args: list[str] | None = N
     NASCLI subclass whose hooks adapt the config to the strategy (ENAS: its DDP strategy). Every strategy configures
     its own optimizers (a search has two), so ``--optimizer`` and ``--lr_scheduler`` are refused in one line."""
     quiet_third_party_notices()
-    args = shipped_configs(sys.argv[1:] if args is None else args)
+    args = class_paths(shipped_configs(sys.argv[1:] if args is None else args))
     for option in (arg.split("=")[0].split(".")[0] for arg in args):
         if option in ("--optimizer", "--lr_scheduler"):
             raise ConfigError(f"{option} is not supported: {model_class.__name__} configures its own optimizer and "

@@ -12,7 +12,7 @@ from typing import Any
 from jsonargparse import ActionConfigFile, ArgumentParser
 
 from lightning_nas.data import NASDataModule
-from lightning_nas.recipes import program, shipped_configs
+from lightning_nas.recipes import class_paths, program, shipped_configs
 from lightning_nas.recipes.errors import (
     command_line, one_line_errors, parser_errors_in_one_line, quiet_third_party_notices,
 )
@@ -45,7 +45,7 @@ def build_driver(driver: type, description: str, args: list[str], subcommand: st
         root.add_subcommands().add_subcommand(subcommand, parser, help=f"run or resume: {description}")
         parser = root
     with parser_errors_in_one_line(command_line(prog, args, [subcommand] if subcommand else [])):
-        config = parser.parse_args(shipped_configs(args))
+        config = parser.parse_args(class_paths(shipped_configs(args)))
         arguments = parser.instantiate(config)
     arguments = arguments[subcommand] if subcommand is not None else arguments
     arguments.pop("config", None)

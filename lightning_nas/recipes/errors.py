@@ -94,7 +94,8 @@ def parser_error_line(message: str, command: str, options: Sequence[str] = ()) -
     if unknown_class := re.search(r"Expected a dot import path string: (\S+)", message):
         from lightning_nas.data import NASDataModule
 
-        known = f"; known: {', '.join(subclass_names(NASDataModule))}" if keys == ["data"] else f"; {help_hint}"
+        known = (f"; known: {', '.join(subclass_names(NASDataModule))}, or a class of your own module by its import "
+                 "path, package.module:Class" if keys == ["data"] else f"; {help_hint}")
         return f"{option}: no class named {unknown_class[1]!r}{known}"
     pydantic = r"Input should be ([^,\[]+?)(?:,[^\[]*)? ?\[type=(\w+), input_value='?(.*?)'?, input_type"
     if constrained := re.search(pydantic, message):  # the constrained types of lightning_nas.arguments

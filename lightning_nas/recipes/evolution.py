@@ -1,9 +1,9 @@
 """Regularized evolution (Real et al., 2019) with proxy training:
 ``python -m lightning_nas.recipes.evolution fit --config recipes/evolution_digits.yaml``.
 
-The black-box recipe (``recipes.blackbox``) with ``--method evolution``: ``--space``, ``--num_samples``, the proxy budget,
-``--max_params`` and ``--options`` for the method's hyper-parameters; it resumes from its results file and shares its
-work under ``torchrun``.
+The black-box recipe (``recipes.blackbox``) with the method fixed to ``evolution``: ``--space``, ``--num_samples``, the
+proxy budget, ``--max_params`` and ``--options`` for the method's hyper-parameters; it resumes from its results file
+and shares its work under ``torchrun``.
 """
 
 from __future__ import annotations

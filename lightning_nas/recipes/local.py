@@ -1,9 +1,9 @@
 """Local search (best improvement over one-edit neighbours) with proxy training:
 ``python -m lightning_nas.recipes.local fit --config recipes/local_digits.yaml``.
 
-The black-box recipe (``recipes.blackbox``) with ``--method local``: ``--space``, ``--num_samples``, the proxy budget,
-``--max_params`` and ``--options`` for the method's hyper-parameters; it resumes from its results file and shares its
-work under ``torchrun``.
+The black-box recipe (``recipes.blackbox``) with the method fixed to ``local``: ``--space``, ``--num_samples``, the
+proxy budget, ``--max_params`` and ``--options`` for the method's hyper-parameters; it resumes from its results file
+and shares its work under ``torchrun``.
 """
 
 from __future__ import annotations

@@ -1,9 +1,9 @@
 """Predictor-guided search (PNAS's ensemble predictor on the space's encoding) with proxy training:
 ``python -m lightning_nas.recipes.predictor fit --config recipes/predictor_digits.yaml``.
 
-The black-box recipe (``recipes.blackbox``) with ``--method predictor``: ``--space``, ``--num_samples``, the proxy budget,
-``--max_params`` and ``--options`` for the method's hyper-parameters; it resumes from its results file and shares its
-work under ``torchrun``.
+The black-box recipe (``recipes.blackbox``) with the method fixed to ``predictor``: ``--space``, ``--num_samples``, the
+proxy budget, ``--max_params`` and ``--options`` for the method's hyper-parameters; it resumes from its results file
+and shares its work under ``torchrun``.
 """
 
 from __future__ import annotations

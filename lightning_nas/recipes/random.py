@@ -1,9 +1,9 @@
 """Random search (Li & Talwalkar, 2019), the baseline every NAS method must beat with proxy training:
 ``python -m lightning_nas.recipes.random fit --config recipes/random_digits.yaml``.
 
-The black-box recipe (``recipes.blackbox``) with ``--method random``: ``--space``, ``--num_samples``, the proxy budget,
-``--max_params`` and ``--options`` for the method's hyper-parameters; it resumes from its results file and shares its
-work under ``torchrun``.
+The black-box recipe (``recipes.blackbox``) with the method fixed to ``random``: ``--space``, ``--num_samples``, the
+proxy budget, ``--max_params`` and ``--options`` for the method's hyper-parameters; it resumes from its results file
+and shares its work under ``torchrun``.
 """
 
 from __future__ import annotations

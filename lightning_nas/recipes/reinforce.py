@@ -1,9 +1,9 @@
 """REINFORCE with a factorised policy with proxy training:
 ``python -m lightning_nas.recipes.reinforce fit --config recipes/reinforce_digits.yaml``.
 
-The black-box recipe (``recipes.blackbox``) with ``--method reinforce``: ``--space``, ``--num_samples``, the proxy budget,
-``--max_params`` and ``--options`` for the method's hyper-parameters; it resumes from its results file and shares its
-work under ``torchrun``.
+The black-box recipe (``recipes.blackbox``) with the method fixed to ``reinforce``: ``--space``, ``--num_samples``, the
+proxy budget, ``--max_params`` and ``--options`` for the method's hyper-parameters; it resumes from its results file
+and shares its work under ``torchrun``.
 """
 
 from __future__ import annotations

@@ -1,13 +1,13 @@
-"""Black-box searches with proxy training as their evaluator: the recipes of random search (Li & Talwalkar, 2019;
-the baseline every NAS method must beat), regularized evolution, REINFORCE, predictor-guided and local search.
+"""Black-box searches with proxy training as their evaluator: the recipes of random search (Li & Talwalkar, 2019; the
+baseline every NAS method must beat), regularized evolution, REINFORCE, predictor-guided and local search.
 
-``BlackBoxSearch`` runs one method of ``blackbox.METHODS`` (``method``, by name) over a registered space, every architecture it
-proposes trained as a proxy network exactly like a PNAS candidate (``CandidatePool``: same proxy network, results
-file, resume and multi-process sharing), scored on held-out images; it writes the best to ``genotype.json``. The
-strategies are deterministic given the seed and every result stays in the results file, so a restarted search
-replays its proposals from that file and trains only what is missing; under ``torchrun`` the ranks share each batch
-of proposals (all of random search's samples at once; a population, a neighbourhood or the predictor's top K).
-"""
+``BlackBoxSearch`` runs one method of ``blackbox.METHODS`` (``method``, by name) over a registered space, every
+architecture it proposes trained as a proxy network exactly like a PNAS candidate (``CandidatePool``: same proxy
+network, results file, resume and multi-process sharing), scored on held-out images; it writes the best to
+``genotype.json``. The strategies are deterministic given the seed and every result stays in the results file, so a
+restarted search replays its proposals from that file and trains only what is missing; under ``torchrun`` the ranks
+share each batch of proposals (all of random search's samples at once; a population, a neighbourhood or the
+predictor's top K)."""
 
 from __future__ import annotations
 
@@ -41,8 +41,9 @@ def sample_architectures(space: SearchSpace, count: int, seed: int) -> dict[str,
 
 class BlackBoxSearch:
     """A black-box search by ``method`` (a name of ``blackbox.METHODS``: random, evolution, reinforce, predictor,
-    local) over ``space`` (a registered name; ``nodes``/``ops`` its options) that trains at most ``num_samples``
-    architectures and keeps the best; ``max_params`` proposes only architectures whose proxy network has at most that
+    local; or a search function of your own module by its import path, ``package.module:function``) over ``space``
+    (a registered name or ``package.module:Class``; ``nodes``/``ops`` its options) that trains at most
+    ``num_samples`` architectures and keeps the best; ``max_params`` proposes only architectures whose proxy network has at most that
     many parameters; ``options`` are the method's hyper-parameters.
 
     ``data`` must be an eval-mode data module with ``val_split`` > 0 (candidates are scored on held-out images, never

@@ -47,6 +47,7 @@ from lightning_nas.data.base import EpochSampler
 from lightning_nas.errors import ConfigError, check
 from lightning_nas.files import join, write_atomic
 from lightning_nas.plots import controller_curves_png
+from lightning_nas.plugins import is_import_path
 from lightning_nas.run_folder import run_directory
 from lightning_nas.spaces import SPACES, SearchSpace, SharedChild, create_space, spaces_offering
 from lightning_nas.spaces.enas_macro import ENASMacroSpace
@@ -224,8 +225,8 @@ class ENAS(pl.LightningModule):
         check(self.hparams["num_layers"] >= MIN_LAYERS, f"model.num_layers={self.hparams['num_layers']} is too small "
               f"for an ENAS search: set --model.num_layers {MIN_LAYERS} or more")
         hp = self.hp
-        check(name in SPACES, f"model.space={space!r} is not a registered space; ENAS searches one with a shared "
-                              f"child: {', '.join(spaces_offering('shared_child'))}")
+        check(name in SPACES or is_import_path(name), f"model.space={space!r} is not a registered space; ENAS "
+              f"searches one with a shared child: {', '.join(spaces_offering('shared_child'))}")
         self.search_space: SearchSpace = create_space(name, **{option: self.hparams[argument]
                                                                for option, argument in search.space_options.items()})
         """The space searched, by its decisions."""

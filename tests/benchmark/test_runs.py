@@ -118,7 +118,11 @@ def test_command_writes_json_and_plot(tmp_path: Path, capsys: pytest.CaptureFixt
     (["--strategies", "random,annealing"], "unknown strategy annealing; known: random, evolution,"),
     (["--strategies", "foo"], "unknown strategy foo; known:"),
     (["--queries", "x"], "argument --queries: invalid int value: 'x'"),
-    (["--space", "nb202"], "argument --space: invalid choice: 'nb202'"),
+    (["--space", "nb202"], "argument --space: unknown search space 'nb202'; registered spaces: darts, enas_macro,"),
+    (["--space", "nosuch.spaces:Chain"], "argument --space: search space 'nosuch.spaces:Chain': no module named "
+                                         "'nosuch' (expected package.module:Name"),
+    (["--strategies", "random,lightning_nas.strategies.blackbox:nothing"], "--strategies: search method "
+     "'lightning_nas.strategies.blackbox:nothing': module lightning_nas.strategies.blackbox has no 'nothing'"),
 ])
 def test_a_bad_option_is_one_line_before_any_run(argv: list[str], message: str,
                                                  capsys: pytest.CaptureFixture[str]) -> None:
