@@ -131,6 +131,22 @@ def test_the_benchmark_runs_a_space_and_a_search_of_the_users_own(tmp_path: Path
 
 
 @pytest.mark.slow
+def test_a_table_of_the_users_space_is_built_on_the_users_data(tmp_path: Path, user_folder: Path) -> None:
+    table = tmp_path / "chain.csv"
+    done = run(["lightning_nas.benchmark", "build", "--space", f"{PACKAGE}.spaces:ChainSpace", "--data",
+                f"{PACKAGE}.data:TinyDigits", "--cells", "2", "--output", str(table), "--workers", "1", "--steps", "2",
+                "--batch-size", "16", "--heldout", "50", "--C", "4", "--N", "1"], user_folder, tmp_path)
+    assert done.returncode == 0, done.stderr[-2000:]
+    with open(table, newline="") as file:
+        rows = list(csv.DictReader(file))
+    assert len(rows) == 2 and all(row["arch"] in IN_ORDER for row in rows)
+    fingerprint = json.loads((tmp_path / "chain.results.fingerprint.json").read_text())
+    assert fingerprint["space"] == f"{PACKAGE}.spaces:ChainSpace"
+    assert fingerprint["budget"]["data"] == f"{PACKAGE}.data:TinyDigits"
+    assert fingerprint["data"]["class"] == f"{PACKAGE}.data.TinyDigits"
+
+
+@pytest.mark.slow
 def test_the_black_box_recipe_trains_the_users_space_by_the_users_method_on_the_users_data(
     tmp_path: Path, user_folder: Path
 ) -> None:

@@ -58,13 +58,9 @@ class Budget:
               f"--lr must be a positive finite number, got {self.lr}")
 
     def data_module(self) -> Any:
-        import lightning_nas.data as data
+        from lightning_nas.plugins import data_module_class
 
-        cls = getattr(data, self.data, None)
-        if not (isinstance(cls, type) and issubclass(cls, data.NASDataModule)):
-            raise ConfigError(f"--data {self.data!r} is not a data module of lightning_nas.data; pick one of "
-                              f"{', '.join(n for n in data.__all__ if n.endswith('DataModule') and n != 'NASDataModule')}")
-        return cls(mode="eval", batch_size=self.batch_size, val_split=self.heldout, seed=0)
+        return data_module_class(self.data)(mode="eval", batch_size=self.batch_size, val_split=self.heldout, seed=0)
 
 
 def budget_id(fingerprint: dict[str, Any]) -> str:
@@ -205,12 +201,16 @@ def build_jobs(space: Any, cells: Sequence[Any], repeats: int, seeds: tuple[int,
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    from lightning_nas.benchmark import space_argument
     from lightning_nas.spaces import SPACES
 
     defaults = Budget()
     parser = OneLineParser(prog="python -m lightning_nas.benchmark build", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--space", default="nb201", choices=sorted(SPACES))
-    parser.add_argument("--data", default=defaults.data, help="a data module of lightning_nas.data")
+    parser.add_argument("--space", default="nb201", type=space_argument,
+                        help=f"a registered space ({', '.join(sorted(SPACES))}) or one of your own module by its "
+                             "import path, package.module:Class")
+    parser.add_argument("--data", default=defaults.data, help="a data module of lightning_nas.data, or one of your "
+                                                              "own module by its import path, package.module:Class")
     parser.add_argument("--cells", type=int, required=True, help="how many distinct uniformly drawn cells")
     parser.add_argument("--output", required=True, help="the table's CSV path (its state is kept beside it)")
     parser.add_argument("--draw-seed", type=int, default=0, help="seed of the uniform draw of cells")
