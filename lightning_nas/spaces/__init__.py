@@ -36,9 +36,10 @@ def space_class(name: str) -> type[SearchSpace]:
 
 
 def create_space(name: str, **options: Any) -> SearchSpace:
-    """The space ``name`` names (``space_class``) with ``options`` (e.g. ``nodes``, ``ops``). A space of the user's
-    own takes its import path as its ``name``, so whatever builds it again by name (a candidate's network, a
-    checkpoint, a worker process) finds it."""
+    """The space ``name`` names (``space_class``) with ``options`` (e.g. ``nodes``, ``ops``), kept as
+    ``space.options``: whatever builds the space again (a candidate's network, a checkpoint, a worker process) does so
+    with ``create_space(space.name, **space.options)``. A space of the user's own takes its import path as its
+    ``name``, so it is found again too."""
     cls = space_class(name)
     try:
         space = cls(**options)
@@ -46,6 +47,7 @@ def create_space(name: str, **options: Any) -> SearchSpace:
         raise ConfigError(f"search space {name!r}: {error}") from None
     if is_import_path(name):
         setattr(space, "name", name)  # an instance's own name: the class's stays what its module says
+    space.options = dict(options)
     return space
 
 

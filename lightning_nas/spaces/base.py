@@ -76,6 +76,8 @@ class SearchSpace:
     """A space of architectures: decisions, sampling, edits, encodings, text forms and the networks they build."""
 
     name: ClassVar[str]
+    options: dict[str, Any] = {}
+    """The options the space was created with (``create_space`` sets them), to create it again elsewhere."""
     _network: tuple[int, int, int, int]
     _params: dict[str, int]
 

@@ -67,12 +67,13 @@ class CandidateModule(pl.LightningModule):
         weight_decay: float = 3e-4,
         lr_interval: LRInterval = "epoch",
         space: str = "darts",
+        space_options: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
         self.epochs, self.lr, self.momentum, self.weight_decay = epochs, lr, momentum, weight_decay
         self.lr_interval = lr_interval
-        search_space = create_space(space)
+        search_space = create_space(space, **(space_options or {}))
         self.network = search_space.build(search_space.from_json(json.dumps(genotype)), num_classes, in_chans, F, N)
         self.curve: list[float] = []
         self._correct = self._seen = 0
@@ -318,7 +319,8 @@ class CandidatePool:
         pl.seed_everything(candidate_seed(self.seed, key) if seed is None else seed, verbose=False)
         arch = json.loads(self.space.to_json(genotype))
         module = CandidateModule(arch, self.data.num_classes, self.data.in_chans, self.N, self.F,
-                                 self.epochs, self.lr, lr_interval=self.lr_interval, space=self.space.name)
+                                 self.epochs, self.lr, lr_interval=self.lr_interval, space=self.space.name,
+                                 space_options=self.space.options)
         start = time.perf_counter()
         trainer = self.trainer(self.epochs, callbacks, limit_train_batches=self.limit_train_batches,
                                limit_val_batches=self.limit_val_batches)

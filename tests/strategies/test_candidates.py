@@ -186,3 +186,22 @@ def test_a_corrupt_middle_line_or_fingerprint_ends_in_one_line(tmp_path):
     results.fingerprint_path.write_text('{"epochs": ')
     with pytest.raises(ConfigError, match="fingerprint.json is not valid JSON .*delete it to adopt"):
         results.bind({"epochs": 3})
+
+
+def test_a_candidate_rebuilds_its_space_with_the_options_the_space_was_created_with(tmp_path, monkeypatch):
+    """A space's options (not only its name) reach the candidate's network, as every rebuild of the space must."""
+    from lightning_nas.spaces import create_space
+    from lightning_nas.strategies import candidates
+
+    rebuilt: list[tuple[str, dict]] = []
+
+    def spy(name: str, **options):
+        rebuilt.append((name, options))
+        return create_space(name, **options)
+
+    monkeypatch.setattr(candidates, "create_space", spy)
+    space = create_space("nb201", ops=["nor_conv_3x3", "skip_connect"])
+    assert space.options == {"ops": ["nor_conv_3x3", "skip_connect"]}
+    trained = pool(tmp_path, N=1, F=4, epochs=1, limit_train_batches=1, space=space)
+    trained.train("k", space.sample(random.Random(0)))
+    assert rebuilt == [("nb201", {"ops": ["nor_conv_3x3", "skip_connect"]})]
