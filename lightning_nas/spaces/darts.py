@@ -1,12 +1,12 @@
-"""The DARTS search space: mixed op, search cell and the supernet whose architecture weights α are learned.
+"""The DARTS search space: search cell and the supernet whose architecture weights α are learned.
 
-Every edge (i, j) of a search cell is a mixed op: ō(x) = Σ_o softmax(α_{i,j})_o · o(x) over the candidate ops. Each
+Every edge (i, j) of a search cell is a mixed op (``spaces.oneshot.MixedOp``): ō(x) = Σ_o softmax(α_{i,j})_o · o(x) over the candidate ops. Each
 intermediate node sums the mixed ops of all earlier nodes; the cell output concatenates the intermediate nodes. All
 normal cells share one α tensor and all reduction cells another (edges x ops each). The discrete cell is derived from
 softmax(α) by the rule of the official DARTS code (``derive_cell``).
 
-The three modules are independent of any training loop: ``MixedOp`` and ``SearchCell`` take their op weights as a
-forward argument, so any LightningModule can own and optimise its own α.
+The modules are independent of any training loop: ``MixedOp`` and ``SearchCell`` take their op weights as a forward
+argument, so any LightningModule can own and optimise its own α.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import operator
 import random
 from contextlib import contextmanager, nullcontext
 from functools import partial, reduce
-from typing import Any, ContextManager, Iterator, Sequence, cast
+from typing import Any, ContextManager, Iterator, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -28,54 +28,17 @@ from lightning_nas.errors import ConfigError
 from lightning_nas.genotypes import Genotype
 from lightning_nas.module_state import buffers_kept
 from lightning_nas.genotypes.genotype import CELL_TYPES, EDGES_PER_NODE, Edge
-from lightning_nas.ops import (
-    DARTS_PRIMITIVES,
-    POOLING_OPS,
-    FactorizedReduce,
-    ReLUConvBN,
-    check_op_name,
-    create_op,
-)
-from lightning_nas.ops.recompute import SharedReLU, add_weighted, run_op
+from lightning_nas.ops import DARTS_PRIMITIVES, FactorizedReduce, ReLUConvBN
 from lightning_nas.spaces.base import GenotypeSpace, register_space
-
-
-def check_primitives(primitives: Sequence[str]) -> tuple[str, ...]:
-    """The candidate op list as a tuple; raise a ConfigError naming the problem if it cannot form a search space."""
-    primitives = tuple(primitives)
-    for name in primitives:
-        check_op_name(name)
-    if len(set(primitives)) != len(primitives):
-        raise ConfigError(f"candidate ops must be distinct, got {list(primitives)}")
-    if all(name == "none" for name in primitives):
-        raise ConfigError(f"candidate ops need at least one op other than 'none', got {list(primitives)}")
-    return primitives
-
-
-def channel_shuffle(x: torch.Tensor, groups: int) -> torch.Tensor:
-    """Interleave the channels of ``groups`` equal groups (ShuffleNet), so PC-DARTS samples other channels next time."""
-    B, C, H, W = x.shape
-    return x.view(B, groups, C // groups, H, W).transpose(1, 2).reshape(B, C, H, W)
-
-
-class SharedInput:
-    """What the mixed ops reading one cell state compute alike, computed by the first of them for all: the ReLU that
-    every conv op starts with, and, per pooling op, its pooling output and, if its BN normalised with batch
-    statistics, its output. The edges of one state have the same stride."""
-
-    def __init__(self) -> None:
-        self.relu: SharedReLU | None = None
-        self.pooled: dict[str, tuple[torch.Tensor, torch.Tensor | None]] = {}
-
-
-def track_batch(norm: nn.BatchNorm2d, u: torch.Tensor) -> None:
-    """What ``norm(u)`` does to ``norm``'s running statistics in training mode, without normalising ``u``."""
-    tracked = norm.num_batches_tracked
-    if not norm.training or tracked is None:  # eval mode, or no running statistics
-        return
-    tracked.add_(1)
-    momentum = 1.0 / float(tracked) if norm.momentum is None else norm.momentum
-    torch.batch_norm_update_stats(u.detach(), norm.running_mean, norm.running_var, momentum)
+from lightning_nas.spaces.oneshot import (  # noqa: F401  (MixedOp, gumbel_hard, ...: also importable from here)
+    MixedOp,
+    SharedInput,
+    channel_shuffle,
+    check_primitives,
+    frozen,
+    gumbel_hard,
+    track_batch,
+)
 
 
 class _ConcatChannels(torch.autograd.Function):
@@ -102,103 +65,9 @@ class _ConcatChannels(torch.autograd.Function):
         return tuple(g.contiguous(memory_format=f) for g, f in zip(slices, ctx.formats))
 
 
-def gumbel_hard(alpha: torch.Tensor, tau: float) -> tuple[torch.Tensor, list[int]]:
-    """GDAS (Dong & Yang, CVPR 2019): per edge (row of α) one op drawn from softmax(α) by the Gumbel-max trick, and
-    weights that are exactly one-hot in the forward pass but carry the gradient of the Gumbel softmax at temperature
-    ``tau`` (straight-through), so only the drawn op is computed and α still learns."""
-    logits = (F.log_softmax(alpha, dim=-1) - torch.empty_like(alpha).exponential_().log()) / tau
-    soft = F.softmax(logits, dim=-1)
-    index = soft.argmax(dim=-1)
-    hard = torch.zeros_like(soft).scatter_(-1, index[:, None], 1.0)
-    return hard - soft.detach() + soft, index.tolist()
-
-
 def num_edges(nodes: int) -> int:
     """Edges of a search cell: intermediate node j (0-based) reads the 2 cell inputs and the j earlier nodes."""
     return sum(2 + node for node in range(nodes))
-
-
-class MixedOp(nn.Module):
-    """An edge of the supernet: the weighted sum of every candidate op applied to the edge's input.
-
-    The search net has no affine BN anywhere, and follows pooling with a non-affine BN so that its scale matches the
-    conv ops' (whose last layer is a BN). With ``partial_channels`` K > 1 (PC-DARTS) only the first C/K channels go
-    through the ops; the rest bypass them (max-pooled when the edge reduces) and the channels are shuffled after.
-    With ``recompute`` the ops keep about half the memory for the backward pass and recompute the rest
-    (``ops.recompute``).
-
-    The mixed ops reading one input compute some things alike (``SharedInput``): the ReLU their conv ops start with,
-    and their pooling ops, which have no parameters and whose training-mode BN normalises with the batch's own
-    statistics (each edge's BN still updates its own running statistics). The first edge computes them for all, which
-    saves their time and memory in the others.
-    """
-
-    def __init__(
-        self,
-        C: int,
-        stride: int,
-        primitives: Sequence[str] = DARTS_PRIMITIVES,
-        partial_channels: int = 1,
-        recompute: bool = False,
-    ) -> None:
-        super().__init__()
-        if partial_channels < 1 or C % partial_channels:
-            raise ConfigError(
-                f"partial_channels must be a positive divisor of the {C} channels, got {partial_channels}"
-            )
-        self.primitives = check_primitives(primitives)
-        self.partial_channels = partial_channels
-        self.recompute = recompute
-        C_op = C // partial_channels
-        self.ops = nn.ModuleList()
-        for name in self.primitives:
-            op = create_op(name, C_op, stride, affine=False)
-            self.ops.append(nn.Sequential(op, nn.BatchNorm2d(C_op, affine=False)) if name in POOLING_OPS else op)
-        self.bypass = nn.MaxPool2d(2, 2) if stride == 2 else nn.Identity()
-
-    def forward(
-        self, x: torch.Tensor, weights: torch.Tensor, shared: SharedInput | None = None, chosen: int | None = None
-    ) -> torch.Tensor:
-        """``weights``: one weight per candidate op (softmax(α) of this edge); ``shared``: what the mixed ops reading
-        ``x`` so far computed for the others (this one adds to it), or None; ``chosen``: GDAS's sampled op, the only
-        one computed (``weights`` are then one-hot, with the gradient of the Gumbel softmax). The other ops' weights
-        are added too, as GDAS's code does: they are 0, but their gradient (the sum of the output's gradient) is the
-        baseline the chosen op is compared with, so α learns even when the chosen op is ``none``; without it a
-        sampled ``none`` gets no gradient and GDAS drifted to all-``none`` cells on NAS-Bench-201 (SEARCH_QUALITY.md)."""
-        if chosen is not None:  # plus the others' weights, exactly 0 but with a gradient, as GDAS's code adds them
-            others = torch.ones_like(weights).index_fill_(0, torch.tensor(chosen, device=weights.device), 0.0)
-            return weights[chosen] * self.ops[chosen](x) + (weights * others).sum()
-        k = self.partial_channels
-        shared = SharedInput() if shared is None else shared
-        if shared.relu is None:  # the first edge of this input
-            shared.relu = SharedReLU(x if k == 1 else x[:, : x.shape[1] // k])
-        relu = shared.relu
-        out: torch.Tensor | None = None
-        for w, op, name in zip(weights, self.ops, self.primitives):
-            if name == "none":  # adds weight x 0: not built; its α still gets its gradient through the softmax
-                continue
-            if name in POOLING_OPS:  # shared by the edges of x: weighed by each
-                out = add_weighted(out, w, self._pooling(name, op, relu.x, shared.pooled))
-            else:
-                out = run_op(op, relu, self.recompute, w, out)
-        assert out is not None, "check_primitives keeps an op besides 'none'"
-        if k == 1:
-            return out
-        return channel_shuffle(torch.cat([out, self.bypass(x[:, x.shape[1] // k :])], dim=1), k)
-
-    def _pooling(
-        self, name: str, op: nn.Module, x: torch.Tensor, pooled: dict[str, tuple[torch.Tensor, torch.Tensor | None]]
-    ) -> torch.Tensor:
-        """The pooling op ``name`` (pooling, then a non-affine BN) on ``x``, its pooling (and, with batch statistics,
-        its output) taken from ``pooled`` if another edge of ``x`` put it there."""
-        pool, norm = cast(tuple[nn.Module, nn.BatchNorm2d], tuple(op.children()))  # as __init__ builds it
-        u, y = pooled.get(name) or (pool(x), None)
-        if y is not None and norm.training:  # another edge normalised u with its batch statistics too
-            track_batch(norm, u)
-            return y
-        y = run_op(norm, SharedReLU(u), self.recompute)
-        pooled[name] = (u, y if norm.training else None)
-        return y
 
 
 class SearchCell(nn.Module):
@@ -300,18 +169,6 @@ def derive_cell(
             kept = _strongest_edges(weights, nodes)
     return [(names[op], i) for _, i, op in kept]
 
-
-@contextmanager
-def frozen(parameters: Sequence[nn.Parameter]) -> Iterator[None]:
-    """``parameters`` without gradients meanwhile, as autograd sees them when it records a forward pass."""
-    wanted = [p.requires_grad for p in parameters]
-    for p in parameters:
-        p.requires_grad_(False)
-    try:
-        yield
-    finally:
-        for p, flag in zip(parameters, wanted):
-            p.requires_grad_(flag)
 
 
 def checkpoint_contexts(cell: nn.Module) -> tuple[ContextManager[None], ContextManager[None]]:

@@ -22,7 +22,7 @@ from lightning_nas.errors import ConfigError
 from lightning_nas.files import write_atomic
 from lightning_nas.ops import NB201_OPS, create_op
 from lightning_nas.spaces.base import SearchSpace, register_space
-from lightning_nas.spaces.darts import MixedOp, SharedInput, frozen, gumbel_hard
+from lightning_nas.spaces.oneshot import MixedOp, SharedInput, frozen, gumbel_hard
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,8 @@ import torch
 
 from lightning_nas.ops import DARTS_PRIMITIVES
 from lightning_nas.ops.recompute import _ReLUKeepingInput
-from lightning_nas.spaces.darts import MixedOp, SearchCell, SearchNetwork, _ConcatChannels, derive_cell, num_edges
+from lightning_nas.spaces.darts import SearchCell, SearchNetwork, _ConcatChannels, derive_cell, num_edges
+from lightning_nas.spaces.oneshot import MixedOp
 
 
 def test_search_network_has_the_published_weight_count_and_alpha_shapes():
@@ -13,33 +14,6 @@ def test_search_network_has_the_published_weight_count_and_alpha_shapes():
     assert sum(p.numel() for p in network.weight_parameters()) == 1_930_618
     assert [tuple(a.shape) for a in network.arch_parameters()] == [(14, 8), (14, 8)]
     assert len(network.weight_parameters()) + 2 == len(list(network.parameters()))
-
-
-def test_mixed_op_is_the_weighted_sum_of_its_ops():
-    torch.manual_seed(0)
-    op = MixedOp(4, stride=1).eval()
-    x = torch.randn(2, 4, 6, 6)
-    weights = torch.softmax(torch.randn(len(DARTS_PRIMITIVES)), dim=0)
-    expected = sum(w * candidate(x) for w, candidate in zip(weights, op.ops))
-    torch.testing.assert_close(op(x, weights), expected)
-    one_hot = torch.zeros(len(DARTS_PRIMITIVES))
-    one_hot[DARTS_PRIMITIVES.index("skip_connect")] = 1.0
-    torch.testing.assert_close(op(x, one_hot), x)
-
-
-def test_mixed_op_follows_pooling_with_non_affine_bn_and_has_no_affine_bn():
-    op = MixedOp(4, stride=2)
-    pool = op.ops[DARTS_PRIMITIVES.index("max_pool_3x3")]
-    assert isinstance(pool[-1], torch.nn.BatchNorm2d) and not pool[-1].affine
-    assert all(not m.affine for m in op.modules() if isinstance(m, torch.nn.BatchNorm2d))
-    assert op(torch.randn(2, 4, 6, 6), torch.full((8,), 1 / 8)).shape == (2, 4, 3, 3)
-
-
-def test_none_op_still_gets_an_alpha_gradient():
-    op = MixedOp(4, stride=1)
-    alpha = torch.zeros(len(DARTS_PRIMITIVES), requires_grad=True)
-    op(torch.randn(2, 4, 6, 6), torch.softmax(alpha, 0)).square().sum().backward()
-    assert alpha.grad[DARTS_PRIMITIVES.index("none")] != 0
 
 
 def test_search_cell_concatenates_its_nodes_and_reduces():
@@ -97,22 +71,6 @@ def test_network_genotype_is_derived_from_its_alpha():
     assert genotype.normal_concat == genotype.reduce_concat == (2, 3, 4, 5)
 
 
-def test_partial_channels_send_one_kth_through_the_ops_and_shuffle_the_rest():
-    torch.manual_seed(0)
-    op = MixedOp(8, stride=2, partial_channels=4).eval()
-    assert all(m.in_channels == 2 for m in op.modules() if isinstance(m, torch.nn.Conv2d) and m.groups == 1)
-    x = torch.randn(2, 8, 6, 6)
-    weights = torch.softmax(torch.randn(len(DARTS_PRIMITIVES)), dim=0)
-    out = op(x, weights)
-    assert out.shape == (2, 8, 3, 3)
-    # The first 2 channels go through the ops, the other 6 are max-pooled; a 4-group shuffle interleaves them.
-    through_ops = sum(w * candidate(x[:, :2]) for w, candidate in zip(weights, op.ops) if candidate is not op.ops[0])
-    unshuffled = torch.cat([through_ops, torch.nn.functional.max_pool2d(x[:, 2:], 2)], dim=1)
-    torch.testing.assert_close(out, unshuffled[:, [0, 2, 4, 6, 1, 3, 5, 7]])
-    with pytest.raises(ValueError, match="divisor of the 8 channels"):
-        MixedOp(8, stride=1, partial_channels=3)
-
-
 def test_partial_channels_add_edge_normalisation_to_the_architecture():
     torch.manual_seed(0)
     network = SearchNetwork(C=8, layers=3, num_classes=3, in_chans=1, nodes=3, partial_channels=4)
@@ -168,29 +126,6 @@ def test_network_caps_skip_connect_in_the_normal_cell_only():
     assert [op for op, _ in capped.normal].count("skip_connect") == 2
     assert set(op for op, _ in capped.normal) == {"skip_connect", "sep_conv_3x3"}
     assert capped.reduce == network.genotype().reduce
-
-
-def test_mixed_op_applies_one_shared_relu_for_its_conv_ops_with_the_same_outputs_gradients_and_keys():
-    torch.manual_seed(0)
-    op = MixedOp(4, stride=1)
-    reference = copy.deepcopy(op)
-    calls = []
-    for module in op.modules():
-        if isinstance(module, torch.nn.ReLU):
-            module.register_forward_hook(lambda *args: calls.append(1))
-    x = torch.randn(2, 4, 6, 6, requires_grad=True)
-    alpha = torch.randn(len(DARTS_PRIMITIVES), requires_grad=True)
-    out = op(x, torch.softmax(alpha, 0))
-    # only the second ReLU inside each of the 2 sep convs runs as a module; the 6 leading ones are one F.relu
-    assert len(calls) == 2
-    expected = sum(w * candidate(x) for w, candidate in zip(torch.softmax(alpha, 0), reference.ops))
-    torch.testing.assert_close(out, expected)
-    grads = torch.autograd.grad(out.square().sum(), (x, alpha))
-    torch.testing.assert_close(grads, torch.autograd.grad(expected.square().sum(), (x, alpha)))
-    assert op.state_dict().keys() == reference.state_dict().keys()
-    for bn, reference_bn in zip(op.modules(), reference.modules()):
-        if isinstance(bn, torch.nn.BatchNorm2d):
-            torch.testing.assert_close(bn.running_mean, reference_bn.running_mean)
 
 
 def test_the_cell_output_hands_each_node_a_dense_gradient_in_its_memory_format():

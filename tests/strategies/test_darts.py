@@ -12,7 +12,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning_nas.data import DigitsDataModule
 from lightning_nas.errors import ConfigError
 from lightning_nas.genotypes import Genotype
-from lightning_nas.spaces.darts import gumbel_hard
+from lightning_nas.spaces.oneshot import gumbel_hard
 from lightning_nas.spaces.nb201 import NB201Architecture
 from lightning_nas.strategies.darts import DARTS
 
@@ -165,7 +165,7 @@ DDP_SCRIPT = """
 import sys, torch, lightning.pytorch as pl
 from lightning_nas.data import DigitsDataModule
 from lightning_nas.errors import ConfigError
-from lightning_nas.spaces.darts import gumbel_hard
+from lightning_nas.spaces.oneshot import gumbel_hard
 from lightning_nas.spaces.nb201 import NB201Architecture
 from lightning_nas.strategies.darts import DARTS
 
@@ -289,7 +289,7 @@ def test_a_space_without_a_mixture_supernet_is_refused_in_one_line(space):
 
 def test_gdas_gives_alpha_a_gradient_when_the_drawn_op_is_none():
     """GDAS's baseline: the other ops' zero weights join the output, so a drawn `none` still moves α."""
-    from lightning_nas.spaces.darts import MixedOp
+    from lightning_nas.spaces.oneshot import MixedOp
 
     edge = MixedOp(4, 1, ("none", "skip_connect", "avg_pool_3x3"))
     alpha = torch.tensor([[20.0, 0.0, 0.0]], requires_grad=True)  # `none` all but surely drawn
