@@ -1,91 +1,16 @@
-"""The network NAS-Bench-201 trains every cell in (Dong & Yang, ICLR 2020), registered with timm as ``nb201``.
-
-A 3x3 conv stem with C channels, three stages of N cells at C, 2C and 4C channels joined by residual reductions,
-BN-ReLU, global pooling and a linear classifier (C=16, N=5 in the benchmark). ``timm.create_model("nb201",
-genotype="|nor_conv_3x3~0|+|...|")`` builds it; it speaks timm's model interface like ``nas_cifar``.
-"""
+"""NAS-Bench-201's network (``lightning_nas.spaces.nb201.network``) registered with timm as ``nb201``: its default
+config (CIFAR-10's mean and std, 32x32 input) and the entry point ``timm.create_model("nb201",
+genotype="|nor_conv_3x3~0|+|...|")`` calls."""
 
 
-import os
 from typing import Any
 
-import torch
-from timm.layers import create_classifier
 from timm.models import build_model_with_cfg, generate_default_cfgs, register_model
-from torch import nn
 
-from lightning_nas.cells.nb201 import NB201Cell, nb201_body
 from lightning_nas.data.cifar10 import CIFAR_MEAN, CIFAR_STD
-from lightning_nas.errors import ConfigError
-from lightning_nas.files import read_text
-from lightning_nas.spaces.nb201 import NB201Architecture
+from lightning_nas.spaces.nb201 import BEST_CIFAR10, NB201Network, resolve_nb201
 
-BEST_CIFAR10 = "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|skip_connect~0|nor_conv_3x3~1|nor_conv_1x1~2|"
-"""The cell with the best CIFAR-10 test accuracy in the benchmark (94.37 %), the default genotype."""
-
-
-def resolve_nb201(genotype: NB201Architecture | str | os.PathLike) -> NB201Architecture:
-    """An NB201Architecture from itself, its string form, or a file holding the string form (or the JSON a search
-    writes, ``{"arch": "|...|"}``)."""
-    if isinstance(genotype, NB201Architecture):
-        return genotype
-    if not isinstance(genotype, (str, os.PathLike)):
-        raise ConfigError(f"NAS-Bench-201 genotype {genotype!r}: give a cell string |op~0|+|...|, a file holding one, "
-                          f"or an NB201Architecture")
-    text = os.fspath(genotype)
-    if not text.lstrip().startswith("|"):
-        content = read_text(text)
-        if content is None:
-            raise ConfigError(f"NAS-Bench-201 genotype {text!r} is neither a cell string |op~0|+|...| nor a file")
-        return NB201Architecture.from_json(content)
-    return NB201Architecture.from_string(text)
-
-
-class NB201Network(nn.Module):
-    """The benchmark's network around one NAS-Bench-201 cell."""
-
-    def __init__(self, genotype: NB201Architecture | str | os.PathLike = BEST_CIFAR10, C: int = 16, N: int = 5,
-                 num_classes: int = 10, in_chans: int = 3, global_pool: str = "avg",
-                 device: torch.device | str | None = None, dtype: torch.dtype | None = None) -> None:
-        super().__init__()
-        self.genotype = resolve_nb201(genotype)
-        self.num_classes, self.in_chans = num_classes, in_chans
-        self.stem = nn.Sequential(nn.Conv2d(in_chans, C, 3, padding=1, bias=False), nn.BatchNorm2d(C))
-        self.cells = nb201_body(C, N, lambda width: NB201Cell(self.genotype.ops, width))
-        self.lastact = nn.Sequential(nn.BatchNorm2d(4 * C), nn.ReLU())
-        self.num_features = self.head_hidden_size = 4 * C
-        self.feature_info = [{"num_chs": C << stage, "reduction": 1 << stage, "module": f"cells.{(N + 1) * stage + N - 1}"}
-                             for stage in range(3)]
-        self.global_pool, self.classifier = create_classifier(4 * C, num_classes, pool_type=global_pool)
-        self.to(device=device, dtype=dtype)
-
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.stem(x)
-        for cell in self.cells:
-            x = cell(x)
-        return self.lastact(x)
-
-    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
-        x = self.global_pool(x)
-        return x if pre_logits else self.classifier(x)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_head(self.forward_features(x))
-
-    def get_classifier(self) -> nn.Module:
-        return self.classifier
-
-    def reset_classifier(self, num_classes: int, global_pool: str | None = None) -> None:
-        """New classifier for ``num_classes`` (0: none), on the model's device and dtype; ``global_pool`` None keeps
-        the pooling."""
-        self.num_classes = num_classes
-        pool_type = self.global_pool.pool_type if global_pool is None else global_pool
-        weight = self.classifier.weight if isinstance(self.classifier, nn.Linear) else self.stem[0].weight
-        self.global_pool, self.classifier = create_classifier(self.num_features, num_classes, pool_type=pool_type,
-                                                              device=weight.device, dtype=weight.dtype)
-        self.global_pool.train(self.training)
-        self.classifier.train(self.training)
-
+__all__ = ["BEST_CIFAR10", "NB201Network", "nb201", "resolve_nb201"]
 
 default_cfgs = generate_default_cfgs({
     "nb201.untrained": {"url": "", "num_classes": 10, "input_size": (3, 32, 32), "pool_size": (8, 8), "crop_pct": 1.0,
