@@ -11,7 +11,6 @@ from lightning_nas.spaces.base import (
     HOOKS,
     SPACES,
     Architecture,
-    GenotypeSpace,
     SearchSpace,
     SharedChild,
     Supernet,
@@ -20,6 +19,7 @@ from lightning_nas.spaces.base import (
     spaces_offering,
 )
 from lightning_nas.spaces import darts, enas_macro, enas_micro, nb201, pnas  # noqa: F401  (registers the spaces)
+from lightning_nas.spaces.darts import GenotypeSpace
 
 
 def space_class(name: str) -> type[SearchSpace]:

@@ -24,7 +24,6 @@ import torch
 from torch import nn
 
 from lightning_nas.errors import ConfigError, check
-from lightning_nas.genotypes import Genotype
 
 Architecture = Any
 """An architecture of some space: a Genotype, an NB201Architecture, a MacroArchitecture (plain frozen data)."""
@@ -206,21 +205,6 @@ class SearchSpace:
         """Parameters of ``build(arch, ...)``, counted on the meta device (no memory, no initialisation cost)."""
         with torch.device("meta"):
             return sum(p.numel() for p in self.build(arch, num_classes, in_chans, C, N).parameters())
-
-
-class GenotypeSpace(SearchSpace):
-    """A space of DARTS-style cell pairs: architectures are Genotypes, stacked into ``NetworkCIFAR`` proxies."""
-
-    def to_json(self, arch: Genotype) -> str:
-        return arch.to_json()
-
-    def from_json(self, text: str) -> Genotype:
-        return Genotype.from_json(text)
-
-    def build(self, arch: Genotype, num_classes: int, in_chans: int, C: int, N: int) -> nn.Module:
-        from lightning_nas.networks import NetworkCIFAR  # networks stack spaces' cells: import on use
-
-        return NetworkCIFAR(arch, C=C, layers=3 * N, num_classes=num_classes, in_chans=in_chans, auxiliary=False)
 
 
 SPACES: dict[str, type[SearchSpace]] = {}

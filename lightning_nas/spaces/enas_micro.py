@@ -28,7 +28,8 @@ from lightning_nas.errors import ConfigError
 from lightning_nas.genotypes import Genotype
 from lightning_nas.genotypes.genotype import CELL_TYPES, EDGES_PER_NODE
 from lightning_nas.ops import ENAS_MICRO_OPS, FactorizedReduce, ReLUConvBN, create_op
-from lightning_nas.spaces.base import GenotypeSpace, register_space
+from lightning_nas.spaces.base import register_space
+from lightning_nas.spaces.darts import GenotypeSpace
 
 Edge = tuple[int, str]
 """One sampled edge: (input node, op name)."""

@@ -19,7 +19,8 @@ from typing import Iterable, NamedTuple, Sequence
 from lightning_nas.errors import ConfigError
 from lightning_nas.genotypes import Genotype
 from lightning_nas.ops import PNAS_OPS, check_op_name
-from lightning_nas.spaces.base import GenotypeSpace, register_space
+from lightning_nas.spaces.base import register_space
+from lightning_nas.spaces.darts import GenotypeSpace
 
 NUM_CELL_INPUTS = 2
 OP_ALIASES = {"skip_connect": "identity"}

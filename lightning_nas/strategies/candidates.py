@@ -104,7 +104,7 @@ class CandidateModule(pl.LightningModule):
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": self.lr_interval}}
 
 
-NUMERIC_CODE = ("ops", "cells", "spaces", "networks", "genotypes", "data", "strategies/candidates.py")
+NUMERIC_CODE = ("ops", "spaces", "networks", "genotypes", "data", "strategies/candidates.py")
 """The package's code that computes a candidate's accuracy, besides its architecture and budget."""
 
 

@@ -5,7 +5,8 @@ import torch
 
 from lightning_nas.ops import DARTS_PRIMITIVES
 from lightning_nas.ops.recompute import _ReLUKeepingInput
-from lightning_nas.spaces.darts import SearchCell, SearchNetwork, _ConcatChannels, derive_cell, num_edges
+from lightning_nas.spaces.darts import SearchCell, SearchNetwork, derive_cell, num_edges
+from lightning_nas.spaces.darts.supernet import _ConcatChannels
 from lightning_nas.spaces.oneshot import MixedOp
 
 

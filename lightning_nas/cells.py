@@ -1,6 +1,7 @@
-"""Cells of final networks (search-space cells live in ``lightning_nas.spaces``)."""
+"""The discrete cells of final networks, under one import path; each lives with its family: DARTS-style ``Cell`` in
+``spaces/darts/cell.py``, NAS-Bench-201's cell, residual block and skeleton in ``spaces/nb201/cell.py``."""
 
-from lightning_nas.cells.cell import Cell
+from lightning_nas.spaces.darts.cell import Cell
 from lightning_nas.spaces.nb201.cell import (
     EDGE_INPUTS,
     NB201_EDGES,
