@@ -1,11 +1,12 @@
 """lightning_nas: DARTS, ENAS and PNAS as PyTorch Lightning modules, with data modules, callbacks and CLI recipes.
 
-Layers, lowest first: ``ops`` → ``genotypes`` → ``cells`` / ``spaces`` → ``networks`` → ``strategies`` →
-``recipes``; ``data`` and ``callbacks`` sit beside them.
+Layers, lowest first: ``ops`` → ``genotypes`` → ``spaces`` (each family's cells, networks, supernet and space) →
+``networks`` (the final networks, registered with timm) → ``strategies`` → ``recipes``; ``data`` and ``callbacks``
+sit beside them. A module never imports a higher layer (``tests/test_layers.py`` checks every import).
 
 ``import lightning_nas`` loads nothing heavy: timm alone pulls in torch, torchvision and wandb, so each layer loads on
 first use, and the names below on first access. ``import lightning_nas.networks`` (which every strategy and recipe
-imports) registers ``nas_cifar`` and ``nas_imagenet`` with timm.
+imports) registers ``nas_cifar``, ``nas_imagenet`` and ``nb201`` with timm.
 """
 
 import importlib
