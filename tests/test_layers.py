@@ -29,7 +29,8 @@ ROOT = len(LAYERS)
 
 
 def module_name(path: Path, package: Path = PACKAGE) -> str:
-    """``lightning_nas.spaces.nb201.cell`` for ``lightning_nas/spaces/nb201/cell.py`` (a package by its ``__init__``)."""
+    """``lightning_nas.spaces.nb201.cell`` for ``lightning_nas/spaces/nb201/cell.py`` (a package: its
+    ``__init__``)."""
     parts = path.relative_to(package.parent).with_suffix("").parts
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
