@@ -55,8 +55,8 @@ def test_a_method_command_and_the_black_box_recipe_run_one_search(tmp_path: Path
 
 
 @pytest.mark.parametrize("extra, message", [
-    (["--method", "annealing"], "error: unknown search method 'annealing'; known: random, evolution, reinforce, "
-                                "predictor, local"),
+    (["--method", "annealing"], f"error: unknown search method 'annealing'; known: {', '.join(METHODS)}, or a "
+                                "search function of your own"),
 ])
 def test_bad_method_ends_in_one_line(tmp_path: Path, planted: list[str], extra: list[str], message: str) -> None:
     with pytest.raises(SystemExit) as exit_info:
