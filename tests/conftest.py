@@ -167,3 +167,20 @@ def _saved_activation_bytes(forward: Callable[[], Any]) -> tuple[Any, int]:
 def saved_activation_bytes() -> Callable[[Callable[[], Any]], tuple[Any, int]]:
     """``saved_activation_bytes(forward)``: ``forward()``'s result and the bytes autograd saved for its backward."""
     return _saved_activation_bytes
+
+
+@pytest.fixture
+def planted(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Candidates of a black-box search score the share of nor_conv_3x3 edges of their NAS-Bench-201 cell, untrained
+    (a planted best: the all-3x3 cell); returns the keys trained, in order."""
+    from lightning_nas.strategies.candidates import CandidatePool
+
+    trained: list[str] = []
+
+    def train(self: Any, key: str, arch: Any, callbacks: Any = (), seed: int | None = None) -> tuple[None, dict]:
+        trained.append(key)
+        return None, {"key": key, "genotype": {"arch": arch.to_string()}, "curve": [], "epochs": 1, "seconds": 0.0,
+                      "accuracy": arch.ops.count("nor_conv_3x3") / 6}
+
+    monkeypatch.setattr(CandidatePool, "train", train)
+    return trained

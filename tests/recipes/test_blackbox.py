@@ -12,7 +12,6 @@ import pytest
 from lightning_nas.quality.searches import STRATEGIES
 from lightning_nas.recipes import blackbox, config_path, evolution
 from lightning_nas.strategies.blackbox import METHODS
-from lightning_nas.strategies.candidates import CandidatePool
 
 
 def test_every_method_of_the_table_has_its_command_config_and_report_row() -> None:
@@ -21,20 +20,6 @@ def test_every_method_of_the_table_has_its_command_config_and_report_row() -> No
         assert config_path(f"{name}_digits").is_file()
         assert name in STRATEGIES and not STRATEGIES[name].lightning
     assert blackbox.command("local") == "python -m lightning_nas.recipes.local"
-
-
-@pytest.fixture
-def planted(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """Candidates score the share of nor_conv_3x3 edges of their NAS-Bench-201 cell, untrained; the keys trained."""
-    trained: list[str] = []
-
-    def train(self, key, arch, callbacks=(), seed=None):
-        trained.append(key)
-        return None, {"key": key, "genotype": {"arch": arch.to_string()}, "curve": [], "epochs": 1, "seconds": 0.0,
-                      "accuracy": arch.ops.count("nor_conv_3x3") / 6}
-
-    monkeypatch.setattr(CandidatePool, "train", train)
-    return trained
 
 
 def search_args(folder: Path) -> list[str]:
