@@ -226,13 +226,3 @@ def space_options(nodes: int | None = None, ops: Sequence[str] | None = None) ->
     """The options a config sets (``nodes``: a cell space's nodes, PNAS's blocks B; ``ops``: its candidate ops), for
     ``create_space``: the space's own defaults for what is left out."""
     return {key: value for key, value in (("nodes", nodes), ("ops", tuple(ops) if ops else None)) if value is not None}
-
-
-def create_space(name: str, **options: Any) -> SearchSpace:
-    """The registered space ``name`` with ``options`` (e.g. ``nodes``, ``ops``); an unknown name lists the known."""
-    if name not in SPACES:
-        raise ConfigError(f"unknown search space {name!r}; registered spaces: {', '.join(sorted(SPACES))}")
-    try:
-        return SPACES[name](**options)
-    except TypeError as error:
-        raise ConfigError(f"search space {name!r}: {error}") from None
