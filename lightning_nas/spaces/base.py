@@ -22,6 +22,7 @@ from typing import Any, ClassVar, Protocol, Sequence
 
 import torch
 from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
 
 from lightning_nas.errors import ConfigError, check
 
@@ -205,6 +206,17 @@ class SearchSpace:
         """Parameters of ``build(arch, ...)``, counted on the meta device (no memory, no initialisation cost)."""
         with torch.device("meta"):
             return sum(p.numel() for p in self.build(arch, num_classes, in_chans, C, N).parameters())
+
+    def num_flops(self, arch: Architecture, num_classes: int, in_chans: int, C: int, N: int,
+                  input_size: tuple[int, int] = (32, 32)) -> int:
+        """Floating-point operations of one image's forward pass through ``build(arch, ...)``, as torch's
+        ``FlopCounterMode`` counts them (2 per multiply-add of convolutions and matrix products; normalisation,
+        activations and pooling are not counted), run on the meta device (no memory, no arithmetic)."""
+        with torch.device("meta"):
+            network = self.build(arch, num_classes, in_chans, C, N)
+            with FlopCounterMode(display=False) as counter:
+                network(torch.zeros(1, in_chans, *input_size))
+        return counter.get_total_flops()
 
 
 SPACES: dict[str, type[SearchSpace]] = {}

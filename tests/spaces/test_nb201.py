@@ -137,3 +137,15 @@ def test_the_space_offers_its_supernet_as_mixture_supernet_and_shared_child_each
         space.shared_child(10, 1, dropout=0.1)
     with pytest.raises(ConfigError, match="layers=2: the nb201 supernet needs at least 3 cells"):
         space.shared_child(10, 1, layers=2)
+
+
+def test_flops_count_each_3x3_convolution_once_per_cell_at_its_stages_size() -> None:
+    """One nor_conv_3x3 edge turned to none removes a C_s x C_s 3x3 convolution from every cell of every stage: 2 x 9
+    x C_s^2 x H_s x W_s each, 16 channels at 32x32, 32 at 16x16 and 64 at 8x8 (4,718,592 in each stage's cells)."""
+    space = create_space("nb201")
+    all_conv = NB201Architecture.from_string(ALL_CONV)
+    one_none = NB201Architecture(("none",) + all_conv.ops[1:])
+    per_cell = [2 * 9 * c * c * size * size for c, size in ((16, 32), (32, 16), (64, 8))]
+    removed = space.num_flops(all_conv, 10, 3, 16, 5) - space.num_flops(one_none, 10, 3, 16, 5)
+    assert removed == 5 * sum(per_cell) == 70_778_880
+    assert space.num_flops(all_conv, 10, 3, 16, 5, input_size=(16, 16)) < space.num_flops(all_conv, 10, 3, 16, 5) / 3
