@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from lightning_nas.errors import check
-from lightning_nas.quality.proxy import proxy_budget, random_cells, search_from_recipe
+from lightning_nas.quality.proxy import cell_ops, proxy_budget, random_cells, search_from_recipe
 from lightning_nas.strategies.pnas import PNASSearch
 from lightning_nas.strategies.pnas_progress import spearman
 
@@ -53,7 +53,7 @@ class PredictorEvaluation:
     """Algorithm 2 of the PNAS paper with the predictor, proxy budget and candidate training of ``search``."""
 
     def __init__(self, search: PNASSearch, options: PredictorEval, random_seed: int) -> None:
-        o, B = options, search.B
+        o, B, ops = options, search.B, cell_ops(search)
         check(o.K >= max(2, search.ensemble_size),
               f"predictor_eval.K={o.K}: the predictor fits on K cells, one held-out fold per member of its "
               f"ensemble_size={search.ensemble_size} ensemble; set K to at least {max(2, search.ensemble_size)}")
@@ -66,8 +66,8 @@ class PredictorEvaluation:
               f"predictor_eval.levels={levels}: each level b must be in 1..{B - 1} (B-1 for the search's B={B}), since "
               f"the predictor is tested on b+1 blocks; e.g. levels: {list(range(1, B))}")
         self.search, self.options, self.levels = search, o, sorted(set(levels))
-        self.cells = {(b, t): (random_cells(f"{random_seed}/{b}/{t}", b, o.K, search.ops, *TOO_FEW),
-                               random_cells(f"{random_seed}/{b + 1}/{t}", b + 1, o.M, search.ops, *TOO_FEW))
+        self.cells = {(b, t): (random_cells(f"{random_seed}/{b}/{t}", b, o.K, ops, *TOO_FEW),
+                               random_cells(f"{random_seed}/{b + 1}/{t}", b + 1, o.M, ops, *TOO_FEW))
                       for b in self.levels for t in range(o.T)}
         """Per (level, repeat): the cells the predictor learns from and the cells it is scored on, drawn up front."""
 

@@ -11,9 +11,9 @@ import random
 from pathlib import Path
 from typing import Any, Sequence
 
-from lightning_nas.errors import check
+from lightning_nas.errors import ConfigError, check
 from lightning_nas.recipes.driver import build_driver
-from lightning_nas.spaces.pnas import PNASCell, random_cell
+from lightning_nas.spaces.pnas import PNASCell, PNASSpace, random_cell
 from lightning_nas.strategies.pnas import PNASSearch
 
 DRAWS_PER_CELL = 1000
@@ -40,6 +40,14 @@ def search_from_recipe(search_config: str, search_args: Sequence[str], output_di
     in ``output_dir``."""
     return build_driver(PNASSearch, "PNAS search", ["--config", search_config, *search_args,
                                                     f"--output_dir={output_dir}"], subcommand=None)
+
+
+def cell_ops(search: PNASSearch) -> tuple[str, ...]:
+    """The ops of the PNAS cells ``search`` grows, which the report's random cells draw from."""
+    if not isinstance(search.space, PNASSpace):
+        raise ConfigError(f"the report's PNAS sections draw random PNAS cells, but the search config searches the "
+                          f"{search.space.name} space: give one of the pnas space")
+    return search.space.ops
 
 
 def proxy_budget(search: PNASSearch) -> dict[str, Any]:

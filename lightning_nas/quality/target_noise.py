@@ -25,7 +25,7 @@ from typing import Any, Callable, Sequence
 
 from lightning_nas.errors import check
 from lightning_nas.genotypes import Genotype
-from lightning_nas.quality.proxy import proxy_budget, random_cells, search_from_recipe
+from lightning_nas.quality.proxy import cell_ops, proxy_budget, random_cells, search_from_recipe
 from lightning_nas.strategies.pnas import PNASSearch
 from lightning_nas.strategies.pnas_progress import spearman
 
@@ -60,7 +60,7 @@ class TargetNoiseMeasurement:
 
     def __init__(self, search: PNASSearch, options: TargetNoise, random_seed: int,
                  retrained: Retrain | None = None) -> None:
-        o, B = options, search.B
+        o, B, ops = options, search.B, cell_ops(search)
         check(o.cells >= 2, f"target_noise.cells={o.cells}: a Spearman correlation needs at least 2 cells; set cells to "
                             f"2 or more (16 or more for a figure that means something)")
         check(o.runs >= 2, f"target_noise.runs={o.runs}: runs are compared with each other, so give at least 2; set "
@@ -70,7 +70,7 @@ class TargetNoiseMeasurement:
         self.search, self.options, self.retrained = search, o, retrained
         self.cells = [cell for b in range(1, B + 1)
                       for cell in random_cells(f"{random_seed}/target_noise/{b}", b, len(range(b - 1, o.cells, B)),
-                                               search.ops, "target_noise", "lower cells")]
+                                               ops, "target_noise", "lower cells")]
         """The random cells, ``cells // B`` or one more of each size 1..B, drawn up front."""
 
     @classmethod

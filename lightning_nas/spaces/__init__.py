@@ -11,6 +11,7 @@ from lightning_nas.spaces.base import (
     HOOKS,
     SPACES,
     Architecture,
+    Growth,
     SearchSpace,
     SharedChild,
     Supernet,
@@ -51,5 +52,5 @@ def create_space(name: str, **options: Any) -> SearchSpace:
     return space
 
 
-__all__ = ["HOOKS", "SPACES", "Architecture", "GenotypeSpace", "SearchSpace", "SharedChild", "Supernet",
+__all__ = ["HOOKS", "SPACES", "Architecture", "GenotypeSpace", "Growth", "SearchSpace", "SharedChild", "Supernet",
            "create_space", "register_space", "space_class", "space_options", "spaces_offering"]

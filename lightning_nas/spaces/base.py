@@ -7,9 +7,10 @@ convert), which gives uniform sampling, one-edit mutations and neighbours, the p
 factorised policy for every space at once; a space overrides what it does its own way (its published sampler, its
 text form). Spaces register by name with ``register_space`` and are built with ``create_space(name, **options)``.
 
-A space offers the one-shot strategies up to two networks, each a method of its own that it overrides or leaves out:
-``mixture_supernet`` (``Supernet``: DARTS, GDAS, β-DARTS) and ``shared_child`` (``SharedChild``: ENAS, RSPS);
-``offers(hook)`` says which, and a space asked for one it lacks refuses in one line naming the spaces that have it.
+A space offers the strategies that need more than its architectures up to three hooks, each a method of its own that
+it overrides or leaves out: the one-shot networks ``mixture_supernet`` (``Supernet``: DARTS, GDAS, β-DARTS) and
+``shared_child`` (``SharedChild``: ENAS, RSPS), and ``progressive`` growth (``Growth``: PNAS); ``offers(hook)`` says
+which, and a space asked for one it lacks refuses in one line naming the spaces that have it.
 """
 
 from __future__ import annotations
@@ -65,11 +66,55 @@ class SharedChild(Protocol):
     def weight_parameters(self) -> list[nn.Parameter]: ...
 
 
+class Growth(Protocol):
+    """Progressive growth (PNAS, Liu et al. 2018): the space's architectures grown one step at a time (PNAS's cells of
+    1..B blocks, one block a step), which PNAS searches level by level: it trains every architecture of ``first()``,
+    then expands its beam with ``children`` and ranks the children with a predictor reading ``tokens``.
+
+    The grown architectures (PNAS: ``PNASCell``) are hashable, equal exactly when they are the same architecture, and
+    live in the results file as ``to_data`` (JSON data) under ``key``; ``architecture`` gives the space's own
+    architecture of one (of any level: ``build`` and ``to_json`` take it), which candidates train and the search
+    writes. ``tokens`` is what the predictor reads: ``len(step)`` tokens a step, the token at position p of a step an
+    index into the embedding table ``step[p]``, of size ``vocabularies[step[p]]``. ``settings`` (JSON data) is what
+    a candidate's accuracy and the tokens' meaning depend on besides the architecture: the results file and the saved
+    predictors are bound to it, so a search under other settings is refused or refits its predictor."""
+
+    levels: int
+    """Steps of the largest architectures (PNAS's B): the search's levels."""
+    vocabularies: dict[str, int]
+    """The predictor's embedding tables by name (each a valid Python name), with how many tokens each holds."""
+    step: tuple[str, ...]
+    """The table each token of one step reads from."""
+    settings: dict[str, Any]
+
+    def first(self) -> list[Any]:
+        """Every distinct architecture of one step, in a fixed order (level 1)."""
+
+    def children(self, grown: Any) -> list[Any]:
+        """Every distinct architecture one step larger than ``grown``, in a fixed order."""
+
+    def key(self, grown: Any) -> str: ...
+
+    def to_data(self, grown: Any) -> Any: ...
+
+    def from_data(self, data: Any) -> Any: ...
+
+    def architecture(self, grown: Any) -> Architecture: ...
+
+    def tokens(self, grown: Any) -> list[int]: ...
+
+    def inheritance(self, parent: Any, child: Any, N: int) -> dict[str, str | None]:
+        """Weight inheritance: module prefixes of ``child``'s network (``build(architecture(child), ..., N)``) mapped
+        to the prefix of ``parent``'s network computing the same thing, or None where the child's new step starts
+        fresh (``WeightInheritance``'s mapping)."""
+
+
 HOOKS = {
     "mixture_supernet": "mixture supernet, which DARTS, GDAS and β-DARTS search",
     "shared_child": "shared child, which ENAS and RSPS train along one architecture at a time",
+    "progressive": "progressive growth, which PNAS searches level by level",
 }
-"""The one-shot networks a space may offer, each a method of ``SearchSpace``, with what they are."""
+"""What a space may offer besides its architectures, each a method of ``SearchSpace``, with what it is."""
 
 
 class SearchSpace:
@@ -191,14 +236,19 @@ class SearchSpace:
         RSPS; ``options`` are the network's (``C``, ``layers``, ...). A space without one leaves this out."""
         raise self.lacks("shared_child")
 
+    def progressive(self) -> Growth:
+        """The space's architectures grown one step at a time (``Growth``), for PNAS. A space without it leaves this
+        out."""
+        raise self.lacks("progressive")
+
     @classmethod
     def offers(cls, hook: str) -> bool:
-        """Whether the space offers the one-shot network ``hook`` of ``HOOKS`` ("mixture_supernet", "shared_child"):
-        whether it overrides that method."""
+        """Whether the space offers ``hook`` of ``HOOKS`` ("mixture_supernet", "shared_child", "progressive"): whether
+        it overrides that method."""
         return getattr(cls, hook) is not getattr(SearchSpace, hook)
 
     def lacks(self, hook: str) -> ConfigError:
-        """The one-line refusal of a one-shot network this space does not offer, naming the spaces that do."""
+        """The one-line refusal of a hook this space does not offer, naming the spaces that do."""
         return ConfigError(f"the {self.name} space has no {HOOKS[hook]}; spaces that have one: "
                            f"{', '.join(spaces_offering(hook))}")
 
@@ -230,7 +280,7 @@ def register_space(space: type[SearchSpace]) -> type[SearchSpace]:
 
 
 def spaces_offering(hook: str) -> list[str]:
-    """The registered spaces that offer the one-shot network ``hook`` of ``HOOKS``, by name."""
+    """The registered spaces that offer ``hook`` of ``HOOKS``, by name."""
     return sorted(name for name, space in SPACES.items() if space.offers(hook))
 
 

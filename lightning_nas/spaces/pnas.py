@@ -14,7 +14,7 @@ from __future__ import annotations
 import itertools
 import random
 from dataclasses import dataclass
-from typing import Iterable, NamedTuple, Sequence
+from typing import Any, Iterable, NamedTuple, Sequence
 
 from lightning_nas.errors import ConfigError
 from lightning_nas.genotypes import Genotype
@@ -148,15 +148,6 @@ def one_block_cells(ops: Sequence[str] = PNAS_OPS) -> list[PNASCell]:
     return expand(PNASCell(), ops)
 
 
-def expand_beam(beam: Iterable[PNASCell], ops: Sequence[str] = PNAS_OPS) -> dict[PNASCell, PNASCell]:
-    """Distinct children of every cell in the beam, each mapped to the first parent it came from."""
-    children: dict[PNASCell, PNASCell] = {}
-    for parent in beam:
-        for child in expand(parent, ops):
-            children.setdefault(child, parent)
-    return children
-
-
 def encode(cell: PNASCell, ops: Sequence[str] = PNAS_OPS) -> list[int]:
     """Predictor tokens: (input1, input2, op1, op2) per block, ops as indices into ``ops``."""
     index = {op: i for i, op in enumerate(ops)}
@@ -198,6 +189,50 @@ def random_cell(rng: random.Random, blocks: int, ops: Sequence[str] = PNAS_OPS) 
     return cell
 
 
+class PNASGrowth:
+    """PNAS's progressive growth (``Growth``) of cells of 1..``blocks`` blocks over ``ops``, one block a step: the
+    predictor reads a block as (input1, input2, op1, op2), inputs and ops each from an embedding table of their own (the
+    paper's shared embeddings of inputs and of ops); a child inherits the weights of the ops of every block it shares
+    with its parent (``shared_edges``)."""
+
+    step: tuple[str, ...] = ("inputs", "inputs", "ops", "ops")
+
+    def __init__(self, blocks: int, ops: Sequence[str]) -> None:
+        self.levels, self.ops = blocks, tuple(ops)
+        self.vocabularies = {"inputs": NUM_CELL_INPUTS + blocks - 1, "ops": len(self.ops)}
+        self.settings: dict[str, Any] = {"ops": list(self.ops)}
+        """The ops alone: a PNAS results file is bound to them (and the saved predictors to them and B) since before
+        the search took a space, so results of earlier searches resume."""
+
+    def first(self) -> list[PNASCell]:
+        return one_block_cells(self.ops)
+
+    def children(self, grown: PNASCell) -> list[PNASCell]:
+        return expand(grown, self.ops)
+
+    def key(self, grown: PNASCell) -> str:
+        return grown.key()
+
+    def to_data(self, grown: PNASCell) -> list[list]:
+        return grown.to_list()
+
+    def from_data(self, data: Iterable[Sequence]) -> PNASCell:
+        return PNASCell.from_list(data)
+
+    def architecture(self, grown: PNASCell) -> Genotype:
+        return grown.to_genotype()
+
+    def tokens(self, grown: PNASCell) -> list[int]:
+        return encode(grown, self.ops)
+
+    def inheritance(self, parent: PNASCell, child: PNASCell, N: int) -> dict[str, str | None]:
+        """Every cell's op modules (3N cells, normal and reduction alike) → the parent's op computing the same edge;
+        the new block's ops start fresh."""
+        edges = shared_edges(parent, child)
+        return {f"cells.{i}.ops.{e}": (f"cells.{i}.ops.{edges[e]}" if e in edges else None)
+                for i in range(3 * N) for e in range(2 * len(child))}
+
+
 @register_space
 class PNASSpace(GenotypeSpace):
     """PNAS cells of ``nodes`` blocks (the paper's B; called nodes as in the other cell spaces): per block two
@@ -229,3 +264,6 @@ class PNASSpace(GenotypeSpace):
 
     def draw(self, rng: random.Random) -> Genotype:
         return random_cell(rng, self.blocks, self.ops).to_genotype()
+
+    def progressive(self) -> PNASGrowth:
+        return PNASGrowth(self.blocks, self.ops)

@@ -1,5 +1,6 @@
-"""The PNAS accuracy predictor: an ensemble that reads a cell's tokens and predicts its proxy accuracy, and its life
-cycle over a search's levels (``LevelPredictors``: fit on level 1, updated with each next level, saved per level)."""
+"""The PNAS accuracy predictor: an ensemble that reads a grown architecture's tokens (a cell's, 4 a block) and predicts
+its proxy accuracy, and its life cycle over a search's levels (``LevelPredictors``: fit on level 1, updated with each
+next level, saved per level)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import copy
 import io
 import json
 from pathlib import Path
-from typing import Any, Callable, Literal, Sequence
+from typing import Any, Callable, Literal, Sequence, cast
 
 import lightning.pytorch as pl
 import torch
@@ -18,34 +19,38 @@ from torchmetrics.regression import SpearmanCorrCoef
 from lightning_nas.data.predictor import PredictorDataModule, collate
 from lightning_nas.errors import ConfigError
 from lightning_nas.files import write_atomic
-from lightning_nas.spaces.pnas import NUM_CELL_INPUTS, PNASCell, encode
+from lightning_nas.spaces import Growth
 from lightning_nas.strategies.candidates import CandidatePool
-
-TOKENS_PER_BLOCK = 4
-"""(input1, input2, op1, op2): positions 0, 1 read the input embedding, 2, 3 the op embedding."""
 
 
 class TokenEmbedding(nn.Module):
-    """Separate embedding tables for input tokens and op tokens, chosen by position within the block."""
+    """One embedding table per vocabulary of the growth's tokens (PNAS: inputs and ops), each token looked up in the
+    table its position within the step names."""
 
-    def __init__(self, num_inputs: int, num_ops: int, dim: int) -> None:
+    def __init__(self, vocabularies: dict[str, int], step: Sequence[str], dim: int) -> None:
         super().__init__()
-        self.inputs = nn.Embedding(num_inputs, dim)
-        self.ops = nn.Embedding(num_ops, dim)
+        self.step = tuple(step)
+        for name, size in vocabularies.items():
+            self.add_module(name, nn.Embedding(size, dim))
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
-        is_input = (torch.arange(tokens.shape[1], device=tokens.device) % TOKENS_PER_BLOCK < 2)[None, :, None]
-        as_input = self.inputs(tokens.clamp(max=self.inputs.num_embeddings - 1))
-        as_op = self.ops(tokens.clamp(max=self.ops.num_embeddings - 1))
-        return torch.where(is_input, as_input, as_op)
+        position = torch.arange(tokens.shape[1], device=tokens.device) % len(self.step)
+        embedded = None
+        for name in dict.fromkeys(self.step):
+            table = cast(nn.Embedding, getattr(self, name))
+            looked_up = table(tokens.clamp(max=table.num_embeddings - 1))
+            reads = torch.tensor([table_name == name for table_name in self.step], device=tokens.device)[position]
+            embedded = looked_up if embedded is None else torch.where(reads[None, :, None], looked_up, embedded)
+        return cast(torch.Tensor, embedded)
 
 
 class LSTMPredictor(nn.Module):
-    """The paper's predictor: the 4b tokens through an LSTM, its last state through FC + sigmoid."""
+    """The paper's predictor: the tokens through an LSTM, its last state through FC + sigmoid."""
 
-    def __init__(self, num_inputs: int, num_ops: int, embed_dim: int = 100, hidden_size: int = 100) -> None:
+    def __init__(self, vocabularies: dict[str, int], step: Sequence[str], embed_dim: int = 100,
+                 hidden_size: int = 100) -> None:
         super().__init__()
-        self.embedding = TokenEmbedding(num_inputs, num_ops, embed_dim)
+        self.embedding = TokenEmbedding(vocabularies, step, embed_dim)
         self.lstm = nn.LSTM(embed_dim, hidden_size, batch_first=True)
         self.head = nn.Linear(hidden_size, 1)
 
@@ -56,22 +61,24 @@ class LSTMPredictor(nn.Module):
 
 
 class MLPPredictor(nn.Module):
-    """The MLP variant: each block's 4 token embeddings concatenated, averaged over the blocks, two hidden layers."""
+    """The MLP variant: each step's token embeddings concatenated, averaged over the steps, two hidden layers."""
 
-    def __init__(self, num_inputs: int, num_ops: int, embed_dim: int = 100, hidden_size: int = 100) -> None:
+    def __init__(self, vocabularies: dict[str, int], step: Sequence[str], embed_dim: int = 100,
+                 hidden_size: int = 100) -> None:
         super().__init__()
-        self.embedding = TokenEmbedding(num_inputs, num_ops, embed_dim)
+        self.embedding = TokenEmbedding(vocabularies, step, embed_dim)
+        self.tokens_per_step = len(step)
         self.mlp = nn.Sequential(
-            nn.Linear(TOKENS_PER_BLOCK * embed_dim, hidden_size), nn.ReLU(),
+            nn.Linear(self.tokens_per_step * embed_dim, hidden_size), nn.ReLU(),
             nn.Linear(hidden_size, hidden_size), nn.ReLU(),
             nn.Linear(hidden_size, 1),
         )
 
     def forward(self, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        batch, steps = tokens.shape
-        blocks = self.embedding(tokens).reshape(batch, steps // TOKENS_PER_BLOCK, -1)
-        real = (torch.arange(blocks.shape[1], device=tokens.device)[None] < (lengths // TOKENS_PER_BLOCK)[:, None])
-        mean = (blocks * real[..., None]).sum(1) / real.sum(1, keepdim=True)
+        batch, length = tokens.shape
+        steps = self.embedding(tokens).reshape(batch, length // self.tokens_per_step, -1)
+        real = (torch.arange(steps.shape[1], device=tokens.device)[None] < (lengths // self.tokens_per_step)[:, None])
+        mean = (steps * real[..., None]).sum(1) / real.sum(1, keepdim=True)
         return torch.sigmoid(self.mlp(mean)).squeeze(-1)
 
 
@@ -79,7 +86,8 @@ PREDICTORS: dict[str, type[nn.Module]] = {"lstm": LSTMPredictor, "mlp": MLPPredi
 
 
 class AccuracyPredictor(pl.LightningModule):
-    """An ensemble of ``ensemble_size`` predictors, member m trained with L1 loss on every fold but fold m.
+    """An ensemble of ``ensemble_size`` predictors reading a growth's tokens (``Growth.vocabularies``, ``step``),
+    member m trained with L1 loss on every fold but fold m.
 
     ``forward`` averages the members. Validation scores each result with the member that never saw it and logs the
     Spearman rank correlation of these out-of-fold predictions with the true accuracies (``val/spearman``).
@@ -87,8 +95,8 @@ class AccuracyPredictor(pl.LightningModule):
 
     def __init__(
         self,
-        num_inputs: int,
-        num_ops: int,
+        vocabularies: dict[str, int],
+        step: Sequence[str],
         kind: Literal["lstm", "mlp"] = "lstm",
         embed_dim: int = 100,
         hidden_size: int = 100,
@@ -101,7 +109,7 @@ class AccuracyPredictor(pl.LightningModule):
         self.save_hyperparameters()
         self.lr = lr
         self.members = nn.ModuleList(
-            PREDICTORS[kind](num_inputs, num_ops, embed_dim, hidden_size) for _ in range(ensemble_size)
+            PREDICTORS[kind](vocabularies, step, embed_dim, hidden_size) for _ in range(ensemble_size)
         )
         self.val_spearman = SpearmanCorrCoef()
 
@@ -141,7 +149,8 @@ class LevelPredictors:
 
     Each ensemble is kept in memory and saved by rank 0 as ``<folder>/b<b>.pt`` with the settings it depends on; a
     restarted search loads it, or re-derives it level by level from ``records``, to the same weights, so it ranks the
-    next level exactly as the uninterrupted search would. ``pool`` gives the Trainer it fits with and the ranks.
+    next level exactly as the uninterrupted search would. ``pool`` gives the Trainer it fits with and the ranks;
+    ``growth`` (the searched space's) the tokens it reads.
     """
 
     def __init__(
@@ -149,8 +158,7 @@ class LevelPredictors:
         folder: Path,
         records: Callable[[int], list[dict[str, Any]]],
         pool: CandidatePool,
-        ops: Sequence[str],
-        B: int,
+        growth: Growth,
         kind: Literal["lstm", "mlp"] = "lstm",
         epochs: int = 50,
         lr: float = 0.01,
@@ -158,7 +166,7 @@ class LevelPredictors:
         update: PredictorUpdate = "finetune",
         seed: int = 0,
     ) -> None:
-        self.folder, self.records, self.pool, self.ops, self.B = folder, records, pool, tuple(ops), B
+        self.folder, self.records, self.pool, self.growth = folder, records, pool, growth
         self.kind, self.epochs, self.lr, self.ensemble_size = kind, epochs, lr, ensemble_size
         self.update, self.seed = update, seed
         self.ensembles: dict[int, tuple[AccuracyPredictor, float]] = {}
@@ -168,7 +176,7 @@ class LevelPredictors:
     def settings(self) -> dict[str, Any]:
         """What a saved ensemble depends on besides the results: a file saved under other settings is refit."""
         return {"kind": self.kind, "epochs": self.epochs, "lr": self.lr, "ensemble_size": self.ensemble_size,
-                "update": self.update, "seed": self.seed, "ops": list(self.ops), "B": self.B}
+                "update": self.update, "seed": self.seed, **self.growth.settings, "B": self.growth.levels}
 
     def after(self, b: int) -> tuple[AccuracyPredictor, float]:
         """The ensemble that has learned levels 1..b, in eval mode, and its out-of-fold Spearman correlation on their
@@ -198,7 +206,7 @@ class LevelPredictors:
     def new(self, seed: int) -> AccuracyPredictor:
         """A fresh ensemble with the search's predictor settings, its weights drawn under ``seed``."""
         pl.seed_everything(seed, verbose=False)
-        return AccuracyPredictor(NUM_CELL_INPUTS + self.B - 1, len(self.ops), self.kind,
+        return AccuracyPredictor(self.growth.vocabularies, self.growth.step, self.kind,
                                  ensemble_size=self.ensemble_size, lr=self.lr)
 
     def fit(self, predictor: AccuracyPredictor, records: list[dict[str, Any]],
@@ -211,15 +219,15 @@ class LevelPredictors:
         predictor.cpu().eval()
         return float(trainer.callback_metrics["val/spearman"])
 
-    def tokens(self, cell: list) -> list[int]:
-        """A result record's ``cell`` (a cell list) as the predictor reads it."""
-        return encode(PNASCell.from_list(cell), self.ops)
+    def tokens(self, cell: Any) -> list[int]:
+        """A result record's ``cell`` (the growth's ``to_data``) as the predictor reads it."""
+        return self.growth.tokens(self.growth.from_data(cell))
 
-    def predict(self, predictor: AccuracyPredictor, cells: list[PNASCell], batch_size: int = 4096) -> list[float]:
-        """``predictor``'s accuracy for each cell."""
+    def predict(self, predictor: AccuracyPredictor, cells: list[Any], batch_size: int = 4096) -> list[float]:
+        """``predictor``'s accuracy for each grown architecture."""
         predictions = []
         with torch.no_grad():
             for start in range(0, len(cells), batch_size):
-                batch = collate([(encode(c, self.ops), 0.0, 0) for c in cells[start : start + batch_size]])
+                batch = collate([(self.growth.tokens(c), 0.0, 0) for c in cells[start : start + batch_size]])
                 predictions += predictor(batch["tokens"], batch["lengths"]).tolist()
         return predictions

@@ -2,8 +2,8 @@
 
 Rank 0 keeps ``progress.json`` (per level: candidates, best cell, the predictor's Spearman correlations: on the beam it
 chose, on a random sample of the whole expansion, and out-of-fold) and a predicted-vs-true accuracy scatter per level
-under ``plots/``; with a ``logger`` it logs them too (W&B: a candidates table, the best cell's diagram, the scatters and
-the genotype artifact, one run per search).
+under ``plots/``; with a ``logger`` it logs them too (W&B: a candidates table, the best cell's diagram where it is a
+Genotype, the scatters and the genotype artifact, one run per search).
 """
 
 from __future__ import annotations
@@ -18,9 +18,9 @@ from lightning.pytorch.loggers import Logger, WandbLogger
 from torchmetrics.functional import spearman_corrcoef
 
 from lightning_nas.files import write_atomic
-from lightning_nas.genotypes import cell_diagram_png
+from lightning_nas.genotypes import Genotype, cell_diagram_png
 from lightning_nas.plots import png_image, predictor_scatter_png
-from lightning_nas.spaces.pnas import PNASCell
+from lightning_nas.spaces import Growth
 from lightning_nas.strategies.candidates import ResultsFile
 
 
@@ -36,10 +36,10 @@ class SearchProgress:
     """The search's progress (``levels``, one dict per level: b, candidates, how many stopped early, best accuracy and
     cell, and from b=2 the predictor's Spearman correlations), written under ``output_dir`` and logged to ``logger``
     by the rank told to ``write``. ``results`` is the search's results file, every candidate of which W&B gets as a
-    table."""
+    table; ``growth`` is the searched space's, whose cells these are."""
 
-    def __init__(self, output_dir: Path, results: ResultsFile, logger: Logger | None = None) -> None:
-        self.output_dir, self.results, self.logger = output_dir, results, logger
+    def __init__(self, output_dir: Path, results: ResultsFile, growth: Growth, logger: Logger | None = None) -> None:
+        self.output_dir, self.results, self.growth, self.logger = output_dir, results, growth, logger
         self.levels: list[dict[str, Any]] = []
 
     def start(self, hyperparams: dict[str, Any], write: bool) -> None:
@@ -49,21 +49,22 @@ class SearchProgress:
             self.logger.log_hyperparams(hyperparams)
 
     def record(
-        self, b: int, beam: list[PNASCell], sample: list[PNASCell], results: dict[PNASCell, dict],
+        self, b: int, beam: list[Any], sample: list[Any], results: dict[Any, dict],
         predicted: dict[str, float], out_of_fold: float | None, write: bool,
     ) -> None:
         """Add level b; with ``write``, rewrite ``progress.json``, plot predicted vs. true accuracy and log. The best
         cell and the correlations count only candidates that ran their full budget."""
         full = [cell for cell in beam if not results[cell].get("stopped_early")]
-        best = max(full or beam, key=lambda c: (results[c]["accuracy"], c.key()))  # all stopped: the best truncated
+        key = self.growth.key
+        best = max(full or beam, key=lambda c: (results[c]["accuracy"], key(c)))  # all stopped: the best truncated
         level: dict[str, Any] = {"b": b, "candidates": len(beam), "stopped_early": len(beam) - len(full),
-                                 "best_accuracy": results[best]["accuracy"], "best_cell": best.to_list()}
+                                 "best_accuracy": results[best]["accuracy"], "best_cell": self.growth.to_data(best)}
         points: dict[str, tuple[list[float], list[float]]] = {}
         if predicted:
             for name, cells in (("beam", beam), ("random sample", sample)):
                 cells = [c for c in cells if not results[c].get("stopped_early")]
                 if cells:
-                    points[name] = ([predicted[c.key()] for c in cells], [results[c]["accuracy"] for c in cells])
+                    points[name] = ([predicted[key(c)] for c in cells], [results[c]["accuracy"] for c in cells])
             level.update(out_of_fold_spearman=out_of_fold, spearman=spearman(*points.get("beam", ([], []))))
             if sample:
                 level.update(sample_size=len(sample), sample_spearman=spearman(*points.get("random sample", ([], []))))
@@ -94,12 +95,12 @@ class SearchProgress:
 
             rows = [[r["key"], r["b"], r["accuracy"], r["epochs"], bool(r.get("stopped_early"))]
                     for r in sorted(self.results.read(), key=lambda r: (r["b"], r["key"]))]
-            best = PNASCell.from_list(level["best_cell"]).to_genotype()
+            best = self.growth.architecture(self.growth.from_data(level["best_cell"]))
             payload: dict[str, Any] = {
-                "candidates": wandb.Table(columns=["cell", "b", "accuracy", "epochs", "stopped early"], data=rows),
-                "best_cell": wandb.Image(png_image(cell_diagram_png(best)),
-                                         caption=f"b={b}, held-out accuracy {level['best_accuracy']:.4f}"),
-            }
+                "candidates": wandb.Table(columns=["cell", "b", "accuracy", "epochs", "stopped early"], data=rows)}
+            if isinstance(best, Genotype):
+                payload["best_cell"] = wandb.Image(png_image(cell_diagram_png(best)),
+                                                   caption=f"b={b}, held-out accuracy {level['best_accuracy']:.4f}")
             if scatter is not None:
                 payload["predictor/scatter"] = wandb.Image(png_image(scatter), caption=f"b={b}")
             self.logger.experiment.log({**payload, "b": b})

@@ -137,6 +137,8 @@ def pnas_args(root: Path, *extra: str) -> list[str]:
                           "'sep_conv_7x7', 'conv_7x1_1x7', 'identity', 'avg_pool_3x3', 'max_pool_3x3', "
                           "'dilated_conv_3x3']"),
         (["--ops", "[identity, conv_9x9]"], "unknown ops ['conv_9x9'] in ops; valid ops are: "),
+        (["--space", "nb201"], "the nb201 space has no progressive growth, which PNAS searches level by level; "
+                               "spaces that have one: "),
         (["--ensemble_size", "100"], "ensemble_size (predictors, one held-out fold each) must be between 1 and the "
                                      "36 one-block cells the predictor first learns from, got 100; the paper uses 5"),
         (["--data.val_split", "0"], "PNAS scores candidates on held-out images: give the data module mode='eval' and "

@@ -72,6 +72,11 @@ def test_each_space_offers_the_one_shot_networks_it_overrides() -> None:
     assert {"enas_micro", "enas_macro", "nb201"} <= set(spaces_offering("shared_child"))
     assert not SPACES["pnas"].offers("mixture_supernet") and not SPACES["pnas"].offers("shared_child")
     assert not SPACES["darts"].offers("shared_child") and not SPACES["enas_micro"].offers("mixture_supernet")
+    assert "pnas" in spaces_offering("progressive") and not SPACES["nb201"].offers("progressive")
+
+
+ARGUMENTS = {"mixture_supernet": (10, 3), "shared_child": (10, 3), "progressive": ()}
+"""What each hook of HOOKS is called with: the one-shot networks take num_classes and in_chans, growth nothing."""
 
 
 @pytest.mark.parametrize("hook", sorted(HOOKS))
@@ -81,7 +86,7 @@ def test_a_one_shot_network_a_space_lacks_is_refused_in_one_line_naming_the_spac
     if SPACES[name].offers(hook):
         return
     with pytest.raises(ConfigError) as refused:
-        getattr(create_space(name), hook)(10, 3)
+        getattr(create_space(name), hook)(*ARGUMENTS[hook])
     assert str(refused.value) == f"the {name} space has no {HOOKS[hook]}; spaces that have one: " + ", ".join(
         spaces_offering(hook))
 

@@ -6,19 +6,25 @@ import socket
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Sequence
 
 import pytest
 import torch
 from PIL import Image
+from torch import nn
 from torchmetrics.functional import spearman_corrcoef
 
+from lightning_nas.callbacks import WeightInheritance
 from lightning_nas.data import DigitsDataModule
+from lightning_nas.files import write_atomic
+from lightning_nas.spaces import SPACES, SearchSpace, spaces_offering
 from lightning_nas.strategies.candidates import ResultsFile
 from lightning_nas.errors import ConfigError
 from lightning_nas.genotypes import Genotype
-from lightning_nas.spaces.pnas import PNASCell, expand_beam
-from lightning_nas.strategies.pnas import PNASSearch
+from lightning_nas.spaces.pnas import PNASCell
+from lightning_nas.strategies.pnas import PNASSearch, expand_beam
 
 TINY = dict(B=2, K=2, N=1, F=4, epochs=1, lr=0.05, limit_train_batches=2, ops=["identity", "sep_conv_3x3"],
             predictor_epochs=3, accelerator="cpu")
@@ -161,7 +167,7 @@ def test_progress_reports_the_predictor_on_a_random_sample_of_the_expansion_and_
         assert level["sample_size"] == 3 and -1 <= level["sample_spearman"] <= 1
         assert 0.5 < level["out_of_fold_spearman"] <= 1  # the synthetic accuracy is learnable
     # the sample comes from the whole expansion of the level-1 beam, and joins neither the beam nor the predictor
-    expansion = expand_beam(synthetic.beams[1], SYNTHETIC["ops"])
+    expansion = expand_beam(synthetic.growth, synthetic.beams[1])
     sampled = [PNASCell.from_list(r["cell"]) for r in synthetic.results.read()
                if r["b"] == 2 and PNASCell.from_list(r["cell"]) not in synthetic.beams[2]]
     assert 1 <= len(sampled) <= 3 and all(cell in expansion for cell in sampled)
@@ -303,6 +309,155 @@ def test_any_lightning_logger_gets_the_per_level_numbers(synthetic, tmp_path, mo
             logged = row[f"pnas/{key}"]
             assert logged == "" if level["b"] == 1 else float(logged) == pytest.approx(level[key])
     assert "predictor_update: finetune" in (Path(logger.log_dir) / "hparams.yaml").read_text()
+
+
+# ------------------------------------------------------------- a space of the test's own, grown one layer a step
+LAYER_OPS = ("conv", "pool")
+
+
+@dataclass(frozen=True)
+class Layers:
+    """The toy space's architecture: a chain of layers, one op of LAYER_OPS each."""
+
+    ops: tuple[str, ...]
+
+    def save(self, path: str | os.PathLike) -> str:
+        return write_atomic(path, json.dumps({"ops": list(self.ops)}))
+
+
+class LayerNetwork(nn.Module):
+    def __init__(self, arch: Layers, num_classes: int, in_chans: int, C: int) -> None:
+        super().__init__()
+        self.stem = nn.Conv2d(in_chans, C, 3, padding=1)
+        self.layers = nn.ModuleList(nn.Conv2d(C, C, 3, padding=1) if op == "conv" else nn.MaxPool2d(3, 1, 1)
+                                    for op in arch.ops)
+        self.classifier = nn.Linear(C, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.stem(x)
+        for layer in self.layers:
+            x = torch.relu(layer(x))
+        return self.classifier(x.mean((2, 3)))
+
+
+class LayerGrowth:
+    """Chains grown one layer a step: a child appends a layer, inheriting its parent's layers, stem and classifier."""
+
+    step = ("ops",)
+
+    def __init__(self, depth: int) -> None:
+        self.levels, self.vocabularies, self.settings = depth, {"ops": len(LAYER_OPS)}, {"space": "layers"}
+
+    def first(self) -> list[Layers]:
+        return [Layers((op,)) for op in LAYER_OPS]
+
+    def children(self, grown: Layers) -> list[Layers]:
+        return [Layers(grown.ops + (op,)) for op in LAYER_OPS]
+
+    def key(self, grown: Layers) -> str:
+        return "-".join(grown.ops)
+
+    def to_data(self, grown: Layers) -> list[str]:
+        return list(grown.ops)
+
+    def from_data(self, data: list[str]) -> Layers:
+        return Layers(tuple(data))
+
+    def architecture(self, grown: Layers) -> Layers:
+        return grown
+
+    def tokens(self, grown: Layers) -> list[int]:
+        return [LAYER_OPS.index(op) for op in grown.ops]
+
+    def inheritance(self, parent: Layers, child: Layers, N: int) -> dict[str, str | None]:
+        return {f"layers.{i}": f"layers.{i}" if i < len(parent.ops) else None for i in range(len(child.ops))}
+
+
+class LayerSpace(SearchSpace):
+    """A space defined here, not in the package: chains of ``nodes`` layers (PNAS's B reaches it as ``nodes``). It
+    offers progressive growth and nothing one-shot."""
+
+    name = "layers"
+
+    def __init__(self, nodes: int = 3) -> None:
+        self.depth = nodes
+
+    def choices(self) -> tuple[int, ...]:
+        return (len(LAYER_OPS),) * self.depth
+
+    def decisions(self, arch: Layers) -> tuple[int, ...]:
+        return tuple(LAYER_OPS.index(op) for op in arch.ops)
+
+    def decode(self, decisions: Sequence[int]) -> Layers:
+        return Layers(tuple(LAYER_OPS[d] for d in decisions))
+
+    def to_json(self, arch: Layers) -> str:
+        return json.dumps({"ops": list(arch.ops)})
+
+    def from_json(self, text: str) -> Layers:
+        return Layers(tuple(json.loads(text)["ops"]))
+
+    def build(self, arch: Layers, num_classes: int, in_chans: int, C: int, N: int) -> nn.Module:
+        return LayerNetwork(arch, num_classes, in_chans, C)
+
+    def progressive(self) -> LayerGrowth:
+        return LayerGrowth(self.depth)
+
+
+def test_a_space_of_ones_own_with_progressive_growth_is_searched_and_children_inherit_their_parents_layers(
+        tmp_path, monkeypatch):
+    monkeypatch.setitem(SPACES, "layers", LayerSpace)
+    assert LayerSpace.offers("progressive") and not LayerSpace.offers("shared_child")
+    inherited: list[tuple[list[str], list[str]]] = []
+
+    class Spy(WeightInheritance):
+        def on_fit_start(self, trainer, pl_module) -> None:
+            super().on_fit_start(trainer, pl_module)
+            inherited.append((self.copied, self.fresh))
+
+    monkeypatch.setattr("lightning_nas.strategies.pnas.WeightInheritance", Spy)
+    found = PNASSearch(DigitsDataModule(mode="eval", val_split=200, batch_size=128), output_dir=str(tmp_path),
+                       **{**TINY, "ops": None}, space="layers", ensemble_size=2, inherit_weights=True).run()
+    assert isinstance(found, Layers) and len(found.ops) == 2
+    assert json.loads((tmp_path / "genotype.json").read_text()) == {"ops": list(found.ops)}
+    records = ResultsFile(tmp_path / "results.jsonl").read()
+    assert sorted(len(r["cell"]) for r in records) == [1, 1, 2, 2] and all(r["genotype"]["ops"] == r["cell"]
+                                                                           for r in records)
+    # each of the K=2 children copied its parent's stem, layer and classifier, and started its new layer fresh
+    assert len(inherited) == 2
+    for copied, fresh in inherited:
+        assert {"network.stem.weight", "network.classifier.weight"} <= set(copied)
+        assert all(name.startswith("network.layers.1.") for name in fresh)
+
+
+@pytest.mark.parametrize("planted, best", [("conv", ("conv",) * 4), ("pool", ("pool",) * 4)])
+def test_pnas_finds_the_planted_best_chain_of_a_space_of_ones_own(tmp_path, monkeypatch, planted, best):
+    """The accuracy is the share of ``planted`` layers: at levels 3 and 4 the predictor ranks the 8 children of the
+    beam and keeps K=4, which must hold the best both times (1 in 4 by chance; 16 of 16 seeds did); planting the other
+    op (the negative control) finds the other chain."""
+    monkeypatch.setitem(SPACES, "layers", LayerSpace)
+
+    def train_candidate(self, cell, b, parent, reference):
+        accuracy = 0.3 + 0.5 * cell.ops.count(planted) / len(cell.ops)
+        return {"key": self.growth.key(cell), "b": b, "cell": list(cell.ops), "accuracy": accuracy, "curve": [],
+                "epochs": 1, "seconds": 0.0, "stopped_epoch": None, "stopped_early": False}
+
+    monkeypatch.setattr(PNASSearch, "train_candidate", train_candidate)
+    search = PNASSearch(DigitsDataModule(val_split=100), output_dir=str(tmp_path), space="layers", B=4, K=4,
+                        predictor="mlp", predictor_epochs=100, ensemble_size=2, accelerator="cpu", num_threads=1)
+    assert search.run() == Layers(best)
+    assert [level["candidates"] for level in search.progress] == [2, 4, 4, 4]
+    assert search.progress[-1]["best_cell"] == list(best)
+
+
+@pytest.mark.parametrize("name", [name for name in sorted(SPACES) if not SPACES[name].offers("progressive")])
+def test_a_space_without_progressive_growth_is_refused_in_one_line_before_any_training(tmp_path, name):
+    with pytest.raises(ConfigError) as refused:
+        PNASSearch(DigitsDataModule(mode="eval", val_split=100), output_dir=str(tmp_path), space=name, B=3,
+                   ops=["identity"])
+    assert str(refused.value) == (f"the {name} space has no progressive growth, which PNAS searches level by level; "
+                                  f"spaces that have one: {', '.join(spaces_offering('progressive'))}")
+    assert not any(tmp_path.iterdir())
 
 
 # ----------------------------------------------------------------------------------------- two processes, one store

@@ -4,8 +4,7 @@ import torch
 from torchmetrics.functional import spearman_corrcoef
 
 from lightning_nas.data.predictor import PredictorDataModule, collate
-from lightning_nas.ops import PNAS_OPS
-from lightning_nas.spaces.pnas import PNASCell, encode, expand, one_block_cells
+from lightning_nas.spaces.pnas import PNASCell, PNASSpace, encode, expand, one_block_cells
 from lightning_nas.strategies.pnas_predictor import AccuracyPredictor
 
 
@@ -32,8 +31,8 @@ def test_predictor_ensemble_learns_a_toy_relation_and_ranks_the_next_b(kind):
     pl.seed_everything(0)
     cells = one_block_cells()
     data = PredictorDataModule(records(cells), tokens, num_folds=5, batch_size=32)
-    predictor = AccuracyPredictor(num_inputs=4, num_ops=len(PNAS_OPS), kind=kind, embed_dim=16, hidden_size=16,
-                                  lr=0.03)
+    growth = PNASSpace(nodes=3).progressive()  # 4 inputs: c_{k-2}, c_{k-1} and two earlier blocks
+    predictor = AccuracyPredictor(growth.vocabularies, growth.step, kind=kind, embed_dim=16, hidden_size=16, lr=0.03)
     trainer = pl.Trainer(max_epochs=20, logger=False, enable_checkpointing=False, enable_progress_bar=False,
                          enable_model_summary=False, num_sanity_val_steps=0, check_val_every_n_epoch=20)
     trainer.fit(predictor, data)

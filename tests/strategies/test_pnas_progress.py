@@ -3,7 +3,7 @@ import math
 
 import pytest
 
-from lightning_nas.spaces.pnas import one_block_cells
+from lightning_nas.spaces.pnas import PNASSpace, one_block_cells
 from lightning_nas.strategies.candidates import ResultsFile
 from lightning_nas.strategies.pnas_progress import SearchProgress, spearman
 
@@ -19,7 +19,7 @@ def test_a_level_is_recorded_without_counting_truncated_runs_and_only_the_writer
     accuracy = [0.4, 0.9, 0.6, 0.5]  # the 0.9 stopped early: it is neither the best cell nor a predictor point
     results = {cell: {"accuracy": a, "stopped_early": i == 1} for i, (cell, a) in enumerate(zip(beam, accuracy))}
     predicted = {cell.key(): p for cell, p in zip(beam, [0.1, 0.0, 0.3, 0.2])}
-    progress = SearchProgress(tmp_path, ResultsFile(tmp_path / "results.jsonl"))
+    progress = SearchProgress(tmp_path, ResultsFile(tmp_path / "results.jsonl"), PNASSpace(2).progressive())
     progress.record(2, beam, [], results, predicted, 0.5, write=False)
     assert not any(tmp_path.iterdir())
     progress.record(2, beam, [], results, predicted, 0.5, write=True)
