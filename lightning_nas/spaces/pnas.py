@@ -16,9 +16,9 @@ import random
 from dataclasses import dataclass
 from typing import Any, Iterable, NamedTuple, Sequence
 
-from lightning_nas.errors import ConfigError
+from lightning_nas.errors import ConfigError, check
 from lightning_nas.genotypes import Genotype
-from lightning_nas.ops import PNAS_OPS, check_op_name
+from lightning_nas.ops import OPS, PNAS_OPS, check_op_name
 from lightning_nas.spaces.base import register_space
 from lightning_nas.spaces.darts import GenotypeSpace
 
@@ -244,8 +244,9 @@ class PNASSpace(GenotypeSpace):
     def __init__(self, nodes: int = 5, ops: Sequence[str] = PNAS_OPS) -> None:
         if nodes < 1:
             raise ConfigError(f"nodes={nodes}: a PNAS cell needs at least 1 block")
-        for op in ops:
-            check_op_name(op)
+        unknown = [op for op in ops if op not in OPS]
+        check(not unknown, f"unknown ops {unknown} in ops; valid ops are: {', '.join(sorted(OPS))}")
+        check(len(set(ops)) == len(ops), f"ops must be distinct, got {list(ops)}")
         self.blocks, self.ops = nodes, tuple(ops)
 
     def choices(self) -> tuple[int, ...]:
