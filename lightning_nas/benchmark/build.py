@@ -57,6 +57,12 @@ class Budget:
         check(self.lr > 0 and self.lr == self.lr and self.lr != float("inf"),
               f"--lr must be a positive finite number, got {self.lr}")
 
+    def proxy(self) -> Any:
+        """The budget as every candidate's (``ProxyBudget``): one epoch of ``steps`` batches, the cosine per step."""
+        from lightning_nas.strategies.candidates import ProxyBudget
+
+        return ProxyBudget(N=self.N, F=self.C, epochs=1, lr=self.lr, lr_interval="step", limit_train_batches=self.steps)
+
     def data_module(self) -> Any:
         from lightning_nas.plugins import data_module_class
 
@@ -97,8 +103,7 @@ def _pool(space_name: str, budget: Budget, state: str) -> Any:
     from lightning_nas.strategies.candidates import CandidatePool
 
     data = budget.data_module()
-    return CandidatePool(data, state, N=budget.N, F=budget.C, epochs=1, lr=budget.lr, limit_train_batches=budget.steps, accelerator="cpu", lr_interval="step",
-                         space=create_space(space_name), label="table")
+    return CandidatePool(data, state, budget.proxy(), accelerator="cpu", space=create_space(space_name), label="table")
 
 
 def _train(job: tuple[str, int]) -> dict[str, Any]:

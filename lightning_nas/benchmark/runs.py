@@ -11,7 +11,7 @@ import numpy as np
 from tqdm import tqdm
 
 from lightning_nas.benchmark.tables import BenchmarkTable
-from lightning_nas.errors import check
+from lightning_nas.errors import ConfigError, check
 from lightning_nas.spaces import SearchSpace, create_space
 from lightning_nas.strategies.blackbox import search_method
 from lightning_nas.strategies.evaluators import Evaluations, TableEvaluator
@@ -35,12 +35,16 @@ def incumbent_curve(table: BenchmarkTable, evaluations: Evaluations, best_key: s
 
 
 def best_within(table: BenchmarkTable, space: SearchSpace) -> str:
-    """The key of the table's best architecture among those ``space`` may propose (its parameter budget)."""
+    """The key of the table's best architecture among those ``space`` may propose (its parameter budget): the best of
+    the table's rows that fit, found without listing the space (the rows of a complete table are the space); ties go
+    to the first in the order of the decisions."""
     if space.max_params is None:
         return max(table.scores, key=table.scores.__getitem__)
-    fitting = [space.key(arch) for arch in table.architectures() if space.fits(arch)]
-    check(bool(fitting), f"no {space.name} architecture has at most {space.max_params:g} parameters; raise --max-params")
-    return max(fitting, key=table.scores.__getitem__)
+    ranked = sorted(table.archs.items(), key=lambda item: (-table.scores[item[0]], space.decisions(item[1])))
+    for key, arch in ranked:
+        if space.fits(arch):
+            return key
+    raise ConfigError(f"no {space.name} architecture has at most {space.max_params:g} parameters; raise --max-params")
 
 
 def bootstrap_difference(a: Sequence[float], b: Sequence[float], seed: int = 0) -> list[float]:

@@ -21,7 +21,7 @@ from lightning_nas.errors import ConfigError, check
 from lightning_nas.files import write_atomic
 from lightning_nas.spaces import Architecture, SearchSpace, create_space, space_options
 from lightning_nas.strategies.blackbox import search_method
-from lightning_nas.strategies.candidates import CandidatePool, LRInterval
+from lightning_nas.strategies.candidates import CandidatePool, LRInterval, ProxyBudget
 from lightning_nas.strategies.evaluators import Evaluations, TrainingEvaluator, best_so_far
 from lightning_nas.strategies.ranks import Ranks
 
@@ -43,8 +43,10 @@ class BlackBoxSearch:
     """A black-box search by ``method`` (a name of ``blackbox.METHODS``: random, evolution, reinforce, predictor,
     local; or a search function of your own module by its import path, ``package.module:function``) over ``space``
     (a registered name or ``package.module:Class``; ``nodes``/``ops`` its options) that trains at most
-    ``num_samples`` architectures and keeps the best; ``max_params`` proposes only architectures whose proxy network has at most that
-    many parameters; ``options`` are the method's hyper-parameters.
+    ``num_samples`` architectures and keeps the best; ``max_params`` proposes only architectures whose proxy network has
+    at most that many parameters; ``options`` are the method's hyper-parameters. ``N``, ``F``, ``epochs``, ``lr``,
+    ``lr_interval``, ``limit_train_batches`` and ``network_options`` (the space's network's options besides C and N)
+    are the proxy budget (``ProxyBudget``).
 
     ``data`` must be an eval-mode data module with ``val_split`` > 0 (candidates are scored on held-out images, never
     on the test set). A restarted search with the same arguments skips every finished candidate.
@@ -70,26 +72,28 @@ class BlackBoxSearch:
         seed: int = 0,
         max_params: float | None = None,
         options: dict[str, Any] | None = None,
+        network_options: dict[str, Any] | None = None,
     ) -> None:
         self.method, self.search_method = method, search_method(method)
         self.label = self.search_method.label
         check(num_samples >= 1, f"num_samples={num_samples} must be at least 1: it is how many architectures to train")
         check(nodes is None or nodes >= 1, f"nodes={nodes} must be at least 1 (or left out for the space's default)")
         check(ops is None or len(ops) > 0, "ops is empty: name at least one candidate op, or leave it out")
-        for name, value in (("N", N), ("F", F), ("epochs", epochs)):
-            check(value >= 1, f"{name}={value} must be at least 1")
+        budget = ProxyBudget(N, F, epochs, lr, lr_interval, limit_train_batches,
+                             network_options=dict(network_options or {}))
         check(data.mode == "eval" and data.val_split > 0,
               f"{self.label} scores candidates on held-out images: give the data module mode=eval and val_split > 0")
         self.space = create_space(space, **space_options(nodes, ops))
+        network = budget.network(self.space)  # an option the space's network does not take: refused here
         if max_params is not None:
-            self.space = self.space.with_max_params(max_params, data.num_classes, data.in_chans, F, N)
+            self.space = self.space.with_max_params(max_params, data.num_classes, data.in_chans, **network)
         self.options = dict(options or {})
         self.num_samples, self.seed = num_samples, seed
         self.output_dir, self.num_threads = Path(output_dir), num_threads
         # the results file is bound to these settings: "strategy" keeps its name, so searches written before
         # ``method`` was an argument resume
-        self.pool = CandidatePool(data, self.output_dir / "results.jsonl", N, F, epochs, lr, limit_train_batches,
-                                  accelerator, seed, label=self.label, lr_interval=lr_interval, space=self.space,
+        self.pool = CandidatePool(data, self.output_dir / "results.jsonl", budget, accelerator, seed, label=self.label,
+                                  space=self.space,
                                   settings={"strategy": method, "space": space, "nodes": nodes, "ops": ops,
                                             "max_params": max_params, "options": self.options})
 

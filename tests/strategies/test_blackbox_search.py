@@ -75,7 +75,7 @@ def test_random_search_returns_the_best_of_its_samples_and_resumes(tmp_path: Pat
      re.escape(f"unknown search space 'nasbench'; registered spaces: {', '.join(sorted(SPACES))}, ")),
     ({"num_samples": 0}, "num_samples=0 must be at least 1"),
     ({"ops": []}, "ops is empty"),
-    ({"epochs": 0}, "epochs=0 must be at least 1"),
+    ({"epochs": 0}, re.escape("epochs (per candidate) must be at least 1, got 0")),
 ])
 def test_bad_arguments_are_refused_before_any_training(kwargs, message) -> None:
     with pytest.raises(ConfigError, match=message):
@@ -107,7 +107,7 @@ def test_training_recipes_search_any_space_and_resume(method, tmp_path: Path, pl
     assert (tmp_path / "genotype.json").read_text().strip() == best.to_json()
     space = create_space("nb201")  # every proposal within the budget: 10 digit classes, 1 channel, F=8, N=1
     archs = [space.from_json(json.dumps(record["genotype"])) for record in search.pool.finished().values()]
-    assert len(archs) == 16 and all(space.num_params(arch, 10, 1, 8, 1) <= 0.05e6 for arch in archs)
+    assert len(archs) == 16 and all(space.num_params(arch, 10, 1, C=8, N=1) <= 0.05e6 for arch in archs)
     assert BlackBoxSearch(DigitsDataModule(val_split=100), str(tmp_path), **kwargs).run() == best
     assert len(trained) == 16  # the restart found every candidate in the results file
 

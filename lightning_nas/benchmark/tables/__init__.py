@@ -71,6 +71,8 @@ class BenchmarkTable:
     runs: dict[str, list[float]] = field(default_factory=dict)
     """Every seed's score of each architecture (a built table's repeats), by key."""
     cpu_s: list[float] = field(default_factory=list)
+    archs: dict[str, Architecture] = field(default_factory=dict)
+    """Each row's architecture, by key: what a budget's best is chosen among, with no listing of the space."""
 
     @classmethod
     def read(cls, path: str | Path, space: SearchSpace, metric: str | None = None, arch_column: str = "arch",
@@ -96,6 +98,7 @@ class BenchmarkTable:
                               f"{', '.join(metrics)}")
         check(bool(rows), f"benchmark table {path} has no rows")
         runs: dict[str, dict[str, float]] = {}
+        archs: dict[str, Architecture] = {}
         cpu_s: list[float] = []
         for line, row in enumerate(rows, start=2):
             if None in row or any(row[name] is None for name in columns):
@@ -117,23 +120,34 @@ class BenchmarkTable:
                 raise ConfigError(f"benchmark table {path} line {line}: {row[arch_column]} is listed twice"
                                   + (f" for seed {seed}" if seed else "") + "; keep one row per architecture and seed")
             runs[key][seed] = value
+            archs[key] = arch
             if row.get("cpu_s"):
                 cpu_s.append(_number(path, line, "cpu_s", row["cpu_s"]))
         scores = {key: statistics.fmean(by_seed.values()) for key, by_seed in runs.items()}
-        table = cls(space, scores, metric, str(path), {key: list(v.values()) for key, v in runs.items()}, cpu_s)
+        table = cls(space, scores, metric, str(path), {key: list(v.values()) for key, v in runs.items()}, cpu_s,
+                    archs)
         if complete:
             table.check_complete()
         return table
 
     def check_complete(self) -> None:
-        """For spaces of at most 10^5 architectures, every one must be in the table (a search may propose any)."""
-        if math.prod(self.space.choices()) > ENUMERABLE:
+        """Every architecture of the space must be in the table, since a black-box search may propose any: checked
+        one by one for spaces of at most 10^5 architectures, by count for larger ones (a table of fewer rows than
+        the space's decision lists is refused; a space mapping several lists to one architecture, as PNAS's, is
+        counted high), so a partial table fails here, before any run, rather than at its first missing look-up."""
+        size = math.prod(self.space.choices())
+        fix = ("give a table of every architecture (a sample of the space serves `benchmark describe` and the "
+               "one-shot runs, which read it as one)")
+        check(size <= ENUMERABLE or len(self.scores) >= size,
+              f"benchmark table {self.path} holds {len(self.scores)} of the {self.space.name} space's {size} "
+              f"architectures, and a search may propose any: {fix}")
+        if size > ENUMERABLE:
             return
         for arch in self.architectures():
             if self.space.key(arch) not in self.scores:
                 raise ConfigError(f"benchmark table {self.path} lacks {self.space.to_string(arch)} (and maybe others): "
-                                  f"it holds {len(self.scores)} of the {self.space.name} space's "
-                                  f"{math.prod(self.space.choices())} architectures")
+                                  f"it holds {len(self.scores)} of the {self.space.name} space's {size} "
+                                  f"architectures; {fix}")
 
     def architectures(self) -> Iterator[Architecture]:
         """Every architecture of a space of at most 10^5 (every combination of its decisions)."""
