@@ -225,17 +225,22 @@ class SearchSpace:
     def from_string(self, text: str) -> Architecture:
         return self.from_json(text)
 
-    def build(self, arch: Architecture, num_classes: int, in_chans: int, **network: Any) -> nn.Module:
-        """The network a candidate trains. A space declares its network's options as keyword arguments of its
-        ``build``, each with a default (``network_options``): ``C`` channels and ``N`` cells per stage for the cell
-        spaces, whatever a chain space's network needs for its own."""
+    def build(self, *args: Any, **kwargs: Any) -> nn.Module:
+        """``build(arch, num_classes, in_chans, **network)``: the network a candidate trains. A space declares its
+        network's options as keyword arguments of its ``build`` after ``in_chans``, each with a default
+        (``network_options``): ``C`` channels and ``N`` cells per stage for the cell spaces, whatever a chain space's
+        network needs for its own. (Typed loosely so that each space's signature overrides it.)"""
         raise NotImplementedError
 
-    def network_options(self, **given: Any) -> dict[str, Any]:
-        """The options of ``build``'s network (its keyword arguments after ``in_chans``) with their defaults,
-        ``given`` over them; one the network does not take is refused in one line."""
+    def _build_options(self) -> dict[str, Any]:
+        """``build``'s keyword arguments after ``in_chans`` with their defaults (``inspect.Parameter.empty``: none)."""
         parameters = list(inspect.signature(self.build).parameters.values())[3:]
-        defaults = {p.name: p.default for p in parameters if p.kind is p.KEYWORD_ONLY or p.kind is p.POSITIONAL_OR_KEYWORD}
+        return {p.name: p.default for p in parameters if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)}
+
+    def network_options(self, **given: Any) -> dict[str, Any]:
+        """The options of ``build``'s network with their defaults, ``given`` over them; one the network does not take,
+        or one without a default that is not given, is refused in one line."""
+        defaults = self._build_options()
         unknown = sorted(set(given) - set(defaults))
         check(not unknown, f"the {self.name} network does not take {', '.join(unknown)}; its options: "
                            f"{', '.join(defaults) or 'none'}")
@@ -249,7 +254,7 @@ class SearchSpace:
         """``build``'s options for a network of ``C`` channels and ``N`` cells per stage, the size its callers state
         (a proxy's F and N, final training's C and layers // 3), each where the network takes it, with ``options``
         (the network's others) over them."""
-        takes = self.network_options()
+        takes = self._build_options()
         size = {name: value for name, value in (("C", C), ("N", N)) if name in takes}
         return self.network_options(**{**size, **options})
 
