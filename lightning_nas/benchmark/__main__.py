@@ -61,7 +61,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--table", required=True, help="a shipped table's name (nb201-cifar10, nb201-fmnist, ...) or "
                                                        "a CSV with an architecture column 'arch' and metric columns")
     parser.add_argument("--metric", help="the metric column (needed when the table has several)")
-    parser.add_argument("--strategies", default=",".join(METHODS),
+    parser.add_argument("--strategies", default=",".join(name for name, method in METHODS.items()
+                                                         if not method.needs_proxy),
                         help=f"comma-separated: {', '.join(known)}, or a black-box search function of your own "
                              "module by its import path, package.module:function")
     parser.add_argument("--queries", type=int, default=150, help="distinct architectures each run may score")
@@ -69,6 +70,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--first-seed", type=int, default=0)
     parser.add_argument("--noise", type=float, default=0.0, help="sd of Gaussian noise added to each look-up")
     parser.add_argument("--max-params", type=float, help="propose only architectures with at most this many parameters")
+    parser.add_argument("--proxy", default="",
+                        help="a zero-cost proxy for the searches, looked up in --proxy-table (synflow, params, ...), "
+                             "or several, comma-separated, that vote by mean rank; zero_cost and --warm-start need it")
+    parser.add_argument("--proxy-table", help="the proxy table: a CSV with an 'arch' column and one per proxy "
+                                              "(default: the shipped nb201_proxies.csv.gz)")
+    parser.add_argument("--warm-start", type=int, default=0,
+                        help="also run evolution and predictor with their first architectures the proxy's best of "
+                             "this many uniform draws (rows <name>+warm)")
     parser.add_argument("--data", help="one-shot: the data module the table was trained on (checked against it)")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1,
                         help="one-shot: searches at a time, one thread each (default: one per CPU core)")
@@ -97,6 +106,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         parser.error(f"--first-seed must be >= 0 (seeds are non-negative), got {args.first_seed}")
     if args.max_params is not None and not args.max_params > 0:
         parser.error(f"--max-params must be a positive number, got {args.max_params}")
+    args.proxies = [name.strip() for name in args.proxy.split(",") if name.strip()]
+    needy = [name for name in names if name in METHODS and METHODS[name].needs_proxy]
+    if (needy or args.warm_start) and not args.proxies:
+        parser.error(f"{', '.join(needy) or '--warm-start'} ranks architectures by a zero-cost proxy: pass --proxy "
+                     "(a column of the proxy table, e.g. synflow, or several that vote, synflow,jacob_cov)")
+    if args.warm_start < 0:
+        parser.error(f"--warm-start must be 0 (off) or a number of draws, got {args.warm_start}")
     writable_file(parser, "--json", args.json)
     writable_file(parser, "--plot", args.plot)
     args.blackbox = [name for name in names if name not in ONE_SHOT]
@@ -127,7 +143,8 @@ def main(argv: list[str] | None = None) -> dict | None:
             from lightning_nas.benchmark.runs import format_table
 
             result = run_benchmark(args.space, str(resolve_table(args.table)), args.blackbox, args.queries, args.runs,
-                                   args.first_seed, args.noise, args.max_params, args.metric)
+                                   args.first_seed, args.noise, args.max_params, args.metric, args.proxies,
+                                   args.proxy_table, args.warm_start)
             print(format_table(result))
         if args.oneshot:
             from lightning_nas.benchmark.oneshot import format_oneshot, run_oneshot
