@@ -97,7 +97,7 @@ def test_training_recipes_search_any_space_and_resume(method, tmp_path: Path, pl
     trained = planted
     options = {"evolution": {"population": 4, "tournament": 2}, "predictor": {"initial": 4, "k": 2}}
     kwargs = dict(method=method, space="nb201", num_samples=16, seed=3, options=options.get(method), N=1, F=8,
-                  max_params=0.05e6)
+                  max_params=0.05e6, proxy="params" if METHODS[method].needs_proxy else None)
     search = BlackBoxSearch(DigitsDataModule(val_split=100), str(tmp_path), **kwargs)
     best = search.run()
     assert len(trained) == len(set(trained)) == 16
