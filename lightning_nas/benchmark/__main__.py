@@ -7,8 +7,8 @@ prints, per strategy and budget, the mean and sd over runs, how many runs hold t
 difference to random search with a 95 % bootstrap interval.
 
 ``--proxy synflow`` (or a vote, ``synflow,jacob_cov``: mean rank) gives the searches a zero-cost proxy looked up in
-the proxy table (``--proxy-table``, by default the shipped ``nb201_proxies.csv.gz``), which costs no query: training-free
-search (``zero_cost``) needs it, and ``--warm-start N`` adds rows ``evolution+warm`` and ``predictor+warm`` whose first
+the proxy table (``--proxy-table``, by default the shipped ``nb201_proxies.csv.gz``), which costs no query:
+training-free search (``zero_cost``) needs it, and ``--warm-start N`` adds rows ``evolution+warm`` and ``predictor+warm`` whose first
 population or training set is the proxy's best of N draws, each with its interval against the plain row. With
 evolution among the strategies, every row also says after how many queries its mean reached evolution's mean at the
 full budget.

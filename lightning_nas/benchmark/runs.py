@@ -94,7 +94,8 @@ def run_benchmark(space_name: str, table_path: str, strategies: Sequence[str], q
     searched = space.with_max_params(max_params) if max_params is not None else space
     best_key = best_within(table, searched)
     proxy = ProxyTable.read(proxy_table or PROXY_TABLE, searched, list(proxies)).scorer() if proxies else None
-    rows = {**{name: (name, {}) for name in names}, **{name + WARM: (name, {"warm_start": warm_start}) for name in warm}}
+    rows: dict[str, tuple[str, dict[str, int]]] = {name: (name, {}) for name in names}
+    rows |= {name + WARM: (name, {"warm_start": warm_start}) for name in warm}
     curves: dict[str, list[list[float]]] = {row: [] for row in rows}
     hits: dict[str, list[list[bool]]] = {row: [] for row in rows}
     with tqdm(total=len(rows) * runs * queries, desc="benchmark", unit="query", leave=False) as progress:

@@ -45,13 +45,13 @@ RECIPE_PROXIES = (None, "params")
 
 class BlackBoxSearch:
     """A black-box search by ``method`` (a name of ``blackbox.METHODS``: random, evolution, reinforce, predictor,
-    local; or a search function of your own module by its import path, ``package.module:function``) over ``space``
-    (a registered name or ``package.module:Class``; ``nodes``/``ops`` its options) that trains at most
-    ``num_samples`` architectures and keeps the best; ``max_params`` proposes only architectures whose proxy network has
-    at most that many parameters; ``options`` are the method's hyper-parameters; ``proxy`` a zero-cost proxy for the
-    methods that rank by one (``zero_cost``, ``warm_start``). ``N``, ``F``, ``epochs``, ``lr``, ``lr_interval``,
-    ``limit_train_batches`` and ``network_options`` (the space's network's options besides C and N) are the proxy
-    budget (``ProxyBudget``).
+    local, bayesian, zero_cost; or a search function of your own module by its import path,
+    ``package.module:function``) over ``space`` (a registered name or ``package.module:Class``; ``nodes``/``ops`` its
+    options) that trains at most ``num_samples`` architectures and keeps the best; ``max_params`` proposes only
+    architectures whose proxy network has at most that many parameters; ``options`` are the method's
+    hyper-parameters; ``proxy`` a zero-cost proxy for the methods that rank by one (``zero_cost``, ``warm_start``).
+    ``N``, ``F``, ``epochs``, ``lr``, ``lr_interval``, ``limit_train_batches`` and ``network_options`` (the space's
+    network's options besides C and N) are the proxy budget (``ProxyBudget``).
 
     ``data`` must be an eval-mode data module with ``val_split`` > 0 (candidates are scored on held-out images, never
     on the test set). A restarted search with the same arguments skips every finished candidate.
