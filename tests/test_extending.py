@@ -273,10 +273,14 @@ def test_every_command_runs_on_the_users_space_method_and_data(user_package, tmp
     scores["conv1-conv3-conv1"] = 99.0  # the planted best
     with open(table, "w", newline="") as file:
         csv.writer(file).writerows([("arch", "score"), *scores.items()])
+    proxies = tmp_path / "proxies.csv"  # a zero-cost proxy for the methods that rank by one: the score itself
+    with open(proxies, "w", newline="") as file:
+        csv.writer(file).writerows([("arch", "planted"), *scores.items()])
     # the benchmark: every black-box method of the table and the user's own, on a table of the user's space
     methods = [*METHODS, METHOD]
     benchmark(["--space", SPACE, "--table", str(table), "--strategies", ",".join(methods), "--queries", "8",
-               "--runs", "2", "--json", str(tmp_path / "benchmark.json")])
+               "--runs", "2", "--proxy", "planted", "--proxy-table", str(proxies),
+               "--json", str(tmp_path / "benchmark.json")])
     result = json.loads((tmp_path / "benchmark.json").read_text())
     assert set(result["strategies"]) == set(methods) and result["table_best"] == 99.0
     assert result["strategies"][METHOD]["8"]["optimum_hits"] == 2  # coordinate ascent reaches it from any start
@@ -286,7 +290,8 @@ def test_every_command_runs_on_the_users_space_method_and_data(user_package, tmp
         blackbox.main(["fit", "--config", "random_digits", "--method", method, "--space", SPACE, "--data", DATASET,
                        "--data.init_args.val_split", "64", "--output_dir", str(out), "--num_samples", "2",
                        "--epochs", "1", "--limit_train_batches", "2", "--num_threads", "1",
-                       "--network_options", '{"width": 4}'])
+                       "--network_options", '{"width": 4}',
+                       *(["--proxy", "params"] if method in METHODS and METHODS[method].needs_proxy else [])])
         found = json.loads((out / "genotype.json").read_text())
         assert "-".join(found["ops"]) in scores
         assert len((out / "results.jsonl").read_text().splitlines()) == 2, method  # two proxy networks trained
