@@ -21,7 +21,9 @@ searches at a time in processes of one thread, and their derived cells are looke
 (``--table nb201-fmnist``; ``benchmark.oneshot``). ``--json`` and ``--plot`` write the results.
 
 ``python -m lightning_nas.benchmark build ...`` trains a table (``benchmark.build``); ``... describe --table T``
-measures its noise and its agreement with NAS-Bench-201's CIFAR-10 table (``benchmark.describe``).
+measures its noise and its agreement with NAS-Bench-201's CIFAR-10 table (``benchmark.describe``); ``... proxies
+--table T --proxies synflow,...`` scores its cells by zero-cost proxies and their rank correlation with it
+(``benchmark.proxies``).
 """
 
 from __future__ import annotations
@@ -136,6 +138,10 @@ def main(argv: list[str] | None = None) -> dict | None:
 
         build(argv[1:])
         return None
+    if argv[:1] == ["proxies"]:
+        from lightning_nas.benchmark.proxies import main as proxies
+
+        return proxies(argv[1:])
     if argv[:1] == ["describe"]:
         from lightning_nas.benchmark.describe import main as describe
 
