@@ -6,7 +6,7 @@ for the data-dependent ones) in a fixed permutation seeded by ``--order-seed``, 
 uniform sample of the table, in ``--workers`` processes of one thread each. Results go to a JSON Lines file
 (``--results``, bound to the settings by a fingerprint beside it) rewritten atomically every ``FLUSH_S`` seconds: a
 killed run restarted with the same command scores only the missing cells, the same numbers. ``--csv`` merges this
-run's columns into a proxy table (``arch`` and one column a proxy, empty where not computed; a lock guards runs that
+run's columns into a proxy table (without ``--results``: only the report of that table's scores) (``arch`` and one column a proxy, empty where not computed; a lock guards runs that
 share it). The report (printed, ``--json``, ``--plot``) gives each proxy's Spearman rank correlation with the
 table's metric over the cells done, their number and a 95 % bootstrap interval.
 """
@@ -90,6 +90,15 @@ def encode(value: float) -> float | str:
 
 def decode(value: float | str | None) -> float | None:
     return None if value in (None, "") else float(value)
+
+
+def scored(name: str, records: dict[str, dict[str, Any]], truth: dict[str, float]) -> tuple[list[tuple[float, float]],
+                                                                                             int]:
+    """The (score, table value) pairs of the cells ``name`` has scored, without NaN scores, and how many were NaN."""
+    pairs = [(score, truth[arch]) for arch, record in records.items()
+             if (score := decode(record.get(name))) is not None]
+    finite = [(score, value) for score, value in pairs if not math.isnan(score)]
+    return finite, len(pairs) - len(finite)
 
 
 def permutation(archs: Sequence[str], order_seed: int) -> list[str]:
@@ -198,9 +207,7 @@ def spearman_report(proxies: Sequence[str], records: dict[str, dict[str, Any]], 
 
     result: dict[str, Any] = {}
     for name in proxies:
-        pairs = [(decode(r.get(name)), truth[arch]) for arch, r in records.items() if decode(r.get(name)) is not None]
-        nan = sum(1 for score, _ in pairs if math.isnan(score))
-        pairs = [(score, acc) for score, acc in pairs if not math.isnan(score)]
+        pairs, nan = scored(name, records, truth)
         entry: dict[str, Any] = {"cells": len(pairs), "nan": nan}
         if len(pairs) >= 3:
             scores, accs = np.array(pairs).T
@@ -237,33 +244,35 @@ def proxies_png(proxies: Sequence[str], records: dict[str, dict[str, Any]], trut
 
     from lightning_nas.plots import figure_png
 
-    figure = Figure(figsize=(3.2 * len(proxies), 3.2))
-    for axis, name in zip(np.atleast_1d(figure.subplots(1, len(proxies))), proxies):
-        pairs = [(decode(r.get(name)), truth[a]) for a, r in records.items() if decode(r.get(name)) is not None]
-        pairs = [(s, t) for s, t in pairs if not math.isnan(s)]
+    columns = min(4, len(proxies))
+    rows = math.ceil(len(proxies) / columns)
+    figure = Figure(figsize=(3.4 * columns, 3.2 * rows), layout="constrained")
+    axes = np.atleast_1d(figure.subplots(rows, columns)).flatten()
+    for axis in axes[len(proxies):]:
+        axis.set_visible(False)
+    for axis, name in zip(axes, proxies):
+        pairs, _ = scored(name, records, truth)
         if pairs:
             scores, accs = np.array(pairs).T
             axis.scatter(rankdata(scores) / len(scores), accs, s=2, alpha=0.4)
         entry = report["proxies"][name]
-        axis.set(title=f"{name}: ρ={entry.get('spearman', float('nan')):+.2f} (n={entry['cells']})",
-                 xlabel="proxy rank (fraction)", ylabel=report["metric"])
+        axis.set_title(f"{name}: ρ={entry.get('spearman', float('nan')):+.2f}, n={entry['cells']}", fontsize=9)
+        axis.set(xlabel="proxy rank (fraction)", ylabel=report["metric"])
     return figure_png(figure)
 
 
-def network_shape(table: str, path: Path, space_name: str, args: Any) -> tuple[dict[str, Any], str | None]:
+def network_shape(table: str, path: Path, args: Any) -> tuple[dict[str, Any], str | None]:
     """The network a table's cells were trained in (a built table's budget and data module; NAS-Bench-201's C=16,
     N=5 at 32x32 otherwise), overridden by the options given; and the table's data module, if it names one."""
-    from lightning_nas.benchmark.build import table_budget
+    from lightning_nas.benchmark.build import state_path, table_budget
     from lightning_nas.plugins import data_module_class
+    from lightning_nas.strategies.candidates import ResultsFile
     from lightning_nas.strategies.proxies import NetworkShape
 
     shape, data = {**asdict(NetworkShape()), **SHIPPED_SHAPES.get(table, {})}, None
-    from lightning_nas.strategies.candidates import ResultsFile
-    from lightning_nas.benchmark.build import state_path
-
     if ResultsFile(state_path(path)).fingerprint_path.is_file():
         budget = table_budget(path)
-        module = data_module_class(budget.data)
+        module: Any = data_module_class(budget.data)
         data = budget.data
         shape.update(C=budget.C, N=budget.N, num_classes=module.num_classes, in_chans=module.input_size[0],
                      input_size=tuple(module.input_size[1:]))
@@ -298,7 +307,8 @@ def parse_args(argv: Sequence[str] | None) -> Any:
     for name in ("num_classes", "in_chans", "C", "N", "input_size"):
         parser.add_argument(f"--{name.replace('_', '-')}", type=int, dest=name,
                             help=f"the network's {name} (default: the table's)")
-    parser.add_argument("--results", required=True, help="the run's results (.jsonl; resumed when it exists)")
+    parser.add_argument("--results", help="the run's results (.jsonl; resumed when it exists); without it, no "
+                                          "scoring: the report of the scores in --csv")
     parser.add_argument("--csv", help="merge this run's columns into this proxy table (.csv or .csv.gz)")
     parser.add_argument("--json", help="write the report here")
     parser.add_argument("--plot", help="write a PNG here: the table's metric against each proxy's rank")
@@ -315,6 +325,8 @@ def parse_args(argv: Sequence[str] | None) -> Any:
         parser.error(f"--device {args.device}: give cpu or cuda")
     for flag in ("json", "plot", "results", "csv"):
         writable_file(parser, f"--{flag}", getattr(args, flag))
+    if args.results is None and (args.csv is None or not Path(args.csv).is_file()):
+        parser.error("give --results (where to score) or the --csv of an existing proxy table (to report on it)")
     return args
 
 
@@ -329,10 +341,10 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         space = create_space(args.space)
         path = resolve_table(args.table)
         table = BenchmarkTable.read(path, space, args.metric, complete=False)
-        shape, table_data = network_shape(args.table, path, args.space, args)
+        shape, table_data = network_shape(args.table, path, args)
         needs = [name for name in args.proxy_list if PROXIES[name].needs_data]
         data = args.data or table_data
-        check(not needs or data is not None, f"--data: {', '.join(needs)} need a batch and the table {args.table} "
+        check(not needs or data is not None or not args.results, f"--data: {', '.join(needs)} need a batch and the table {args.table} "
                                              f"names no data module; give one (e.g. FashionMNISTDataModule) or noise")
         check(not args.device.startswith("cuda") or _cuda(), f"--device {args.device}: no CUDA device here; use cpu")
         archs = table_archs(path, space)
@@ -340,10 +352,14 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         settings = {"space": args.space, "table": str(args.table), "proxies": args.proxy_list, "shape": shape,
                     "data": data if needs else None, "batch_size": args.batch_size if needs else None,
                     "seed": args.seed, "order_seed": args.order_seed, "device": args.device.split(":")[0]}
-        run = ProxyRun(args.results, settings, args.csv)
-        run.settings = {**settings, "device": args.device, "table_archs": archs}
-        prepared = prepare(settings)  # a data module that cannot load fails here, in one line, before any work
-        run.run(order, args.workers, prepared)
+        if args.results:
+            run = ProxyRun(args.results, settings, args.csv)
+            run.settings = {**settings, "device": args.device, "table_archs": archs}
+            prepared = prepare(settings)  # a data module that cannot load fails here, in one line, before any work
+            run.run(order, args.workers, prepared)
+            records: dict[str, dict[str, Any]] = run.records
+        else:
+            records = read_csv(args.csv)[1]
     except ConfigError as error:
         print(f"error: {error}", file=sys.stderr)
         raise SystemExit(2) from None
@@ -352,11 +368,14 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
               file=sys.stderr)
         raise SystemExit(130) from None
     truth = {text: table.lookup(space.from_string(text)) for text in archs}
-    done = {arch: record for arch, record in run.records.items() if arch in truth}
-    report = {"table": str(args.table), "metric": table.metric, "cells_in_table": len(archs),
-              "shape": shape, "batch": (f"{args.batch_size} images of {data}" if needs else "none (data-free)"),
+    chosen = set(order)
+    done = {arch: record for arch, record in records.items() if arch in chosen}
+    cpu_s = [record["cpu_s"] for record in done.values() if "cpu_s" in record]
+    report = {"table": str(args.table), "metric": table.metric, "cells_in_table": len(archs), "shape": shape,
+              "batch": (f"{args.batch_size} images of {data}" if needs and args.results else
+                        f"as {args.csv} was made" if needs else "none (data-free)"),
               "settings": settings, "code": code_key(),
-              "cpu_s_per_cell": round(sum(r["cpu_s"] for r in done.values()) / max(1, len(done)), 3),
+              "cpu_s_per_cell": round(sum(cpu_s) / len(cpu_s), 3) if cpu_s else None,
               "proxies": spearman_report(args.proxy_list, done, truth, args.seed)}
     print(format_report(report))
     from lightning_nas.files import write_atomic

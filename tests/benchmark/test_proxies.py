@@ -75,6 +75,20 @@ def test_bad_input_is_refused_in_one_line_before_any_work(tmp_path: Path, capsys
     assert not results.exists()
 
 
+def test_without_results_it_reports_on_a_proxy_table_and_needs_one(tmp_path: Path,
+                                                                     capsys: pytest.CaptureFixture) -> None:
+    with pytest.raises(SystemExit):
+        main(["proxies", "--table", "nb201-cifar10", "--proxies", "synflow", "--csv", str(tmp_path / "none.csv")])
+    assert "give --results (where to score) or the --csv of an existing proxy table" in capsys.readouterr().err
+    with gzip.open(resolve_table("nb201-cifar10"), "rt") as file:
+        rows = list(csv.DictReader(file))
+    merge_csv(tmp_path / "p.csv", ["params"], {row["arch"]: {"params": row["cifar10_test_acc_200ep"]}
+                                               for row in rows[:40]}, [row["arch"] for row in rows])
+    report = main(["proxies", "--table", "nb201-cifar10", "--proxies", "params,snip", "--csv", str(tmp_path / "p.csv")])
+    assert report["proxies"]["params"] == {"cells": 40, "nan": 0, "spearman": 1.0, "interval95": [1.0, 1.0]}
+    assert report["proxies"]["snip"] == {"cells": 0, "nan": 0}  # nothing computed: no figure
+
+
 def test_runs_merge_their_columns_into_one_proxy_table(tmp_path: Path) -> None:
     path = tmp_path / "p.csv.gz"
     archs = ["a", "b", "c"]
