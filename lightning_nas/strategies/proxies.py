@@ -74,17 +74,16 @@ def synflow(network: nn.Module, input_shape: Sequence[int], in_place: bool = Fal
     one input of ones of shape ``input_shape`` (C, H, W). ``in_place``: of the network itself, which it changes (a
     third less work where nothing else scores it)."""
     net = (network if in_place else copy.deepcopy(network)).double()
-    for name, module in list(net.named_modules()):
-        for child_name, child in list(module.named_children()):
+    for module in list(net.modules()):
+        for name, child in list(module.named_children()):
             if isinstance(child, nn.modules.batchnorm._BatchNorm):
-                setattr(module, child_name, nn.Identity())
+                setattr(module, name, nn.Identity())
     with torch.no_grad():
         for tensor in net.state_dict().values():
             tensor.abs_()
     layers = weighted_layers(net)
-    weight = layers[0].weight
     net.zero_grad()
-    net(torch.ones(1, *input_shape, dtype=torch.float64, device=weight.device)).sum().backward()
+    net(torch.ones(1, *input_shape, dtype=torch.float64, device=layers[0].weight.device)).sum().backward()
     with torch.no_grad():
         return float(sum((layer.weight * layer.weight.grad).abs().sum() for layer in layers
                          if layer.weight.grad is not None))
