@@ -15,6 +15,8 @@ import pytest
 from lightning_nas.benchmark.__main__ import main
 from lightning_nas.benchmark.proxies import merge_csv, permutation, spearman_report
 from lightning_nas.benchmark.tables import FOLDER, resolve_table
+from lightning_nas.spaces import create_space
+from lightning_nas.spaces.nb201.cell import NB201_EDGES
 from lightning_nas.strategies.proxies import PROXIES
 
 TINY = ["--C", "2", "--N", "1", "--input-size", "8", "--data", "noise", "--batch-size", "4"]
@@ -121,5 +123,11 @@ def test_the_shipped_proxy_table_lists_every_cell_of_nb201() -> None:
     with gzip.open(resolve_table("nb201-cifar10"), "rt") as file:
         cells = [row["arch"] for row in csv.DictReader(file)]
     assert list(rows[0]) == ["arch", *PROXIES] and [row["arch"] for row in rows] == cells
-    for name in ("synflow", "params"):  # the data-free columns are complete
-        assert all(math.isfinite(float(row[name])) and float(row[name]) > 0 for row in rows)
+    assert all(math.isfinite(float(row["params"])) and float(row["params"]) > 0 for row in rows)
+    space = create_space("nb201")
+    for row in rows:  # synflow is complete, and zero exactly where no path joins the cell's input to its output
+        arch, reached = space.from_string(row["arch"]), {0}
+        for (node, source), op in zip(NB201_EDGES, arch.ops):
+            if source in reached and op != "none":
+                reached.add(node)
+        assert (float(row["synflow"]) > 0) == (3 in reached) and math.isfinite(float(row["synflow"]))
