@@ -53,13 +53,19 @@ JACOB_COV_K = 1e-5
 
 @dataclass(frozen=True)
 class NetworkShape:
-    """The network a proxy scores: ``space.build(arch, num_classes, in_chans, C, N)`` fed ``input_size`` images."""
+    """The network a proxy scores: ``space.build(arch, num_classes, in_chans, **network)`` fed ``input_size`` images,
+    ``C`` and ``N`` among its options where the space's network takes them (``options``)."""
 
     num_classes: int = 10
     in_chans: int = 3
     C: int = 16
     N: int = 5
     input_size: tuple[int, int] = (32, 32)
+
+    def options(self, space: SearchSpace) -> dict[str, Any]:
+        """The space's network options: its defaults, with ``C`` and ``N`` where it takes them."""
+        options = space.network_options()
+        return {**options, **{name: getattr(self, name) for name in ("C", "N") if name in options}}
 
 
 def weighted_layers(network: nn.Module) -> list[nn.Conv2d | nn.Linear]:
@@ -189,7 +195,7 @@ def init_seed(space: SearchSpace, arch: Architecture, seed: int) -> int:
 def build_at_init(space: SearchSpace, arch: Architecture, shape: NetworkShape,
                   device: str | torch.device = "cpu") -> nn.Module:
     """``arch``'s network at initialisation from the global random state (``score_architecture`` seeds it)."""
-    return space.build(arch, shape.num_classes, shape.in_chans, shape.C, shape.N).to(device)
+    return space.build(arch, shape.num_classes, shape.in_chans, **shape.options(space)).to(device)
 
 
 def score_architecture(space: SearchSpace, arch: Architecture, names: Sequence[str], shape: NetworkShape,
@@ -205,10 +211,10 @@ def score_architecture(space: SearchSpace, arch: Architecture, names: Sequence[s
                                          f"(or score only {', '.join(n for n in PROXIES if not PROXIES[n].needs_data)})")
     scores: dict[str, float] = {}
     if "params" in names:
-        scores["params"] = float(space.num_params(arch, shape.num_classes, shape.in_chans, shape.C, shape.N))
+        scores["params"] = float(space.num_params(arch, shape.num_classes, shape.in_chans, **shape.options(space)))
     if "flops" in names:
-        scores["flops"] = float(space.num_flops(arch, shape.num_classes, shape.in_chans, shape.C, shape.N,
-                                                shape.input_size))
+        scores["flops"] = float(space.num_flops(arch, shape.num_classes, shape.in_chans, shape.input_size,
+                                                **shape.options(space)))
     if "synflow" in names or data:
         with torch.random.fork_rng(devices=[]):  # seeds the weights and any dropout mask; the caller's state is kept
             torch.manual_seed(init_seed(space, arch, seed))

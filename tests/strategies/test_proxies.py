@@ -103,8 +103,8 @@ def test_every_registered_space_is_scored_by_every_proxy_reproducibly(name: str)
     batch = proxy_batch(NOISE, 4, TINY)
     scores = score_architecture(space, arch, list(PROXIES), TINY, batch)
     assert list(scores) == list(PROXIES)
-    assert scores["params"] == space.num_params(arch, 10, 3, 4, 1)
-    assert scores["flops"] == space.num_flops(arch, 10, 3, 4, 1, (8, 8))
+    assert scores["params"] == space.num_params(arch, 10, 3, **TINY.options(space))
+    assert scores["flops"] == space.num_flops(arch, 10, 3, (8, 8), **TINY.options(space))
     assert scores["synflow"] > 0 and scores["snip"] > 0 and scores["grad_norm"] > 0
     score_architecture(space, space.sample(random.Random(1)), ["synflow", "snip"], TINY, batch)
     networked = ["synflow", "snip", "grad_norm", "jacob_cov", "naswot"]
@@ -118,7 +118,7 @@ def test_the_evaluator_scores_by_one_proxy_and_refuses_in_one_line() -> None:
     space = create_space("nb201")
     archs = [space.sample(random.Random(seed)) for seed in range(3)]
     evaluator = ProxyEvaluator(space, "params", TINY)
-    assert evaluator.score(archs) == [space.num_params(a, 10, 3, 4, 1) for a in archs]
+    assert evaluator.score(archs) == [space.num_params(a, 10, 3, C=4, N=1) for a in archs]
     with pytest.raises(ConfigError, match="proxy snip needs a batch"):
         ProxyEvaluator(space, "snip", TINY)
     with pytest.raises(ConfigError, match="unknown proxy zen; known: synflow"):
