@@ -69,6 +69,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--first-seed", type=int, default=0)
     parser.add_argument("--noise", type=float, default=0.0, help="sd of Gaussian noise added to each look-up")
     parser.add_argument("--max-params", type=float, help="propose only architectures with at most this many parameters")
+    parser.add_argument("--max-latency-ms", type=float,
+                        help="propose only architectures whose network (C=16, N=5) runs batch 1 of 32x32 images on one "
+                             "CPU thread of this machine in at most this many ms (measured once, cached: "
+                             "$LIGHTNING_NAS_LATENCY_CACHE, default ~/.cache/lightning_nas/latency)")
     parser.add_argument("--data", help="one-shot: the data module the table was trained on (checked against it)")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1,
                         help="one-shot: searches at a time, one thread each (default: one per CPU core)")
@@ -95,8 +99,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         parser.error("--runs must be at least 2: the table reports a spread and an interval over runs")
     if args.first_seed < 0:
         parser.error(f"--first-seed must be >= 0 (seeds are non-negative), got {args.first_seed}")
-    if args.max_params is not None and not args.max_params > 0:
-        parser.error(f"--max-params must be a positive number, got {args.max_params}")
+    for flag in ("max_params", "max_latency_ms"):
+        value = getattr(args, flag)
+        if value is not None and not 0 < value < float("inf"):
+            parser.error(f"--{flag.replace('_', '-')} must be a positive number, got {value}")
     writable_file(parser, "--json", args.json)
     writable_file(parser, "--plot", args.plot)
     args.blackbox = [name for name in names if name not in ONE_SHOT]
@@ -127,7 +133,7 @@ def main(argv: list[str] | None = None) -> dict | None:
             from lightning_nas.benchmark.runs import format_table
 
             result = run_benchmark(args.space, str(resolve_table(args.table)), args.blackbox, args.queries, args.runs,
-                                   args.first_seed, args.noise, args.max_params, args.metric)
+                                   args.first_seed, args.noise, args.max_params, args.metric, args.max_latency_ms)
             print(format_table(result))
         if args.oneshot:
             from lightning_nas.benchmark.oneshot import format_oneshot, run_oneshot

@@ -35,11 +35,12 @@ def incumbent_curve(table: BenchmarkTable, evaluations: Evaluations, best_key: s
 
 
 def best_within(table: BenchmarkTable, space: SearchSpace) -> str:
-    """The key of the table's best architecture among those ``space`` may propose (its parameter budget)."""
-    if space.max_params is None:
+    """The key of the table's best architecture among those ``space`` may propose (its budget)."""
+    if not space.budget():
         return max(table.scores, key=table.scores.__getitem__)
     fitting = [space.key(arch) for arch in table.architectures() if space.fits(arch)]
-    check(bool(fitting), f"no {space.name} architecture has at most {space.max_params:g} parameters; raise --max-params")
+    check(bool(fitting), f"no {space.name} architecture has {space.budget_text()}; raise "
+                         f"{' or '.join('--' + name.replace('_', '-') for name in space.budget())}")
     return max(fitting, key=table.scores.__getitem__)
 
 
@@ -55,19 +56,22 @@ def bootstrap_difference(a: Sequence[float], b: Sequence[float], seed: int = 0) 
 
 def run_benchmark(space_name: str, table_path: str, strategies: Sequence[str], queries: int = 150, runs: int = 100,
                   first_seed: int = 0, noise: float = 0.0, max_params: float | None = None,
-                  metric: str | None = None) -> dict[str, Any]:
-    """Run every strategy ``runs`` times on the table; random search always runs, as the reference."""
+                  metric: str | None = None, max_latency_ms: float | None = None) -> dict[str, Any]:
+    """Run every strategy ``runs`` times on the table; random search always runs, as the reference. A budget counts
+    parameters and times latency (``spaces.latency``: batch 1, one CPU thread, cached) of the space's default
+    network (C=16, N=5, 32x32 input); ``found`` holds each run's final incumbent (key)."""
     space = create_space(space_name)
     size = math.prod(space.choices())
     check(queries <= size, f"--queries {queries} is more than the {space_name} space's {size} architectures; "
                            f"ask for at most {size}")
     table = BenchmarkTable.read(table_path, space, metric)
-    searched = space.with_max_params(max_params) if max_params is not None else space
+    searched = space.with_budget(max_params, max_latency_ms)
     best_key = best_within(table, searched)
     names = list(dict.fromkeys(["random", *strategies]))
     methods = {name: search_method(name) for name in names}
     curves: dict[str, list[list[float]]] = {name: [] for name in names}
     hits: dict[str, list[list[bool]]] = {name: [] for name in names}
+    found: dict[str, list[str]] = {name: [] for name in names}
     with tqdm(total=len(names) * runs * queries, desc="benchmark", unit="query", leave=False) as progress:
         for name in names:
             for seed in range(first_seed, first_seed + runs):
@@ -78,6 +82,7 @@ def run_benchmark(space_name: str, table_path: str, strategies: Sequence[str], q
                 pad = queries - len(curve)  # a run that ran out of new architectures keeps its incumbent
                 curves[name].append(curve + curve[-1:] * pad)
                 hits[name].append(hit + hit[-1:] * pad)
+                found[name].append(table.space.key(max(evaluations.history, key=lambda item: item[1])[0]))
                 progress.update(pad)
     budgets = [q for q in CHECKPOINTS if q < queries] + [queries]
     summary: dict[str, dict[str, dict[str, Any]]] = {}
@@ -91,10 +96,11 @@ def run_benchmark(space_name: str, table_path: str, strategies: Sequence[str], q
                 "vs_random": bootstrap_difference(values, [curve[q - 1] for curve in curves["random"]], seed=q),
             }
     title = (f"{space_name}, {table.metric}, {runs} runs (seeds {first_seed}-{first_seed + runs - 1}), noise sd {noise:g}"
-             + (f", at most {max_params:g} params" if max_params is not None else ""))
+             + "".join(f", {limit}" for limit in searched.budget().values()))
     return {"space": space_name, "table": str(table_path), "metric": table.metric, "table_best": table.best,
             "best_proposable": table.scores[best_key], "queries": queries, "runs": runs, "first_seed": first_seed,
-            "noise": noise, "max_params": max_params, "title": title, "strategies": summary,
+            "noise": noise, "max_params": max_params, "max_latency_ms": max_latency_ms, "title": title,
+            "strategies": summary, "found": {name: found[name] for name in strategies},
             "curves": {name: {"mean": np.mean(curves[name], 0).round(4).tolist(),
                               "sd": np.std(curves[name], 0, ddof=1).round(4).tolist()} for name in strategies}}
 

@@ -20,6 +20,7 @@ from lightning_nas.data import NASDataModule
 from lightning_nas.errors import ConfigError, check
 from lightning_nas.files import write_atomic
 from lightning_nas.spaces import Architecture, SearchSpace, create_space, space_options
+from lightning_nas.spaces.latency import LatencySetting, LatencyTable
 from lightning_nas.strategies.blackbox import search_method
 from lightning_nas.strategies.candidates import CandidatePool, LRInterval
 from lightning_nas.strategies.evaluators import Evaluations, TrainingEvaluator, best_so_far
@@ -44,7 +45,9 @@ class BlackBoxSearch:
     local; or a search function of your own module by its import path, ``package.module:function``) over ``space``
     (a registered name or ``package.module:Class``; ``nodes``/``ops`` its options) that trains at most
     ``num_samples`` architectures and keeps the best; ``max_params`` proposes only architectures whose proxy network has at most that
-    many parameters; ``options`` are the method's hyper-parameters.
+    many parameters, ``max_latency_ms`` only those whose proxy network runs one batch of ``latency_batch_size`` of the
+    data's images on ``latency_device`` (one thread on a CPU) in at most that many milliseconds (``spaces.latency``:
+    measured once per device, cached); ``options`` are the method's hyper-parameters.
 
     ``data`` must be an eval-mode data module with ``val_split`` > 0 (candidates are scored on held-out images, never
     on the test set). A restarted search with the same arguments skips every finished candidate.
@@ -69,6 +72,9 @@ class BlackBoxSearch:
         num_threads: int | None = None,
         seed: int = 0,
         max_params: float | None = None,
+        max_latency_ms: float | None = None,
+        latency_device: str = "cpu",
+        latency_batch_size: int = 1,
         options: dict[str, Any] | None = None,
     ) -> None:
         self.method, self.search_method = method, search_method(method)
@@ -81,8 +87,11 @@ class BlackBoxSearch:
         check(data.mode == "eval" and data.val_split > 0,
               f"{self.label} scores candidates on held-out images: give the data module mode=eval and val_split > 0")
         self.space = create_space(space, **space_options(nodes, ops))
-        if max_params is not None:
-            self.space = self.space.with_max_params(max_params, data.num_classes, data.in_chans, F, N)
+        network = (data.num_classes, data.in_chans, F, N)
+        latency = None if max_latency_ms is None else LatencyTable(
+            self.space, network, LatencySetting(latency_device, latency_batch_size, tuple(data.input_size[1:])))
+        if max_params is not None or latency is not None:
+            self.space = self.space.with_budget(max_params, max_latency_ms, *network, latency=latency)
         self.options = dict(options or {})
         self.num_samples, self.seed = num_samples, seed
         self.output_dir, self.num_threads = Path(output_dir), num_threads
@@ -91,7 +100,9 @@ class BlackBoxSearch:
         self.pool = CandidatePool(data, self.output_dir / "results.jsonl", N, F, epochs, lr, limit_train_batches,
                                   accelerator, seed, label=self.label, lr_interval=lr_interval, space=self.space,
                                   settings={"strategy": method, "space": space, "nodes": nodes, "ops": ops,
-                                            "max_params": max_params, "options": self.options})
+                                            "max_params": max_params, "options": self.options,
+                                            **({"max_latency_ms": max_latency_ms, "latency": latency.identity}
+                                               if latency is not None else {})})
 
     def search(self, evaluations: Evaluations) -> None:
         batch = self.search_method.batch_option  # e.g. all of random search's samples in one batch, for the ranks
