@@ -14,7 +14,9 @@ searches at a time in processes of one thread, and their derived cells are looke
 (``--table nb201-fmnist``; ``benchmark.oneshot``). ``--json`` and ``--plot`` write the results.
 
 ``python -m lightning_nas.benchmark build ...`` trains a table (``benchmark.build``); ``... describe --table T``
-measures its noise and its agreement with NAS-Bench-201's CIFAR-10 table (``benchmark.describe``).
+measures its noise and its agreement with NAS-Bench-201's CIFAR-10 table (``benchmark.describe``); ``... latency``
+ranks NAS-Bench-201's networks by parameters, FLOPs and measured latency and compares a latency budget with a parameter
+budget (``benchmark.latency``).
 """
 
 from __future__ import annotations
@@ -119,6 +121,10 @@ def main(argv: list[str] | None = None) -> dict | None:
 
         build(argv[1:])
         return None
+    if argv[:1] == ["latency"]:
+        from lightning_nas.benchmark.latency import main as latency
+
+        return latency(argv[1:])
     if argv[:1] == ["describe"]:
         from lightning_nas.benchmark.describe import main as describe
 

@@ -3,7 +3,8 @@
 Parameters and FLOPs track what a network costs on a device poorly (HW-NAS-Bench, Li et al., ICLR 2021), so a
 latency budget times the network itself: ``space.build(arch, num_classes, in_chans, C, N)`` in eval mode under
 ``torch.inference_mode``, ``warmup`` forward passes then the median of ``repeats`` timed ones (CUDA synchronised
-around each), on one batch of random images (``LatencySetting``: device, batch size, input size, threads).
+around each), on one batch of random images (``LatencySetting``: device, batch size, input size, threads). On one CPU
+thread a pass is timed by that thread's CPU time, so other processes on a shared machine do not inflate it.
 
 Timing thousands of networks takes minutes to hours, so every figure is kept in a CSV per space, network and setting
 (``LatencyTable``), keyed by ``space.key(arch)``, under ``$LIGHTNING_NAS_LATENCY_CACHE`` (default
@@ -62,6 +63,13 @@ class LatencySetting:
     warmup: int = 3
     repeats: int = 15
 
+    @property
+    def clock(self) -> str:
+        """What a pass's time is read from: on one CPU thread, that thread's CPU time (``time.thread_time``), which
+        is the pass's latency on an idle core and what a machine loaded by other processes still measures; otherwise
+        the wall clock (``time.perf_counter``)."""
+        return "thread_cpu" if torch.device(self.device).type == "cpu" and self.threads == 1 else "wall"
+
     def check(self) -> None:
         for name in ("batch_size", "threads", "warmup", "repeats"):
             value = getattr(self, name)
@@ -90,12 +98,14 @@ def device_name(device: str) -> str:
     return platform.processor() or platform.machine()
 
 
-def time_forward(network: nn.Module, x: torch.Tensor, setting: LatencySetting) -> list[float]:
+def time_forward(network: nn.Module, x: torch.Tensor, setting: LatencySetting,
+                 clock: Callable[[], float] | None = None) -> list[float]:
     """Milliseconds of each of ``setting.repeats`` forward passes of ``network`` on ``x`` after ``setting.warmup``
-    untimed ones, on ``setting.threads`` threads; CUDA is synchronised before and after each pass, so a figure is the
-    pass's whole time, not its launch."""
+    untimed ones, on ``setting.threads`` threads, by ``setting.clock`` (or ``clock``, seconds); CUDA is synchronised
+    before and after each pass, so a figure is the pass's whole time, not its launch."""
     cuda = x.device.type == "cuda"
     sync = torch.cuda.synchronize if cuda else (lambda: None)
+    clock = clock or (time.thread_time if setting.clock == "thread_cpu" else time.perf_counter)
     threads = torch.get_num_threads()
     torch.set_num_threads(setting.threads)
     try:
@@ -105,10 +115,10 @@ def time_forward(network: nn.Module, x: torch.Tensor, setting: LatencySetting) -
             times = []
             for _ in range(setting.repeats):
                 sync()
-                start = time.perf_counter()
+                start = clock()
                 network(x)
                 sync()
-                times.append(1000 * (time.perf_counter() - start))
+                times.append(1000 * (clock() - start))
     finally:
         torch.set_num_threads(threads)
     return times
@@ -146,17 +156,19 @@ class LatencyTable:
         self.identity = {"space": space.name, "device": setting.device, "device_name": device_name(setting.device),
                          "torch": torch.__version__, "threads": setting.threads, "batch_size": setting.batch_size,
                          "input_size": list(setting.input_size), "warmup": setting.warmup,
-                         "repeats": setting.repeats, "num_classes": num_classes, "in_chans": in_chans, "C": C, "N": N}
+                         "repeats": setting.repeats, "clock": setting.clock, "num_classes": num_classes,
+                         "in_chans": in_chans, "C": C, "N": N}
         digest = hashlib.sha1(json.dumps(self.identity, sort_keys=True).encode()).hexdigest()[:10]
         slug = re.sub(r"[^A-Za-z0-9]+", "-", f"{setting.device} {self.identity['device_name']}").strip("-")
         name = (f"{space.name}_{slug}_b{setting.batch_size}_t{setting.threads}_{'x'.join(map(str, setting.input_size))}"
                 f"_C{C}N{N}_{digest}.csv")
         self.path = Path(folder).expanduser() if folder is not None else cache_folder()
         self.path = self.path / name
+        for other in [table for table in UNSAVED if table.path == self.path]:
+            other.save()  # another table of this process holds figures of this file: written first, then read
         self.ms = self.read()
         self._rows: dict[str, str] = {}  # measured here, not yet written: key -> arch text
         self._saved_at = time.monotonic()
-        atexit.register(self.save)
 
     def __call__(self, arch: Architecture) -> float:
         """``arch``'s latency in ms: from the table, or measured now (the file rewritten every ``SAVE_EVERY_S``)."""
@@ -184,6 +196,7 @@ class LatencyTable:
     def _record(self, key: str, arch: Architecture) -> None:
         self.ms[key] = round(measure_latency(self.space, arch, self.network, self.setting, self.timer), 4)
         self._rows[key] = self.space.to_string(arch)
+        UNSAVED.add(self)
 
     def read(self) -> dict[str, float]:
         """The figures in the file (none if it is missing); a file that is not this table is refused in one line."""
@@ -223,6 +236,7 @@ class LatencyTable:
     def save(self) -> None:
         """Write the table atomically, merged with what another process wrote to the file since it was read."""
         self._saved_at = time.monotonic()
+        UNSAVED.discard(self)
         if not self._rows:
             return
         rows = self._read_rows()
@@ -238,7 +252,13 @@ class LatencyTable:
 
     def describe(self) -> str:
         """What was timed, in words: ``network``'s size, the device and the setting."""
-        s, (num_classes, in_chans, C, N) = self.setting, self.network
+        s, (_, in_chans, C, N) = self.setting, self.network
         return (f"{s.device} ({self.identity['device_name']}), batch {s.batch_size}, "
                 f"{in_chans}x{s.input_size[0]}x{s.input_size[1]} input, {s.threads} thread(s), C={C} N={N}, "
-                f"median of {s.repeats} after {s.warmup} warm-up")
+                f"median of {s.repeats} after {s.warmup} warm-up, {s.clock} clock")
+
+
+UNSAVED: set[LatencyTable] = set()
+"""The tables of this process holding figures their file lacks: written when another table of the same file is made,
+and at exit."""
+atexit.register(lambda: [table.save() for table in list(UNSAVED)])

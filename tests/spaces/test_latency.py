@@ -60,14 +60,17 @@ def test_another_batch_size_device_or_network_is_another_file(tmp_path: Path, mo
     base.save()
     batch8 = LatencyTable(space, NETWORK, LatencySetting(batch_size=8), folder=tmp_path, timer=timer)
     wider = LatencyTable(space, (10, 3, 8, 1), folder=tmp_path, timer=timer)
+    threads2 = LatencyTable(space, NETWORK, LatencySetting(threads=2), folder=tmp_path, timer=timer)
     monkeypatch.setattr(latency, "device_name", lambda device: "Another CPU 9000")
     other_cpu = LatencyTable(space, NETWORK, folder=tmp_path, timer=timer)
-    paths = {base.path, batch8.path, wider.path, other_cpu.path}
-    assert len(paths) == 4 and "Another-CPU-9000" in other_cpu.path.name and "_b8_" in batch8.path.name
-    for table in (batch8, wider, other_cpu):
+    paths = {base.path, batch8.path, wider.path, threads2.path, other_cpu.path}
+    assert len(paths) == 5 and "Another-CPU-9000" in other_cpu.path.name and "_b8_" in batch8.path.name
+    for table in (batch8, wider, threads2, other_cpu):
         assert table.ms == {}
         table(cell)
-    assert timer.calls == 4
+    assert timer.calls == 5
+    # one CPU thread is timed by its CPU time (other processes do not inflate it); several threads by the wall clock
+    assert base.identity["clock"] == "thread_cpu" and threads2.identity["clock"] == "wall"
 
 
 @pytest.mark.parametrize("text, what", [
