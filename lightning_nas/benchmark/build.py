@@ -197,7 +197,7 @@ def budgeted(build: TableBuild, max_params: float | None, max_latency_ms: float 
     space, data = build.pool.space, build.pool.data
     network = (data.num_classes, data.in_chans, build.budget.C, build.budget.N)
     latency = None if max_latency_ms is None else LatencyTable(
-        space, network, LatencySetting(input_size=tuple(data.input_size[1:])))
+        space, network, LatencySetting(input_size=(data.input_size[1], data.input_size[2])))
     return space.with_budget(max_params, max_latency_ms, *network, latency=latency)
 
 

@@ -7,7 +7,8 @@ finds.
    latency figure can be trusted here.
 2. Ranking: a uniform sample of ``--cells`` cells (seeded by ``--seed``), each with its parameters, FLOPs
    (``SearchSpace.num_params``, ``num_flops``) and its latency at batch 1 and at batch ``--batch`` (one CPU thread,
-   ``spaces.latency``, cached); Spearman's rank correlation between each pair.
+   ``spaces.latency``, cached); Spearman's rank correlation between each pair; and which of these cells a budget at
+   the ``--quantile`` of each cost admits (their accuracy and op mix).
 3. Budgets: every cell of the table timed at batch 1 (cached, so measured once per machine), a latency budget set at
    the ``--quantile`` of the cells' latencies and a parameter budget at the same quantile of their parameter counts;
    the benchmark (``runs.run_benchmark``) under each, and the cells its runs found: mean accuracy, latency,
@@ -26,7 +27,7 @@ import sys
 import time
 from collections import Counter
 from functools import partial
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 from scipy.stats import spearmanr
@@ -39,6 +40,7 @@ from lightning_nas.spaces.latency import LatencySetting, LatencyTable, measure_l
 
 NETWORK = (10, 3, 16, 5)
 """NAS-Bench-201's CIFAR-10 network: 10 classes, 3 channels, C=16, N=5 (the benchmark's budgets count this one)."""
+OPS = ("nor_conv_3x3", "nor_conv_1x1", "avg_pool_3x3", "skip_connect", "none")
 
 
 def op_mix(texts: Sequence[str]) -> dict[str, float]:
@@ -62,11 +64,29 @@ def stability(space: Any, cells: Sequence[Any], times: int) -> list[dict[str, An
     return rows
 
 
-def rank_correlations(columns: dict[str, Sequence[float]]) -> dict[str, float]:
+def rank_correlations(columns: Mapping[str, Sequence[float]]) -> dict[str, float]:
     """Spearman's rho of every pair of columns, named ``a~b``."""
     names = list(columns)
     return {f"{a}~{b}": round(float(spearmanr(columns[a], columns[b])[0]), 4)
             for i, a in enumerate(names) for b in names[i + 1:]}
+
+
+def admitted(table: BenchmarkTable, texts: Sequence[str], columns: Mapping[str, Sequence[float]],
+             quantile: float) -> dict[str, Any]:
+    """Which of the sample's cells a budget at the ``quantile`` of each cost (latency at batch 1, parameters, FLOPs)
+    admits: how many, their best and mean accuracy, mean latency, op mix, and how many the latency budget admits too."""
+    space, summary = table.space, {}
+    accuracy = [table.scores[space.key(space.from_string(text))] for text in texts]
+    caps = {cost: float(np.quantile(columns[cost], quantile)) for cost in ("ms_b1", "params", "flops")}
+    sets = {cost: {i for i, value in enumerate(columns[cost]) if value <= cap} for cost, cap in caps.items()}
+    for cost, cap in caps.items():
+        within, by_latency = sets[cost], sets["ms_b1"]
+        summary[cost] = {"cap": cap, "cells": len(within), "best": max(accuracy[i] for i in within),
+                         "mean": round(statistics.mean(accuracy[i] for i in within), 3),
+                         "ms_b1": round(statistics.mean(columns["ms_b1"][i] for i in within), 3),
+                         "also_within_latency": len(within & by_latency),
+                         "op_mix": op_mix([texts[i] for i in within])}
+    return summary
 
 
 def found_cells(table: BenchmarkTable, result: dict[str, Any], ms: dict[str, float], params: dict[str, int],
@@ -110,7 +130,8 @@ def report(table_name: str = "nb201-cifar10", cells: int = 500, batch: int = 32,
               "cpus": os.cpu_count(), "load_average": load,
               "settings": {str(size): latency.describe() for size, latency in by_batch.items()},
               "sample": {"cells": cells, "seed": seed, "batch": batch}, "spread": spread,
-              "spearman": rank_correlations(columns),
+              "spearman": rank_correlations(columns), "quantile": quantile,
+              "admitted": admitted(table, [space.to_string(arch) for arch in sample], columns, quantile),
               "cells": [{"arch": space.to_string(arch), **{name: values[i] for name, values in columns.items()}}
                         for i, arch in enumerate(sample)]}
     if budgets:
@@ -131,7 +152,8 @@ def budget_comparison(table: BenchmarkTable, latency: LatencyTable, quantile: fl
     budgets = {}
     for budget, limits in (("latency", {"max_latency_ms": caps["ms"]}), ("params", {"max_params": caps["params"]}),
                            ("none", {})):
-        result = run_benchmark("nb201", table.path, strategies, queries, runs, first_seed, **limits)
+        result = run_benchmark("nb201", table.path, strategies, queries, runs, first_seed,
+                               max_params=limits.get("max_params"), max_latency_ms=limits.get("max_latency_ms"))
         within = {k for k in table.scores if ms[k] <= limits.get("max_latency_ms", np.inf)
                   and params[k] <= limits.get("max_params", np.inf)}
         budgets[budget] = {"limits": limits, "title": result["title"], "cells_within": len(within),
@@ -141,7 +163,7 @@ def budget_comparison(table: BenchmarkTable, latency: LatencyTable, quantile: fl
                            "strategies": {name: {q: row["mean"] for q, row in rows.items()}
                                           for name, rows in result["strategies"].items()},
                            "found": found_cells(table, result, ms, params, caps)}
-    return {"quantile": quantile, "caps": caps, "table_cells": len(ms), "runs": runs, "queries": queries,
+    return {"caps": caps, "table_cells": len(ms), "runs": runs, "queries": queries,
             "budgets": budgets}
 
 
@@ -158,6 +180,15 @@ def format_report(result: dict[str, Any]) -> str:
     sample = result["sample"]
     lines.append(f"Spearman over {sample['cells']} uniformly drawn cells (seed {sample['seed']}):")
     lines += [f"  {pair:<16} {rho:+.3f}" for pair, rho in result["spearman"].items()]
+    lines.append(f"the sample's cells a budget at the {result['quantile']:g} quantile of each cost admits "
+                 f"({result['metric']}):")
+    lines.append(f"  {'cost':<7} {'cap':>10} {'cells':>5} {'best':>6} {'mean':>6} {'ms b1':>6} {'in lat':>6}  "
+                 "conv3x3 conv1x1 pool skip none")
+    for cost, row in result["admitted"].items():
+        mix = row["op_mix"]
+        lines.append(f"  {cost:<7} {row['cap']:>10.4g} {row['cells']:>5} {row['best']:>6.2f} {row['mean']:>6.2f} "
+                     f"{row['ms_b1']:>6.2f} {row['also_within_latency']:>6}  "
+                     + " ".join(f"{mix.get(op, 0):>7.2f}" for op in OPS))
     if "budgets" not in result:
         return "\n".join(lines)
     caps = result["caps"]
@@ -172,8 +203,7 @@ def format_report(result: dict[str, Any]) -> str:
             lines.append(f"{budget:<8} {row['cells_within']:>6} {row['best_within']:>6.2f} {row['mean_within']:>6.2f}  "
                          f"{name:<10} {found['accuracy']:>9.2f} {found['ms']:>6.2f} {found['params']:>8} "
                          f"{found['within_latency']:>6} {found['within_params']:>6}  "
-                         + " ".join(f"{mix.get(op, 0):>7.2f}" for op in ("nor_conv_3x3", "nor_conv_1x1",
-                                                                          "avg_pool_3x3", "skip_connect", "none")))
+                         + " ".join(f"{mix.get(op, 0):>7.2f}" for op in OPS))
     return "\n".join(lines)
 
 
@@ -192,7 +222,7 @@ def latency_png(result: dict[str, Any]) -> bytes:
     if "budgets" not in result:
         figure.tight_layout()
         return figure_png(figure)
-    ops = ("nor_conv_3x3", "nor_conv_1x1", "avg_pool_3x3", "skip_connect", "none")
+    ops = OPS
     width = 0.8 / max(1, sum(len(b["found"]) for b in result["budgets"].values()))
     bar = 0
     for budget, row in result["budgets"].items():

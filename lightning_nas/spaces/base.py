@@ -201,7 +201,7 @@ class SearchSpace:
                 self._params[key] = self.num_params(arch, *self._network)
             if self._params[key] > self.max_params:
                 return False
-        return self.max_latency_ms is None or self.latency(arch) <= self.max_latency_ms
+        return self.max_latency_ms is None or self.latency is not None and self.latency(arch) <= self.max_latency_ms
 
     def mutate(self, arch: Architecture, rng: random.Random) -> Architecture:
         """A random one-edit neighbour: one decision changed to another option, giving a different architecture."""

@@ -151,7 +151,7 @@ class LatencyTable:
                  setting: LatencySetting = LatencySetting(), folder: str | os.PathLike | None = None,
                  timer: Timer = time_forward) -> None:
         setting.check()
-        self.space, self.network, self.setting, self.timer = space, tuple(network), setting, timer
+        self.space, self.network, self.setting, self.timer = space, network, setting, timer
         num_classes, in_chans, C, N = self.network
         self.identity = {"space": space.name, "device": setting.device, "device_name": device_name(setting.device),
                          "torch": torch.__version__, "threads": setting.threads, "batch_size": setting.batch_size,
@@ -261,4 +261,9 @@ class LatencyTable:
 UNSAVED: set[LatencyTable] = set()
 """The tables of this process holding figures their file lacks: written when another table of the same file is made,
 and at exit."""
-atexit.register(lambda: [table.save() for table in list(UNSAVED)])
+
+
+@atexit.register
+def save_all() -> None:
+    for table in list(UNSAVED):
+        table.save()

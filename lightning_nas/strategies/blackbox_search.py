@@ -89,7 +89,7 @@ class BlackBoxSearch:
         self.space = create_space(space, **space_options(nodes, ops))
         network = (data.num_classes, data.in_chans, F, N)
         latency = None if max_latency_ms is None else LatencyTable(
-            self.space, network, LatencySetting(latency_device, latency_batch_size, tuple(data.input_size[1:])))
+            self.space, network, LatencySetting(latency_device, latency_batch_size, (data.input_size[1], data.input_size[2])))
         if max_params is not None or latency is not None:
             self.space = self.space.with_budget(max_params, max_latency_ms, *network, latency=latency)
         self.options = dict(options or {})

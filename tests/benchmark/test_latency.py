@@ -103,7 +103,7 @@ def test_the_builder_draws_only_cells_within_the_latency_budget(planted: list[An
 
 @pytest.mark.slow
 def test_the_report_ranks_and_compares_the_budgets(planted: list[Any], tmp_path: Path) -> None:
-    result = report_module.main(["--cells", "30", "--batch", "2", "--runs", "2", "--queries", "10",
+    result = report_module.main(["--cells", "12", "--batch", "2", "--runs", "2", "--queries", "10",
                                  "--spread-cells", "1", "--spread-times", "2", "--json", str(tmp_path / "l.json"),
                                  "--plot", str(tmp_path / "l.png")])
     # the planted latency counts 3x3 convolutions, which hold most of a cell's parameters and FLOPs
@@ -114,4 +114,19 @@ def test_the_report_ranks_and_compares_the_budgets(planted: list[Any], tmp_path:
         assert found["within_latency"] == 2 and found["op_mix"].get("nor_conv_3x3", 0) == 0
     assert any(f["op_mix"].get("nor_conv_3x3", 0) > 0 for f in budgets["none"]["found"].values())
     assert (tmp_path / "l.json").is_file() and (tmp_path / "l.png").read_bytes()[:4] == b"\x89PNG"
-    assert "Spearman over 30 uniformly drawn cells" in report_module.format_report(result)
+    assert "Spearman over 12 uniformly drawn cells" in report_module.format_report(result)
+
+
+def test_the_report_without_budgets_ranks_the_sample_and_what_each_cost_admits(planted: list[Any],
+                                                                                tmp_path: Path) -> None:
+    result = report_module.main(["--cells", "12", "--batch", "2", "--spread-cells", "2", "--spread-times", "3",
+                                 "--no-budgets", "--plot", str(tmp_path / "l.png")])
+    assert "budgets" not in result and len(result["spread"]) == 2 and len(result["cells"]) == 12
+    assert result["spread"][0]["thread_cpu"]["figures"] == [planted_ms(create_space("nb201").from_string(
+        result["spread"][0]["arch"]))] * 3
+    share = report_module.op_mix([cell["arch"] for cell in result["cells"]])["nor_conv_3x3"]
+    admitted = result["admitted"]
+    # the planted latency counts 3x3 convolutions: its budget admits fewer of them than the sample holds
+    assert admitted["ms_b1"]["op_mix"].get("nor_conv_3x3", 0) < share
+    assert admitted["ms_b1"]["also_within_latency"] == admitted["ms_b1"]["cells"] >= 3
+    assert (tmp_path / "l.png").read_bytes()[:4] == b"\x89PNG"
