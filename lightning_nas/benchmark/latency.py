@@ -8,7 +8,8 @@ finds.
 2. Ranking: a uniform sample of ``--cells`` cells (seeded by ``--seed``), each with its parameters, FLOPs
    (``SearchSpace.num_params``, ``num_flops``) and its latency at batch 1 and at batch ``--batch`` (one CPU thread,
    ``spaces.latency``, cached); Spearman's rank correlation between each pair; and which of these cells a budget at
-   the ``--quantile`` of each cost admits (their accuracy and op mix).
+   the ``--quantile`` of each cost admits (their accuracy and op mix). The first ``--retest`` cells are timed once
+   more afresh: how well two timings of the same cells agree bounds what any proxy can reach here.
 3. Budgets: every cell of the table timed at batch 1 (cached, so measured once per machine), a latency budget set at
    the ``--quantile`` of the cells' latencies and a parameter budget at the same quantile of their parameter counts;
    the benchmark (``runs.run_benchmark``) under each, and the cells its runs found: mean accuracy, latency,
@@ -64,6 +65,18 @@ def stability(space: Any, cells: Sequence[Any], times: int) -> list[dict[str, An
     return rows
 
 
+def retest(space: Any, cells: Sequence[Any], tables: Mapping[int, LatencyTable],
+           columns: Mapping[str, Sequence[float]]) -> dict[str, Any]:
+    """The first cells timed once more afresh at each batch size: Spearman's rho between the two timings of the
+    same cells, the ceiling any cost proxy's correlation with one timing can reach on this machine now."""
+    result = {}
+    for size, table in tables.items():
+        fresh = [measure_latency(space, arch, NETWORK, table.setting) for arch in cells]
+        result[f"ms_b{size}"] = {"cells": len(cells), "fresh": fresh,
+                                 "spearman": round(float(spearmanr(columns[f"ms_b{size}"][:len(cells)], fresh)[0]), 4)}
+    return result
+
+
 def rank_correlations(columns: Mapping[str, Sequence[float]]) -> dict[str, float]:
     """Spearman's rho of every pair of columns, named ``a~b``."""
     names = list(columns)
@@ -109,7 +122,8 @@ def found_cells(table: BenchmarkTable, result: dict[str, Any], ms: dict[str, flo
 
 def report(table_name: str = "nb201-cifar10", cells: int = 500, batch: int = 32, seed: int = 0, quantile: float = 0.25,
            strategies: Sequence[str] = ("random", "evolution"), runs: int = 50, queries: int = 150,
-           spread_cells: int = 5, spread_times: int = 10, first_seed: int = 0, budgets: bool = True) -> dict[str, Any]:
+           spread_cells: int = 5, spread_times: int = 10, first_seed: int = 0, budgets: bool = True,
+           retest_cells: int = 100) -> dict[str, Any]:
     """The three parts of the report (the third only with ``budgets``)."""
     from lightning_nas.strategies.blackbox_search import sample_architectures
 
@@ -131,6 +145,7 @@ def report(table_name: str = "nb201-cifar10", cells: int = 500, batch: int = 32,
               "settings": {str(size): latency.describe() for size, latency in by_batch.items()},
               "sample": {"cells": cells, "seed": seed, "batch": batch}, "spread": spread,
               "spearman": rank_correlations(columns), "quantile": quantile,
+              "retest": retest(space, sample[:retest_cells], by_batch, columns),
               "admitted": admitted(table, [space.to_string(arch) for arch in sample], columns, quantile),
               "cells": [{"arch": space.to_string(arch), **{name: values[i] for name, values in columns.items()}}
                         for i, arch in enumerate(sample)]}
@@ -180,6 +195,8 @@ def format_report(result: dict[str, Any]) -> str:
     sample = result["sample"]
     lines.append(f"Spearman over {sample['cells']} uniformly drawn cells (seed {sample['seed']}):")
     lines += [f"  {pair:<16} {rho:+.3f}" for pair, rho in result["spearman"].items()]
+    lines += [f"  {name} timed again {row['cells']} cells: {row['spearman']:+.3f} (the ceiling on this machine now)"
+              for name, row in result["retest"].items()]
     lines.append(f"the sample's cells a budget at the {result['quantile']:g} quantile of each cost admits "
                  f"({result['metric']}):")
     lines.append(f"  {'cost':<7} {'cap':>10} {'cells':>5} {'best':>6} {'mean':>6} {'ms b1':>6} {'in lat':>6}  "
@@ -252,22 +269,24 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--first-seed", type=int, default=0)
     parser.add_argument("--spread-cells", type=int, default=5, help="cells timed repeatedly afresh")
     parser.add_argument("--spread-times", type=int, default=10, help="how often each of them is timed")
+    parser.add_argument("--retest", type=int, default=100, help="sample cells timed once more afresh at both batches")
     parser.add_argument("--budgets", action=argparse.BooleanOptionalAction, default=True,
                         help="time every cell of the table (cached) and run the benchmark under both budgets")
     parser.add_argument("--json", help="write the results here")
     parser.add_argument("--plot", help="write a PNG here")
     args = parser.parse_args(argv)
-    for name in ("cells", "batch", "runs", "queries", "spread_cells", "spread_times"):
-        if getattr(args, name) < (2 if name in ("cells", "runs") else 1):
-            parser.error(f"--{name.replace('_', '-')} must be at least {2 if name in ('cells', 'runs') else 1}, "
-                         f"got {getattr(args, name)}")
+    for name in ("cells", "batch", "runs", "queries", "spread_cells", "spread_times", "retest"):
+        least = 2 if name in ("cells", "runs", "retest") else 1
+        if getattr(args, name) < least:
+            parser.error(f"--{name.replace('_', '-')} must be at least {least}, got {getattr(args, name)}")
     if not 0 < args.quantile <= 1:
         parser.error(f"--quantile must be in (0, 1], got {args.quantile}")
     torch.set_num_threads(1)
     try:
         result = report(args.table, args.cells, args.batch, args.seed, args.quantile,
                         [s.strip() for s in args.strategies.split(",") if s.strip()], args.runs, args.queries,
-                        min(args.spread_cells, args.cells), args.spread_times, args.first_seed, args.budgets)
+                        min(args.spread_cells, args.cells), args.spread_times, args.first_seed, args.budgets,
+                        min(args.retest, args.cells))
     except ConfigError as error:
         print(f"error: {error}", file=sys.stderr)
         raise SystemExit(2) from None

@@ -130,3 +130,7 @@ def test_the_report_without_budgets_ranks_the_sample_and_what_each_cost_admits(p
     assert admitted["ms_b1"]["op_mix"].get("nor_conv_3x3", 0) < share
     assert admitted["ms_b1"]["also_within_latency"] == admitted["ms_b1"]["cells"] >= 3
     assert (tmp_path / "l.png").read_bytes()[:4] == b"\x89PNG"
+    # a planted timer agrees with itself: the retest's ceiling is 1
+    again = result["retest"]["ms_b1"]
+    assert again["spearman"] == 1.0 and again["fresh"] == [cell["ms_b1"] for cell in result["cells"]]
+    assert "ms_b1 timed again 12 cells: +1.000" in report_module.format_report(result)
