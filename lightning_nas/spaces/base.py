@@ -158,11 +158,6 @@ class SearchSpace:
         raise ConfigError(f"no {self.name} architecture of {SAMPLE_TRIES} drawn has {self.budget_text()}; raise "
                           f"{' or '.join(self.budget())}")
 
-    def with_max_params(self, max_params: float | None, num_classes: int = 10, in_chans: int = 3, C: int = 16,
-                        N: int = 5) -> SearchSpace:
-        """``with_budget`` with a parameter budget alone."""
-        return self.with_budget(max_params, None, num_classes, in_chans, C, N)
-
     def with_budget(self, max_params: float | None = None, max_latency_ms: float | None = None, num_classes: int = 10,
                     in_chans: int = 3, C: int = 16, N: int = 5,
                     latency: Callable[[Architecture], float] | None = None) -> SearchSpace:

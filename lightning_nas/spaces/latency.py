@@ -166,7 +166,7 @@ class LatencyTable:
         self.path = self.path / name
         for other in [table for table in UNSAVED if table.path == self.path]:
             other.save()  # another table of this process holds figures of this file: written first, then read
-        self.ms = self.read()
+        self.ms = {key: ms for key, (_, ms) in self._read_rows().items()}
         self._rows: dict[str, str] = {}  # measured here, not yet written: key -> arch text
         self._saved_at = time.monotonic()
 
@@ -198,11 +198,9 @@ class LatencyTable:
         self._rows[key] = self.space.to_string(arch)
         UNSAVED.add(self)
 
-    def read(self) -> dict[str, float]:
-        """The figures in the file (none if it is missing); a file that is not this table is refused in one line."""
-        return {key: ms for key, (_, ms) in self._read_rows().items()}
-
     def _read_rows(self) -> dict[str, tuple[str, float]]:
+        """The file's rows, key -> (arch text, ms) (none if it is missing); a file that is not this table is refused in
+        one line."""
         if not self.path.is_file():
             return {}
 
@@ -236,7 +234,6 @@ class LatencyTable:
     def save(self) -> None:
         """Write the table atomically, merged with what another process wrote to the file since it was read."""
         self._saved_at = time.monotonic()
-        UNSAVED.discard(self)
         if not self._rows:
             return
         rows = self._read_rows()
@@ -249,6 +246,7 @@ class LatencyTable:
         write_atomic(self.path, buffer.getvalue())
         self.ms.update({key: ms for key, (_, ms) in rows.items()})
         self._rows = {}
+        UNSAVED.discard(self)
 
     def describe(self) -> str:
         """What was timed, in words: ``network``'s size, the device and the setting."""
