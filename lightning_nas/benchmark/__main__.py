@@ -6,6 +6,13 @@ the table as their evaluator (optionally with Gaussian noise standing for traini
 prints, per strategy and budget, the mean and sd over runs, how many runs hold the table's best architecture, and the
 difference to random search with a 95 % bootstrap interval.
 
+``--proxy synflow`` (or a vote, ``synflow,jacob_cov``: mean rank) gives the searches a zero-cost proxy looked up in
+the proxy table (``--proxy-table``, by default the shipped ``nb201_proxies.csv.gz``), which costs no query:
+training-free search (``zero_cost``) needs it, and ``--warm-start N`` adds rows ``evolution+warm`` and ``predictor+warm`` whose first
+population or training set is the proxy's best of N draws, each with its interval against the plain row. With
+evolution among the strategies, every row also says after how many queries its mean reached evolution's mean at the
+full budget.
+
 ``--space`` and ``--strategies`` take a space or a black-box search function of the user's own module by its import
 path, ``package.module:Name`` (``lightning_nas.plugins``).
 
@@ -63,7 +70,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--table", required=True, help="a shipped table's name (nb201-cifar10, nb201-fmnist, ...) or "
                                                        "a CSV with an architecture column 'arch' and metric columns")
     parser.add_argument("--metric", help="the metric column (needed when the table has several)")
-    parser.add_argument("--strategies", default=",".join(METHODS),
+    parser.add_argument("--strategies", default=",".join(name for name, method in METHODS.items()
+                                                         if not method.needs_proxy),
                         help=f"comma-separated: {', '.join(known)}, or a black-box search function of your own "
                              "module by its import path, package.module:function")
     parser.add_argument("--queries", type=int, default=150, help="distinct architectures each run may score")
@@ -75,6 +83,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="propose only architectures whose network (C=16, N=5) runs batch 1 of 32x32 images on one "
                              "CPU thread of this machine in at most this many ms (measured once, cached: "
                              "$LIGHTNING_NAS_LATENCY_CACHE, default ~/.cache/lightning_nas/latency)")
+    parser.add_argument("--proxy", default="",
+                        help="a zero-cost proxy for the searches, looked up in --proxy-table (synflow, params, ...), "
+                             "or several, comma-separated, that vote by mean rank; zero_cost and --warm-start need it")
+    parser.add_argument("--proxy-table", help="the proxy table: a CSV with an 'arch' column and one per proxy "
+                                              "(default: the shipped nb201_proxies.csv.gz)")
+    parser.add_argument("--warm-start", type=int, default=0,
+                        help="also run evolution and predictor with their first architectures the proxy's best of "
+                             "this many uniform draws (rows <name>+warm)")
     parser.add_argument("--data", help="one-shot: the data module the table was trained on (checked against it)")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1,
                         help="one-shot: searches at a time, one thread each (default: one per CPU core)")
@@ -105,6 +121,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         value = getattr(args, flag)
         if value is not None and not 0 < value < float("inf"):
             parser.error(f"--{flag.replace('_', '-')} must be a positive number, got {value}")
+    args.proxies = [name.strip() for name in args.proxy.split(",") if name.strip()]
+    needy = [name for name in names if name in METHODS and METHODS[name].needs_proxy]
+    if (needy or args.warm_start) and not args.proxies:
+        parser.error(f"{', '.join(needy) or '--warm-start'} ranks architectures by a zero-cost proxy: pass --proxy "
+                     "(a column of the proxy table, e.g. synflow, or several that vote, synflow,jacob_cov)")
+    if args.warm_start < 0:
+        parser.error(f"--warm-start must be 0 (off) or a number of draws, got {args.warm_start}")
     writable_file(parser, "--json", args.json)
     writable_file(parser, "--plot", args.plot)
     args.blackbox = [name for name in names if name not in ONE_SHOT]
@@ -139,7 +162,8 @@ def main(argv: list[str] | None = None) -> dict | None:
             from lightning_nas.benchmark.runs import format_table
 
             result = run_benchmark(args.space, str(resolve_table(args.table)), args.blackbox, args.queries, args.runs,
-                                   args.first_seed, args.noise, args.max_params, args.metric, args.max_latency_ms)
+                                   args.first_seed, args.noise, args.max_params, args.metric, args.proxies,
+                                   args.proxy_table, args.warm_start, args.max_latency_ms)
             print(format_table(result))
         if args.oneshot:
             from lightning_nas.benchmark.oneshot import format_oneshot, run_oneshot

@@ -58,6 +58,12 @@ class Budget:
         check(self.lr > 0 and self.lr == self.lr and self.lr != float("inf"),
               f"--lr must be a positive finite number, got {self.lr}")
 
+    def proxy(self) -> Any:
+        """The budget as every candidate's (``ProxyBudget``): one epoch of ``steps`` batches, the cosine per step."""
+        from lightning_nas.strategies.candidates import ProxyBudget
+
+        return ProxyBudget(N=self.N, F=self.C, epochs=1, lr=self.lr, lr_interval="step", limit_train_batches=self.steps)
+
     def data_module(self) -> Any:
         from lightning_nas.plugins import data_module_class
 
@@ -98,8 +104,7 @@ def _pool(space_name: str, budget: Budget, state: str) -> Any:
     from lightning_nas.strategies.candidates import CandidatePool
 
     data = budget.data_module()
-    return CandidatePool(data, state, N=budget.N, F=budget.C, epochs=1, lr=budget.lr, limit_train_batches=budget.steps, accelerator="cpu", lr_interval="step",
-                         space=create_space(space_name), label="table")
+    return CandidatePool(data, state, budget.proxy(), accelerator="cpu", space=create_space(space_name), label="table")
 
 
 def _train(job: tuple[str, int]) -> dict[str, Any]:
@@ -195,10 +200,10 @@ def budgeted(build: TableBuild, max_params: float | None, max_latency_ms: float 
     from lightning_nas.spaces.latency import LatencySetting, LatencyTable
 
     space, data = build.pool.space, build.pool.data
-    network = (data.num_classes, data.in_chans, build.budget.C, build.budget.N)
+    options = build.budget.proxy().network(space)
     latency = None if max_latency_ms is None else LatencyTable(
-        space, network, LatencySetting(input_size=(data.input_size[1], data.input_size[2])))
-    return space.with_budget(max_params, max_latency_ms, *network, latency=latency)
+        space, (data.num_classes, data.in_chans, options), LatencySetting(input_size=(data.input_size[1], data.input_size[2])))
+    return space.with_budget(max_params, max_latency_ms, data.num_classes, data.in_chans, latency=latency, **options)
 
 
 def build_jobs(space: Any, cells: Sequence[Any], repeats: int, seeds: tuple[int, int] = (0, 1),

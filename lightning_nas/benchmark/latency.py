@@ -37,9 +37,9 @@ from lightning_nas.benchmark.runs import run_benchmark
 from lightning_nas.benchmark.tables import BenchmarkTable, resolve_table
 from lightning_nas.errors import ConfigError, OneLineParser
 from lightning_nas.spaces import create_space
-from lightning_nas.spaces.latency import LatencySetting, LatencyTable, measure_latency, time_forward
+from lightning_nas.spaces.latency import LatencySetting, LatencyTable, Network, measure_latency, time_forward
 
-NETWORK = (10, 3, 16, 5)
+NETWORK: Network = (10, 3, {"C": 16, "N": 5})
 """NAS-Bench-201's CIFAR-10 network: 10 classes, 3 channels, C=16, N=5 (the benchmark's budgets count this one)."""
 OPS = ("nor_conv_3x3", "nor_conv_1x1", "avg_pool_3x3", "skip_connect", "none")
 
@@ -135,8 +135,8 @@ def report(table_name: str = "nb201-cifar10", cells: int = 500, batch: int = 32,
     sample = list(sample_architectures(space, cells, seed).values())
     spread = stability(space, sample[:spread_cells], spread_times)
     columns: dict[str, list[float]] = {
-        "params": [space.num_params(arch, *NETWORK) for arch in sample],
-        "flops": [space.num_flops(arch, *NETWORK) for arch in sample]}
+        "params": [space.num_params(arch, 10, 3, C=16, N=5) for arch in sample],
+        "flops": [space.num_flops(arch, 10, 3, C=16, N=5) for arch in sample]}
     for size, latency in by_batch.items():
         measured = latency.measure(sample)
         columns[f"ms_b{size}"] = [measured[space.key(arch)] for arch in sample]
@@ -161,7 +161,7 @@ def budget_comparison(table: BenchmarkTable, latency: LatencyTable, quantile: fl
     both budgets set at ``quantile``, the benchmark run under each and under none."""
     space, everything = table.space, list(table.architectures())
     ms = latency.measure(random.Random(0).sample(everything, len(everything)))
-    params = {space.key(arch): space.num_params(arch, *NETWORK) for arch in everything}
+    params = {space.key(arch): space.num_params(arch, 10, 3, C=16, N=5) for arch in everything}
     caps = {"ms": float(np.quantile(list(ms.values()), quantile)),
             "params": float(np.quantile(list(params.values()), quantile))}
     budgets = {}

@@ -52,5 +52,6 @@ def cell_ops(search: PNASSearch) -> tuple[str, ...]:
 
 def proxy_budget(search: PNASSearch) -> dict[str, Any]:
     """The proxy budget every candidate of ``search`` trains under, for the report."""
-    return {"N": search.N, "F": search.F, "epochs": search.epochs, "lr": search.lr,
-            "limit_train_batches": search.limit_train_batches, "lr_interval": search.lr_interval, "seed": search.seed}
+    budget = search.budget
+    return {"N": budget.N, "F": budget.F, "epochs": budget.epochs, "lr": budget.lr,
+            "limit_train_batches": budget.limit_train_batches, "lr_interval": budget.lr_interval, "seed": search.seed}

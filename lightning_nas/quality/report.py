@@ -38,7 +38,7 @@ from lightning_nas.plugins import is_import_path
 from lightning_nas.quality.predictor_eval import PredictorEval, PredictorEvaluation, format_predictor_table
 from lightning_nas.quality.searches import STRATEGIES, run_search, search_signal
 from lightning_nas.quality.target_noise import TargetNoise, TargetNoiseMeasurement, format_noise_table
-from lightning_nas.strategies.candidates import CandidatePool, code_key
+from lightning_nas.strategies.candidates import CandidatePool, ProxyBudget, code_key
 from lightning_nas.spaces import SPACES, Architecture, create_space, space_options, spaces_offering
 from lightning_nas.strategies.blackbox_search import sample_architectures
 
@@ -53,19 +53,22 @@ class Space:
     ops: Sequence[str] | None = None
 
 
-@dataclass
-class RetrainBudget:
-    """The one final-training budget every architecture gets: a proxy network of 3N cells of F channels."""
+@dataclass(frozen=True)
+class RetrainBudget(ProxyBudget):
+    """The one final-training budget every architecture gets: a proxy budget (a proxy network of 3N cells of F
+    channels; ``limit_val_batches`` scores on the first part of the test set only, the same images for every
+    architecture) trained with ``seeds`` seeds."""
 
     N: int = 1
     F: int = 16
     epochs: int = 10
     lr: float = 0.05
-    limit_train_batches: int | float = 1.0
-    limit_val_batches: int | float = 1.0
-    """Score on the first part of the test set only (the same images for every architecture)."""
     seeds: int = 1
     """Training seeds per architecture (0..seeds-1, the same for every architecture); accuracies are averaged."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check(self.seeds >= 1, f"retrain.seeds={self.seeds} must be at least 1")
 
 
 def rank_among(value: float, others: Sequence[float]) -> float:
@@ -165,15 +168,12 @@ class QualityReport:
         self.space, self.budget = space, retrain or RetrainBudget()
         self.search_space = create_space(space.name, **space_options(space.nodes, space.ops))
         self.code_key = code_key()
-        check(self.budget.seeds >= 1, f"retrain.seeds={self.budget.seeds} must be at least 1")
         self.seeds = list(range(first_seed, first_seed + seeds))
         self.random, self.random_seed, self.search_args = random, random_seed, list(search_args)
         self.parallel = parallel
         self.output_dir = Path(output_dir)
-        self.pool = CandidatePool(data, retrain_file or self.output_dir / "retrain.jsonl", self.budget.N, self.budget.F,
-                                  self.budget.epochs, self.budget.lr, self.budget.limit_train_batches,
-                                  accelerator="cpu", label="retrain", limit_val_batches=self.budget.limit_val_batches,
-                                  space=self.search_space)
+        self.pool = CandidatePool(data, retrain_file or self.output_dir / "retrain.jsonl", self.budget,
+                                  accelerator="cpu", label="retrain", space=self.search_space)
         check_retrain_records(self.pool)
         self.sections: dict[str, tuple[Any, bool, Callable[[dict[str, Any]], str]]] = {}
         """The PNAS sections asked for: name -> (measurement, runs alone, its table)."""

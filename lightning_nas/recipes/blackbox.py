@@ -1,8 +1,9 @@
 """Black-box search with proxy training, by any method of ``strategies.blackbox.METHODS``:
 ``python -m lightning_nas.recipes.blackbox fit --method evolution --config evolution_digits``.
 
-``--method`` picks the method (random, evolution, reinforce, predictor, local, or a search function of your own module
-by its import path, ``package.module:function``), ``--options`` its hyper-parameters, ``--space`` the space (a
+``--method`` picks the method (random, evolution, reinforce, predictor, local, bayesian, zero_cost, or a search
+function of your own module by its import path, ``package.module:function``), ``--options`` its hyper-parameters
+(``--proxy params`` for a method that ranks by a zero-cost proxy), ``--space`` the space (a
 registered one or ``package.module:Class``; ``--nodes``, ``--ops`` its options), ``--data`` the data module (``--data
 package.module:Class`` for one of your own), ``--num_samples`` the budget, ``--max_params`` a parameter cap and
 ``--max_latency_ms`` a cap on the proxy network's measured latency (``--latency_device``, ``--latency_batch_size``;

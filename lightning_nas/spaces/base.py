@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import inspect
 import math
 import random
 from typing import Any, Callable, ClassVar, Protocol, Sequence
@@ -123,7 +124,7 @@ class SearchSpace:
     name: ClassVar[str]
     options: dict[str, Any] = {}
     """The options the space was created with (``create_space`` sets them), to create it again elsewhere."""
-    _network: tuple[int, int, int, int]
+    _network: tuple[int, int, dict[str, Any]]
     _params: dict[str, int]
 
     def choices(self) -> tuple[int, ...]:
@@ -159,11 +160,11 @@ class SearchSpace:
                           f"{' or '.join(self.budget())}")
 
     def with_budget(self, max_params: float | None = None, max_latency_ms: float | None = None, num_classes: int = 10,
-                    in_chans: int = 3, C: int = 16, N: int = 5,
-                    latency: Callable[[Architecture], float] | None = None) -> SearchSpace:
-        """This space restricted to architectures whose network ``build(arch, num_classes, in_chans, C, N)`` has at
-        most ``max_params`` parameters and runs in at most ``max_latency_ms`` milliseconds as ``latency`` measures it
-        (by default a ``LatencyTable``: batch 1 of 32x32 images on one CPU thread, cached); ``None`` lifts either."""
+                    in_chans: int = 3, latency: Callable[[Architecture], float] | None = None,
+                    **network: Any) -> SearchSpace:
+        """This space restricted to architectures whose network ``build(arch, num_classes, in_chans, **network)`` has
+        at most ``max_params`` parameters and runs in at most ``max_latency_ms`` milliseconds as ``latency`` measures
+        it (by default a ``LatencyTable``: batch 1 of 32x32 images on one CPU thread, cached); ``None`` lifts either."""
         check(max_params is None or 0 < max_params < math.inf,
               f"max_params={max_params}: give a positive number of parameters (or leave it out for no budget)")
         check(max_latency_ms is None or 0 < max_latency_ms < math.inf,
@@ -171,7 +172,7 @@ class SearchSpace:
               f"budget)")
         budgeted = copy.copy(self)
         budgeted.max_params, budgeted.max_latency_ms = max_params, max_latency_ms
-        budgeted._network, budgeted._params = (num_classes, in_chans, C, N), {}
+        budgeted._network, budgeted._params = (num_classes, in_chans, self.network_options(**network)), {}
         if max_latency_ms is not None and latency is None:
             from lightning_nas.spaces.latency import LatencyTable
 
@@ -193,7 +194,8 @@ class SearchSpace:
         if self.max_params is not None:
             key = self.key(arch)
             if key not in self._params:
-                self._params[key] = self.num_params(arch, *self._network)
+                num_classes, in_chans, network = self._network
+                self._params[key] = self.num_params(arch, num_classes, in_chans, **network)
             if self._params[key] > self.max_params:
                 return False
         return self.max_latency_ms is None or self.latency is not None and self.latency(arch) <= self.max_latency_ms
@@ -246,9 +248,38 @@ class SearchSpace:
     def from_string(self, text: str) -> Architecture:
         return self.from_json(text)
 
-    def build(self, arch: Architecture, num_classes: int, in_chans: int, C: int, N: int) -> nn.Module:
-        """The network a candidate trains: ``arch`` in 3 stages of ``N`` cells (or layers) from ``C`` channels."""
+    def build(self, *args: Any, **kwargs: Any) -> nn.Module:
+        """``build(arch, num_classes, in_chans, **network)``: the network a candidate trains. A space declares its
+        network's options as keyword arguments of its ``build`` after ``in_chans``, each with a default
+        (``network_options``): ``C`` channels and ``N`` cells per stage for the cell spaces, whatever a chain space's
+        network needs for its own. (Typed loosely so that each space's signature overrides it.)"""
         raise NotImplementedError
+
+    def _build_options(self) -> dict[str, Any]:
+        """``build``'s keyword arguments after ``in_chans`` with their defaults (``inspect.Parameter.empty``: none)."""
+        parameters = list(inspect.signature(self.build).parameters.values())[3:]
+        return {p.name: p.default for p in parameters if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)}
+
+    def network_options(self, **given: Any) -> dict[str, Any]:
+        """The options of ``build``'s network with their defaults, ``given`` over them; one the network does not take,
+        or one without a default that is not given, is refused in one line."""
+        defaults = self._build_options()
+        unknown = sorted(set(given) - set(defaults))
+        check(not unknown, f"the {self.name} network does not take {', '.join(unknown)}; its options: "
+                           f"{', '.join(defaults) or 'none'}")
+        options = {**defaults, **given}
+        missing = [name for name, value in options.items() if value is inspect.Parameter.empty]
+        check(not missing, f"the {self.name} network needs {', '.join(missing)}: give a default to each of its "
+                           f"build's options")
+        return options
+
+    def sized(self, C: int, N: int, /, **options: Any) -> dict[str, Any]:
+        """``build``'s options for a network of ``C`` channels and ``N`` cells per stage, the size its callers state
+        (a proxy's F and N, final training's C and layers // 3), each where the network takes it, with ``options``
+        (the network's others) over them."""
+        takes = self._build_options()
+        size = {name: value for name, value in (("C", C), ("N", N)) if name in takes}
+        return self.network_options(**{**size, **options})
 
     def mixture_supernet(self, num_classes: int, in_chans: int, **options: Any) -> Supernet:
         """The mixture supernet holding every architecture of the space (``Supernet``), for DARTS, GDAS and β-DARTS;
@@ -276,20 +307,22 @@ class SearchSpace:
         return ConfigError(f"the {self.name} space has no {HOOKS[hook]}; spaces that have one: "
                            f"{', '.join(spaces_offering(hook))}")
 
-    def num_params(self, arch: Architecture, num_classes: int, in_chans: int, C: int, N: int) -> int:
+    def num_params(self, arch: Architecture, num_classes: int, in_chans: int, **network: Any) -> int:
         """Parameters of ``build(arch, ...)``, counted on the meta device (no memory, no initialisation cost)."""
+        network = self.network_options(**network)
         with torch.device("meta"):
-            return sum(p.numel() for p in self.build(arch, num_classes, in_chans, C, N).parameters())
+            return sum(p.numel() for p in self.build(arch, num_classes, in_chans, **network).parameters())
 
-    def num_flops(self, arch: Architecture, num_classes: int, in_chans: int, C: int, N: int,
-                  input_size: tuple[int, int] = (32, 32)) -> int:
+    def num_flops(self, arch: Architecture, num_classes: int, in_chans: int, input_size: tuple[int, int] = (32, 32),
+                  **network: Any) -> int:
         """Floating-point operations of one image's forward pass through ``build(arch, ...)``, as torch's
         ``FlopCounterMode`` counts them (2 per multiply-add of convolutions and matrix products; normalisation,
         activations and pooling are not counted), run on the meta device (no memory, no arithmetic)."""
+        options = self.network_options(**network)
         with torch.device("meta"):
-            network = self.build(arch, num_classes, in_chans, C, N)
+            model = self.build(arch, num_classes, in_chans, **options)
             with FlopCounterMode(display=False) as counter:
-                network(torch.zeros(1, in_chans, *input_size))
+                model(torch.zeros(1, in_chans, *input_size))
         return counter.get_total_flops()
 
 

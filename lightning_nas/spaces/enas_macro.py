@@ -220,7 +220,8 @@ class ENASMacroSpace(SearchSpace):
         except json.JSONDecodeError as error:
             raise ConfigError(f"a macro architecture is JSON with 'ops' and 'skips' ({error})") from None
 
-    def build(self, arch: MacroArchitecture, num_classes: int, in_chans: int, C: int, N: int) -> nn.Module:
+    def build(self, arch: MacroArchitecture, num_classes: int, in_chans: int, C: int = 16) -> nn.Module:
+        """``MacroNetwork`` of ``C`` channels; its depth is the space's ``layers``."""
         return MacroNetwork(arch, C=C, num_classes=num_classes, in_chans=in_chans)
 
     def shared_child(self, num_classes: int, in_chans: int, C: int = 36, layers: int | None = None, **options: Any

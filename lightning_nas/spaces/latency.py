@@ -1,7 +1,7 @@
 """Measured latency of an architecture's network on the device it will run on, cached per device in a table.
 
 Parameters and FLOPs track what a network costs on a device poorly (HW-NAS-Bench, Li et al., ICLR 2021), so a
-latency budget times the network itself: ``space.build(arch, num_classes, in_chans, C, N)`` in eval mode under
+latency budget times the network itself: ``space.build(arch, num_classes, in_chans, **network)`` in eval mode under
 ``torch.inference_mode``, ``warmup`` forward passes then the median of ``repeats`` timed ones (CUDA synchronised
 around each), on one batch of random images (``LatencySetting``: device, batch size, input size, threads). On one CPU
 thread a pass is timed by that thread's CPU time, so other processes on a shared machine do not inflate it.
@@ -29,7 +29,7 @@ import statistics
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Iterable
+from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 import torch
 from torch import nn
@@ -124,12 +124,16 @@ def time_forward(network: nn.Module, x: torch.Tensor, setting: LatencySetting,
     return times
 
 
-def measure_latency(space: SearchSpace, arch: Architecture, network: tuple[int, int, int, int],
-                    setting: LatencySetting, timer: Timer = time_forward) -> float:
-    """The median milliseconds of one forward pass of ``space.build(arch, *network)`` (num_classes, in_chans, C, N)
-    in eval mode on ``setting``'s device, uncached."""
-    num_classes, in_chans, C, N = network
-    model = space.build(arch, num_classes, in_chans, C, N).eval().to(setting.device)
+Network = tuple[int, int, dict[str, Any]]
+"""What a latency is measured of: ``num_classes``, ``in_chans`` and the options of the space's ``build``."""
+
+
+def measure_latency(space: SearchSpace, arch: Architecture, network: Network, setting: LatencySetting,
+                    timer: Timer = time_forward) -> float:
+    """The median milliseconds of one forward pass of ``space.build(arch, num_classes, in_chans, **options)``
+    (``network``) in eval mode on ``setting``'s device, uncached."""
+    num_classes, in_chans, options = network
+    model = space.build(arch, num_classes, in_chans, **options).eval().to(setting.device)
     x = torch.randn(setting.batch_size, in_chans, *setting.input_size, device=setting.device)
     return statistics.median(timer(model, x, setting))
 
@@ -143,25 +147,25 @@ def cache_folder() -> Path:
 
 
 class LatencyTable:
-    """The measured latency (ms) of ``space``'s architectures, each built as ``network`` (num_classes, in_chans, C,
-    N) and timed under ``setting``, kept in one CSV under ``folder`` (``cache_folder()`` by default). Calling it on an
+    """The measured latency (ms) of ``space``'s architectures, each built as ``network`` (num_classes, in_chans, the
+    options of the space's ``build``) and timed under ``setting``, kept in one CSV under ``folder`` (``cache_folder()`` by default). Calling it on an
     architecture reads the figure or measures and records it; ``measure`` fills many at once."""
 
-    def __init__(self, space: SearchSpace, network: tuple[int, int, int, int] = (10, 3, 16, 5),
+    def __init__(self, space: SearchSpace, network: Network = (10, 3, {"C": 16, "N": 5}),
                  setting: LatencySetting = LatencySetting(), folder: str | os.PathLike | None = None,
                  timer: Timer = time_forward) -> None:
         setting.check()
         self.space, self.network, self.setting, self.timer = space, network, setting, timer
-        num_classes, in_chans, C, N = self.network
+        num_classes, in_chans, options = self.network
         self.identity = {"space": space.name, "device": setting.device, "device_name": device_name(setting.device),
                          "torch": torch.__version__, "threads": setting.threads, "batch_size": setting.batch_size,
                          "input_size": list(setting.input_size), "warmup": setting.warmup,
                          "repeats": setting.repeats, "clock": setting.clock, "num_classes": num_classes,
-                         "in_chans": in_chans, "C": C, "N": N}
+                         "in_chans": in_chans, **options}
         digest = hashlib.sha1(json.dumps(self.identity, sort_keys=True).encode()).hexdigest()[:10]
         slug = re.sub(r"[^A-Za-z0-9]+", "-", f"{setting.device} {self.identity['device_name']}").strip("-")
         name = (f"{space.name}_{slug}_b{setting.batch_size}_t{setting.threads}_{'x'.join(map(str, setting.input_size))}"
-                f"_C{C}N{N}_{digest}.csv")
+                f"_{''.join(f'{name}{value}' for name, value in options.items())}_{digest}.csv")
         self.path = Path(folder).expanduser() if folder is not None else cache_folder()
         self.path = self.path / name
         for other in [table for table in UNSAVED if table.path == self.path]:
@@ -250,9 +254,10 @@ class LatencyTable:
 
     def describe(self) -> str:
         """What was timed, in words: ``network``'s size, the device and the setting."""
-        s, (_, in_chans, C, N) = self.setting, self.network
+        s, (_, in_chans, options) = self.setting, self.network
         return (f"{s.device} ({self.identity['device_name']}), batch {s.batch_size}, "
-                f"{in_chans}x{s.input_size[0]}x{s.input_size[1]} input, {s.threads} thread(s), C={C} N={N}, "
+                f"{in_chans}x{s.input_size[0]}x{s.input_size[1]} input, {s.threads} thread(s), "
+                f"{' '.join(f'{name}={value}' for name, value in options.items())}, "
                 f"median of {s.repeats} after {s.warmup} warm-up, {s.clock} clock")
 
 

@@ -206,10 +206,11 @@ PNAS_BATCHES = 8
 
 def pnas_epoch(args: argparse.Namespace, repeats: int) -> tuple:
     from lightning_nas.genotypes import resolve_genotype
-    from lightning_nas.strategies.candidates import CandidateModule
+    from lightning_nas.strategies.candidates import CandidateModule, ProxyBudget
 
     batch = args.batch[0]
-    module = CandidateModule(resolve_genotype("PNASNet").to_dict(), num_classes=10, in_chans=3, N=2, F=24, epochs=repeats)
+    module = CandidateModule(resolve_genotype("PNASNet").to_dict(), num_classes=10, in_chans=3,
+                             budget=ProxyBudget(N=2, F=24, epochs=repeats))
     data = RandomImages(batch * (PNAS_BATCHES + 2), batch_size=batch, val_split=2 * batch)
     trainer_args = {"limit_train_batches": PNAS_BATCHES, "limit_val_batches": 2, "max_epochs": repeats}
     return module, data, StepTimer(args.device, args.warmup, per_epoch=True), trainer_args, batch * PNAS_BATCHES

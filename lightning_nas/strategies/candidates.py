@@ -23,12 +23,14 @@ import fcntl
 import json
 import hashlib
 import inspect
+import math
 import os
 import time
 import warnings
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator, Literal, Sequence
+from typing import Any, Callable, Iterator, Literal, Mapping, Sequence
 
 import lightning.pytorch as pl
 import torch
@@ -48,33 +50,69 @@ last one, so that a budget of a few epochs still ends annealed, a finished short
 taken mid-descent."""
 
 
+@dataclass(frozen=True)
+class ProxyBudget:
+    """What every candidate's proxy training costs, one value for the searches, the report's retraining and the table
+    builder: its network (``F`` channels and ``N`` cells per stage, which reach the space's ``build`` as ``C`` and
+    ``N`` where it takes them, and ``network_options``, the space's other network options), ``epochs`` epochs of at
+    most ``limit_train_batches`` batches by SGD from ``lr``, cosine-decayed per ``lr_interval``, scored on at most
+    ``limit_val_batches`` validation batches. Checked here, once, when made."""
+
+    N: int = 2
+    F: int = 24
+    epochs: int = 20
+    lr: float = 0.025
+    lr_interval: LRInterval = "epoch"
+    limit_train_batches: int | float = 1.0
+    limit_val_batches: int | float = 1.0
+    network_options: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        check(self.N >= 1, f"N (cells per stage of the proxy network) must be at least 1, got {self.N}")
+        check(self.F >= 1, f"F (channels of the proxy network's first cells) must be at least 1, got {self.F}")
+        check(self.epochs >= 1, f"epochs (per candidate) must be at least 1, got {self.epochs}")
+        check(self.lr > 0 and math.isfinite(self.lr), f"lr must be a positive finite number, got {self.lr}")
+        check(self.lr_interval in ("epoch", "step"), f"lr_interval must be 'epoch' or 'step', got {self.lr_interval!r}")
+        for name in ("limit_train_batches", "limit_val_batches"):
+            check(getattr(self, name) > 0, f"{name} must be positive, got {getattr(self, name)}")
+
+    def network(self, space: SearchSpace) -> dict[str, Any]:
+        """The options of ``space.build`` for the proxy network (``SearchSpace.sized``)."""
+        return space.sized(self.F, self.N, **self.network_options)
+
+    @property
+    def fingerprint(self) -> dict[str, Any]:
+        """The budget in a results file's fingerprint, in the keys files were written with (``network_options``
+        only where given)."""
+        keys = ("N", "F", "epochs", "lr", "limit_train_batches", "limit_val_batches", "lr_interval")
+        extra = {"network_options": dict(self.network_options)} if self.network_options else {}
+        return {**{key: getattr(self, key) for key in keys}, **extra}
+
+
 class CandidateModule(pl.LightningModule):
-    """A candidate architecture of a search space built into its proxy network (``SearchSpace.build``: for cell
-    spaces 3N cells of F channels, two of them stride-2 reductions), trained with SGD and cosine decay (per
-    ``lr_interval``); ``curve`` holds the validation accuracy after each epoch. ``genotype`` is the architecture in
-    the space's JSON form (a Genotype's dict for the cell spaces), so it survives hparams and checkpoints."""
+    """A candidate architecture of a search space built into its proxy network (``SearchSpace.build`` with the
+    budget's ``network``: for cell spaces 3N cells of F channels, two of them stride-2 reductions), trained with SGD
+    and cosine decay (per the budget's ``lr_interval``); ``curve`` holds the validation accuracy after each epoch.
+    ``genotype`` is the architecture in the space's JSON form (a Genotype's dict for the cell spaces), so it survives
+    hparams."""
 
     def __init__(
         self,
         genotype: dict[str, Any],
         num_classes: int,
         in_chans: int,
-        N: int = 2,
-        F: int = 24,
-        epochs: int = 20,
-        lr: float = 0.025,
+        budget: ProxyBudget = ProxyBudget(),
         momentum: float = 0.9,
         weight_decay: float = 3e-4,
-        lr_interval: LRInterval = "epoch",
         space: str = "darts",
         space_options: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
-        self.epochs, self.lr, self.momentum, self.weight_decay = epochs, lr, momentum, weight_decay
-        self.lr_interval = lr_interval
+        self.budget, self.momentum, self.weight_decay = budget, momentum, weight_decay
         search_space = create_space(space, **(space_options or {}))
-        self.network = search_space.build(search_space.from_json(json.dumps(genotype)), num_classes, in_chans, F, N)
+        self.network = search_space.build(search_space.from_json(json.dumps(genotype)), num_classes, in_chans,
+                                          **budget.network(search_space))
         self.curve: list[float] = []
         self._correct = self._seen = 0
 
@@ -98,10 +136,12 @@ class CandidateModule(pl.LightningModule):
             self.curve.append(accuracy)
 
     def configure_optimizers(self) -> Any:
-        optimizer = torch.optim.SGD(self.parameters(), lr=self.lr, momentum=self.momentum, weight_decay=self.weight_decay)
-        steps = self.epochs if self.lr_interval == "epoch" else int(self.trainer.estimated_stepping_batches)
+        optimizer = torch.optim.SGD(self.parameters(), lr=self.budget.lr, momentum=self.momentum,
+                                    weight_decay=self.weight_decay)
+        interval = self.budget.lr_interval
+        steps = self.budget.epochs if interval == "epoch" else int(self.trainer.estimated_stepping_batches)
         scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=steps)
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": self.lr_interval}}
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": interval}}
 
 
 NUMERIC_CODE = ("ops", "spaces", "networks", "genotypes", "data", "strategies/candidates.py")
@@ -218,8 +258,7 @@ class ResultsFile:
 
 
 class CandidatePool:
-    """Train candidates once each with one proxy budget (N, F, epochs, lr and its schedule, batches per epoch) and keep
-    the results.
+    """Train candidates once each with one proxy budget (``ProxyBudget``) and keep the results.
 
     ``data`` is an eval-mode data module: candidates train on its train split and are scored on its validation
     images (the held-out split when ``val_split`` > 0, which a search needs; the test set otherwise, which a final
@@ -231,27 +270,18 @@ class CandidatePool:
         self,
         data: NASDataModule,
         results_path: str | os.PathLike,
-        N: int = 2,
-        F: int = 24,
-        epochs: int = 20,
-        lr: float = 0.025,
-        limit_train_batches: int | float = 1.0,
+        budget: ProxyBudget = ProxyBudget(),
         accelerator: str = "auto",
         seed: int = 0,
         ranks: Ranks | None = None,
-        limit_val_batches: int | float = 1.0,
         label: str = "candidates",
         settings: dict[str, Any] | None = None,
-        lr_interval: LRInterval = "epoch",
         space: SearchSpace | None = None,
     ) -> None:
-        check(lr_interval in ("epoch", "step"), f"lr_interval must be 'epoch' or 'step', got {lr_interval!r}")
         check(is_local(results_path), f"{results_path} is not a local path: a search locks its results file, which "
                                       f"remote filesystems cannot; write it to a local folder and copy it after")
         self.data, self.results = data, ResultsFile(results_path)
-        self.N, self.F, self.epochs, self.lr = N, F, epochs, lr
-        self.limit_train_batches, self.accelerator, self.seed = limit_train_batches, accelerator, seed
-        self.limit_val_batches, self.lr_interval = limit_val_batches, lr_interval
+        self.budget, self.accelerator, self.seed = budget, accelerator, seed
         self.ranks = ranks or Ranks()
         self.label = label
         self.settings = dict(settings or {})
@@ -261,9 +291,7 @@ class CandidatePool:
     @property
     def fingerprint(self) -> dict[str, Any]:
         """Everything that changes a candidate's accuracy: data, proxy network, training budget, seed, settings."""
-        return {"data": data_fingerprint(self.data), "N": self.N, "F": self.F, "epochs": self.epochs, "lr": self.lr,
-                "limit_train_batches": self.limit_train_batches, "limit_val_batches": self.limit_val_batches,
-                "lr_interval": self.lr_interval, "seed": self.seed, **self.settings}
+        return {"data": data_fingerprint(self.data), **self.budget.fingerprint, "seed": self.seed, **self.settings}
 
     @contextmanager
     def running(self) -> Iterator[None]:
@@ -318,12 +346,11 @@ class CandidatePool:
         seed (the same for every architecture in a fair comparison); by default each candidate has its own."""
         pl.seed_everything(candidate_seed(self.seed, key) if seed is None else seed, verbose=False)
         arch = json.loads(self.space.to_json(genotype))
-        module = CandidateModule(arch, self.data.num_classes, self.data.in_chans, self.N, self.F,
-                                 self.epochs, self.lr, lr_interval=self.lr_interval, space=self.space.name,
+        module = CandidateModule(arch, self.data.num_classes, self.data.in_chans, self.budget, space=self.space.name,
                                  space_options=self.space.options)
         start = time.perf_counter()
-        trainer = self.trainer(self.epochs, callbacks, limit_train_batches=self.limit_train_batches,
-                               limit_val_batches=self.limit_val_batches)
+        trainer = self.trainer(self.budget.epochs, callbacks, limit_train_batches=self.budget.limit_train_batches,
+                               limit_val_batches=self.budget.limit_val_batches)
         try:
             trainer.fit(module, datamodule=self.data)
         except FloatingPointError as diverged:

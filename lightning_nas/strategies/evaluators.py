@@ -79,6 +79,9 @@ class Evaluations:
     _scores: dict[str, float] = field(default_factory=dict)
     on_queries: Callable[[int], None] | None = None
     """Told how many new queries each call spent (a progress bar within one long search)."""
+    proxy: Callable[[Sequence[Architecture]], list[float]] | None = None
+    """A zero-cost score of architectures (higher is better; a proxy computed at initialisation, or a look-up of one),
+    which costs no query: training-free search ranks by it, warm starts pick their first architectures by it."""
 
     @property
     def space(self) -> SearchSpace:
@@ -105,6 +108,13 @@ class Evaluations:
         if self.on_queries is not None and new:
             self.on_queries(len(new))
         return [(arch, self._scores[key]) for arch, key in zip(archs, keys) if key in self._scores]
+
+    def require_proxy(self, who: str) -> Callable[[Sequence[Architecture]], list[float]]:
+        """The proxy, or one line saying that ``who`` needs one (before any query is spent)."""
+        if self.proxy is None:
+            raise ConfigError(f"{who} ranks architectures by a zero-cost proxy and none was given: pass --proxy "
+                              "(the benchmark: a column of the proxy table, e.g. synflow; the recipes: params)")
+        return self.proxy
 
     def best(self) -> tuple[Architecture, float]:
         return max(self.history, key=lambda item: item[1])

@@ -8,9 +8,10 @@ tests and checkpoints with the averaged weights.
 
 Any registered search space's architecture trains here (``space``). The DARTS-style cells of ``darts`` (the default),
 ``enas_micro`` and ``pnas`` stack into the published networks above, with every trick; the architectures of the other
-spaces (a NAS-Bench-201 cell, an ENAS macro network) train in the network their space builds,
-``space.build(arch, num_classes, in_chans, C, layers // 3)``, which has no auxiliary head (and, in the shipped
-spaces, no drop path): those are refused in one line rather than silently left out.
+spaces (a NAS-Bench-201 cell, an ENAS macro network) train in the network their space builds, ``space.build`` of
+``C`` channels, ``layers // 3`` cells per stage and ``network_options`` (``SearchSpace.sized``), which has no
+auxiliary head (and, in the shipped spaces, no drop path): those are refused in one line rather than silently left
+out.
 
 ``FinalTraining.load_from_checkpoint(path).timm_model()`` takes the trained network out as a plain timm model, with
 the training data's mean, std and input size in its ``pretrained_cfg`` (docs/export.md).
@@ -102,7 +103,7 @@ class FinalTraining(pl.LightningModule):
     """Train an architecture of a registered search space from scratch. ``space``'s DARTS-style cells (``darts``,
     ``enas_micro``, ``pnas``: ``genotype`` a published name, a genotype file written by a search, or a dict) stack into
     ``nas_cifar`` or ``nas_imagenet``; any other space's architecture (its text form, a dict, or the file a search
-    wrote) trains in ``space.build(arch, num_classes, in_chans, C, N=layers // 3)``. The architecture is kept in the
+    wrote) trains in ``space.build`` (``C``, ``N=layers // 3``, ``network_options``). The architecture is kept in the
     hyperparameters as a plain dict, so a checkpoint rebuilds the exact network and loads with
     ``weights_only=True``."""
 
@@ -126,12 +127,14 @@ class FinalTraining(pl.LightningModule):
         gamma: Rate = 0.97,
         label_smoothing: Fraction = 0.0,
         cuda_graph: bool = False,
+        network_options: dict[str, Any] | None = None,
     ) -> None:
         """``space``: the registered search space ``genotype`` belongs to (``create_space``). ``network``, ``C`` and
         ``layers`` shape a DARTS-style cell's network; for another space, ``C`` is the width of ``space.build``'s first
         stage and ``layers`` its cells in all, 3 stages of ``layers // 3`` (NB201: C=16, layers=15 is the benchmark's
         network; an ENAS macro architecture fixes its own depth and ignores ``layers``), and ``network`` must stay
-        ``cifar``, ``auxiliary_weight`` 0 and ``drop_path_prob`` 0 unless that network has ``set_drop_path_rate``.
+        ``cifar``, ``auxiliary_weight`` 0 and ``drop_path_prob`` 0 unless that network has ``set_drop_path_rate``;
+        ``network_options`` are that network's other options (those of its ``build`` besides ``C`` and ``N``).
         ``eta_min``: final lr of the cosine schedule; ``gamma``: lr decay per epoch of the exponential one.
         ``cuda_graph``: replay each training step (forward, backward, the Trainer's gradient clipping, update) as one
         CUDA graph (``cuda_graph.GraphedStep``), captured anew each epoch after 3 eager steps, since drop path's
@@ -143,6 +146,8 @@ class FinalTraining(pl.LightningModule):
         self.search_space = create_space(space)
         self.network: nn.Module
         if isinstance(self.search_space, GenotypeSpace):
+            check(not network_options, f"network_options={network_options} are for a space's own network; the {space} "
+                                       f"space's cells stack into nas_{network}: leave network_options out")
             check(network == "cifar" or C % 2 == 0,
                   f"the imagenet network halves C in its stem: C must be even, got {C}; try {C + 1}")
             self.genotype: Architecture = resolve_genotype(genotype)
@@ -163,8 +168,8 @@ class FinalTraining(pl.LightningModule):
             self.genotype = resolve_architecture(self.search_space, genotype)
             self.save_hyperparameters()
             self.hparams["genotype"] = json.loads(self.search_space.to_json(self.genotype))
-            N = cells_per_stage(layers, space)
-            self.network = self.search_space.build(self.genotype, num_classes, in_chans, C, N)
+            size = self.search_space.sized(C, cells_per_stage(layers, space), **(network_options or {}))
+            self.network = self.search_space.build(self.genotype, num_classes, in_chans, **size)
             missing = {"auxiliary_weight": "auxiliary head"} if auxiliary_weight > 0 else {}  # build takes no aux
             if drop_path_prob > 0 and not hasattr(self.network, "set_drop_path_rate"):
                 missing["drop_path_prob"] = "drop path"
@@ -216,8 +221,9 @@ class FinalTraining(pl.LightningModule):
         its ``space.build`` with the trained weights (``data_config`` holds the data's input size, mean and std)."""
         hp = self.hparams
         if not isinstance(self.network, StackedCellNetwork):
-            model = self.search_space.build(self.genotype, hp["num_classes"], hp["in_chans"], hp["C"],
-                                            cells_per_stage(hp["layers"], hp["space"]))
+            size = self.search_space.sized(hp["C"], cells_per_stage(hp["layers"], hp["space"]),
+                                           **(hp.get("network_options") or {}))
+            model = self.search_space.build(self.genotype, hp["num_classes"], hp["in_chans"], **size)
             model.load_state_dict(self.network.state_dict())
             return model.eval()
         overlay: dict[str, Any] = {"num_classes": hp["num_classes"]}

@@ -43,7 +43,7 @@ from lightning_nas.errors import check
 from lightning_nas.files import write_atomic
 from lightning_nas.ops import PNAS_OPS
 from lightning_nas.spaces import Architecture, Growth, create_space, space_class, space_options
-from lightning_nas.strategies.candidates import CandidatePool, LRInterval
+from lightning_nas.strategies.candidates import CandidatePool, LRInterval, ProxyBudget
 from lightning_nas.strategies.pnas_predictor import AccuracyPredictor, LevelPredictors, PredictorUpdate
 from lightning_nas.strategies.pnas_progress import SearchProgress
 from lightning_nas.strategies.ranks import Ranks
@@ -151,12 +151,9 @@ class PNASSearch:
         check(B is None or B >= 1,
               f"B (blocks per cell, one level each) must be at least 1, got {B}; the paper searches B=5")
         check(K >= 1, f"K (beam: candidates trained per level) must be at least 1, got {K}; the paper keeps K=256")
-        check(N >= 1, f"N (cells per stage of the proxy network) must be at least 1, got {N}; the paper uses N=2")
-        check(F >= 1, f"F (channels of the proxy network's first cells) must be at least 1, got {F}; the paper uses 24")
-        check(epochs >= 1, f"epochs (per candidate) must be at least 1, got {epochs}; the paper trains each for 20")
+        budget = ProxyBudget(N, F, epochs, lr, lr_interval, limit_train_batches)  # the paper: N=2, F=24, 20 epochs
         check(predictor_epochs >= 1, f"predictor_epochs must be at least 1, got {predictor_epochs}")
-        check(lr > 0 and predictor_lr > 0, f"lr and predictor_lr must be positive, got {lr} and {predictor_lr}")
-        check(limit_train_batches > 0, f"limit_train_batches must be positive, got {limit_train_batches}")
+        check(predictor_lr > 0, f"predictor_lr must be positive, got {predictor_lr}")
         check(ops is None or len(ops) > 0, f"ops is empty: give the candidate ops, e.g. {list(PNAS_OPS)}")
         if not space_class(space).offers("progressive"):  # refused before its options, which it may not take
             raise create_space(space).lacks("progressive")
@@ -178,8 +175,7 @@ class PNASSearch:
               f"PNAS scores candidates on held-out images: give the data module mode='eval' and val_split > 0, got "
               f"mode={data.mode!r}, val_split={data.val_split}")
         self.data, self.output_dir = data, Path(output_dir)
-        self.B, self.K, self.N, self.F, self.epochs, self.lr = self.growth.levels, K, N, F, epochs, lr
-        self.limit_train_batches, self.lr_interval = limit_train_batches, lr_interval
+        self.B, self.K, self.budget = self.growth.levels, K, budget
         self.predictor_kind, self.predictor_epochs, self.predictor_lr = predictor, predictor_epochs, predictor_lr
         self.ensemble_size, self.predictor_update = ensemble_size, predictor_update
         self.correlation_sample = correlation_sample
@@ -188,9 +184,8 @@ class PNASSearch:
         self.num_threads, self.logger, self.rank_timeout = num_threads, logger, rank_timeout
         settings = {**self.growth.settings, "early_termination": early_termination,
                     "termination_grace_epochs": termination_grace_epochs, "inherit_weights": inherit_weights}
-        self.pool = CandidatePool(data, self.output_dir / "results.jsonl", N, F, epochs, lr, limit_train_batches,
-                                  accelerator, seed, label="PNAS", lr_interval=lr_interval, settings=settings,
-                                  space=self.space)
+        self.pool = CandidatePool(data, self.output_dir / "results.jsonl", budget, accelerator, seed, label="PNAS",
+                                  settings=settings, space=self.space)
         self.results = self.pool.results
         self.beams: dict[int, list[Cell]] = {}
         self.predictors = LevelPredictors(self.output_dir / "predictor", self.predictor_records, self.pool, self.growth,
@@ -285,7 +280,7 @@ class PNASSearch:
         """The candidate module's prefixes of the child's network → the parent's computing the same thing (the
         growth's ``inheritance``); the new block starts fresh."""
         return {f"network.{prefix}": None if source is None else f"network.{source}"
-                for prefix, source in self.growth.inheritance(parent, child, self.N).items()}
+                for prefix, source in self.growth.inheritance(parent, child, self.budget.N).items()}
 
     def train_candidate(self, cell: Cell, b: int, parent: Cell | None, reference: list[list[float]]) -> dict:
         """Train one proxy network and return its result record (without writing it). ``reference``: the curves early

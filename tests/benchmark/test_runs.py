@@ -6,6 +6,7 @@ import csv
 import json
 import os
 import random
+import re
 import statistics
 import subprocess
 import sys
@@ -26,8 +27,10 @@ NB201_TABLE = resolve_table("nb201-cifar10")
 ALL_SKIP = "|skip_connect~0|+|skip_connect~0|skip_connect~1|+|skip_connect~0|skip_connect~1|skip_connect~2|"
 PLANTED = ("nor_conv_1x1", "avg_pool_3x3", "skip_connect", "none", "nor_conv_3x3", "nor_conv_1x1")
 """The optimum of the planted table: on every edge one op adds the most (an additive landscape)."""
-LEARNING = [name for name in METHODS if name != "random"]
-"""The black-box strategies that learn from their queries: every one but random search."""
+SEARCHING = [name for name, method in METHODS.items() if not method.needs_proxy]
+"""The black-box strategies that need no zero-cost proxy (training-free search has its own tests below)."""
+LEARNING = [name for name in SEARCHING if name != "random"]
+"""The black-box strategies that learn from their queries: every one of those but random search."""
 
 
 def write_table(path: Path, scores: dict[str, float], metric: str = "score") -> Path:
@@ -50,6 +53,16 @@ def planted_scores(seed: int = 0) -> dict[str, float]:
         arch = space.decode(decisions)
         scores[arch.to_string()] = sum(g[op] for g, op in zip(gains, arch.ops)) + rng.gauss(0, 0.05)
     return scores
+
+
+def write_proxies(path: Path, columns: dict[str, float | None], seed: int = 0) -> Path:
+    """A proxy table of every cell: each column the planted score times its factor (None: an empty column)."""
+    with open(path, "w", newline="") as file:
+        writer = csv.writer(file)
+        writer.writerow(["arch", *columns])
+        for arch, score in planted_scores(seed).items():
+            writer.writerow([arch, *("" if factor is None else factor * score for factor in columns.values())])
+    return path
 
 
 def test_reads_nas_bench_201_figures() -> None:
@@ -79,7 +92,7 @@ def test_table_errors_are_one_line(tmp_path: Path) -> None:
 def test_planted_structure_is_found(tmp_path: Path) -> None:
     """Every learning strategy reaches the planted optimum in most runs of 150 queries; random search almost never."""
     table = write_table(tmp_path / "planted.csv", planted_scores())
-    result = run_benchmark("nb201", str(table), list(METHODS), queries=150, runs=20)
+    result = run_benchmark("nb201", str(table), SEARCHING, queries=150, runs=20)
     hits = {name: rows["150"]["optimum_hits"] for name, rows in result["strategies"].items()}
     assert hits["random"] <= 2
     for name in LEARNING:
@@ -94,7 +107,7 @@ def test_shuffled_table_is_a_negative_control(tmp_path: Path) -> None:
     values = list(scores.values())
     random.Random(1).shuffle(values)
     table = write_table(tmp_path / "shuffled.csv", dict(zip(scores, values)))
-    result = run_benchmark("nb201", str(table), list(METHODS), queries=150, runs=20)
+    result = run_benchmark("nb201", str(table), SEARCHING, queries=150, runs=20)
     for name, rows in result["strategies"].items():
         assert rows["150"]["optimum_hits"] <= 2, name
         assert rows["150"]["vs_random"][0] < 0.05, name
@@ -156,6 +169,7 @@ def test_a_black_box_run_loads_no_lightning(tmp_path: Path) -> None:
     included, and the imports of its one-shot, build and describe modules, load none of it (one-shot runs load it in
     their own processes)."""
     argv = ["lightning_nas.benchmark", "--table", "nb201-cifar10", "--strategies", ",".join(METHODS),
+            "--proxy", "params", "--proxy-table", str(write_proxies(tmp_path / "p.csv", {"params": 0})),
             "--queries", "10", "--runs", "2", "--json", str(tmp_path / "r.json"), "--plot", str(tmp_path / "r.png")]
     code = ("import runpy, sys\n"
             "import lightning_nas.benchmark.build, lightning_nas.benchmark.describe, lightning_nas.benchmark.oneshot\n"
@@ -168,3 +182,50 @@ def test_a_black_box_run_loads_no_lightning(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr[-2000:]
     assert "random          10" in done.stdout and (tmp_path / "r.png").is_file()
     assert done.stdout.splitlines()[-1] == "[]"
+
+
+def test_a_proxy_equal_to_the_score_finds_the_optimum_at_once_and_a_warm_start_is_compared_with_its_plain_run(
+        tmp_path: Path) -> None:
+    """Training-free search by a proxy equal to the planted score (drawing 2,000 cells) holds the best of its draws
+    after one query; by the reversed proxy it never reaches random search. A vote of the two ranks every cell alike,
+    so it is random search's equal. Warm starts come with their interval against the plain strategy, and every row
+    with the queries it needed to reach evolution's mean at the full budget."""
+    table = write_table(tmp_path / "planted.csv", planted_scores())
+    proxies = write_proxies(tmp_path / "proxies.csv", {"exact": 1.0, "reversed": -1.0, "empty": None})
+    result = run_benchmark("nb201", str(table), ["evolution", "predictor", "zero_cost"], queries=50, runs=10,
+                           proxies=["exact"], proxy_table=str(proxies), warm_start=200)
+    rows = result["strategies"]
+    assert set(rows) == {"evolution", "predictor", "zero_cost", "evolution+warm", "predictor+warm"}
+    assert rows["zero_cost"]["10"]["vs_random"][0] > 0 and "vs_plain" not in rows["zero_cost"]["10"]
+    assert rows["evolution+warm"]["10"]["vs_plain"][0] > 0  # its first 20 are the best of 200 by the exact proxy
+    reach = result["reach"]
+    assert reach["target"] == rows["evolution"]["50"]["mean"] and reach["queries"]["evolution"] <= 50
+    assert reach["queries"]["zero_cost"] is None or reach["queries"]["zero_cost"] >= 1
+    reversed_ = run_benchmark("nb201", str(table), ["zero_cost"], queries=50, runs=10, proxies=["reversed"],
+                              proxy_table=str(proxies))
+    assert reversed_["strategies"]["zero_cost"]["50"]["vs_random"][1] < 0
+    vote = run_benchmark("nb201", str(table), ["zero_cost"], queries=50, runs=10, proxies=["exact", "reversed"],
+                         proxy_table=str(proxies))
+    low, high = vote["strategies"]["zero_cost"]["50"]["vs_random"]
+    assert low < 0.3 and high > -0.3 and "proxy exact+reversed" in vote["title"]
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--strategies", "zero_cost"], "zero_cost ranks architectures by a zero-cost proxy: pass --proxy"),
+    (["--strategies", "evolution", "--warm-start", "100"], "--warm-start ranks architectures by a zero-cost proxy"),
+    (["--strategies", "zero_cost", "--proxy", "empty"], "proxy table .*: empty is empty or absent for 15625 of the "
+                                                        "15625 architectures a search may propose"),
+    (["--strategies", "zero_cost", "--proxy", "synflow"], "proxy table .* has no column synflow; its proxies are "
+                                                          "exact, reversed, empty"),
+    (["--strategies", "local", "--proxy", "exact", "--warm-start", "100"], "--warm-start 100: none of random, local "
+                                                                           "takes a warm start"),
+])
+def test_a_missing_or_empty_proxy_is_one_line_before_any_run(tmp_path: Path, argv: list[str], message: str,
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    proxies = write_proxies(tmp_path / "proxies.csv", {"exact": 1.0, "reversed": -1.0, "empty": None})
+    with pytest.raises(SystemExit) as exit_:
+        main(["--table", str(write_table(tmp_path / "planted.csv", planted_scores())), "--proxy-table", str(proxies),
+              "--runs", "2", *argv])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert re.search(message, err) and err.count("\n") == 1, err

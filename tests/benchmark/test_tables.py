@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 from pathlib import Path
 
 import pytest
@@ -80,3 +81,51 @@ def test_a_built_table_averages_its_seeds_and_may_be_a_sample(tmp_path: Path) ->
     duplicate = write(tmp_path / "d.csv", "arch,heldout_acc,seed\n" f"{BEST},80,0\n{BEST},81,0\n")
     with pytest.raises(ConfigError, match="listed twice for seed 0"):
         BenchmarkTable.read(duplicate, space, complete=False)
+
+
+def darts_table(tmp_path: Path, count: int) -> tuple[Path, list]:
+    """A table of ``count`` random DARTS cell pairs (a space far too large to list), scored 1, 2, ... in order."""
+    import random
+
+    from lightning_nas.spaces.darts import random_genotype
+
+    space = create_space("darts")
+    rng = random.Random(0)
+    archs = [random_genotype(rng) for _ in range(count)]
+    path = tmp_path / "darts.csv"
+    with open(path, "w", newline="") as file:
+        csv.writer(file).writerows([("arch", "score"), *((space.to_string(a), i + 1) for i, a in enumerate(archs))])
+    return path, archs
+
+
+def test_a_partial_table_of_a_large_space_is_refused_before_any_run(tmp_path: Path) -> None:
+    """A space too large to check row by row is checked by count: a sample of it fails at once, in one line naming
+    how many rows it holds of how many (before, it failed at the first look-up a search made outside it)."""
+    import math
+
+    path, _ = darts_table(tmp_path, 3)
+    size = math.prod(create_space("darts").choices())
+    with pytest.raises(ConfigError) as refused:
+        BenchmarkTable.read(path, create_space("darts"))
+    assert str(refused.value) == (f"benchmark table {path} holds 3 of the darts space's {size} architectures, and a "
+                                  f"search may propose any: give a table of every architecture (a sample of the "
+                                  f"space serves `benchmark describe` and the one-shot runs, which read it as one)")
+    assert len(BenchmarkTable.read(path, create_space("darts"), complete=False).scores) == 3  # read as a sample
+
+
+def test_a_budgets_best_is_found_among_the_rows_without_listing_the_space(tmp_path: Path) -> None:
+    """``best_within`` under a parameter budget on a space too large to list: the best of the rows that fit (the
+    highest-scored row does not fit; the negative control without a budget picks it)."""
+    from lightning_nas.benchmark.runs import best_within
+
+    path, archs = darts_table(tmp_path, 6)
+    space = create_space("darts")
+    table = BenchmarkTable.read(path, space, complete=False)
+    with pytest.raises(ConfigError, match="space is too large to list"):
+        next(table.architectures())
+    counts = [space.num_params(arch, 10, 3) for arch in archs]
+    budget = sorted(counts)[2]  # three of the six fit
+    fitting = [i for i, count in enumerate(counts) if count <= budget]
+    assert counts[-1] > budget, "the planted best must not fit"  # random_genotype(seed 0): checked, not assumed
+    assert best_within(table, space.with_budget(budget)) == space.key(archs[max(fitting)])
+    assert best_within(table, space) == space.key(archs[-1])

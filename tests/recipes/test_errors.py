@@ -132,7 +132,7 @@ def pnas_args(root: Path, *extra: str) -> list[str]:
     [
         (["--K", "0"], "K (beam: candidates trained per level) must be at least 1, got 0; the paper keeps K=256"),
         (["--B", "0"], "B (blocks per cell, one level each) must be at least 1, got 0; the paper searches B=5"),
-        (["--epochs", "0"], "epochs (per candidate) must be at least 1, got 0; the paper trains each for 20"),
+        (["--epochs", "0"], "epochs (per candidate) must be at least 1, got 0"),
         (["--ops", "[]"], "ops is empty: give the candidate ops, e.g. ['sep_conv_3x3', 'sep_conv_5x5', "
                           "'sep_conv_7x7', 'conv_7x1_1x7', 'identity', 'avg_pool_3x3', 'max_pool_3x3', "
                           "'dilated_conv_3x3']"),

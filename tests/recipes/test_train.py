@@ -215,8 +215,8 @@ def test_recipe_trains_an_nb201_cell_in_the_network_its_space_builds(tmp_path: P
     arch = space.from_string(NB201_CELL)
     assert isinstance(model.network, NB201Network) and model.genotype == arch
     parameters = sum(p.numel() for p in model.network.parameters())
-    assert parameters == space.num_params(arch, 10, 1, 4, 1) == 14_062
-    built = space.build(arch, 10, 1, 4, 1)
+    assert parameters == space.num_params(arch, 10, 1, C=4, N=1) == 14_062
+    built = space.build(arch, 10, 1, C=4, N=1)
     assert [(k, v.shape) for k, v in built.state_dict().items()] == [
         (k, v.shape) for k, v in model.network.state_dict().items()]
 
@@ -226,7 +226,7 @@ def test_nb201_layers_are_three_stages_of_layers_over_three_cells() -> None:
     arch = space.from_string(NB201_CELL)
     model = FinalTraining(NB201_CELL, space="nb201", C=16, layers=15, num_classes=10, in_chans=3,
                           auxiliary_weight=0, drop_path_prob=0)
-    assert sum(p.numel() for p in model.network.parameters()) == space.num_params(arch, 10, 3, 16, 5)
+    assert sum(p.numel() for p in model.network.parameters()) == space.num_params(arch, 10, 3, C=16, N=5)
     every_conv = FinalTraining("|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|nor_conv_3x3~0|nor_conv_3x3~1|"
                                "nor_conv_3x3~2|", space="nb201", C=16, layers=15, auxiliary_weight=0, drop_path_prob=0)
     assert sum(p.numel() for p in every_conv.network.parameters()) == 1_531_546  # the benchmark paper's 1.53 M
@@ -259,7 +259,7 @@ def test_recipe_trains_an_enas_macro_architecture(tmp_path: Path) -> None:
     model = trained(tmp_path / "train")
     assert isinstance(model.network, MacroNetwork) and model.network.arch == arch
     assert (sum(p.numel() for p in model.network.parameters())
-            == create_space("enas_macro").num_params(arch, 10, 1, 4, 1)
+            == create_space("enas_macro").num_params(arch, 10, 1, C=4)
             == sum(p.numel() for p in MacroNetwork(arch, C=4, num_classes=10, in_chans=1).parameters()))
 
 
@@ -280,7 +280,7 @@ def test_shipped_configs_of_other_spaces_build_their_networks(
     model = FinalTraining(**model_args, num_classes=10, in_chans=in_chans)
     assert isinstance(model.network, network)
     count = sum(p.numel() for p in model.network.parameters())
-    assert count == space.num_params(arch, 10, in_chans, model_args["C"], model_args["layers"] // 3)
+    assert count == space.num_params(arch, 10, in_chans, **space.sized(model_args["C"], model_args["layers"] // 3))
     if parameters is not None:
         assert count == parameters  # the config's comment: 0.47M
 

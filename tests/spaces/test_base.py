@@ -44,7 +44,7 @@ def test_space_interface(name: str) -> None:
         for neighbour in neighbours:  # one decision away (PNAS's canonical form may renumber blocks: checked by key)
             edits = sum(a != b for a, b in zip(space.decisions(neighbour), space.decisions(arch)))
             assert edits == 1 or name == "pnas"
-    network = space.build(arch, num_classes=7, in_chans=3, C=8, N=1)
+    network = space.build(arch, num_classes=7, in_chans=3, **space.sized(8, 1))
     assert network(torch.randn(2, 3, 32, 32)).shape == (2, 7)
 
 
@@ -53,10 +53,11 @@ def test_parameter_budget_restricts_every_proposal() -> None:
     rng = random.Random(0)
     archs = [space.sample(rng) for _ in range(50)]
     archs += [space.mutate(arch, rng) for arch in archs] + space.neighbours(archs[0])
-    counts = [SearchSpace.num_params(space, arch, 10, 3, 16, 5) for arch in archs]  # built on the meta device
+    counts = [SearchSpace.num_params(space, arch, 10, 3, C=16, N=5) for arch in archs]  # built on the meta device
     assert max(counts) <= 0.5e6
     unrestricted = create_space("nb201")
-    assert max(SearchSpace.num_params(unrestricted, unrestricted.sample(rng), 10, 3, 16, 5) for _ in range(50)) > 0.5e6
+    largest = max(SearchSpace.num_params(unrestricted, unrestricted.sample(rng), 10, 3, C=16, N=5) for _ in range(50))
+    assert largest > 0.5e6
     with pytest.raises(ConfigError, match="has at most 1000 parameters; raise max_params"):
         create_space("nb201").with_budget(1000).sample(rng)
 

@@ -15,7 +15,7 @@ from lightning_nas.errors import ConfigError
 from lightning_nas.spaces import create_space, latency
 from lightning_nas.spaces.latency import LatencySetting, LatencyTable, time_forward
 
-NETWORK = (10, 3, 4, 1)
+NETWORK = (10, 3, {"C": 4, "N": 1})
 """A small NB201 network (C=4, N=1): cheap to build."""
 
 
@@ -43,7 +43,7 @@ def test_a_second_table_on_the_same_device_reads_the_file_and_measures_nothing(t
     figures = first.measure(cells, progress=False)
     assert timer.calls == 3
     # the median of the planted figures (ms - 0.5, ms, ms + 1): the parameter count / 1000
-    assert figures[space.key(cells[0])] == pytest.approx(space.num_params(cells[0], *NETWORK) / 1000, abs=1e-4)
+    assert figures[space.key(cells[0])] == pytest.approx(space.num_params(cells[0], 10, 3, **NETWORK[2]) / 1000, abs=1e-4)
     again = CountingTimer()
     second = LatencyTable(space, NETWORK, folder=tmp_path, timer=again)
     assert second.path == first.path and [second(arch) for arch in cells] == list(figures.values())
@@ -59,7 +59,7 @@ def test_another_batch_size_device_or_network_is_another_file(tmp_path: Path, mo
     base(cell)
     base.save()
     batch8 = LatencyTable(space, NETWORK, LatencySetting(batch_size=8), folder=tmp_path, timer=timer)
-    wider = LatencyTable(space, (10, 3, 8, 1), folder=tmp_path, timer=timer)
+    wider = LatencyTable(space, (10, 3, {"C": 8, "N": 1}), folder=tmp_path, timer=timer)
     threads2 = LatencyTable(space, NETWORK, LatencySetting(threads=2), folder=tmp_path, timer=timer)
     monkeypatch.setattr(latency, "device_name", lambda device: "Another CPU 9000")
     other_cpu = LatencyTable(space, NETWORK, folder=tmp_path, timer=timer)
@@ -189,7 +189,7 @@ def test_a_latency_and_a_parameter_budget_hold_together() -> None:
     both = space.with_budget(0.6e6, 3, latency=planted_ms)
     rng = random.Random(0)
     for arch in (both.sample(rng) for _ in range(50)):
-        assert planted_ms(arch) <= 3 and space.num_params(arch, 10, 3, 16, 5) <= 0.6e6
+        assert planted_ms(arch) <= 3 and space.num_params(arch, 10, 3, C=16, N=5) <= 0.6e6
     assert both.budget() == {"max_params": "at most 600000 parameters", "max_latency_ms": "at most 3 ms latency"}
 
 
@@ -208,5 +208,5 @@ def test_the_default_latency_is_a_cached_table_of_the_budgets_network(tmp_path: 
                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(latency.CACHE_ENV, str(tmp_path))
     budgeted = create_space("nb201").with_budget(max_latency_ms=5, num_classes=10, in_chans=1, C=4, N=1)
-    assert isinstance(budgeted.latency, LatencyTable) and budgeted.latency.network == (10, 1, 4, 1)
+    assert isinstance(budgeted.latency, LatencyTable) and budgeted.latency.network == (10, 1, {"C": 4, "N": 1})
     assert budgeted.latency.path.parent == tmp_path

@@ -43,10 +43,10 @@ def test_network_size_matches_the_paper() -> None:
     assert round(sum(p.numel() for p in model.parameters()) / 1e6, 2) == 1.53
     space = create_space("nb201")
     arch = NB201Architecture.from_string(ALL_CONV)
-    assert space.num_params(arch, 10, 3, 16, 5) == SearchSpace.num_params(space, arch, 10, 3, 16, 5) == 1_531_546
+    assert space.num_params(arch, 10, 3) == SearchSpace.num_params(space, arch, 10, 3, C=16, N=5) == 1_531_546
     rng = random.Random(0)
     for arch in (space.sample(rng) for _ in range(10)):  # the per-part count equals the whole network's
-        assert space.num_params(arch, 10, 3, 16, 5) == SearchSpace.num_params(space, arch, 10, 3, 16, 5)
+        assert space.num_params(arch, 10, 3, C=16, N=5) == SearchSpace.num_params(space, arch, 10, 3, N=5)
 
 
 def test_timm_interface(tmp_path) -> None:
@@ -146,6 +146,7 @@ def test_flops_count_each_3x3_convolution_once_per_cell_at_its_stages_size() -> 
     all_conv = NB201Architecture.from_string(ALL_CONV)
     one_none = NB201Architecture(("none",) + all_conv.ops[1:])
     per_cell = [2 * 9 * c * c * size * size for c, size in ((16, 32), (32, 16), (64, 8))]
-    removed = space.num_flops(all_conv, 10, 3, 16, 5) - space.num_flops(one_none, 10, 3, 16, 5)
+    removed = space.num_flops(all_conv, 10, 3, C=16, N=5) - space.num_flops(one_none, 10, 3, C=16, N=5)
     assert removed == 5 * sum(per_cell) == 70_778_880
-    assert space.num_flops(all_conv, 10, 3, 16, 5, input_size=(16, 16)) < space.num_flops(all_conv, 10, 3, 16, 5) / 3
+    smaller = space.num_flops(all_conv, 10, 3, input_size=(16, 16), C=16, N=5)
+    assert smaller < space.num_flops(all_conv, 10, 3, C=16, N=5) / 3

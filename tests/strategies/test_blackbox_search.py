@@ -75,7 +75,7 @@ def test_random_search_returns_the_best_of_its_samples_and_resumes(tmp_path: Pat
      re.escape(f"unknown search space 'nasbench'; registered spaces: {', '.join(sorted(SPACES))}, ")),
     ({"num_samples": 0}, "num_samples=0 must be at least 1"),
     ({"ops": []}, "ops is empty"),
-    ({"epochs": 0}, "epochs=0 must be at least 1"),
+    ({"epochs": 0}, re.escape("epochs (per candidate) must be at least 1, got 0")),
 ])
 def test_bad_arguments_are_refused_before_any_training(kwargs, message) -> None:
     with pytest.raises(ConfigError, match=message):
@@ -97,7 +97,7 @@ def test_training_recipes_search_any_space_and_resume(method, tmp_path: Path, pl
     trained = planted
     options = {"evolution": {"population": 4, "tournament": 2}, "predictor": {"initial": 4, "k": 2}}
     kwargs = dict(method=method, space="nb201", num_samples=16, seed=3, options=options.get(method), N=1, F=8,
-                  max_params=0.05e6)
+                  max_params=0.05e6, proxy="params" if METHODS[method].needs_proxy else None)
     search = BlackBoxSearch(DigitsDataModule(val_split=100), str(tmp_path), **kwargs)
     best = search.run()
     assert len(trained) == len(set(trained)) == 16
@@ -107,7 +107,7 @@ def test_training_recipes_search_any_space_and_resume(method, tmp_path: Path, pl
     assert (tmp_path / "genotype.json").read_text().strip() == best.to_json()
     space = create_space("nb201")  # every proposal within the budget: 10 digit classes, 1 channel, F=8, N=1
     archs = [space.from_json(json.dumps(record["genotype"])) for record in search.pool.finished().values()]
-    assert len(archs) == 16 and all(space.num_params(arch, 10, 1, 8, 1) <= 0.05e6 for arch in archs)
+    assert len(archs) == 16 and all(space.num_params(arch, 10, 1, C=8, N=1) <= 0.05e6 for arch in archs)
     assert BlackBoxSearch(DigitsDataModule(val_split=100), str(tmp_path), **kwargs).run() == best
     assert len(trained) == 16  # the restart found every candidate in the results file
 
@@ -157,7 +157,7 @@ def test_a_latency_budget_times_the_proxy_network_on_the_datas_images(tmp_path: 
     timed: list[tuple] = []
 
     def measure(space, arch, network, setting, timer=None) -> float:
-        timed.append((network, setting.input_size, setting.batch_size))
+        timed.append((network[:2], tuple(network[2].items()), setting.input_size, setting.batch_size))
         return float(arch.ops.count("nor_conv_3x3"))
 
     monkeypatch.setenv(latency.CACHE_ENV, str(tmp_path / "latency"))
@@ -168,7 +168,7 @@ def test_a_latency_budget_times_the_proxy_network_on_the_datas_images(tmp_path: 
     space = create_space("nb201")
     archs = [space.from_json(json.dumps(r["genotype"])) for r in search.pool.finished().values()]
     assert len(archs) == 6 and all(arch.ops.count("nor_conv_3x3") <= 1 for arch in archs)
-    assert set(timed) == {((10, 1, 8, 1), (8, 8), 4)}
+    assert set(timed) == {((10, 1), (("C", 8), ("N", 1)), (8, 8), 4)}
     with pytest.raises(ConfigError, match="max_latency_ms=0: give a positive number of milliseconds"):
         BlackBoxSearch(DigitsDataModule(val_split=100), str(tmp_path / "other"), space="nb201", max_latency_ms=0)
     assert not (tmp_path / "other").exists()

@@ -1,3 +1,4 @@
+import dataclasses
 import json
 import math
 import random
@@ -9,12 +10,51 @@ import pytest
 from lightning_nas.data import DigitsDataModule
 from lightning_nas.errors import ConfigError
 from lightning_nas.spaces.darts import random_genotype
-from lightning_nas.strategies.candidates import CandidatePool, ResultsFile
+from lightning_nas.strategies.candidates import CandidatePool, ProxyBudget, ResultsFile
+
+BUDGET = {field.name for field in dataclasses.fields(ProxyBudget)}
 
 
 def pool(tmp_path, **kwargs) -> CandidatePool:
+    """A pool on the digits; ``kwargs`` of ``ProxyBudget`` make its budget, the others go to the data or the pool."""
     data = DigitsDataModule(val_split=kwargs.pop("val_split", 100), num_workers=kwargs.pop("num_workers", 0))
-    return CandidatePool(data, tmp_path / "results.jsonl", **kwargs)
+    budget = ProxyBudget(**{name: kwargs.pop(name) for name in list(kwargs) if name in BUDGET})
+    return CandidatePool(data, tmp_path / "results.jsonl", budget, **kwargs)
+
+
+def test_the_budget_keeps_the_fingerprint_keys_results_files_were_written_with(tmp_path):
+    """A results file written before the budget was one value resumes: the pool's fingerprint has the same keys and
+    values; ``network_options`` joins it only where given (so a file without it reads as none given)."""
+    fingerprint = pool(tmp_path, N=1, F=4, epochs=2, lr=0.1, limit_train_batches=3).fingerprint
+    assert fingerprint == {"data": fingerprint["data"], "N": 1, "F": 4, "epochs": 2, "lr": 0.1,
+                           "limit_train_batches": 3, "limit_val_batches": 1.0, "lr_interval": "epoch", "seed": 0}
+    assert pool(tmp_path, network_options={"C": 8}).fingerprint["network_options"] == {"C": 8}
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"N": 0}, "N (cells per stage of the proxy network) must be at least 1, got 0"),
+    ({"F": 0}, "F (channels of the proxy network's first cells) must be at least 1, got 0"),
+    ({"epochs": 0}, "epochs (per candidate) must be at least 1, got 0"),
+    ({"lr": float("nan")}, "lr must be a positive finite number, got nan"),
+    ({"limit_val_batches": 0}, "limit_val_batches must be positive, got 0"),
+])
+def test_a_bad_budget_is_refused_in_one_line_where_it_is_made(kwargs, message):
+    with pytest.raises(ConfigError) as refused:
+        ProxyBudget(**kwargs)
+    assert str(refused.value) == message
+
+
+def test_the_budget_reaches_a_space_network_as_the_options_it_takes():
+    """F and N become C and N where the space's build takes them (ENAS's macro network takes no N), and the
+    budget's ``network_options`` over them; an option the network lacks is refused in one line."""
+    from lightning_nas.spaces import create_space
+
+    budget = ProxyBudget(N=1, F=4)
+    assert budget.network(create_space("nb201")) == {"C": 4, "N": 1}
+    assert budget.network(create_space("enas_macro")) == {"C": 4}
+    assert ProxyBudget(F=4, network_options={"N": 3}).network(create_space("darts")) == {"C": 4, "N": 3}
+    with pytest.raises(ConfigError, match="^the nb201 network does not take width; its options: C, N$"):
+        ProxyBudget(network_options={"width": 2}).network(create_space("nb201"))
 
 
 def fake_train(key: str) -> dict:

@@ -225,7 +225,7 @@ def test_an_enas_macro_architecture_from_a_config_dict() -> None:
     assert isinstance(model.network, MacroNetwork) and model.network.arch == arch
     assert model.hparams["genotype"] == arch.to_dict()
     assert (sum(p.numel() for p in model.network.parameters())
-            == create_space("enas_macro").num_params(arch, 10, 1, 4, 1))
+            == create_space("enas_macro").num_params(arch, 10, 1, C=4))
 
 
 def test_darts_style_cells_of_other_spaces_keep_the_published_network() -> None:

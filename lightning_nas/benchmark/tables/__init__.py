@@ -19,7 +19,9 @@ import math
 import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterator
+from typing import TYPE_CHECKING, Callable, Iterator, Sequence
+
+import numpy as np
 
 from lightning_nas.errors import ConfigError, check
 
@@ -71,20 +73,13 @@ class BenchmarkTable:
     runs: dict[str, list[float]] = field(default_factory=dict)
     """Every seed's score of each architecture (a built table's repeats), by key."""
     cpu_s: list[float] = field(default_factory=list)
+    archs: dict[str, Architecture] = field(default_factory=dict)
+    """Each row's architecture, by key: what a budget's best is chosen among, with no listing of the space."""
 
     @classmethod
     def read(cls, path: str | Path, space: SearchSpace, metric: str | None = None, arch_column: str = "arch",
              complete: bool = True) -> BenchmarkTable:
-        try:
-            with (gzip.open(path, "rt", newline="") if str(path).endswith(".gz") else open(path, newline="")) as file:
-                reader = csv.DictReader(file)
-                rows = list(reader)
-                columns = list(reader.fieldnames or [])
-        except (OSError, UnicodeDecodeError, csv.Error) as error:
-            raise ConfigError(f"benchmark table {path}: cannot read it as CSV ({error})") from None
-        if arch_column not in columns:
-            raise ConfigError(f"benchmark table {path} has no architecture column {arch_column!r}; its columns are "
-                              f"{', '.join(columns) or 'none'}")
+        rows, columns = read_rows(path, "benchmark table", arch_column)
         metrics = [name for name in columns if name != arch_column and name not in RUN_COLUMNS]
         if metric is None:
             if len(metrics) != 1:
@@ -94,19 +89,11 @@ class BenchmarkTable:
         if metric not in metrics:
             raise ConfigError(f"benchmark table {path} has no column {metric!r}; its metric columns are "
                               f"{', '.join(metrics)}")
-        check(bool(rows), f"benchmark table {path} has no rows")
         runs: dict[str, dict[str, float]] = {}
+        archs: dict[str, Architecture] = {}
         cpu_s: list[float] = []
         for line, row in enumerate(rows, start=2):
-            if None in row or any(row[name] is None for name in columns):
-                raise ConfigError(f"benchmark table {path} line {line}: {len(columns)} fields expected "
-                                  f"({', '.join(columns)}); repair that row")
-            try:
-                arch = space.from_string(row[arch_column])
-                space.decisions(arch)
-            except ConfigError as error:
-                raise ConfigError(f"benchmark table {path} line {line}: {row[arch_column]!r} is not an architecture of "
-                                  f"the {space.name} space ({error}); pass the table of that space") from None
+            arch = _architecture(path, line, space, row[arch_column], "benchmark table")
             value = _number(path, line, metric, row[metric])
             if "acc" in metric and not 0 <= value <= 100:
                 raise ConfigError(f"benchmark table {path} line {line}: {metric} {value:g} is no accuracy in percent "
@@ -117,29 +104,37 @@ class BenchmarkTable:
                 raise ConfigError(f"benchmark table {path} line {line}: {row[arch_column]} is listed twice"
                                   + (f" for seed {seed}" if seed else "") + "; keep one row per architecture and seed")
             runs[key][seed] = value
+            archs[key] = arch
             if row.get("cpu_s"):
                 cpu_s.append(_number(path, line, "cpu_s", row["cpu_s"]))
         scores = {key: statistics.fmean(by_seed.values()) for key, by_seed in runs.items()}
-        table = cls(space, scores, metric, str(path), {key: list(v.values()) for key, v in runs.items()}, cpu_s)
+        table = cls(space, scores, metric, str(path), {key: list(v.values()) for key, v in runs.items()}, cpu_s,
+                    archs)
         if complete:
             table.check_complete()
         return table
 
     def check_complete(self) -> None:
-        """For spaces of at most 10^5 architectures, every one must be in the table (a search may propose any)."""
-        if math.prod(self.space.choices()) > ENUMERABLE:
+        """Every architecture of the space must be in the table, since a black-box search may propose any: checked
+        one by one for spaces of at most 10^5 architectures, by count for larger ones (a table of fewer rows than
+        the space's decision lists is refused; a space mapping several lists to one architecture, as PNAS's, is
+        counted high), so a partial table fails here, before any run, rather than at its first missing look-up."""
+        size = math.prod(self.space.choices())
+        fix = ("give a table of every architecture (a sample of the space serves `benchmark describe` and the "
+               "one-shot runs, which read it as one)")
+        check(size <= ENUMERABLE or len(self.scores) >= size,
+              f"benchmark table {self.path} holds {len(self.scores)} of the {self.space.name} space's {size} "
+              f"architectures, and a search may propose any: {fix}")
+        if size > ENUMERABLE:
             return
         for arch in self.architectures():
             if self.space.key(arch) not in self.scores:
                 raise ConfigError(f"benchmark table {self.path} lacks {self.space.to_string(arch)} (and maybe others): "
-                                  f"it holds {len(self.scores)} of the {self.space.name} space's "
-                                  f"{math.prod(self.space.choices())} architectures")
+                                  f"it holds {len(self.scores)} of the {self.space.name} space's {size} "
+                                  f"architectures; {fix}")
 
     def architectures(self) -> Iterator[Architecture]:
-        """Every architecture of a space of at most 10^5 (every combination of its decisions)."""
-        check(math.prod(self.space.choices()) <= ENUMERABLE, f"the {self.space.name} space is too large to list")
-        for decisions in itertools.product(*(range(n) for n in self.space.choices())):
-            yield self.space.decode(decisions)
+        return every_architecture(self.space)
 
     def lookup(self, arch: Architecture) -> float:
         key = self.space.key(arch)
@@ -152,11 +147,116 @@ class BenchmarkTable:
         return max(self.scores.values())
 
 
-def _number(path: str | Path, line: int, column: str, text: str) -> float:
+def every_architecture(space: SearchSpace) -> Iterator[Architecture]:
+    """Every architecture of a space of at most 10^5 (every combination of its decisions)."""
+    check(math.prod(space.choices()) <= ENUMERABLE, f"the {space.name} space is too large to list")
+    for decisions in itertools.product(*(range(n) for n in space.choices())):
+        yield space.decode(decisions)
+
+
+def read_rows(path: str | Path, what: str, arch_column: str = "arch") -> tuple[list[dict[str, str]], list[str]]:
+    """The rows and columns of the CSV (or ``.csv.gz``) ``path``, each row complete and an architecture column
+    present; ``what`` names the file in the one-line errors."""
+    try:
+        with (gzip.open(path, "rt", newline="") if str(path).endswith(".gz") else open(path, newline="")) as file:
+            reader = csv.DictReader(file)
+            rows = list(reader)
+            columns = list(reader.fieldnames or [])
+    except (OSError, UnicodeDecodeError, csv.Error) as error:
+        raise ConfigError(f"{what} {path}: cannot read it as CSV ({error})") from None
+    if arch_column not in columns:
+        raise ConfigError(f"{what} {path} has no architecture column {arch_column!r}; its columns are "
+                          f"{', '.join(columns) or 'none'}")
+    check(bool(rows), f"{what} {path} has no rows")
+    for line, row in enumerate(rows, start=2):
+        if None in row or any(row[name] is None for name in columns):
+            raise ConfigError(f"{what} {path} line {line}: {len(columns)} fields expected ({', '.join(columns)}); "
+                              "repair that row")
+    return rows, columns
+
+
+def _architecture(path: str | Path, line: int, space: SearchSpace, text: str, what: str) -> Architecture:
+    try:
+        arch = space.from_string(text)
+        space.decisions(arch)
+    except ConfigError as error:
+        raise ConfigError(f"{what} {path} line {line}: {text!r} is not an architecture of the {space.name} space "
+                          f"({error}); pass the table of that space") from None
+    return arch
+
+
+def _number(path: str | Path, line: int, column: str, text: str, what: str = "benchmark table") -> float:
     try:
         value = float(text)
     except ValueError:
-        raise ConfigError(f"benchmark table {path} line {line}: {column} {text!r} is not a number") from None
+        raise ConfigError(f"{what} {path} line {line}: {column} {text!r} is not a number") from None
     if not math.isfinite(value):
-        raise ConfigError(f"benchmark table {path} line {line}: {column} is {text}; every score must be a finite number")
+        raise ConfigError(f"{what} {path} line {line}: {column} is {text}; every score must be a finite number")
     return value
+
+
+PROXY_TABLE = FOLDER / "nb201_proxies.csv.gz"
+"""Zero-cost proxy scores of every NAS-Bench-201 cell (``python -m lightning_nas.benchmark proxies``), the benchmark's
+``--proxy`` look-up by default."""
+
+
+@dataclass
+class ProxyTable:
+    """Zero-cost proxy scores of a space's architectures (columns ``arch`` and one per proxy; an empty field: not
+    computed), read against the space like a ``BenchmarkTable``. ``scorer`` looks a proxy up, or the vote of several.
+    A proxy a search may need must be there for every architecture it may propose: ``read`` refuses, in one line, a
+    column with empty fields for any of them."""
+
+    space: SearchSpace
+    columns: dict[str, dict[str, float]]
+    """Each proxy's scores, by architecture key."""
+    path: str
+
+    @classmethod
+    def read(cls, path: str | Path, space: SearchSpace, proxies: list[str]) -> ProxyTable:
+        what = "proxy table"
+        rows, columns = read_rows(path, what)
+        known = [name for name in columns if name != "arch"]
+        unknown = [name for name in proxies if name not in known]
+        check(bool(proxies) and not unknown, f"{what} {path} has no column {', '.join(unknown) or '(none named)'}; "
+                                             f"its proxies are {', '.join(known)}")
+        scores: dict[str, dict[str, float]] = {name: {} for name in proxies}
+        for line, row in enumerate(rows, start=2):
+            key = space.key(_architecture(path, line, space, row["arch"], what))
+            for name in proxies:
+                if row[name].strip():
+                    scores[name][key] = _number(path, line, name, row[name], what)
+        table = cls(space, scores, str(path))
+        if math.prod(space.choices()) <= ENUMERABLE:
+            proposable = [arch for arch in every_architecture(space) if space.fits(arch)]
+            for name in proxies:
+                missing = [arch for arch in proposable if space.key(arch) not in scores[name]]
+                if missing:
+                    raise ConfigError(f"{what} {path}: {name} is empty or absent for {len(missing)} of the "
+                                      f"{len(proposable)} architectures a search may propose (e.g. "
+                                      f"{space.to_string(missing[0])}); compute that column first or pick another "
+                                      "proxy")
+        return table
+
+    def scorer(self) -> Callable[[Sequence[Architecture]], list[float]]:
+        """One proxy: its scores. Several: their vote, each architecture's mean over proxies of its rank among the
+        table's architectures (ties share their mean rank), so proxies of different units weigh alike."""
+        if len(self.columns) == 1:
+            (column,) = self.columns.values()
+        else:
+            column = {key: statistics.fmean(votes) for key, *votes in zip(self._keys(), *self._ranks())}
+        return lambda archs: [column[self.space.key(arch)] for arch in archs]
+
+    def _keys(self) -> list[str]:
+        return sorted(set.intersection(*(set(scores) for scores in self.columns.values())))
+
+    def _ranks(self) -> list[list[float]]:
+        keys = self._keys()
+        ranks = []
+        for scores in self.columns.values():
+            values = np.array([scores[key] for key in keys])
+            order = np.empty(len(values))
+            order[np.argsort(values, kind="stable")] = np.arange(len(values))
+            _, tie, count = np.unique(values, return_inverse=True, return_counts=True)
+            ranks.append((np.bincount(tie, order) / count)[tie].tolist())
+        return ranks

@@ -29,7 +29,8 @@ class GenotypeSpace(SearchSpace):
     def from_json(self, text: str) -> Genotype:
         return Genotype.from_json(text)
 
-    def build(self, arch: Genotype, num_classes: int, in_chans: int, C: int, N: int) -> nn.Module:
+    def build(self, arch: Genotype, num_classes: int, in_chans: int, C: int = 16, N: int = 5) -> nn.Module:
+        """``NetworkCIFAR`` of 3 stages of ``N`` cells from ``C`` channels, without auxiliary head."""
         return NetworkCIFAR(arch, C=C, layers=3 * N, num_classes=num_classes, in_chans=in_chans, auxiliary=False)
 
 

@@ -66,12 +66,15 @@ class NB201Space(SearchSpace):
     def from_string(self, text: str) -> NB201Architecture:
         return NB201Architecture.from_string(text)
 
-    def build(self, arch: NB201Architecture, num_classes: int, in_chans: int, C: int, N: int) -> nn.Module:
+    def build(self, arch: NB201Architecture, num_classes: int, in_chans: int, C: int = 16, N: int = 5) -> nn.Module:
+        """3 stages of ``N`` cells at ``C``, 2C, 4C channels (the benchmark's network: C=16, N=5)."""
         return NB201Network(arch, C=C, N=N, num_classes=num_classes, in_chans=in_chans)
 
-    def num_params(self, arch: NB201Architecture, num_classes: int, in_chans: int, C: int, N: int) -> int:
+    def num_params(self, arch: NB201Architecture, num_classes: int, in_chans: int, **network: Any) -> int:
         """As built, counted on the meta device, but per part: the network without its edge ops (every edge
         ``none``) plus each edge's op at each stage's width, N times: a cell's edges hold their own weights."""
+        size = self.network_options(**network)
+        C, N = size["C"], size["N"]
         parts = _part_params(self.ops, num_classes, in_chans, C, N)
         return parts["skeleton"] + N * sum(parts[op, stage] for op in arch.ops for stage in range(3))
 

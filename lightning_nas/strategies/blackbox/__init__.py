@@ -14,11 +14,13 @@ from typing import Any, Callable
 
 from lightning_nas.errors import ConfigError
 from lightning_nas.plugins import FORM, is_import_path, load
+from lightning_nas.strategies.blackbox.bayesian import bayesian_optimisation
 from lightning_nas.strategies.blackbox.evolution import regularized_evolution
 from lightning_nas.strategies.blackbox.local import local_search
 from lightning_nas.strategies.blackbox.predictor import predictor_guided
 from lightning_nas.strategies.blackbox.random import random_search
 from lightning_nas.strategies.blackbox.reinforce import reinforce
+from lightning_nas.strategies.blackbox.zero_cost import zero_cost
 
 
 @dataclass(frozen=True)
@@ -26,11 +28,13 @@ class SearchMethod:
     """A black-box search method: ``search(space, evaluations, seed, **options)``, the name the papers give it
     (``label``, in progress lines and messages), and ``batch_option``, the option of ``search`` that the training
     recipe sets to its whole budget, so that every proposal is one batch the ranks of a ``torchrun`` share (random
-    search's ``batch``); None for a method that proposes as it learns."""
+    search's ``batch``); None for a method that proposes as it learns. ``needs_proxy``: the method ranks by a
+    zero-cost proxy (``Evaluations.proxy``) and is refused without one."""
 
     search: Callable[..., Any]
     label: str
     batch_option: str | None = None
+    needs_proxy: bool = False
 
 
 METHODS: dict[str, SearchMethod] = {
@@ -39,6 +43,8 @@ METHODS: dict[str, SearchMethod] = {
     "reinforce": SearchMethod(reinforce, "reinforce"),
     "predictor": SearchMethod(predictor_guided, "predictor-guided search"),
     "local": SearchMethod(local_search, "local search"),
+    "bayesian": SearchMethod(bayesian_optimisation, "Bayesian optimisation"),
+    "zero_cost": SearchMethod(zero_cost, "training-free search", needs_proxy=True),
 }
 """Every black-box search method by name (the benchmark's ``--strategies``, the recipes' ``--method`` and their
 ``python -m lightning_nas.recipes.<name>`` commands, the report's ``--strategy``)."""
@@ -65,5 +71,5 @@ def search_method(name: str) -> SearchMethod:
     return SearchMethod(search, name)
 
 
-__all__ = ["METHODS", "SearchMethod", "local_search", "predictor_guided", "random_search", "regularized_evolution",
-           "reinforce", "search_method"]
+__all__ = ["METHODS", "SearchMethod", "bayesian_optimisation", "local_search", "predictor_guided", "random_search",
+           "regularized_evolution", "reinforce", "search_method", "zero_cost"]

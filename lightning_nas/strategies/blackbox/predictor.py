@@ -9,8 +9,9 @@ import random
 
 import numpy as np
 
-from lightning_nas.errors import check_counts
+from lightning_nas.errors import check, check_counts
 from lightning_nas.spaces import Architecture, SearchSpace
+from lightning_nas.strategies.blackbox.zero_cost import proxy_ranked
 from lightning_nas.strategies.evaluators import Evaluations
 
 
@@ -47,19 +48,38 @@ class MLPEnsemble:
         return np.einsum("mnh,mh->n", self.features(x), self.heads) / len(self.heads)
 
 
+def propose(space: SearchSpace, rng: random.Random, parents: list[Architecture], seen: set[str],
+            count: int) -> list[Architecture]:
+    """Up to ``count`` distinct unseen architectures, alternately a mutation of a random one of ``parents`` and a
+    uniform draw (BANANAS's pool: local moves around the best so far, and random ones so the pool is not stuck)."""
+    candidates: dict[str, Architecture] = {}
+    for i in range(count * 10):
+        if len(candidates) >= count:
+            break
+        arch = space.mutate(rng.choice(parents), rng) if i % 2 == 0 else space.sample(rng)
+        if space.key(arch) not in seen:
+            candidates.setdefault(space.key(arch), arch)
+    return list(candidates.values())
+
+
 def predictor_guided(space: SearchSpace, evaluations: Evaluations, seed: int, initial: int = 10, k: int = 10,
-                     proposals: int = 200, members: int = 5) -> None:
+                     proposals: int = 200, members: int = 5, warm_start: int = 0) -> None:
     """Score ``initial`` random architectures; then each round fit the ensemble on every score so far, propose
     ``proposals`` unseen architectures (half mutations of the 10 best so far, half random) and score the ``k`` with
-    the best mean prediction."""
+    the best mean prediction. ``warm_start`` > 0 draws that many architectures first and takes the proxy's best
+    ``initial`` of them as the first training set."""
     check_counts("predictor-guided search", initial=initial, k=k, proposals=proposals, members=members)
+    check(warm_start == 0 or warm_start >= initial,
+          f"predictor-guided search: warm_start={warm_start!r} must be 0 (off) or at least initial={initial}")
     rng = random.Random(seed)
+    first = (proxy_ranked(space, evaluations, rng, warm_start, "predictor-guided search with warm_start")[:initial]
+             if warm_start else None)
     inputs = len(space.encode(space.sample(rng)))
     ensemble = MLPEnsemble(inputs, np.random.default_rng(seed), members)
     seen: set[str] = set()
     x, y = np.empty((evaluations.queries, inputs)), np.empty(evaluations.queries)  # the history, encoded once
     best: list[tuple[Architecture, float]] = []
-    batch = [space.sample(rng) for _ in range(initial)]
+    batch = first if first is not None else [space.sample(rng) for _ in range(initial)]
     while not evaluations.done:
         added = len(evaluations.history)
         seen.update(space.key(arch) for arch, _ in evaluations(batch))
@@ -70,15 +90,8 @@ def predictor_guided(space: SearchSpace, evaluations: Evaluations, seed: int, in
         ensemble.fit(x[:len(history)], (scores - scores.mean()) / (scores.std() + 1e-8))
         best = heapq.nlargest(10, best + history[added:], key=lambda pair: pair[1])
         parents = [arch for arch, _ in best]
-        candidates: dict[str, Architecture] = {}
-        for i in range(proposals * 10):
-            if len(candidates) >= proposals:
-                break
-            arch = space.mutate(rng.choice(parents), rng) if i % 2 == 0 else space.sample(rng)
-            if space.key(arch) not in seen:
-                candidates.setdefault(space.key(arch), arch)
-        if not candidates:
+        archs = propose(space, rng, parents, seen, proposals)
+        if not archs:
             return
-        archs = list(candidates.values())
         predicted = ensemble.predict(np.array([space.encode(arch) for arch in archs]))
         batch = [archs[i] for i in np.argsort(-predicted, kind="stable")[:k]]
