@@ -23,7 +23,8 @@ searches at a time in processes of one thread, and their derived cells are looke
 ``python -m lightning_nas.benchmark build ...`` trains a table (``benchmark.build``); ``... describe --table T``
 measures its noise and its agreement with NAS-Bench-201's CIFAR-10 table (``benchmark.describe``); ``... proxies
 --table T --proxies synflow,...`` scores its cells by zero-cost proxies and their rank correlation with it
-(``benchmark.proxies``).
+(``benchmark.proxies``); ``... latency`` ranks NAS-Bench-201's networks by parameters, FLOPs and measured latency and
+compares a latency budget with a parameter budget (``benchmark.latency``).
 """
 
 from __future__ import annotations
@@ -79,6 +80,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--first-seed", type=int, default=0)
     parser.add_argument("--noise", type=float, default=0.0, help="sd of Gaussian noise added to each look-up")
     parser.add_argument("--max-params", type=float, help="propose only architectures with at most this many parameters")
+    parser.add_argument("--max-latency-ms", type=float,
+                        help="propose only architectures whose network (C=16, N=5) runs batch 1 of 32x32 images on one "
+                             "CPU thread of this machine in at most this many ms (measured once, cached: "
+                             "$LIGHTNING_NAS_LATENCY_CACHE, default ~/.cache/lightning_nas/latency)")
     parser.add_argument("--proxy", default="",
                         help="a zero-cost proxy for the searches, looked up in --proxy-table (synflow, params, ...), "
                              "or several, comma-separated, that vote by mean rank; zero_cost and --warm-start need it")
@@ -113,8 +118,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         parser.error("--runs must be at least 2: the table reports a spread and an interval over runs")
     if args.first_seed < 0:
         parser.error(f"--first-seed must be >= 0 (seeds are non-negative), got {args.first_seed}")
-    if args.max_params is not None and not args.max_params > 0:
-        parser.error(f"--max-params must be a positive number, got {args.max_params}")
+    for flag in ("max_params", "max_latency_ms"):
+        value = getattr(args, flag)
+        if value is not None and not 0 < value < float("inf"):
+            parser.error(f"--{flag.replace('_', '-')} must be a positive number, got {value}")
     args.proxies = [name.strip() for name in args.proxy.split(",") if name.strip()]
     needy = [name for name in names if name in METHODS and METHODS[name].needs_proxy]
     if (needy or args.warm_start) and not args.proxies:
@@ -142,6 +149,10 @@ def main(argv: list[str] | None = None) -> dict | None:
         from lightning_nas.benchmark.proxies import main as proxies
 
         return proxies(argv[1:])
+    if argv[:1] == ["latency"]:
+        from lightning_nas.benchmark.latency import main as latency
+
+        return latency(argv[1:])
     if argv[:1] == ["describe"]:
         from lightning_nas.benchmark.describe import main as describe
 
@@ -157,7 +168,7 @@ def main(argv: list[str] | None = None) -> dict | None:
 
             result = run_benchmark(args.space, str(resolve_table(args.table)), args.blackbox, args.queries, args.runs,
                                    args.first_seed, args.noise, args.max_params, args.metric, args.proxies,
-                                   args.proxy_table, args.warm_start)
+                                   args.proxy_table, args.warm_start, args.max_latency_ms)
             print(format_table(result))
         if args.oneshot:
             from lightning_nas.benchmark.oneshot import format_oneshot, run_oneshot

@@ -1,7 +1,8 @@
 """``python -m lightning_nas.benchmark build``: a benchmark table of a registered space, trained here.
 
 Trains a uniform draw of the space's cells (the first ``--cells`` distinct cells of a stream seeded by
-``--draw-seed``, so a larger ``--cells`` grows a table without retraining it) in ``--workers`` processes of one thread
+``--draw-seed``, so a larger ``--cells`` grows a table without retraining it; ``--max-params`` and ``--max-latency-ms``
+draw only cells within that budget) in ``--workers`` processes of one thread
 each, every cell under one budget (``Budget``: the proxy network, steps, images, lr) and scored on held-out
 training images. The first ``--repeats`` cells are also trained with a second seed, to measure the table's noise.
 
@@ -193,6 +194,18 @@ def code_key() -> str:
     return key()
 
 
+def budgeted(build: TableBuild, max_params: float | None, max_latency_ms: float | None) -> Any:
+    """The build's space restricted to cells whose table network (the budget's C and N, the data's classes and
+    images) has at most ``max_params`` parameters and runs batch 1 on one CPU thread in ``max_latency_ms``."""
+    from lightning_nas.spaces.latency import LatencySetting, LatencyTable
+
+    space, data = build.pool.space, build.pool.data
+    options = build.budget.proxy().network(space)
+    latency = None if max_latency_ms is None else LatencyTable(
+        space, (data.num_classes, data.in_chans, options), LatencySetting(input_size=(data.input_size[1], data.input_size[2])))
+    return space.with_budget(max_params, max_latency_ms, data.num_classes, data.in_chans, latency=latency, **options)
+
+
 def build_jobs(space: Any, cells: Sequence[Any], repeats: int, seeds: tuple[int, int] = (0, 1),
                added: Iterable[Any] = ()) -> list[tuple[str, int]]:
     """Cell i with seed 0, and with seed 1 too for the first ``repeats`` cells (interleaved, so a partial build has
@@ -227,7 +240,16 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         parser.add_argument(f"--{name.replace('_', '-')}", type=int, default=getattr(defaults, name),
                             dest=name, help=f"budget: {name} (default {getattr(defaults, name)})")
     parser.add_argument("--lr", type=float, default=defaults.lr, help=f"budget: peak lr (default {defaults.lr})")
+    parser.add_argument("--max-params", type=float, help="draw only cells whose network has at most this many "
+                                                         "parameters")
+    parser.add_argument("--max-latency-ms", type=float,
+                        help="draw only cells whose network runs batch 1 of the data's images on one CPU thread of "
+                             "this machine in at most this many ms (measured once, cached: spaces.latency)")
     args = parser.parse_args(argv)
+    for flag in ("max_params", "max_latency_ms"):
+        value = getattr(args, flag)
+        if value is not None and not 0 < value < float("inf"):
+            parser.error(f"--{flag.replace('_', '-')} must be a positive number, got {value}")
     for name in ("cells", "workers"):
         if getattr(args, name) < 1:
             parser.error(f"--{name} must be at least 1, got {getattr(args, name)}")
@@ -243,7 +265,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         build = TableBuild(args.space, budget, args.output)
         space = build.pool.space
         added = [space.from_string(text) for text in args.add]
-        jobs = build_jobs(space, draw_cells(space, args.cells, args.draw_seed), args.repeats, added=added)
+        jobs = build_jobs(space, draw_cells(budgeted(build, args.max_params, args.max_latency_ms), args.cells,
+                                            args.draw_seed), args.repeats, added=added)
         records = build.run(jobs, args.workers)
     except ConfigError as error:
         print(f"error: {error}", file=sys.stderr)

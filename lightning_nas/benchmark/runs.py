@@ -36,16 +36,17 @@ def incumbent_curve(table: BenchmarkTable, evaluations: Evaluations, best_key: s
 
 
 def best_within(table: BenchmarkTable, space: SearchSpace) -> str:
-    """The key of the table's best architecture among those ``space`` may propose (its parameter budget): the best of
-    the table's rows that fit, found without listing the space (the rows of a complete table are the space); ties go
-    to the first in the order of the decisions."""
-    if space.max_params is None:
+    """The key of the table's best architecture among those ``space`` may propose (its budget): the best of the
+    table's rows that fit, found without listing the space (the rows of a complete table are the space); ties go to
+    the first in the order of the decisions."""
+    if not space.budget():
         return max(table.scores, key=table.scores.__getitem__)
     ranked = sorted(table.archs.items(), key=lambda item: (-table.scores[item[0]], space.decisions(item[1])))
     for key, arch in ranked:
         if space.fits(arch):
             return key
-    raise ConfigError(f"no {space.name} architecture has at most {space.max_params:g} parameters; raise --max-params")
+    raise ConfigError(f"no {space.name} architecture has {space.budget_text()}; raise "
+                      f"{' or '.join('--' + name.replace('_', '-') for name in space.budget())}")
 
 
 def bootstrap_difference(a: Sequence[float], b: Sequence[float], seed: int = 0) -> list[float]:
@@ -72,10 +73,12 @@ def queries_to_reach(mean_curve: Sequence[float], target: float) -> int | None:
 def run_benchmark(space_name: str, table_path: str, strategies: Sequence[str], queries: int = 150, runs: int = 100,
                   first_seed: int = 0, noise: float = 0.0, max_params: float | None = None,
                   metric: str | None = None, proxies: Sequence[str] = (), proxy_table: str | None = None,
-                  warm_start: int = 0) -> dict[str, Any]:
+                  warm_start: int = 0, max_latency_ms: float | None = None) -> dict[str, Any]:
     """Run every strategy ``runs`` times on the table; random search always runs, as the reference. ``proxies``
     (columns of ``proxy_table``; several vote) give the searches a zero-cost proxy; ``warm_start`` > 0 adds, for
-    each strategy that takes the option, a row ``<name>+warm`` run with it, compared with the plain row."""
+    each strategy that takes the option, a row ``<name>+warm`` run with it, compared with the plain row. A budget
+    counts parameters and times latency (``spaces.latency``: batch 1, one CPU thread, cached) of the space's default
+    network (C=16, N=5, 32x32 input); ``found`` holds each run's final incumbent (key)."""
     space = create_space(space_name)
     size = math.prod(space.choices())
     check(queries <= size, f"--queries {queries} is more than the {space_name} space's {size} architectures; "
@@ -91,13 +94,14 @@ def run_benchmark(space_name: str, table_path: str, strategies: Sequence[str], q
     check(not warm_start or bool(proxies), f"--warm-start {warm_start} picks the first architectures by a zero-cost "
                                            "proxy: pass --proxy too")
     table = BenchmarkTable.read(table_path, space, metric)
-    searched = space.with_max_params(max_params) if max_params is not None else space
+    searched = space.with_budget(max_params, max_latency_ms)
     best_key = best_within(table, searched)
     proxy = ProxyTable.read(proxy_table or PROXY_TABLE, searched, list(proxies)).scorer() if proxies else None
     rows: dict[str, tuple[str, dict[str, int]]] = {name: (name, {}) for name in names}
     rows |= {name + WARM: (name, {"warm_start": warm_start}) for name in warm}
     curves: dict[str, list[list[float]]] = {row: [] for row in rows}
     hits: dict[str, list[list[bool]]] = {row: [] for row in rows}
+    found: dict[str, list[str]] = {row: [] for row in rows}
     with tqdm(total=len(rows) * runs * queries, desc="benchmark", unit="query", leave=False) as progress:
         for row, (name, options) in rows.items():
             for seed in range(first_seed, first_seed + runs):
@@ -109,6 +113,7 @@ def run_benchmark(space_name: str, table_path: str, strategies: Sequence[str], q
                 pad = queries - len(curve)  # a run that ran out of new architectures keeps its incumbent
                 curves[row].append(curve + curve[-1:] * pad)
                 hits[row].append(hit + hit[-1:] * pad)
+                found[row].append(table.space.key(max(evaluations.history, key=lambda item: item[1])[0]))
                 progress.update(pad)
     budgets = [q for q in CHECKPOINTS if q < queries] + [queries]
     reported = [*strategies, *(name + WARM for name in warm)]
@@ -127,11 +132,12 @@ def run_benchmark(space_name: str, table_path: str, strategies: Sequence[str], q
                 summary[name][str(q)]["vs_plain"] = bootstrap_difference(values, plain, seed=q)
     means = {name: np.mean(curves[name], 0) for name in reported}
     title = (f"{space_name}, {table.metric}, {runs} runs (seeds {first_seed}-{first_seed + runs - 1}), noise sd {noise:g}"
-             + (f", at most {max_params:g} params" if max_params is not None else "")
+             + "".join(f", {limit}" for limit in searched.budget().values())
              + (f", proxy {'+'.join(proxies)}" if proxies else "") + (f", warm start {warm_start}" if warm else ""))
     result = {"space": space_name, "table": str(table_path), "metric": table.metric, "table_best": table.best,
               "best_proposable": table.scores[best_key], "queries": queries, "runs": runs, "first_seed": first_seed,
-              "noise": noise, "max_params": max_params, "title": title, "strategies": summary,
+              "noise": noise, "max_params": max_params, "max_latency_ms": max_latency_ms, "title": title,
+              "strategies": summary, "found": {name: found[name] for name in reported},
               "curves": {name: {"mean": means[name].round(4).tolist(),
                                 "sd": np.std(curves[name], 0, ddof=1).round(4).tolist()} for name in reported}}
     if proxies:

@@ -5,8 +5,9 @@
 function of your own module by its import path, ``package.module:function``), ``--options`` its hyper-parameters
 (``--proxy params`` for a method that ranks by a zero-cost proxy), ``--space`` the space (a
 registered one or ``package.module:Class``; ``--nodes``, ``--ops`` its options), ``--data`` the data module (``--data
-package.module:Class`` for one of your own), ``--num_samples`` the budget and ``--max_params`` a parameter cap; the
-proxy budget and data are as the PNAS recipe's. A search resumes from its results file and shares its work under
+package.module:Class`` for one of your own), ``--num_samples`` the budget, ``--max_params`` a parameter cap and
+``--max_latency_ms`` a cap on the proxy network's measured latency (``--latency_device``, ``--latency_batch_size``;
+``spaces.latency``); the proxy budget and data are as the PNAS recipe's. A search resumes from its results file and shares its work under
 ``torchrun`` (see ``driver``). Each method also has a command of its own with the method fixed, ``python -m
 lightning_nas.recipes.<method>`` (``recipes/<method>_digits.yaml`` configs).
 """

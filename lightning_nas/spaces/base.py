@@ -20,7 +20,7 @@ import hashlib
 import inspect
 import math
 import random
-from typing import Any, ClassVar, Protocol, Sequence
+from typing import Any, Callable, ClassVar, Protocol, Sequence
 
 import torch
 from torch import nn
@@ -32,7 +32,7 @@ Architecture = Any
 """An architecture of some space: a Genotype, an NB201Architecture, a MacroArchitecture (plain frozen data)."""
 
 SAMPLE_TRIES = 10_000
-"""Draws before sampling under a parameter budget gives up."""
+"""Draws before sampling under a budget gives up."""
 MUTATION_TRIES = 100
 """Edits tried before a mutation gives up: a few spaces map several decision lists to one architecture (PNAS)."""
 
@@ -140,42 +140,65 @@ class SearchSpace:
         raise NotImplementedError
 
     max_params: float | None = None
-    """With ``with_max_params``: only architectures whose network has at most this many parameters are proposed."""
+    """With ``with_budget``: only architectures whose network has at most this many parameters are proposed."""
+    max_latency_ms: float | None = None
+    """With ``with_budget``: only architectures whose network runs in at most this many milliseconds are proposed."""
+    latency: Callable[[Architecture], float] | None = None
+    """With a latency budget: an architecture's measured milliseconds (a ``latency.LatencyTable``)."""
 
     def draw(self, rng: random.Random) -> Architecture:
         """An architecture drawn uniformly over the decisions (a space may draw its own published way)."""
         return self.decode([rng.randrange(n) for n in self.choices()])
 
     def sample(self, rng: random.Random) -> Architecture:
-        """A uniformly drawn architecture within the parameter budget, if any."""
+        """A uniformly drawn architecture within the budget, if any."""
         for _ in range(SAMPLE_TRIES):
             arch = self.draw(rng)
             if self.fits(arch):
                 return arch
-        raise ConfigError(f"no {self.name} architecture of {SAMPLE_TRIES} drawn has at most {self.max_params:g} "
-                          f"parameters; raise max_params")
+        raise ConfigError(f"no {self.name} architecture of {SAMPLE_TRIES} drawn has {self.budget_text()}; raise "
+                          f"{' or '.join(self.budget())}")
 
-    def with_max_params(self, max_params: float | None, num_classes: int = 10, in_chans: int = 3,
-                        **network: Any) -> SearchSpace:
-        """This space restricted to architectures whose ``build(arch, num_classes, in_chans, **network)`` has at most
-        ``max_params`` parameters (a cost budget); ``None`` lifts the restriction."""
+    def with_budget(self, max_params: float | None = None, max_latency_ms: float | None = None, num_classes: int = 10,
+                    in_chans: int = 3, latency: Callable[[Architecture], float] | None = None,
+                    **network: Any) -> SearchSpace:
+        """This space restricted to architectures whose network ``build(arch, num_classes, in_chans, **network)`` has
+        at most ``max_params`` parameters and runs in at most ``max_latency_ms`` milliseconds as ``latency`` measures
+        it (by default a ``LatencyTable``: batch 1 of 32x32 images on one CPU thread, cached); ``None`` lifts either."""
         check(max_params is None or 0 < max_params < math.inf,
               f"max_params={max_params}: give a positive number of parameters (or leave it out for no budget)")
+        check(max_latency_ms is None or 0 < max_latency_ms < math.inf,
+              f"max_latency_ms={max_latency_ms}: give a positive number of milliseconds (or leave it out for no "
+              f"budget)")
         budgeted = copy.copy(self)
-        budgeted.max_params = max_params
-        budgeted._network = (num_classes, in_chans, self.network_options(**network))
-        budgeted._params = {}
+        budgeted.max_params, budgeted.max_latency_ms = max_params, max_latency_ms
+        budgeted._network, budgeted._params = (num_classes, in_chans, self.network_options(**network)), {}
+        if max_latency_ms is not None and latency is None:
+            from lightning_nas.spaces.latency import LatencyTable
+
+            latency = LatencyTable(self, budgeted._network)
+        budgeted.latency = latency
         return budgeted
 
+    def budget(self) -> dict[str, str]:
+        """The budget's limits by option name (``max_params``, ``max_latency_ms``), each in words; empty without one."""
+        limits = {"max_params": (self.max_params, "parameters"), "max_latency_ms": (self.max_latency_ms, "ms latency")}
+        return {name: f"at most {value:g} {unit}" for name, (value, unit) in limits.items() if value is not None}
+
+    def budget_text(self) -> str:
+        return " and ".join(self.budget().values())
+
     def fits(self, arch: Architecture) -> bool:
-        """Whether ``arch`` is within the parameter budget (always, without one)."""
-        if self.max_params is None:
-            return True
-        key = self.key(arch)
-        if key not in self._params:
-            num_classes, in_chans, network = self._network
-            self._params[key] = self.num_params(arch, num_classes, in_chans, **network)
-        return self._params[key] <= self.max_params
+        """Whether ``arch`` is within the budget (always, without one): parameters counted first, latency timed
+        only for what they let through."""
+        if self.max_params is not None:
+            key = self.key(arch)
+            if key not in self._params:
+                num_classes, in_chans, network = self._network
+                self._params[key] = self.num_params(arch, num_classes, in_chans, **network)
+            if self._params[key] > self.max_params:
+                return False
+        return self.max_latency_ms is None or self.latency is not None and self.latency(arch) <= self.max_latency_ms
 
     def mutate(self, arch: Architecture, rng: random.Random) -> Architecture:
         """A random one-edit neighbour: one decision changed to another option, giving a different architecture."""

@@ -20,6 +20,7 @@ from lightning_nas.data import NASDataModule
 from lightning_nas.errors import ConfigError, check
 from lightning_nas.files import write_atomic
 from lightning_nas.spaces import Architecture, SearchSpace, create_space, space_options
+from lightning_nas.spaces.latency import LatencySetting, LatencyTable
 from lightning_nas.strategies.blackbox import search_method
 from lightning_nas.strategies.candidates import CandidatePool, LRInterval, ProxyBudget
 from lightning_nas.strategies.evaluators import Evaluations, TrainingEvaluator, best_so_far
@@ -48,10 +49,12 @@ class BlackBoxSearch:
     local, bayesian, zero_cost; or a search function of your own module by its import path,
     ``package.module:function``) over ``space`` (a registered name or ``package.module:Class``; ``nodes``/``ops`` its
     options) that trains at most ``num_samples`` architectures and keeps the best; ``max_params`` proposes only
-    architectures whose proxy network has at most that many parameters; ``options`` are the method's
-    hyper-parameters; ``proxy`` a zero-cost proxy for the methods that rank by one (``zero_cost``, ``warm_start``).
-    ``N``, ``F``, ``epochs``, ``lr``, ``lr_interval``, ``limit_train_batches`` and ``network_options`` (the space's
-    network's options besides C and N) are the proxy budget (``ProxyBudget``).
+    architectures whose proxy network has at most that many parameters, ``max_latency_ms`` only those whose proxy
+    network runs one batch of ``latency_batch_size`` of the data's images on ``latency_device`` (one thread on a CPU)
+    in at most that many milliseconds (``spaces.latency``: measured once per device, cached); ``options`` are the
+    method's hyper-parameters; ``proxy`` a zero-cost proxy for the methods that rank by one (``zero_cost``,
+    ``warm_start``). ``N``, ``F``, ``epochs``, ``lr``, ``lr_interval``, ``limit_train_batches`` and
+    ``network_options`` (the space's network's options besides C and N) are the proxy budget (``ProxyBudget``).
 
     ``data`` must be an eval-mode data module with ``val_split`` > 0 (candidates are scored on held-out images, never
     on the test set). A restarted search with the same arguments skips every finished candidate.
@@ -76,6 +79,9 @@ class BlackBoxSearch:
         num_threads: int | None = None,
         seed: int = 0,
         max_params: float | None = None,
+        max_latency_ms: float | None = None,
+        latency_device: str = "cpu",
+        latency_batch_size: int = 1,
         options: dict[str, Any] | None = None,
         network_options: dict[str, Any] | None = None,
         proxy: str | None = None,
@@ -91,8 +97,12 @@ class BlackBoxSearch:
               f"{self.label} scores candidates on held-out images: give the data module mode=eval and val_split > 0")
         self.space = create_space(space, **space_options(nodes, ops))
         network = budget.network(self.space)  # an option the space's network does not take: refused here
-        if max_params is not None:
-            self.space = self.space.with_max_params(max_params, data.num_classes, data.in_chans, **network)
+        latency = None if max_latency_ms is None else LatencyTable(
+            self.space, (data.num_classes, data.in_chans, network),
+            LatencySetting(latency_device, latency_batch_size, (data.input_size[1], data.input_size[2])))
+        if max_params is not None or latency is not None:
+            self.space = self.space.with_budget(max_params, max_latency_ms, data.num_classes, data.in_chans,
+                                                latency=latency, **network)
         check(proxy in RECIPE_PROXIES, f"proxy={proxy!r}: the recipe's zero-cost proxies are "
                                        f"{', '.join(map(str, RECIPE_PROXIES))} (None: no proxy)")
         self.proxy, self.network = proxy, (data.num_classes, data.in_chans, network)
@@ -105,6 +115,8 @@ class BlackBoxSearch:
                                   space=self.space,
                                   settings={"strategy": method, "space": space, "nodes": nodes, "ops": ops,
                                             "max_params": max_params, "options": self.options,
+                                            **({"max_latency_ms": max_latency_ms, "latency": latency.identity}
+                                               if latency is not None else {}),
                                             **({"proxy": proxy} if proxy else {})})
 
     def search(self, evaluations: Evaluations) -> None:

@@ -127,5 +127,5 @@ def test_a_budgets_best_is_found_among_the_rows_without_listing_the_space(tmp_pa
     budget = sorted(counts)[2]  # three of the six fit
     fitting = [i for i, count in enumerate(counts) if count <= budget]
     assert counts[-1] > budget, "the planted best must not fit"  # random_genotype(seed 0): checked, not assumed
-    assert best_within(table, space.with_max_params(budget)) == space.key(archs[max(fitting)])
+    assert best_within(table, space.with_budget(budget)) == space.key(archs[max(fitting)])
     assert best_within(table, space) == space.key(archs[-1])

@@ -49,7 +49,7 @@ def test_space_interface(name: str) -> None:
 
 
 def test_parameter_budget_restricts_every_proposal() -> None:
-    space = create_space("nb201").with_max_params(0.5e6)
+    space = create_space("nb201").with_budget(0.5e6)
     rng = random.Random(0)
     archs = [space.sample(rng) for _ in range(50)]
     archs += [space.mutate(arch, rng) for arch in archs] + space.neighbours(archs[0])
@@ -59,13 +59,13 @@ def test_parameter_budget_restricts_every_proposal() -> None:
     largest = max(SearchSpace.num_params(unrestricted, unrestricted.sample(rng), 10, 3, C=16, N=5) for _ in range(50))
     assert largest > 0.5e6
     with pytest.raises(ConfigError, match="has at most 1000 parameters; raise max_params"):
-        create_space("nb201").with_max_params(1000).sample(rng)
+        create_space("nb201").with_budget(1000).sample(rng)
 
 
 @pytest.mark.parametrize("max_params", [0, -5, float("nan"), float("inf")])
 def test_a_parameter_budget_that_is_no_positive_number_is_refused_at_once(max_params: float) -> None:
     with pytest.raises(ConfigError, match=f"max_params={max_params}: give a positive number of parameters"):
-        create_space("darts").with_max_params(max_params)
+        create_space("darts").with_budget(max_params)
 
 
 def test_each_space_offers_the_one_shot_networks_it_overrides() -> None:

@@ -146,3 +146,29 @@ def test_bad_strategy_options_end_in_one_line(strategy, options, message) -> Non
     table = BenchmarkTable.read(resolve_table("nb201-cifar10"), space)
     with pytest.raises(ConfigError, match=message):
         METHODS[strategy].search(space, Evaluations(TableEvaluator(table), 10), 0, **options)
+
+
+def test_a_latency_budget_times_the_proxy_network_on_the_datas_images(tmp_path: Path, planted: list[str],
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """--max_latency_ms: every trained candidate within a planted latency (1 ms per 3x3 convolution edge), timed as
+    the proxy network (10 digit classes, 1 channel, F=8, N=1) on 8x8 images, cached beside nothing of the search."""
+    from lightning_nas.spaces import latency
+
+    timed: list[tuple] = []
+
+    def measure(space, arch, network, setting, timer=None) -> float:
+        timed.append((network[:2], tuple(network[2].items()), setting.input_size, setting.batch_size))
+        return float(arch.ops.count("nor_conv_3x3"))
+
+    monkeypatch.setenv(latency.CACHE_ENV, str(tmp_path / "latency"))
+    monkeypatch.setattr(latency, "measure_latency", measure)
+    search = BlackBoxSearch(DigitsDataModule(val_split=100), str(tmp_path / "run"), space="nb201", num_samples=6, N=1,
+                            F=8, max_latency_ms=1, latency_batch_size=4)
+    search.run()
+    space = create_space("nb201")
+    archs = [space.from_json(json.dumps(r["genotype"])) for r in search.pool.finished().values()]
+    assert len(archs) == 6 and all(arch.ops.count("nor_conv_3x3") <= 1 for arch in archs)
+    assert set(timed) == {((10, 1), (("C", 8), ("N", 1)), (8, 8), 4)}
+    with pytest.raises(ConfigError, match="max_latency_ms=0: give a positive number of milliseconds"):
+        BlackBoxSearch(DigitsDataModule(val_split=100), str(tmp_path / "other"), space="nb201", max_latency_ms=0)
+    assert not (tmp_path / "other").exists()
