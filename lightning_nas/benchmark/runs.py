@@ -94,7 +94,8 @@ def run_benchmark(space_name: str, table_path: str, strategies: Sequence[str], q
     check(not warm_start or bool(proxies), f"--warm-start {warm_start} picks the first architectures by a zero-cost "
                                            "proxy: pass --proxy too")
     table = BenchmarkTable.read(table_path, space, metric)
-    searched = space.with_budget(max_params, max_latency_ms)
+    budgeted = max_params is not None or max_latency_ms is not None  # the benchmark network: C=16, N=5 where taken
+    searched = space.with_budget(max_params, max_latency_ms, **space.sized(16, 5)) if budgeted else space
     best_key = best_within(table, searched)
     proxy = ProxyTable.read(proxy_table or PROXY_TABLE, searched, list(proxies)).scorer() if proxies else None
     rows: dict[str, tuple[str, dict[str, int]]] = {name: (name, {}) for name in names}
