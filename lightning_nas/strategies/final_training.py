@@ -40,7 +40,7 @@ from lightning_nas.errors import ConfigError, check
 from lightning_nas.files import read_text
 from lightning_nas.genotypes import published_genotypes, resolve_genotype
 from lightning_nas.networks import StackedCellNetwork
-from lightning_nas.spaces import Architecture, GenotypeSpace, SearchSpace, create_space
+from lightning_nas.spaces import Architecture, GenotypeSpace, SearchSpace, create_space, space_options
 from lightning_nas.strategies.cuda_graph import GraphedStep, check_graphable, fused_sgd, lr_tensors_to
 from lightning_nas.strategies.finite import check_finite, module_state, nonfinite_on_any_rank, skip_step_if
 
@@ -128,6 +128,8 @@ class FinalTraining(pl.LightningModule):
         label_smoothing: Fraction = 0.0,
         cuda_graph: bool = False,
         network_options: dict[str, Any] | None = None,
+        nodes: PositiveInt | None = None,
+        ops: list[str] | None = None,
     ) -> None:
         """``space``: the registered search space ``genotype`` belongs to (``create_space``). ``network``, ``C`` and
         ``layers`` shape a DARTS-style cell's network; for another space, ``C`` is the width of ``space.build``'s first
@@ -135,6 +137,8 @@ class FinalTraining(pl.LightningModule):
         network; an ENAS macro architecture fixes its own depth and ignores ``layers``), and ``network`` must stay
         ``cifar``, ``auxiliary_weight`` 0 and ``drop_path_prob`` 0 unless that network has ``set_drop_path_rate``;
         ``network_options`` are that network's other options (those of its ``build`` besides ``C`` and ``N``).
+        ``nodes`` and ``ops`` are the space's options, as the search that found the architecture had them (the
+        architecture is checked against them).
         ``eta_min``: final lr of the cosine schedule; ``gamma``: lr decay per epoch of the exponential one.
         ``cuda_graph``: replay each training step (forward, backward, the Trainer's gradient clipping, update) as one
         CUDA graph (``cuda_graph.GraphedStep``), captured anew each epoch after 3 eager steps, since drop path's
@@ -143,7 +147,7 @@ class FinalTraining(pl.LightningModule):
         super().__init__()
         check(network in ("cifar", "imagenet"), f"network must be 'cifar' or 'imagenet', got {network!r}")
         check(scheduler in ("cosine", "exponential"), f"scheduler must be 'cosine' or 'exponential', got {scheduler!r}")
-        self.search_space = create_space(space)
+        self.search_space = create_space(space, **space_options(nodes, ops))
         self.network: nn.Module
         if isinstance(self.search_space, GenotypeSpace):
             check(not network_options, f"network_options={network_options} are for a space's own network; the {space} "
@@ -166,6 +170,7 @@ class FinalTraining(pl.LightningModule):
             check(network == "cifar", f"network={network!r} stacks DARTS-style cells; the {space} space builds its own "
                                       f"network: leave network at 'cifar'")
             self.genotype = resolve_architecture(self.search_space, genotype)
+            self.search_space.decisions(self.genotype)  # within the space's options, or one line naming what is not
             self.save_hyperparameters()
             self.hparams["genotype"] = json.loads(self.search_space.to_json(self.genotype))
             size = self.search_space.sized(C, cells_per_stage(layers, space), **(network_options or {}))

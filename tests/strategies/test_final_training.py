@@ -14,6 +14,7 @@ from lightning.pytorch.callbacks import EMAWeightAveraging, ModelCheckpoint
 from torch.utils.data import DataLoader, TensorDataset
 
 from lightning_nas.data import DigitsDataModule
+from lightning_nas.errors import ConfigError
 from lightning_nas.genotypes import published_genotypes
 from lightning_nas.networks.nb201 import NB201Network
 from lightning_nas.spaces import create_space
@@ -188,6 +189,17 @@ def test_ema_weights_are_validated_and_kept(tmp_path: Path) -> None:
 
 NB201_CELL = "|nor_conv_1x1~0|+|skip_connect~0|nor_conv_3x3~1|+|avg_pool_3x3~0|none~1|nor_conv_3x3~2|"
 OTHER_SPACE = TINY | {"auxiliary_weight": 0.0, "drop_path_prob": 0.0}
+
+
+def test_the_space_is_created_with_the_options_its_search_had_and_checks_the_architecture_against_them() -> None:
+    """A cell the search's ops could not have written is refused in one line; within them it trains, and the options
+    stay in the hyperparameters, so a checkpoint rebuilds the same space."""
+    searched = ["nor_conv_1x1", "nor_conv_3x3", "skip_connect", "avg_pool_3x3", "none"]
+    model = FinalTraining(NB201_CELL, space="nb201", ops=searched, **OTHER_SPACE)
+    assert model.search_space.ops == tuple(searched) and model.hparams["ops"] == searched
+    with pytest.raises(ConfigError, match=r"uses avg_pool_3x3, outside this space's ops nor_conv_1x1, nor_conv_3x3, "
+                                          r"skip_connect, none$"):
+        FinalTraining(NB201_CELL, space="nb201", ops=[op for op in searched if op != "avg_pool_3x3"], **OTHER_SPACE)
 
 
 def test_another_space_trains_its_built_network_with_plain_cross_entropy() -> None:
