@@ -138,7 +138,7 @@ class FinalTraining(pl.LightningModule):
         ``cifar``, ``auxiliary_weight`` 0 and ``drop_path_prob`` 0 unless that network has ``set_drop_path_rate``;
         ``network_options`` are that network's other options (those of its ``build`` besides ``C`` and ``N``).
         ``nodes`` and ``ops`` are the space's options, as the search that found the architecture had them (the
-        architecture is checked against them).
+        architecture is checked against them when given).
         ``eta_min``: final lr of the cosine schedule; ``gamma``: lr decay per epoch of the exponential one.
         ``cuda_graph``: replay each training step (forward, backward, the Trainer's gradient clipping, update) as one
         CUDA graph (``cuda_graph.GraphedStep``), captured anew each epoch after 3 eager steps, since drop path's
@@ -170,7 +170,8 @@ class FinalTraining(pl.LightningModule):
             check(network == "cifar", f"network={network!r} stacks DARTS-style cells; the {space} space builds its own "
                                       f"network: leave network at 'cifar'")
             self.genotype = resolve_architecture(self.search_space, genotype)
-            self.search_space.decisions(self.genotype)  # within the space's options, or one line naming what is not
+            if nodes is not None or ops is not None:  # within the options given, or one line naming what is not
+                self.search_space.decisions(self.genotype)
             self.save_hyperparameters()
             self.hparams["genotype"] = json.loads(self.search_space.to_json(self.genotype))
             size = self.search_space.sized(C, cells_per_stage(layers, space), **(network_options or {}))
