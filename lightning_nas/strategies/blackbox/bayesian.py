@@ -9,7 +9,6 @@ and NASLib do, over a pool of proposals (mutations of the best so far and unifor
 
 from __future__ import annotations
 
-import heapq
 import math
 import random
 from dataclasses import dataclass
@@ -17,8 +16,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from lightning_nas.errors import check_counts
-from lightning_nas.spaces import Architecture, SearchSpace
-from lightning_nas.strategies.blackbox.predictor import propose
+from lightning_nas.spaces import SearchSpace
+from lightning_nas.strategies.blackbox.predictor import EncodedHistory, propose
 from lightning_nas.strategies.evaluators import Evaluations
 
 LENGTHSCALES = (1.0, 2.0, 4.0, 8.0)
@@ -94,23 +93,15 @@ def bayesian_optimisation(space: SearchSpace, evaluations: Evaluations, seed: in
     check_counts("Bayesian optimisation", initial=initial, proposals=proposals)
     rng = random.Random(seed)
     inputs = len(space.encode(space.sample(rng)))
-    x, y = np.empty((evaluations.queries, inputs)), np.empty(evaluations.queries)  # the history, encoded once
-    seen: set[str] = set()
-    best: list[tuple[Architecture, float]] = []
+    history = EncodedHistory(space, evaluations.queries, inputs)
     batch = [space.sample(rng) for _ in range(initial)]
     while not evaluations.done:
-        added = len(evaluations.history)
-        seen.update(space.key(arch) for arch, _ in evaluations(batch))
-        history = evaluations.history
-        for row, (arch, score) in enumerate(history[added:], added):
-            x[row], y[row] = space.encode(arch), score
+        history.score(evaluations, batch)
         if evaluations.done:
             return
-        scores = y[:len(history)]
-        standard = (scores - scores.mean()) / (scores.std() + 1e-8)
-        gp = GaussianProcess.select(x[:len(history)], standard)
-        best = heapq.nlargest(10, best + history[added:], key=lambda pair: pair[1])
-        archs = propose(space, rng, [arch for arch, _ in best], seen, proposals)
+        x, standard = history.standardised()
+        gp = GaussianProcess.select(x, standard)
+        archs = propose(space, rng, history.parents(), history.seen, proposals)
         if not archs:
             return
         mean, sd = gp.predict(np.array([space.encode(arch) for arch in archs]))

@@ -48,6 +48,35 @@ class MLPEnsemble:
         return np.einsum("mnh,mh->n", self.features(x), self.heads) / len(self.heads)
 
 
+class EncodedHistory:
+    """A surrogate-guided search's scored architectures, each encoded once (the surrogate refits on all of them every
+    round), with the keys seen (never proposed again) and the 10 best so far (the next proposals' parents)."""
+
+    def __init__(self, space: SearchSpace, queries: int, inputs: int) -> None:
+        self.space, self.size = space, 0
+        self.x, self.y = np.empty((queries, inputs)), np.empty(queries)
+        self.seen: set[str] = set()
+        self.best: list[tuple[Architecture, float]] = []
+
+    def score(self, evaluations: Evaluations, batch: list[Architecture]) -> None:
+        """Score ``batch`` and encode what it added."""
+        added = len(evaluations.history)
+        self.seen.update(self.space.key(arch) for arch, _ in evaluations(batch))
+        new = evaluations.history[added:]
+        for row, (arch, score) in enumerate(new, added):
+            self.x[row], self.y[row] = self.space.encode(arch), score
+        self.size = len(evaluations.history)
+        self.best = heapq.nlargest(10, self.best + new, key=lambda pair: pair[1])
+
+    def standardised(self) -> tuple[np.ndarray, np.ndarray]:
+        """The encodings and their scores standardised (mean 0, sd 1), what the surrogates fit."""
+        scores = self.y[:self.size]
+        return self.x[:self.size], (scores - scores.mean()) / (scores.std() + 1e-8)
+
+    def parents(self) -> list[Architecture]:
+        return [arch for arch, _ in self.best]
+
+
 def propose(space: SearchSpace, rng: random.Random, parents: list[Architecture], seen: set[str],
             count: int) -> list[Architecture]:
     """Up to ``count`` distinct unseen architectures, alternately a mutation of a random one of ``parents`` and a
@@ -76,21 +105,12 @@ def predictor_guided(space: SearchSpace, evaluations: Evaluations, seed: int, in
              if warm_start else None)
     inputs = len(space.encode(space.sample(rng)))
     ensemble = MLPEnsemble(inputs, np.random.default_rng(seed), members)
-    seen: set[str] = set()
-    x, y = np.empty((evaluations.queries, inputs)), np.empty(evaluations.queries)  # the history, encoded once
-    best: list[tuple[Architecture, float]] = []
+    history = EncodedHistory(space, evaluations.queries, inputs)
     batch = first if first is not None else [space.sample(rng) for _ in range(initial)]
     while not evaluations.done:
-        added = len(evaluations.history)
-        seen.update(space.key(arch) for arch, _ in evaluations(batch))
-        history = evaluations.history
-        for row, (arch, score) in enumerate(history[added:], added):
-            x[row], y[row] = space.encode(arch), score
-        scores = y[:len(history)]
-        ensemble.fit(x[:len(history)], (scores - scores.mean()) / (scores.std() + 1e-8))
-        best = heapq.nlargest(10, best + history[added:], key=lambda pair: pair[1])
-        parents = [arch for arch, _ in best]
-        archs = propose(space, rng, parents, seen, proposals)
+        history.score(evaluations, batch)
+        ensemble.fit(*history.standardised())
+        archs = propose(space, rng, history.parents(), history.seen, proposals)
         if not archs:
             return
         predicted = ensemble.predict(np.array([space.encode(arch) for arch in archs]))
